@@ -1,0 +1,188 @@
+// fourierft/core/tape.hpp — reverse-mode autograd: Var (value + gradient), Tape (the recorded ops),
+// NoGradScope. Define-by-run: every op takes the tape first and records its backward closure.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/tensor.hpp"
+
+namespace fourierft {
+
+// Var<Real>: a value, its gradient (allocated, zero-filled, on first use) and requires_grad.
+// Copies share the same value and gradient (a handle, like a torch tensor). Parameters are Vars
+// owned by modules; activations are Vars made by ops and kept alive by the tape until clear().
+template <class Real>
+class Var {
+ public:
+  Var() = default;  // an undefined handle; defined() is false
+  explicit Var(Tensor<Real> value, bool requires_grad = false)
+      : node_(std::make_shared<Node>(Node{std::move(value), {}, false, requires_grad})) {}
+  static Var parameter(Tensor<Real> value) { return Var(std::move(value), true); }
+
+  bool defined() const { return node_ != nullptr; }
+  const Tensor<Real>& value() const { return node().value; }
+  Tensor<Real>& value() { return node().value; }
+  const Shape& shape() const { return node().value.shape(); }
+  Index numel() const { return node().value.numel(); }
+  Index dim() const { return node().value.dim(); }
+  Index size(Index axis) const { return node().value.size(axis); }
+  std::span<const Real> data() const { return node().value.data(); }
+  std::span<Real> data() { return node().value.data(); }
+  Real item() const { return node().value.item(); }
+
+  bool requires_grad() const { return node().requires_grad; }
+  void set_requires_grad(bool on) { node().requires_grad = on; }
+  bool has_grad() const { return node().has_grad; }
+  // The gradient, allocated as zeros the first time it is asked for.
+  Tensor<Real>& grad() {
+    Node& n = node();
+    if (!n.has_grad) {
+      n.grad = Tensor<Real>(n.value.shape());
+      n.has_grad = true;
+    }
+    return n.grad;
+  }
+  const Tensor<Real>& grad() const { return const_cast<Var*>(this)->grad(); }
+  // Zeroes the gradient in place (keeps its memory for the next step).
+  void zero_grad() {
+    if (node().has_grad) node().grad.fill(Real(0));
+  }
+  // Frees the gradient.
+  void drop_grad() {
+    node().grad = Tensor<Real>();
+    node().has_grad = false;
+  }
+  // Same value, cut from the graph: ops on the result record no backward into this Var.
+  Var detach() const { return Var(node().value, false); }
+  bool same_as(const Var& other) const { return node_ == other.node_; }
+
+ private:
+  struct Node {
+    Tensor<Real> value;
+    Tensor<Real> grad;
+    bool has_grad = false;
+    bool requires_grad = false;
+  };
+  Node& node() const {
+    check(node_ != nullptr, "Var: use of an undefined Var");
+    return *node_;
+  }
+  std::shared_ptr<Node> node_;
+};
+
+// The gradient buffer an op's backward should add into, or an empty span if x needs none —
+// kernels skip the work for empty spans (a frozen weight costs no weight-gradient GEMM).
+template <class Real>
+std::span<Real> grad_if_needed(const Var<Real>& x) {
+  if (!x.requires_grad()) return {};
+  return const_cast<Var<Real>&>(x).grad().data();
+}
+
+template <class Real>
+class NoGradScope;
+
+// Tape<Real>: the ops of one forward pass in creation order. backward(loss) seeds dL/dloss = 1 and
+// runs the recorded closures in reverse; each closure adds (+=) into its inputs' gradients. A closure
+// captures the inputs it needs by value, which keeps them alive until it has run or clear() is called.
+// A closure must not capture its own output Var (that would be a cycle): capture y.value() instead.
+template <class Real>
+class Tape {
+ public:
+  using Backward = std::function<void(std::span<const Real> dy)>;
+
+  Tape() = default;
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  // A fresh output Var of `shape` (zero-filled) for an op to write its result into.
+  Var<Real> output(Shape shape) const { return Var<Real>(Tensor<Real>(std::move(shape))); }
+
+  // Records y = op(inputs). If gradients are enabled and any input requires one, y requires one and
+  // `backward` will be called with dL/dy during backward(); otherwise nothing is stored.
+  void record(const char* op, std::initializer_list<Var<Real>> inputs, Var<Real>& y,
+              Backward backward) {
+    if (!grad_enabled_) return;
+    bool any = false;
+    for (const Var<Real>& x : inputs) any = any || (x.defined() && x.requires_grad());
+    if (!any) return;
+    y.set_requires_grad(true);
+    nodes_.push_back(Node{op, y, std::move(backward)});
+  }
+
+  // Reverse pass from a scalar loss (seed 1).
+  void backward(const Var<Real>& loss) {
+    check<ShapeError>(loss.numel() == 1, "backward: loss has shape ", shape_str(loss.shape()),
+                      "; a non-scalar output needs a seed gradient: backward(y, seed)");
+    backward(loss, Tensor<Real>::full(loss.shape(), Real(1)));
+  }
+  // Reverse pass with an explicit seed dL/dy of y's shape.
+  void backward(const Var<Real>& y, const Tensor<Real>& seed) {
+    check<ShapeError>(seed.shape() == y.shape(), "backward: seed has shape ",
+                      shape_str(seed.shape()), " but the output has shape ", shape_str(y.shape()));
+    check(y.requires_grad(), "backward: the output does not require a gradient (no input of ",
+          "the recorded ops requires one, or it was computed under NoGradScope)");
+    check(!backward_done_, "backward: this tape was already run backward; call clear() and ",
+          "record the forward pass again");
+    Var<Real> out = y;
+    Tensor<Real>& g = out.grad();
+    for (Index i = 0; i < g.numel(); ++i) g[i] += seed[i];
+    for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
+      if (node->output.has_grad()) node->backward(node->output.grad().data());
+      // Activations saved by this op are not needed any more: free them now.
+      node->backward = nullptr;
+      if (!node->output.same_as(y)) node->output.drop_grad();
+      node->output = Var<Real>();
+    }
+    backward_done_ = true;
+  }
+
+  // Frees all recorded ops and the activations they hold; parameters outlive it.
+  void clear() {
+    nodes_.clear();
+    backward_done_ = false;
+  }
+  std::size_t size() const { return nodes_.size(); }
+  bool grad_enabled() const { return grad_enabled_; }
+  // Op names in recording order (for debugging and tests).
+  std::vector<std::string> op_names() const {
+    std::vector<std::string> names;
+    for (const Node& n : nodes_) names.emplace_back(n.op);
+    return names;
+  }
+
+ private:
+  friend class NoGradScope<Real>;
+  struct Node {
+    const char* op;
+    Var<Real> output;
+    Backward backward;
+  };
+  std::vector<Node> nodes_;
+  bool grad_enabled_ = true;
+  bool backward_done_ = false;
+};
+
+// Within the scope, ops record nothing and their outputs require no gradient (evaluation,
+// finite differences, weight updates).
+template <class Real>
+class NoGradScope {
+ public:
+  explicit NoGradScope(Tape<Real>& tape) : tape_(tape), previous_(tape.grad_enabled_) {
+    tape.grad_enabled_ = false;
+  }
+  ~NoGradScope() { tape_.grad_enabled_ = previous_; }
+  NoGradScope(const NoGradScope&) = delete;
+  NoGradScope& operator=(const NoGradScope&) = delete;
+
+ private:
+  Tape<Real>& tape_;
+  bool previous_;
+};
+
+}  // namespace fourierft

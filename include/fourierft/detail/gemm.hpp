@@ -1,0 +1,65 @@
+// fourierft/detail/gemm.hpp — the one matrix-multiply entry point of the library.
+// Row-major C = alpha·op(A)·op(B) + beta·C through cblas (OpenBLAS) when FOURIERFT_USE_BLAS is set
+// at configure time, else through Eigen's own GEMM.
+#pragma once
+
+#include <type_traits>
+
+#include <Eigen/Core>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/parallel.hpp"
+
+#ifdef FOURIERFT_USE_BLAS
+#include <cblas.h>
+#endif
+
+namespace fourierft::detail {
+
+// Eigen's own kernels: the fallback without BLAS, and the baseline the GEMM benchmark reports.
+template <class Real>
+void eigen_gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, const Real* A,
+                Index lda, const Real* B, Index ldb, Real beta, Real* C, Index ldc) {
+  using Mat = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Stride = Eigen::OuterStride<>;
+  Eigen::Map<const Mat, 0, Stride> a(A, trans_a ? K : M, trans_a ? M : K, Stride(lda));
+  Eigen::Map<const Mat, 0, Stride> b(B, trans_b ? N : K, trans_b ? K : N, Stride(ldb));
+  Eigen::Map<Mat, 0, Stride> c(C, M, N, Stride(ldc));
+  if (beta == Real(0)) c.setZero();
+  else if (beta != Real(1)) c *= beta;
+  if (!trans_a && !trans_b) c.noalias() += alpha * a * b;
+  else if (!trans_a && trans_b) c.noalias() += alpha * a * b.transpose();
+  else if (trans_a && !trans_b) c.noalias() += alpha * a.transpose() * b;
+  else c.noalias() += alpha * a.transpose() * b.transpose();
+}
+
+// op(A): (M, K) and op(B): (K, N), C: (M, N); lda/ldb/ldc are row strides of the stored matrices
+// (A is stored (M, K) or, with trans_a, (K, M)). beta = 0 overwrites C (its old values are ignored).
+template <class Real>
+void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, const Real* A,
+          Index lda, const Real* B, Index ldb, Real beta, Real* C, Index ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = beta·C
+    for (Index i = 0; i < M; ++i)
+      for (Index j = 0; j < N; ++j) C[i * ldc + j] = beta == Real(0) ? Real(0) : beta * C[i * ldc + j];
+    return;
+  }
+  (void)num_threads();  // makes sure the thread knob has been applied before the first GEMM
+#ifdef FOURIERFT_USE_BLAS
+  const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<Real, float>) {
+    cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(M), static_cast<int>(N),
+                static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
+                beta, C, static_cast<int>(ldc));
+    return;
+  } else if constexpr (std::is_same_v<Real, double>) {
+    cblas_dgemm(CblasRowMajor, ta, tb, static_cast<int>(M), static_cast<int>(N),
+                static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
+                beta, C, static_cast<int>(ldc));
+    return;
+  }
+#endif
+  eigen_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+}  // namespace fourierft::detail

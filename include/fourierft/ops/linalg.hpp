@@ -1,0 +1,154 @@
+// fourierft/ops/linalg.hpp — matmul (2-D and batched, optional transposes) and linear in both
+// weight layouts: PyTorch nn.Linear (d_out, d_in) and GPT-2's Conv1D (d_in, d_out).
+// Every product goes through detail::gemm (OpenBLAS or Eigen, chosen at configure time).
+#pragma once
+
+#include <span>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/tape.hpp"
+#include "fourierft/detail/gemm.hpp"
+
+namespace fourierft::ops {
+
+// Which way a linear layer stores its weight.
+enum class WeightLayout {
+  out_in,  // (d_out, d_in): nn.Linear, RoBERTa, ViT;  y = x·Wᵀ + b
+  in_out,  // (d_in, d_out): GPT-2 Conv1D;               y = x·W + b
+};
+
+// ---------------------------------------------------------------------------
+// linear: x: (N, d_in) (any leading dims, N = their product)  W: layout above  b: (d_out) or none
+//   y: (N, d_out) = x·Wᵀ + b         (out_in)        = x·W + b   (in_out)
+//   dx += dy·W (out_in) or dy·Wᵀ (in_out);  dW += dyᵀ·x (out_in) or xᵀ·dy (in_out);  db += sum_N dy
+// Empty gradient spans are skipped: a frozen weight costs no weight-gradient GEMM.
+template <class Real>
+void linear_forward(std::span<Real> y, std::span<const Real> x, std::span<const Real> w,
+                    std::span<const Real> b, Index N, Index d_in, Index d_out, WeightLayout layout) {
+  const bool out_in = layout == WeightLayout::out_in;
+  fourierft::detail::gemm<Real>(false, out_in, N, d_out, d_in, Real(1), x.data(), d_in, w.data(),
+                                out_in ? d_in : d_out, Real(0), y.data(), d_out);
+  if (!b.empty()) {
+#pragma omp parallel for if (N * d_out > 65536)
+    for (Index i = 0; i < N; ++i)
+      for (Index j = 0; j < d_out; ++j) y[i * d_out + j] += b[j];
+  }
+}
+
+template <class Real>
+void linear_backward(std::span<Real> dx, std::span<Real> dw, std::span<Real> db,
+                     std::span<const Real> dy, std::span<const Real> x, std::span<const Real> w,
+                     Index N, Index d_in, Index d_out, WeightLayout layout) {
+  const bool out_in = layout == WeightLayout::out_in;
+  if (!dx.empty())
+    fourierft::detail::gemm<Real>(false, !out_in, N, d_in, d_out, Real(1), dy.data(), d_out,
+                                  w.data(), out_in ? d_in : d_out, Real(1), dx.data(), d_in);
+  if (!dw.empty()) {
+    if (out_in)
+      fourierft::detail::gemm<Real>(true, false, d_out, d_in, N, Real(1), dy.data(), d_out,
+                                    x.data(), d_in, Real(1), dw.data(), d_in);
+    else
+      fourierft::detail::gemm<Real>(true, false, d_in, d_out, N, Real(1), x.data(), d_in,
+                                    dy.data(), d_out, Real(1), dw.data(), d_out);
+  }
+  if (!db.empty()) {
+    for (Index i = 0; i < N; ++i)
+      for (Index j = 0; j < d_out; ++j) db[j] += dy[i * d_out + j];
+  }
+}
+
+// Checks x and W against each other and returns {d_in, d_out}.
+template <class Real>
+std::pair<Index, Index> linear_dims(const char* op, const Var<Real>& x, const Var<Real>& w,
+                                    const Var<Real>& b, WeightLayout layout) {
+  check<ShapeError>(w.dim() == 2, op, ": weight must be 2-D, got shape ", shape_str(w.shape()));
+  check<ShapeError>(x.dim() >= 1, op, ": x must have at least one dim");
+  const bool out_in = layout == WeightLayout::out_in;
+  const Index d_in = out_in ? w.size(1) : w.size(0), d_out = out_in ? w.size(0) : w.size(1);
+  check<ShapeError>(x.size(-1) == d_in, op, ": x has shape ", shape_str(x.shape()), " but weight ",
+                    shape_str(w.shape()), " expects last dim ", d_in);
+  if (b.defined())
+    check<ShapeError>(b.shape() == Shape{d_out}, op, ": bias has shape ", shape_str(b.shape()),
+                      " but weight ", shape_str(w.shape()), " needs (", d_out, ")");
+  return {d_in, d_out};
+}
+
+template <class Real>
+Var<Real> linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
+                 const Var<Real>& b = Var<Real>(), WeightLayout layout = WeightLayout::out_in) {
+  const auto [d_in, d_out] = linear_dims("linear", x, w, b, layout);
+  const Index N = x.numel() / d_in;
+  Shape out_shape = x.shape();
+  out_shape.back() = d_out;
+  Var<Real> y = tape.output(out_shape);
+  linear_forward<Real>(y.data(), x.data(), w.data(),
+                       b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out, layout);
+  tape.record("linear", {x, w, b}, y, [=](std::span<const Real> dy) {
+    linear_backward<Real>(grad_if_needed(x), grad_if_needed(w),
+                          b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, x.data(),
+                          w.data(), N, d_in, d_out, layout);
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// matmul: a: (..., M, K) (or (..., K, M) with trans_a), b: (..., K, N) (or (..., N, K) with trans_b)
+// with equal batch dims, or b 2-D (shared by every batch).   y: (..., M, N) = op(a)·op(b)
+//   da += dy·op(b)ᵀ (stored back in a's layout),  db += op(a)ᵀ·dy (summed over batches if shared)
+template <class Real>
+Var<Real> matmul(Tape<Real>& tape, const Var<Real>& a, const Var<Real>& b, bool trans_a = false,
+                 bool trans_b = false) {
+  check<ShapeError>(a.dim() >= 2 && b.dim() >= 2, "matmul: a ", shape_str(a.shape()), " and b ",
+                    shape_str(b.shape()), " must both be at least 2-D");
+  const Index M = trans_a ? a.size(-1) : a.size(-2), K = trans_a ? a.size(-2) : a.size(-1);
+  const Index Kb = trans_b ? b.size(-1) : b.size(-2), N = trans_b ? b.size(-2) : b.size(-1);
+  check<ShapeError>(K == Kb, "matmul: a ", shape_str(a.shape()), (trans_a ? " (transposed)" : ""),
+                    " and b ", shape_str(b.shape()), (trans_b ? " (transposed)" : ""),
+                    " have inner dims ", K, " and ", Kb);
+  const Index batches = a.numel() / (M * K == 0 ? 1 : M * K);
+  const bool shared_b = b.dim() == 2 && a.dim() > 2;
+  if (!shared_b) {
+    check<ShapeError>(Shape(a.shape().begin(), a.shape().end() - 2) ==
+                          Shape(b.shape().begin(), b.shape().end() - 2),
+                      "matmul: batch dims of a ", shape_str(a.shape()), " and b ",
+                      shape_str(b.shape()), " differ");
+  }
+  Shape out_shape(a.shape().begin(), a.shape().end() - 2);
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Var<Real> y = tape.output(out_shape);
+  const Index a_step = M * K, b_step = shared_b ? 0 : K * N, y_step = M * N;
+  const Index lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  for (Index i = 0; i < batches; ++i)
+    fourierft::detail::gemm<Real>(trans_a, trans_b, M, N, K, Real(1), a.data().data() + i * a_step,
+                                  lda, b.data().data() + i * b_step, ldb, Real(0),
+                                  y.data().data() + i * y_step, N);
+  tape.record("matmul", {a, b}, y, [=](std::span<const Real> dy) {
+    auto da = grad_if_needed(a);
+    auto db = grad_if_needed(b);
+    for (Index i = 0; i < batches; ++i) {
+      const Real* A = a.data().data() + i * a_step;
+      const Real* B = b.data().data() + i * b_step;
+      const Real* G = dy.data() + i * y_step;
+      if (!da.empty()) {  // dA (M, K) = G·op(B)ᵀ; stored transposed: dAᵀ (K, M) = op(B)·Gᵀ
+        if (!trans_a)
+          fourierft::detail::gemm<Real>(false, !trans_b, M, K, N, Real(1), G, N, B, ldb, Real(1),
+                                        da.data() + i * a_step, K);
+        else
+          fourierft::detail::gemm<Real>(trans_b, true, K, M, N, Real(1), B, ldb, G, N, Real(1),
+                                        da.data() + i * a_step, M);
+      }
+      if (!db.empty()) {  // dB (K, N) = op(A)ᵀ·G; stored transposed: dBᵀ (N, K) = Gᵀ·op(A)
+        if (!trans_b)
+          fourierft::detail::gemm<Real>(!trans_a, false, K, N, M, Real(1), A, lda, G, N, Real(1),
+                                        db.data() + i * b_step, N);
+        else
+          fourierft::detail::gemm<Real>(true, trans_a, N, K, M, Real(1), G, N, A, lda, Real(1),
+                                        db.data() + i * b_step, K);
+      }
+    }
+  });
+  return y;
+}
+
+}  // namespace fourierft::ops

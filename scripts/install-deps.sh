@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages fourierft needs to build, test and run its examples.
+# Idempotent: packages already installed are skipped. Run as root (or with sudo).
+set -euo pipefail
+packages=(
+  g++ cmake make pkg-config            # toolchain
+  libeigen3-dev                        # tensors, Eigen GEMM fallback
+  libopenblas-dev                      # GEMM (cblas)
+  libfftw3-dev                         # spectral transforms (float + double, OpenMP threads)
+  nlohmann-json3-dev                   # config.json, safetensors headers
+  libpcre2-dev                         # GPT-2 pre-tokenisation (Unicode categories)
+  libstb-dev                           # PNG/JPEG decoding and PNG writing
+  doctest-dev                          # tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
