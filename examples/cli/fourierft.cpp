@@ -1,0 +1,59 @@
+// fourierft — the command-line program. Each subcommand lives in examples/cli/cmd_<name>.hpp as
+//   int cmd_<name>(const std::vector<std::string>& args)   (args exclude the subcommand name)
+// and is listed in the table below. Names, options and file formats are a stable interface: users'
+// scripts depend on them. Errors print one line to stderr and exit non-zero.
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  std::function<int(const std::vector<std::string>&)> run;
+};
+
+const std::vector<Subcommand>& subcommands() {
+  static const std::vector<Subcommand> table = {
+      // {"name", "one-line summary", cmd_name},
+  };
+  return table;
+}
+
+void print_usage(std::ostream& out) {
+  out << "usage: fourierft <subcommand> [options]\n\nsubcommands:\n";
+  for (const Subcommand& s : subcommands()) out << "  " << s.name << "  " << s.summary << "\n";
+  out << "\nRun 'fourierft <subcommand> --help' for its options.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    print_usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  for (const Subcommand& s : subcommands()) {
+    if (name != s.name) continue;
+    try {
+      return s.run(args);
+    } catch (const fourierft::Error& e) {
+      std::cerr << "fourierft " << name << ": " << e.what() << "\n";
+      return 1;
+    } catch (const std::exception& e) {
+      std::cerr << "fourierft " << name << ": unexpected error: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "fourierft: unknown subcommand '" << name << "'\n";
+  print_usage(std::cerr);
+  return 2;
+}
