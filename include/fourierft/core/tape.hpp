@@ -105,14 +105,17 @@ class Tape {
 
   // Records y = op(inputs). If gradients are enabled and any input requires one, y requires one and
   // `backward` will be called with dL/dy during backward(); otherwise nothing is stored.
-  void record(const char* op, std::initializer_list<Var<Real>> inputs, Var<Real>& y,
-              Backward backward) {
+  void record(const char* op, std::span<const Var<Real>> inputs, Var<Real>& y, Backward backward) {
     if (!grad_enabled_) return;
     bool any = false;
     for (const Var<Real>& x : inputs) any = any || (x.defined() && x.requires_grad());
     if (!any) return;
     y.set_requires_grad(true);
     nodes_.push_back(Node{op, y, std::move(backward)});
+  }
+  void record(const char* op, std::initializer_list<Var<Real>> inputs, Var<Real>& y,
+              Backward backward) {
+    record(op, std::span<const Var<Real>>(inputs.begin(), inputs.size()), y, std::move(backward));
   }
 
   // Reverse pass from a scalar loss (seed 1).

@@ -1,0 +1,240 @@
+// fourierft/peft/fourierft_op.hpp — the FourierFT operator: spectral coefficients -> dense ΔW
+// (forward, c2r inverse DFT) and dL/dΔW -> coefficient gradients (the DFT gathered at the entries).
+#pragma once
+
+#include <complex>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/tape.hpp"
+#include "fourierft/detail/gemm.hpp"
+#include "fourierft/ops/linalg.hpp"
+#include "fourierft/ops/spectral.hpp"
+#include "fourierft/peft/entries.hpp"
+
+namespace fourierft::peft {
+
+// ---------------------------------------------------------------------------
+// fourierft_delta: dense update of one adapted weight (M = d_out, N = d_in).
+//   coeffs: (n) trainable;  entries (rows, cols): (n), shared by all adapted layers of this shape
+//   dW: (M, N) in (d_out, d_in) layout;  scale = paper's alpha = PEFT's `scaling`
+// forward:  F = 0 (complex, M x N);  F[rows[l], cols[l]] = c_l
+//           dW = scale · Re(IDFT2(F)),  IDFT2 with PEFT's 1/(M·N) ("backward" norm), i.e.
+//           dW[p,q] = scale/(M·N) · Σ_l c_l · cos(2π(rows_l·p/M + cols_l·q/N))
+// Computed exactly with one real (c2r) inverse DFT: Re(IDFT2(F)) = IDFT2(H) for the Hermitian
+// H[u,v] = (F[u,v] + conj F[−u,−v]) / 2, whose half spectrum (M, N/2+1) is all c2r reads.
+template <class Real>
+void fourierft_delta_forward(std::span<Real> dW, std::span<const Real> coeffs,
+                             const SpectralEntries& e, Real scale) {
+  const Index M = e.d_out, N = e.d_in, H = N / 2 + 1;
+  std::vector<std::complex<Real>> half(static_cast<std::size_t>(M * H));
+  for (Index l = 0; l < e.n(); ++l) {
+    const Index u = e.rows[l], v = e.cols[l];
+    const Real c = coeffs[l] / Real(2);
+    if (v < H) half[u * H + v] += c;
+    const Index u_conj = (M - u) % M, v_conj = (N - v) % N;  // the conjugate partner (−u, −v)
+    if (v_conj < H) half[u_conj * H + v_conj] += c;          // c is real: conj(c) = c
+  }
+  ops::spectral::inverse_dft2_c2r<Real>(half, dW, M, N);
+  const Real norm = scale / static_cast<Real>(M * N);
+  for (Real& w : dW) w *= norm;
+}
+
+// The same ΔW through the full complex inverse DFT (FFTW c2c), exactly as PEFT computes it:
+// scale · Re(ifft2(F)). Kept as the reference the c2r path is tested and benchmarked against.
+template <class Real>
+void fourierft_delta_forward_c2c(std::span<Real> dW, std::span<const Real> coeffs,
+                                 const SpectralEntries& e, Real scale) {
+  const Index M = e.d_out, N = e.d_in;
+  std::vector<std::complex<Real>> F(static_cast<std::size_t>(M * N)), out(F.size());
+  for (Index l = 0; l < e.n(); ++l) F[e.rows[l] * N + e.cols[l]] = coeffs[l];
+  ops::spectral::inverse_dft2_c2c<Real>(F, out, M, N);
+  const Real norm = scale / static_cast<Real>(M * N);
+  for (std::size_t i = 0; i < out.size(); ++i) dW[i] = norm * out[i].real();
+}
+
+// backward from a dense gradient G = dL/dΔW: (M, N), real.
+//   dcoeffs[l] += scale/(M·N) · Re(DFT2(G))[rows_l, cols_l]      (forward DFT, e^{−i})
+// One r2c 2-D FFT, then a gather: for cols_l > N/2, DFT2(G)[u,v] = conj DFT2(G)[−u,−v] (G is
+// real), and conjugation keeps the real part.
+template <class Real>
+void fourierft_delta_backward(std::span<Real> dcoeffs, std::span<const Real> G,
+                              const SpectralEntries& e, Real scale) {
+  const Index M = e.d_out, N = e.d_in, H = N / 2 + 1;
+  std::vector<std::complex<Real>> half(static_cast<std::size_t>(M * H));
+  ops::spectral::forward_dft2_r2c<Real>(G, half, M, N);
+  const Real norm = scale / static_cast<Real>(M * N);
+  for (Index l = 0; l < e.n(); ++l) {
+    const Index u = e.rows[l], v = e.cols[l];
+    const std::complex<Real> z = v < H ? half[u * H + v] : half[((M - u) % M) * H + (N - v)];
+    dcoeffs[l] += norm * z.real();
+  }
+}
+
+// backward without forming G = dyᵀ·x (which costs a T·M·N GEMM). With y = x·ΔWᵀ + ...:
+//   dcoeffs[l] += scale/(M·N) · Re Σ_t DY[t, rows_l] · X[t, cols_l]
+// where DY = DFT of each row of dy (T, M) and X = DFT of each row of x (T, N) (forward, e^{−i}).
+// Cost T·(M log M + N log N) + T·n instead of 2·T·M·N. Rows of dy are read with stride ldy, so
+// a column block of a wider output (GPT-2's fused q|k|v) needs no copy.
+template <class Real>
+void fourierft_coeff_grad_spectral(std::span<Real> dcoeffs, const Real* dy, Index ldy,
+                                   std::span<const Real> x, Index T, const SpectralEntries& e,
+                                   Real scale) {
+  const Index M = e.d_out, N = e.d_in, HM = M / 2 + 1, HN = N / 2 + 1;
+  std::vector<Real> dy_block;
+  if (ldy != M) {  // gather the block contiguously for the row transforms
+    dy_block.resize(static_cast<std::size_t>(T * M));
+    for (Index t = 0; t < T; ++t)
+      std::copy(dy + t * ldy, dy + t * ldy + M, dy_block.begin() + t * M);
+    dy = dy_block.data();
+  }
+  std::vector<std::complex<Real>> DY(static_cast<std::size_t>(T * HM)), X(static_cast<std::size_t>(T * HN));
+  ops::spectral::forward_dft_rows_r2c<Real>(std::span<const Real>(dy, static_cast<std::size_t>(T * M)), DY, T, M);
+  ops::spectral::forward_dft_rows_r2c<Real>(x, X, T, N);
+  // Entry l reads DY[t, u] and X[t, v]; for frequencies past the half, use the conjugate partner.
+  const Index n = e.n();
+  std::vector<Index> du(static_cast<std::size_t>(n)), dv(static_cast<std::size_t>(n));
+  std::vector<Real> su(static_cast<std::size_t>(n)), sv(static_cast<std::size_t>(n));
+  for (Index l = 0; l < n; ++l) {
+    const Index u = e.rows[l], v = e.cols[l];
+    du[l] = u < HM ? u : M - u;
+    su[l] = u < HM ? Real(1) : Real(-1);  // sign of the imaginary part after conjugation
+    dv[l] = v < HN ? v : N - v;
+    sv[l] = v < HN ? Real(1) : Real(-1);
+  }
+  // Re(a·b) = a.re·b.re − a.im·b.im; conjugating flips the sign of .im.
+  const int threads = num_threads();
+  std::vector<double> partial(static_cast<std::size_t>(threads * n), 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    double* acc = partial.data() + static_cast<std::size_t>(omp_get_thread_num()) * n;
+#else
+    double* acc = partial.data();
+#endif
+#pragma omp for schedule(static)
+    for (Index t = 0; t < T; ++t) {
+      const std::complex<Real>* a = DY.data() + t * HM;
+      const std::complex<Real>* b = X.data() + t * HN;
+      for (Index l = 0; l < n; ++l) {
+        const std::complex<Real> p = a[du[l]], q = b[dv[l]];
+        acc[l] += static_cast<double>(p.real() * q.real() - su[l] * sv[l] * p.imag() * q.imag());
+      }
+    }
+  }
+  const double norm = static_cast<double>(scale) / static_cast<double>(M * N);
+  for (Index l = 0; l < n; ++l) {
+    double s = 0;
+    for (int k = 0; k < threads; ++k) s += partial[static_cast<std::size_t>(k * n + l)];
+    dcoeffs[l] += static_cast<Real>(norm * s);
+  }
+}
+
+// ΔW as an autograd op (teaching, gradient checks, and PEFT's unmerged `base(x) + x·ΔWᵀ`).
+//   coeffs: (n)  ->  ΔW: (d_out, d_in)
+template <class Real>
+Var<Real> fourierft_delta(Tape<Real>& tape, const Var<Real>& coeffs,
+                          std::shared_ptr<const SpectralEntries> entries, Real scale) {
+  check<ShapeError>(coeffs.shape() == Shape{entries->n()}, "fourierft_delta: coeffs has shape ",
+                    shape_str(coeffs.shape()), " but there are ", entries->n(), " entries");
+  Var<Real> dW = tape.output({entries->d_out, entries->d_in});
+  fourierft_delta_forward<Real>(dW.data(), coeffs.data(), *entries, scale);
+  tape.record("fourierft_delta", {coeffs}, dW, [=](std::span<const Real> dy) {
+    fourierft_delta_backward<Real>(grad_if_needed(coeffs), dy, *entries, scale);
+  });
+  return dW;
+}
+
+// How the coefficient gradient of fourierft_linear is computed.
+enum class CoeffGradPath {
+  automatic,  // spectral unless n is a large fraction of the weight (then the dense GEMM wins)
+  spectral,   // row DFTs of dy and x, gathered at the entries: T·(M log M + N log N + n)
+  dense,      // G = dyᵀ·x (GEMM, T·M·N), one 2-D DFT of G, gathered
+};
+
+// One spectral adapter on a block of output rows [out_offset, out_offset + entries.d_out) of a
+// linear layer (a whole weight, or the q or v slice of GPT-2's fused c_attn).
+template <class Real>
+struct SpectralBlock {
+  Var<Real> coeffs;                                 // (n), trainable
+  std::shared_ptr<const SpectralEntries> entries;   // (d_out_block, d_in)
+  Real scale;
+  Index out_offset = 0;
+};
+
+// ---------------------------------------------------------------------------
+// fourierft_linear: a frozen linear layer plus FourierFT updates, in one GEMM.
+//   x: (T, d_in) (any leading dims)  w0: (d_out, d_in) or Conv1D (d_in, d_out), frozen
+//   bias: (d_out) or none            blocks: spectral adapters on output row blocks
+//   W = w0 + Σ_k ΔW_k (placed at rows out_offset_k; transposed for Conv1D)
+//   y = x·Wᵀ + b                      (one GEMM, not base(x) + x·ΔWᵀ)
+// backward: dx += dy·W;  db += Σ_t dy;  dcoeffs_k from dy[:, block k] and x (see CoeffGradPath).
+// w0 never gets a gradient: FourierFT trains only the coefficients (and, optionally, the bias).
+template <class Real>
+Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w0,
+                           const Var<Real>& bias, const std::vector<SpectralBlock<Real>>& blocks,
+                           ops::WeightLayout layout = ops::WeightLayout::out_in,
+                           CoeffGradPath path = CoeffGradPath::automatic) {
+  check(!w0.requires_grad(), "fourierft_linear: the base weight must be frozen (it requires a ",
+        "gradient); FourierFT trains only the spectral coefficients");
+  const auto [d_in, d_out] = ops::linear_dims("fourierft_linear", x, w0, bias, layout);
+  const bool out_in = layout == ops::WeightLayout::out_in;
+  for (const SpectralBlock<Real>& b : blocks) {
+    const SpectralEntries& e = *b.entries;
+    check<ShapeError>(e.d_in == d_in && b.out_offset >= 0 && b.out_offset + e.d_out <= d_out,
+                      "fourierft_linear: a spectral block of shape (", e.d_out, ", ", e.d_in,
+                      ") at output offset ", b.out_offset, " does not fit the weight ",
+                      shape_str(w0.shape()));
+    check<ShapeError>(b.coeffs.shape() == Shape{e.n()}, "fourierft_linear: coeffs has shape ",
+                      shape_str(b.coeffs.shape()), " but there are ", e.n(), " entries");
+  }
+  // W = w0 + ΔW, in w0's layout.
+  Tensor<Real> w = w0.value().clone();
+  for (const SpectralBlock<Real>& b : blocks) {
+    const SpectralEntries& e = *b.entries;
+    std::vector<Real> delta(static_cast<std::size_t>(e.d_out * e.d_in));
+    fourierft_delta_forward<Real>(delta, b.coeffs.data(), e, b.scale);
+    for (Index p = 0; p < e.d_out; ++p)
+      for (Index q = 0; q < d_in; ++q) {
+        const Index row = b.out_offset + p;
+        w[out_in ? row * d_in + q : q * d_out + row] += delta[p * d_in + q];
+      }
+  }
+  const Index T = x.numel() / d_in;
+  Shape out_shape = x.shape();
+  out_shape.back() = d_out;
+  Var<Real> y = tape.output(out_shape);
+  ops::linear_forward<Real>(y.data(), x.data(), w.data(),
+                            bias.defined() ? bias.data() : std::span<const Real>(), T, d_in,
+                            d_out, layout);
+  // Recorded if x, the bias or any block's coefficients need a gradient.
+  std::vector<Var<Real>> inputs = {x, bias};
+  for (const SpectralBlock<Real>& b : blocks) inputs.push_back(b.coeffs);
+  tape.record("fourierft_linear", inputs, y, [=](std::span<const Real> dy) {
+    ops::linear_backward<Real>(grad_if_needed(x), {}, bias.defined() ? grad_if_needed(bias)
+                                                                      : std::span<Real>(),
+                               dy, x.data(), w.data(), T, d_in, d_out, layout);
+    for (const SpectralBlock<Real>& b : blocks) {
+      auto dc = grad_if_needed(b.coeffs);
+      if (dc.empty()) continue;
+      const SpectralEntries& e = *b.entries;
+      const bool spectral = path == CoeffGradPath::spectral ||
+                            (path == CoeffGradPath::automatic && 20 * e.n() < e.d_out * e.d_in);
+      if (spectral) {
+        fourierft_coeff_grad_spectral<Real>(dc, dy.data() + b.out_offset, d_out, x.data(), T, e,
+                                            b.scale);
+      } else {  // G = dy_blockᵀ · x : (d_out_block, d_in)
+        std::vector<Real> G(static_cast<std::size_t>(e.d_out * d_in));
+        fourierft::detail::gemm<Real>(true, false, e.d_out, d_in, T, Real(1),
+                                      dy.data() + b.out_offset, d_out, x.data().data(), d_in,
+                                      Real(0), G.data(), d_in);
+        fourierft_delta_backward<Real>(dc, G, e, b.scale);
+      }
+    }
+  });
+  return y;
+}
+
+}  // namespace fourierft::peft

@@ -1,0 +1,237 @@
+// Tests of include/fourierft/peft: spectral entries, ΔW, its gradient, and the FourierFT linear op.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <numbers>
+#include <set>
+
+#include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/reduce.hpp"
+#include "fourierft/peft/entries.hpp"
+#include "fourierft/peft/fourierft_op.hpp"
+#include "gradcheck.hpp"
+
+using namespace fourierft;
+using namespace fourierft::peft;
+using fourierft::testing::gradcheck;
+using fourierft::testing::GradcheckResult;
+
+namespace {
+// The closed form, term by term: ΔW[p,q] = scale/(M·N) Σ_l c_l cos(2π(u_l p/M + v_l q/N)).
+std::vector<double> brute_force_delta(const SpectralEntries& e, std::span<const double> c,
+                                      double scale) {
+  const Index M = e.d_out, N = e.d_in;
+  std::vector<double> dW(static_cast<std::size_t>(M * N));
+  for (Index p = 0; p < M; ++p)
+    for (Index q = 0; q < N; ++q) {
+      double s = 0;
+      for (Index l = 0; l < e.n(); ++l)
+        s += c[l] * std::cos(2 * std::numbers::pi *
+                             (double(e.rows[l] * p) / double(M) + double(e.cols[l] * q) / double(N)));
+      dW[p * N + q] = scale / double(M * N) * s;
+    }
+  return dW;
+}
+Var<double> project(Tape<double>& t, const Var<double>& y, std::uint64_t seed = 5) {
+  Rng rng(seed);
+  return ops::sum(t, ops::mul(t, y, randn<double>(y.shape(), rng)));
+}
+}  // namespace
+
+TEST_CASE("uniform entries are PEFT's randperm prefix, row-major, distinct") {
+  auto e = uniform_entries(768, 768, 1000, 777);
+  REQUIRE(e.n() == 1000);
+  CHECK(e.rows[0] * 768 + e.cols[0] == 391271);  // golden value from NOTES.md
+  CHECK(e.rows[7] * 768 + e.cols[7] == 198662);
+  std::set<std::int64_t> flat;
+  for (Index l = 0; l < e.n(); ++l) flat.insert(e.rows[l] * 768 + e.cols[l]);
+  CHECK(flat.size() == 1000);
+  CHECK(uniform_entries(768, 768, 1000, 777) == e);  // shared by every layer of the shape
+  CHECK_THROWS_WITH_AS(uniform_entries(4, 5, 21, 777),
+                       "uniform_entries: n = 21 spectral coefficients do not fit a (4, 5) weight: "
+                       "need 1 <= n <= 20",
+                       ValueError);
+  CHECK_THROWS_AS(uniform_entries(4, 5, 0, 777), ValueError);
+  CHECK(uniform_entries(4, 5, 20, 1).n() == 20);
+}
+
+TEST_CASE("frequency-biased entries follow eq. 5: distinct, seeded, concentrated in the band") {
+  const Index M = 96, N = 96, n = 300;
+  const double fc = 20, W = 10;
+  auto e = frequency_biased_entries(M, N, n, fc, W, 3);
+  CHECK(e == frequency_biased_entries(M, N, n, fc, W, 3));
+  CHECK_FALSE(e == frequency_biased_entries(M, N, n, fc, W, 4));
+  std::set<std::int64_t> flat;
+  double mean_distance = 0;
+  for (Index l = 0; l < n; ++l) {
+    flat.insert(e.rows[l] * N + e.cols[l]);
+    const double du = e.rows[l] <= M / 2 ? e.rows[l] : e.rows[l] - M;
+    const double dv = e.cols[l] <= N / 2 ? e.cols[l] : e.cols[l] - N;
+    mean_distance += std::sqrt(du * du + dv * dv) / n;
+  }
+  CHECK(flat.size() == std::size_t(n));
+  // A uniform draw on 96×96 has mean distance ≈ 37; the band-pass pulls it to about f_c.
+  CHECK(mean_distance == doctest::Approx(fc).epsilon(0.15));
+  CHECK(band_pass_probability(0, 0, M, N, fc, W) == 0.0);
+  CHECK(band_pass_probability(0, 20, M, N, fc, W) == doctest::Approx(1.0));
+  CHECK_THROWS_AS(frequency_biased_entries(8, 8, 65, fc, W, 1), ValueError);
+}
+
+TEST_CASE("ΔW equals the brute-force cosine sum (odd, even, square, non-square; c2r and c2c)") {
+  for (auto [M, N, n] : {std::tuple<Index, Index, Index>{8, 12, 10}, {7, 5, 10}, {16, 16, 40},
+                         {9, 9, 81}, {6, 4, 1}, {1, 7, 3}}) {
+    auto e = uniform_entries(M, N, n, 777);
+    Rng rng(11);
+    auto c = randn<double>({n}, rng);
+    auto reference = brute_force_delta(e, c.data(), 150.0);
+    std::vector<double> fast(reference.size()), complex_path(reference.size());
+    fourierft_delta_forward<double>(fast, c.data(), e, 150.0);
+    fourierft_delta_forward_c2c<double>(complex_path, c.data(), e, 150.0);
+    for (std::size_t i = 0; i < reference.size(); ++i) {
+      INFO("shape (", M, ", ", N, ") n=", n, " entry ", i);
+      CHECK(fast[i] == doctest::Approx(reference[i]).epsilon(1e-12).scale(1.0));
+      CHECK(complex_path[i] == doctest::Approx(reference[i]).epsilon(1e-12).scale(1.0));
+    }
+  }
+}
+
+TEST_CASE_TEMPLATE("ΔW matches PyTorch's golden values (NOTES.md: seed 777, n=1000, c_l=(l+1)/1000)",
+                   Real, float, double) {
+  for (auto [M, N, at00, at12, fro] :
+       // ΔW[0,0] and ΔW[1,2] as in NOTES.md. The Frobenius norms there (2.52702451, 1.46064913) were
+       // accumulated in float32 by torch.norm; these are the same ΔW's norms in float64
+       // (torch 1.13: (150 * ifft2(F).real).double().norm() with F complex128).
+       {std::tuple<Index, Index, double, double, double>{768, 768, 0.127283737, 0.00174456905, 2.527042227775334},
+        {2304, 768, 0.0424279086, 0.00113936281, 1.4606855695421828}}) {
+    auto e = uniform_entries(M, N, 1000, 777);
+    std::vector<Real> c(1000);
+    for (int l = 0; l < 1000; ++l) c[l] = Real(l + 1) / Real(1000);
+    std::vector<Real> dW(static_cast<std::size_t>(M * N));
+    fourierft_delta_forward<Real>(dW, c, e, Real(150));
+    double norm = 0;
+    for (Real w : dW) norm += double(w) * double(w);
+    const double tol = std::is_same_v<Real, float> ? 1e-5 : 1e-8;
+    CHECK(dW[0] == doctest::Approx(at00).epsilon(tol));
+    CHECK(dW[1 * N + 2] == doctest::Approx(at12).epsilon(std::is_same_v<Real, float> ? 1e-3 : 1e-7));
+    CHECK(std::sqrt(norm) == doctest::Approx(fro).epsilon(tol));
+  }
+}
+
+TEST_CASE("fourierft_delta: coefficient gradients match central differences") {
+  for (auto [M, N, n] : {std::tuple<Index, Index, Index>{8, 12, 10}, {7, 5, 10}, {5, 8, 1}, {6, 6, 36}}) {
+    auto entries = std::make_shared<const SpectralEntries>(uniform_entries(M, N, n, 777));
+    Rng rng(2);
+    auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+      return project(t, fourierft_delta(t, in[0], entries, 3.0));
+    };
+    GradcheckResult r = gradcheck(loss, {randn<double>({n}, rng)});
+    INFO("shape (", M, ", ", N, ") n=", n, ": ", r.report());
+    CHECK(r.ok);
+  }
+}
+
+TEST_CASE("fourierft_linear: y = x·(W0 + ΔW)ᵀ + b, gradients for coeffs, x and bias, both paths") {
+  using Layout = ops::WeightLayout;
+  for (auto [M, N, n] : {std::tuple<Index, Index, Index>{8, 12, 10}, {7, 5, 10}, {6, 9, 1}, {4, 4, 16}})
+    for (Layout layout : {Layout::out_in, Layout::in_out})
+      for (CoeffGradPath path : {CoeffGradPath::spectral, CoeffGradPath::dense}) {
+        Rng rng(M * 100 + N);
+        auto entries = std::make_shared<const SpectralEntries>(uniform_entries(M, N, n, 777));
+        auto x = randn<double>({2, 3, N}, rng);
+        auto w0 = randn<double>(layout == Layout::out_in ? Shape{M, N} : Shape{N, M}, rng);
+        auto b = randn<double>({M}, rng);
+        auto c = randn<double>({n}, rng);
+        auto forward = [&](Tape<double>& t, std::span<const Var<double>> in) {
+          std::vector<SpectralBlock<double>> blocks = {{in[1], entries, 2.5, 0}};
+          return fourierft_linear(t, in[0], Var<double>(w0), in[2], blocks, layout, path);
+        };
+        // Forward against W0 + ΔW built by hand.
+        Tape<double> tape;
+        std::vector<Var<double>> vars = {Var<double>(x), Var<double>(c), Var<double>(b)};
+        Var<double> y = forward(tape, vars);
+        std::vector<double> delta(static_cast<std::size_t>(M * N));
+        fourierft_delta_forward<double>(delta, c.data(), *entries, 2.5);
+        for (Index t = 0; t < 6; ++t)
+          for (Index p = 0; p < M; ++p) {
+            double ref = b[p];
+            for (Index q = 0; q < N; ++q) {
+              const double w = layout == Layout::out_in ? w0[p * N + q] : w0[q * M + p];
+              ref += x[t * N + q] * (w + delta[p * N + q]);
+            }
+            CHECK(y.value()[t * M + p] == doctest::Approx(ref).epsilon(1e-12).scale(1.0));
+          }
+        GradcheckResult r = gradcheck(
+            [&](Tape<double>& t, std::span<const Var<double>> in) { return project(t, forward(t, in)); },
+            {x, c, b});
+        INFO("shape (", M, ", ", N, ") n=", n, " layout ", int(layout), " path ", int(path), ": ",
+             r.report());
+        CHECK(r.ok);
+      }
+}
+
+TEST_CASE("fourierft_linear: adapters on row blocks of a fused weight (GPT-2's q and v slices)") {
+  const Index C = 6, T = 4;
+  Rng rng(9);
+  auto eq = std::make_shared<const SpectralEntries>(uniform_entries(C, C, 8, 777));
+  auto x = randn<double>({T, C}, rng), w0 = randn<double>({C, 3 * C}, rng);  // Conv1D (in, out)
+  auto cq = randn<double>({8}, rng), cv = randn<double>({8}, rng);
+  auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+    std::vector<SpectralBlock<double>> blocks = {{in[1], eq, 4.0, 0}, {in[2], eq, 4.0, 2 * C}};
+    return project(t, fourierft_linear(t, in[0], Var<double>(w0), Var<double>(), blocks,
+                                       ops::WeightLayout::in_out));
+  };
+  GradcheckResult r = gradcheck(loss, {x, cq, cv});
+  INFO(r.report());
+  CHECK(r.ok);
+  // The k block (columns C..2C) is untouched by the adapters.
+  Tape<double> tape;
+  std::vector<SpectralBlock<double>> blocks = {{Var<double>(cq), eq, 4.0, 0}, {Var<double>(cv), eq, 4.0, 2 * C}};
+  auto y = fourierft_linear(tape, Var<double>(x), Var<double>(w0), Var<double>(), blocks,
+                            ops::WeightLayout::in_out);
+  auto y_base = ops::linear(tape, Var<double>(x), Var<double>(w0), Var<double>(), ops::WeightLayout::in_out);
+  for (Index t = 0; t < T; ++t)
+    for (Index j = C; j < 2 * C; ++j)
+      CHECK(y.value()[t * 3 * C + j] == doctest::Approx(y_base.value()[t * 3 * C + j]).epsilon(1e-14));
+}
+
+TEST_CASE("fourierft_linear: a base weight that requires a gradient and bad shapes are errors") {
+  Tape<float> tape;
+  auto entries = std::make_shared<const SpectralEntries>(uniform_entries(4, 6, 3, 777));
+  Var<float> x(Tensor<float>({2, 6})), c = Var<float>::parameter(Tensor<float>({3}));
+  std::vector<SpectralBlock<float>> blocks = {{c, entries, 1.f, 0}};
+  CHECK_THROWS_AS(fourierft_linear(tape, x, Var<float>::parameter(Tensor<float>({4, 6})),
+                                   Var<float>(), blocks),
+                  ValueError);
+  CHECK_THROWS_WITH_AS(fourierft_linear(tape, x, Var<float>(Tensor<float>({3, 6})), Var<float>(), blocks),
+                       "fourierft_linear: a spectral block of shape (4, 6) at output offset 0 does "
+                       "not fit the weight (3, 6)",
+                       ShapeError);
+}
+
+TEST_CASE("FourierFT on a frozen random linear layer fits a low-frequency target") {
+  // Target: y = x·(W0 + ΔW*)ᵀ with ΔW* built from hidden coefficients on the same entries.
+  const Index M = 16, N = 16, n = 24, T = 64;
+  Rng rng(21);
+  auto entries = std::make_shared<const SpectralEntries>(uniform_entries(M, N, n, 777));
+  Var<float> w0(randn<float>({M, N}, rng)), x(randn<float>({T, N}, rng));
+  auto hidden = randn<float>({n}, rng);
+  Tape<float> tape;
+  std::vector<SpectralBlock<float>> target_blocks = {{Var<float>(hidden), entries, 16.f, 0}};
+  Tensor<float> target = fourierft_linear(tape, x, w0, Var<float>(), target_blocks).value();
+  Var<float> c = Var<float>::parameter(Tensor<float>({n}));  // zeros: starts at the base model
+  double first = 0, last = 0;
+  for (int step = 0; step < 200; ++step) {
+    std::vector<SpectralBlock<float>> blocks = {{c, entries, 16.f, 0}};
+    auto y = fourierft_linear(tape, x, w0, Var<float>(), blocks);
+    auto diff = ops::sub(tape, y, Var<float>(target));
+    auto loss = ops::mean(tape, ops::mul(tape, diff, diff));
+    tape.backward(loss);
+    if (step == 0) first = loss.item();
+    last = loss.item();
+    for (Index l = 0; l < n; ++l) c.value()[l] -= 2.0f * c.grad()[l];
+    c.zero_grad();
+    tape.clear();
+  }
+  CHECK(first > 0.1);
+  CHECK(last < 1e-3 * first);
+}
