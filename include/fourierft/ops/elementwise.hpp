@@ -1,11 +1,19 @@
-// fourierft/ops/elementwise.hpp — add, sub, mul, div with trailing-dim broadcasting, and scale.
+// fourierft/ops/elementwise.hpp — add, sub, mul, div with trailing-dim broadcasting, and scale;
+// the activations gelu (exact and tanh forms), tanh, relu; and seeded inverted dropout.
 // Broadcasting: the smaller operand's shape is a suffix of the larger's (a bias (C) against (B, T, C))
 // or it holds one element (a scalar).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
 #include <span>
 
+#include <Eigen/Core>
+
 #include "fourierft/core/error.hpp"
+#include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
 
 namespace fourierft::ops {
@@ -139,6 +147,188 @@ Var<Real> scale(Tape<Real>& tape, const Var<Real>& x, Real s, Real shift = Real(
   tape.record("scale", {x}, y, [=](std::span<const Real> dy) {
     auto dx = grad_if_needed(x);
     for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += s * dy[i];
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// gelu, in the two forms checkpoints use (HF config `hidden_act`):
+//   exact ("gelu": RoBERTa, ViT; torch approximate='none'):
+//     y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+//     dy/dx = Phi(x) + x * phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+//   tanh ("gelu_new": GPT-2; torch approximate='tanh'):
+//     y = 0.5 x (1 + t),   t = tanh(u),   u = k (x + 0.044715 x^3),   k = sqrt(2 / pi)
+//     dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 * 0.044715 x^2)
+//   x, y: any shape, same shape.
+enum class GeluForm { exact, tanh };
+
+namespace detail {
+template <class Real>
+inline constexpr Real gelu_k = static_cast<Real>(0.7978845608028654);  // sqrt(2 / pi)
+template <class Real>
+inline constexpr Real gelu_c = static_cast<Real>(0.044715);
+
+// 1-D Eigen array views of span pieces: Eigen's tanh is vectorised (~10x std::tanh for float).
+template <class Real>
+using ArrayMap = Eigen::Map<Eigen::Array<Real, Eigen::Dynamic, 1>>;
+template <class Real>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<Real, Eigen::Dynamic, 1>>;
+
+// Calls f(begin, count) over [0, n) in chunks of 16384 entries, in parallel when there are more
+// than 4: each chunk is one vectorised Eigen expression, the chunks are spread over threads.
+template <class F>
+void parallel_chunks(Index n, F f) {
+  constexpr Index chunk = 16384;
+  const Index chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for if (chunks > 4)
+  for (Index c = 0; c < chunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
+}
+}  // namespace detail
+
+template <class Real>
+void gelu_forward(GeluForm form, std::span<Real> y, std::span<const Real> x) {
+  const Index n = static_cast<Index>(x.size());
+  const Real k = detail::gelu_k<Real>, c = detail::gelu_c<Real>;
+  const Real inv_sqrt2 = static_cast<Real>(std::numbers::sqrt2 / 2);
+  if (form == GeluForm::exact) {
+#pragma omp parallel for if (n > 65536)
+    for (Index i = 0; i < n; ++i) y[i] = Real(0.5) * x[i] * (Real(1) + std::erf(x[i] * inv_sqrt2));
+  } else {
+    detail::parallel_chunks(n, [&](Index begin, Index count) {
+      const detail::ConstArrayMap<Real> v(x.data() + begin, count);
+      detail::ArrayMap<Real>(y.data() + begin, count) =
+          Real(0.5) * v * (Real(1) + (k * (v + c * v.cube())).tanh());
+    });
+  }
+}
+
+template <class Real>
+void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
+                   std::span<const Real> x) {
+  const Index n = static_cast<Index>(dx.size());
+  const Real k = detail::gelu_k<Real>, c = detail::gelu_c<Real>;
+  const Real inv_sqrt2 = static_cast<Real>(std::numbers::sqrt2 / 2);
+  const Real inv_sqrt2pi = static_cast<Real>(std::numbers::inv_sqrtpi * std::numbers::sqrt2 / 2);
+  if (form == GeluForm::exact) {
+#pragma omp parallel for if (n > 65536)
+    for (Index i = 0; i < n; ++i) {
+      const Real v = x[i];
+      const Real cdf = Real(0.5) * (Real(1) + std::erf(v * inv_sqrt2));
+      const Real pdf = inv_sqrt2pi * std::exp(Real(-0.5) * v * v);
+      dx[i] += dy[i] * (cdf + v * pdf);
+    }
+  } else {
+    detail::parallel_chunks(n, [&](Index begin, Index count) {
+      const detail::ConstArrayMap<Real> v(x.data() + begin, count), g(dy.data() + begin, count);
+      const auto t = (k * (v + c * v.cube())).tanh().eval();
+      const auto du = k * (Real(1) + Real(3) * c * v.square());
+      detail::ArrayMap<Real>(dx.data() + begin, count) +=
+          g * (Real(0.5) * (Real(1) + t) + Real(0.5) * v * (Real(1) - t.square()) * du);
+    });
+  }
+}
+
+template <class Real>
+Var<Real> gelu(Tape<Real>& tape, const Var<Real>& x, GeluForm form = GeluForm::exact) {
+  Var<Real> y = tape.output(x.shape());
+  gelu_forward<Real>(form, y.data(), x.data());
+  tape.record("gelu", {x}, y, [=](std::span<const Real> dy) {
+    gelu_backward<Real>(form, grad_if_needed(x), dy, x.data());
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// tanh: y = tanh(x);  dx += dy * (1 - y^2)  (from the saved output, no second tanh).
+template <class Real>
+void tanh_forward(std::span<Real> y, std::span<const Real> x) {
+  detail::parallel_chunks(static_cast<Index>(x.size()), [&](Index begin, Index count) {
+    detail::ArrayMap<Real>(y.data() + begin, count) =
+        detail::ConstArrayMap<Real>(x.data() + begin, count).tanh();
+  });
+}
+
+template <class Real>
+void tanh_backward(std::span<Real> dx, std::span<const Real> dy, std::span<const Real> y) {
+  const Index n = static_cast<Index>(dx.size());
+#pragma omp parallel for if (n > 65536)
+  for (Index i = 0; i < n; ++i) dx[i] += dy[i] * (Real(1) - y[i] * y[i]);
+}
+
+template <class Real>
+Var<Real> tanh(Tape<Real>& tape, const Var<Real>& x) {
+  Var<Real> y = tape.output(x.shape());
+  tanh_forward<Real>(y.data(), x.data());
+  const Tensor<Real> y_saved = y.value();  // shares storage; not the Var (that would be a cycle)
+  tape.record("tanh", {x}, y, [=](std::span<const Real> dy) {
+    tanh_backward<Real>(grad_if_needed(x), dy, y_saved.data());
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// relu: y = max(x, 0);  dx += dy * [x > 0]  (the subgradient at 0 is 0, as in PyTorch).
+template <class Real>
+void relu_forward(std::span<Real> y, std::span<const Real> x) {
+  const Index n = static_cast<Index>(x.size());
+#pragma omp parallel for if (n > 65536)
+  for (Index i = 0; i < n; ++i) y[i] = x[i] > Real(0) ? x[i] : Real(0);
+}
+
+template <class Real>
+void relu_backward(std::span<Real> dx, std::span<const Real> dy, std::span<const Real> x) {
+  const Index n = static_cast<Index>(dx.size());
+#pragma omp parallel for if (n > 65536)
+  for (Index i = 0; i < n; ++i)
+    if (x[i] > Real(0)) dx[i] += dy[i];
+}
+
+template <class Real>
+Var<Real> relu(Tape<Real>& tape, const Var<Real>& x) {
+  Var<Real> y = tape.output(x.shape());
+  relu_forward<Real>(y.data(), x.data());
+  tape.record("relu", {x}, y, [=](std::span<const Real> dy) {
+    relu_backward<Real>(grad_if_needed(x), dy, x.data());
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// dropout (inverted): keep[i] = 1 with probability 1 - p, drawn from rng in index order;
+//   y = x * keep / (1 - p),   dx += dy * keep / (1 - p).   x, y, keep: same shape.
+// The 1/(1-p) at training time keeps E[y] = x, so evaluation is the identity. Masks are
+// reproducible: the same seed and shape give the same mask whatever the thread count.
+template <class Real>
+void dropout_forward(std::span<Real> y, std::span<std::uint8_t> keep, std::span<const Real> x,
+                     Real p, Rng& rng) {
+  const Real scale = Real(1) / (Real(1) - p);
+  const double drop = static_cast<double>(p);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    keep[i] = rng.uniform() >= drop ? 1 : 0;  // serial: the draw order defines the mask
+    y[i] = keep[i] ? x[i] * scale : Real(0);
+  }
+}
+
+template <class Real>
+void dropout_backward(std::span<Real> dx, std::span<const Real> dy,
+                      std::span<const std::uint8_t> keep, Real p) {
+  const Real scale = Real(1) / (Real(1) - p);
+  const Index n = static_cast<Index>(dx.size());
+#pragma omp parallel for if (n > 65536)
+  for (Index i = 0; i < n; ++i)
+    if (keep[i]) dx[i] += dy[i] * scale;
+}
+
+// Returns x itself (no copy, nothing recorded) when !training or p == 0.
+template <class Real>
+Var<Real> dropout(Tape<Real>& tape, const Var<Real>& x, Real p, Rng& rng, bool training = true) {
+  check(p >= Real(0) && p < Real(1), "dropout: p = ", p, " must be in [0, 1)");
+  if (!training || p == Real(0)) return x;
+  Var<Real> y = tape.output(x.shape());
+  Tensor<std::uint8_t> keep(x.shape());  // captured below: alive until tape.clear()
+  dropout_forward<Real>(y.data(), keep.data(), x.data(), p, rng);
+  tape.record("dropout", {x}, y, [=](std::span<const Real> dy) {
+    dropout_backward<Real>(grad_if_needed(x), dy, keep.data(), p);
   });
   return y;
 }
