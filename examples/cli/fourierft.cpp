@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "cmd_inspect.hpp"
+#include "cmd_param_table.hpp"
+#include "cmd_score_e2e.hpp"
 
 namespace {
 
@@ -22,6 +25,12 @@ struct Subcommand {
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
       // {"name", "one-line summary", cmd_name},
+      {"inspect", "tensor names, dtypes, shapes, metadata and parameter count of a .safetensors file",
+       fourierft::cli::cmd_inspect},
+      {"param-table", "the paper's Table 1: LoRA vs FourierFT trainable parameters and adapter bytes",
+       fourierft::cli::cmd_param_table},
+      {"score-e2e", "E2E NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr) of outputs vs references",
+       fourierft::cli::cmd_score_e2e},
   };
   return table;
 }

@@ -1,0 +1,94 @@
+// bench_fourierft — one adapted linear layer, forward + backward, beside LoRA r=8 and a frozen
+// plain linear of the same shape, measured in the same run. One TSV row per case.
+//
+//   ./build/benchmarks/bench_fourierft            (FOURIERFT_NUM_THREADS=2 by default here)
+//
+// Cases at T = 1024 tokens: (768 x 768, n = 1000) and (1024 x 1024, n = 1000):
+//   frozen_linear     forward + dx of y = x·W0ᵀ + b           (the floor an adapter is compared to)
+//   fourierft         forward + backward (dx and dcoeffs), merged GEMM, spectral coefficient path
+//   fourierft_dense   the same with the dense coefficient path (G = dyᵀ·x, one 2-D DFT)
+//   lora_r8           y = x·W0ᵀ + b + (α/r)·(x·Aᵀ)·Bᵀ, forward + backward (dx, dA, dB)
+//   delta_c2r         ΔW construction alone through one c2r inverse DFT (the default)
+//   delta_c2c         ΔW through the full complex inverse DFT, as PEFT computes it
+// Columns: case, d_out, d_in, n, ms (median of reps), ratio to frozen_linear, FFTW plans made.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "fourierft/core/parallel.hpp"
+#include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/linalg.hpp"
+#include "fourierft/ops/reduce.hpp"
+#include "fourierft/peft/fourierft_op.hpp"
+
+using namespace fourierft;
+
+namespace {
+double median_ms(const std::function<void()>& run, int reps = 9) {
+  run();  // warm-up: plans, page faults
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
+  return times[reps / 2];
+}
+}  // namespace
+
+int main() {
+  if (std::getenv("FOURIERFT_NUM_THREADS") == nullptr) set_num_threads(2);
+  std::printf("case\td_out\td_in\tn\tms\tratio_to_frozen\tfftw_plans\n");
+  const Index T = 1024;
+  for (auto [M, N] : {std::pair<Index, Index>{768, 768}, {1024, 1024}}) {
+    const Index n = 1000;
+    Rng rng(1);
+    Var<float> x = Var<float>::parameter(randn<float>({T, N}, rng));  // dx is needed (inner layer)
+    Var<float> w0(randn<float>({M, N}, rng, 0.f, 0.02f)), b(randn<float>({M}, rng));
+    auto dy = randn<float>({T, M}, rng);
+    auto entries = std::make_shared<const peft::SpectralEntries>(peft::uniform_entries(M, N, n));
+    Var<float> c = Var<float>::parameter(randn<float>({n}, rng));
+    Var<float> A = Var<float>::parameter(randn<float>({8, N}, rng, 0.f, 0.02f));
+    Var<float> B = Var<float>::parameter(randn<float>({M, 8}, rng, 0.f, 0.02f));
+    Tape<float> tape;
+    auto step = [&](const std::function<Var<float>()>& forward) {
+      return [&, forward] {
+        Var<float> y = forward();
+        tape.backward(y, dy);
+        tape.clear();
+      };
+    };
+    const double frozen = median_ms(step([&] { return ops::linear(tape, x, w0, b); }));
+    auto fourier = [&](peft::CoeffGradPath path) {
+      return step([&, path] {
+        std::vector<peft::SpectralBlock<float>> blocks = {{c, entries, 150.f, 0}};
+        return peft::fourierft_linear(tape, x, w0, b, blocks, ops::WeightLayout::out_in, path);
+      });
+    };
+    const double spectral = median_ms(fourier(peft::CoeffGradPath::spectral));
+    const double dense = median_ms(fourier(peft::CoeffGradPath::dense));
+    const double lora = median_ms(step([&] {
+      Var<float> base = ops::linear(tape, x, w0, b);
+      Var<float> low = ops::linear(tape, ops::linear(tape, x, A), B);
+      return ops::add(tape, base, ops::scale(tape, low, 2.f));
+    }));
+    std::vector<float> delta(static_cast<std::size_t>(M * N));
+    const double c2r = median_ms([&] { peft::fourierft_delta_forward<float>(delta, c.data(), *entries, 150.f); });
+    const double c2c = median_ms([&] { peft::fourierft_delta_forward_c2c<float>(delta, c.data(), *entries, 150.f); });
+    const auto plans = ops::spectral::PlanCache<float>::instance().plans_made();
+    auto row = [&](const char* name, double ms) {
+      std::printf("%s\t%lld\t%lld\t%lld\t%.3f\t%.3f\t%zu\n", name, (long long)M, (long long)N,
+                  (long long)n, ms, ms / frozen, plans);
+    };
+    row("frozen_linear", frozen);
+    row("fourierft", spectral);
+    row("fourierft_dense", dense);
+    row("lora_r8", lora);
+    row("delta_c2r", c2r);
+    row("delta_c2c", c2c);
+  }
+  return 0;
+}

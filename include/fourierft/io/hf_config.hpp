@@ -1,0 +1,479 @@
+// fourierft/io/hf_config.hpp — Hugging Face config.json for the model types fourierft runs (gpt2,
+// roberta, vit): typed structs with HF's defaults, readers whose errors name file and key, writers.
+#pragma once
+
+// What is read, per transformers' configuration_utils.py (PretrainedConfig) and configuration_gpt2.py,
+// configuration_roberta.py (BertConfig's fields, pad/bos/eos 1/0/2), configuration_vit.py:
+// - An absent or null field takes HF's default, except the sizes that fix the tensor shapes
+//   (vocabulary, width, depth, heads, positions, image and patch size): those are required. HF would
+//   silently fall back to the base model's sizes and then fail on every tensor; we fail on the key.
+// - GPT-2 also accepts the generic names HF maps onto its own (attribute_map): hidden_size -> n_embd,
+//   max_position_embeddings -> n_positions, num_attention_heads -> n_head, num_hidden_layers -> n_layer.
+// - Labels: id2label {"0": "neg", "1": "pos"} gives num_labels and the names; without it, `num_labels`
+//   (a constructor argument some hand-written configs carry) or HF's default of 2 ("LABEL_0", ...).
+//   num_labels == 1 with no problem_type means regression (MSE), as in HF's sequence classifiers.
+// - The dtype is `torch_dtype` (transformers < 4.56) or `dtype` (>= 4.56; wins if both are present).
+// - Unknown keys are kept (`extra`) and written back, as save_pretrained keeps unknown attributes.
+// Errors: FormatError "<path>: key 'n_embd' is missing" / "... should be an integer but is a string
+// ("768")" / "<path>: model_type 'bert' is not supported (fourierft runs gpt2, roberta, vit)"; a file
+// that cannot be read is an IoError, malformed JSON a FormatError with the byte offset (io/json.hpp).
+
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/io/json.hpp"
+
+namespace fourierft::io {
+
+// ---------------------------------------------------------------------------
+// Fields of every PretrainedConfig that fourierft uses.
+struct HfCommonConfig {
+  std::string model_type;
+  std::vector<std::string> architectures;  // {"GPT2LMHeadModel"}; empty when absent
+  std::string torch_dtype;                 // "float32" / "float16" / "bfloat16"; "" when absent
+  std::string transformers_version;        // "" when absent (old hub configs)
+  std::string name_or_path;                // "_name_or_path"
+  std::vector<std::string> id2label = {"LABEL_0", "LABEL_1"};  // index = label id
+  std::string problem_type;  // "" (infer), "regression", "single_label_classification",
+                             // "multi_label_classification"
+  std::optional<Index> pad_token_id, bos_token_id, eos_token_id;
+  bool tie_word_embeddings = true;
+  Json extra = Json::object();  // the object as read; unknown keys survive read -> to_json
+
+  Index num_labels() const { return static_cast<Index>(id2label.size()); }
+  // HF's sequence classifiers: problem_type, else regression iff exactly one label.
+  bool is_regression() const {
+    return problem_type == "regression" || (problem_type.empty() && num_labels() == 1);
+  }
+};
+
+// GPT2LMHeadModel. Conv1D weights are stored (in, out).
+struct Gpt2Config : HfCommonConfig {
+  Index vocab_size = 50257;
+  Index n_positions = 1024;
+  Index n_embd = 768;
+  Index n_layer = 12;
+  Index n_head = 12;
+  std::optional<Index> n_inner;  // null: 4 * n_embd
+  std::string activation_function = "gelu_new";
+  double resid_pdrop = 0.1;  // after c_proj of attention and MLP
+  double embd_pdrop = 0.1;   // after wte + wpe
+  double attn_pdrop = 0.1;   // on attention probabilities
+  double layer_norm_epsilon = 1e-5;
+  double initializer_range = 0.02;
+  bool scale_attn_weights = true;                // divide scores by sqrt(head dim)
+  bool scale_attn_by_inverse_layer_idx = false;  // also by (layer index + 1)
+  bool reorder_and_upcast_attn = false;
+
+  Gpt2Config() {
+    model_type = "gpt2";
+    bos_token_id = 50256;
+    eos_token_id = 50256;
+  }
+  Index inner_dim() const { return n_inner ? *n_inner : 4 * n_embd; }
+  Index head_dim() const { return n_embd / n_head; }
+};
+
+// RobertaForSequenceClassification / RobertaForMaskedLM (BertConfig fields).
+struct RobertaConfig : HfCommonConfig {
+  Index vocab_size = 50265;
+  Index hidden_size = 768;
+  Index num_hidden_layers = 12;
+  Index num_attention_heads = 12;
+  Index intermediate_size = 3072;
+  Index max_position_embeddings = 512;  // real checkpoints: 514 = 512 + padding_idx + 1
+  Index type_vocab_size = 2;            // real checkpoints: 1
+  std::string hidden_act = "gelu";
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  std::optional<double> classifier_dropout;  // null: hidden_dropout_prob
+  double layer_norm_eps = 1e-12;             // real checkpoints: 1e-5
+  double initializer_range = 0.02;
+  std::string position_embedding_type = "absolute";
+
+  RobertaConfig() {
+    model_type = "roberta";
+    pad_token_id = 1;
+    bos_token_id = 0;
+    eos_token_id = 2;
+  }
+  Index head_dim() const { return hidden_size / num_attention_heads; }
+  double classifier_dropout_prob() const {
+    return classifier_dropout ? *classifier_dropout : hidden_dropout_prob;
+  }
+};
+
+// ViTForImageClassification.
+struct VitConfig : HfCommonConfig {
+  Index hidden_size = 768;
+  Index num_hidden_layers = 12;
+  Index num_attention_heads = 12;
+  Index intermediate_size = 3072;
+  Index image_size = 224;  // square images only
+  Index patch_size = 16;
+  Index num_channels = 3;
+  Index encoder_stride = 16;
+  std::string hidden_act = "gelu";
+  double hidden_dropout_prob = 0.0;
+  double attention_probs_dropout_prob = 0.0;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  bool qkv_bias = true;
+
+  VitConfig() { model_type = "vit"; }
+  Index head_dim() const { return hidden_size / num_attention_heads; }
+  Index num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+};
+
+// ---------------------------------------------------------------------------
+namespace detail {
+
+inline constexpr std::string_view supported_model_types[] = {"gpt2", "roberta", "vit"};
+
+// The size keys without which a checkpoint cannot be laid out (see the top of this file).
+template <class Int>
+Int required_positive(const JsonObject& j, std::string_view key) {
+  const Int v = j.get<Int>(key);
+  check<FormatError>(v > 0, j.source(), ": key '", key, "' should be positive but is ", v);
+  return v;
+}
+
+// image_size / patch_size: an integer, or [h, w] with h == w.
+inline Index square_size(const JsonObject& j, std::string_view key) {
+  if (j.has(key) && j.json().at(std::string(key)).is_array()) {
+    const auto hw = j.get<std::vector<Index>>(key);
+    check<FormatError>(hw.size() == 2 && hw[0] == hw[1] && hw[0] > 0, j.source(), ": key '", key,
+                       "' should be a positive integer or [n, n] (square images only) but is ",
+                       j.json().at(std::string(key)).dump());
+    return hw[0];
+  }
+  return required_positive<Index>(j, key);
+}
+
+inline void check_divisible(const JsonObject& j, std::string_view width_key, Index width,
+                            std::string_view heads_key, Index heads) {
+  check<FormatError>(width % heads == 0, j.source(), ": key '", width_key, "' (", width,
+                     ") should be a multiple of '", heads_key, "' (", heads, ")");
+}
+
+inline void read_common(const JsonObject& j, HfCommonConfig& c) {
+  c.extra = j.json();
+  c.model_type = j.get<std::string>("model_type");
+  c.architectures = j.get_or<std::vector<std::string>>("architectures", {});
+  if (j.has("dtype"))
+    c.torch_dtype = j.get<std::string>("dtype");
+  else
+    c.torch_dtype = j.get_or<std::string>("torch_dtype", "");
+  c.transformers_version = j.get_or<std::string>("transformers_version", "");
+  c.name_or_path = j.get_or<std::string>("_name_or_path", "");
+  if (j.has("id2label")) {
+    const auto map = j.get<std::map<std::string, std::string>>("id2label");
+    c.id2label.assign(map.size(), "");
+    std::vector<bool> seen(map.size(), false);
+    for (const auto& [key, name] : map) {
+      std::size_t id = map.size();
+      try {
+        std::size_t used = 0;
+        const long long v = std::stoll(key, &used);
+        if (used == key.size() && v >= 0) id = static_cast<std::size_t>(v);
+      } catch (const std::exception&) {
+      }
+      check<FormatError>(id < map.size() && !seen[id], j.source(), ": key 'id2label' should map the ids 0..",
+                         map.size() - 1, " (as strings) to names but has the key \"", key, "\"");
+      seen[id] = true;
+      c.id2label[id] = name;
+    }
+    check<FormatError>(!c.id2label.empty(), j.source(), ": key 'id2label' is empty");
+  } else if (j.has("num_labels")) {
+    const auto n = required_positive<Index>(j, "num_labels");
+    c.id2label.clear();
+    for (Index i = 0; i < n; ++i) c.id2label.push_back(str_cat("LABEL_", i));
+  }
+  c.problem_type = j.get_or<std::string>("problem_type", "");
+  check<FormatError>(c.problem_type.empty() || c.problem_type == "regression" ||
+                         c.problem_type == "single_label_classification" ||
+                         c.problem_type == "multi_label_classification",
+                     j.source(), ": key 'problem_type' should be \"regression\", ",
+                     "\"single_label_classification\" or \"multi_label_classification\" but is \"",
+                     c.problem_type, "\"");
+  // Token ids: a class default (set by the struct) unless the file says otherwise; null clears it.
+  auto token = [&](std::string_view key, std::optional<Index>& id) {
+    const auto it = j.json().find(key);
+    if (it == j.json().end()) return;
+    id = it->is_null() ? std::nullopt : std::optional<Index>(j.get<Index>(key));
+  };
+  token("pad_token_id", c.pad_token_id);
+  token("bos_token_id", c.bos_token_id);
+  token("eos_token_id", c.eos_token_id);
+  c.tie_word_embeddings = j.get_or<bool>("tie_word_embeddings", true);
+}
+
+inline void expect_model_type(const JsonObject& j, std::string_view expected) {
+  const auto type = j.get<std::string>("model_type");
+  check<FormatError>(type == expected, j.source(), ": model_type is '", type, "' but a ", expected,
+                     " config was expected");
+}
+
+// GPT-2's attribute_map: a generic name, if present, stands for GPT-2's own key.
+inline std::string_view gpt2_key(const JsonObject& j, std::string_view own, std::string_view generic) {
+  return !j.has(own) && j.has(generic) ? generic : own;
+}
+
+// Common fields into `out` (already holding the class fields), HF's way: fields that equal the
+// PretrainedConfig default are left out, like save_pretrained's diff against the base class.
+inline void write_common(const HfCommonConfig& c, Json& out) {
+  out["model_type"] = c.model_type;
+  if (!c.architectures.empty()) out["architectures"] = c.architectures;
+  else out.erase("architectures");
+  out.erase("dtype");
+  if (!c.torch_dtype.empty()) out["torch_dtype"] = c.torch_dtype;
+  else out.erase("torch_dtype");
+  if (!c.transformers_version.empty()) out["transformers_version"] = c.transformers_version;
+  else out.erase("transformers_version");
+  if (!c.name_or_path.empty()) out["_name_or_path"] = c.name_or_path;
+  else out.erase("_name_or_path");
+  out.erase("num_labels");
+  const bool default_labels =
+      c.id2label == std::vector<std::string>{"LABEL_0", "LABEL_1"};
+  if (default_labels) {
+    out.erase("id2label");
+    out.erase("label2id");
+  } else {
+    Json id2label = Json::object(), label2id = Json::object();
+    for (std::size_t i = 0; i < c.id2label.size(); ++i) {
+      id2label[std::to_string(i)] = c.id2label[i];
+      label2id[c.id2label[i]] = static_cast<Index>(i);
+    }
+    out["id2label"] = id2label;
+    out["label2id"] = label2id;
+  }
+  if (!c.problem_type.empty()) out["problem_type"] = c.problem_type;
+  else out.erase("problem_type");
+  auto token = [&](const char* key, const std::optional<Index>& id) {
+    if (id) out[key] = *id;
+    else out.erase(key);
+  };
+  token("pad_token_id", c.pad_token_id);
+  token("bos_token_id", c.bos_token_id);
+  token("eos_token_id", c.eos_token_id);
+  if (!c.tie_word_embeddings) out["tie_word_embeddings"] = false;
+  else out.erase("tie_word_embeddings");
+}
+
+// Class fields fourierft does not model but save_pretrained always writes: kept as read, else HF's
+// default (so a config read from an old file is written back the way current HF writes it).
+inline void fill_defaults(Json& out, std::initializer_list<std::pair<const char*, Json>> fields) {
+  for (const auto& [key, value] : fields)
+    if (!out.contains(key)) out[key] = value;
+}
+
+inline Json start_object(const HfCommonConfig& c) {
+  return c.extra.is_object() ? c.extra : Json::object();
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// `dir_or_file` is a checkpoint folder (its config.json is read) or the path of a JSON file.
+inline std::filesystem::path config_path(const std::filesystem::path& dir_or_file) {
+  return std::filesystem::is_directory(dir_or_file) ? dir_or_file / "config.json" : dir_or_file;
+}
+
+inline bool is_supported_model_type(std::string_view type) {
+  for (auto t : detail::supported_model_types)
+    if (t == type) return true;
+  return false;
+}
+
+// The model_type of a config.json; FormatError if it is missing or not gpt2 / roberta / vit.
+inline std::string model_type_of(const JsonObject& j) {
+  const auto type = j.get<std::string>("model_type");
+  check<FormatError>(is_supported_model_type(type), j.source(), ": model_type '", type,
+                     "' is not supported (fourierft runs gpt2, roberta, vit)");
+  return type;
+}
+inline std::string read_model_type(const std::filesystem::path& dir_or_file) {
+  return model_type_of(JsonObject::read(config_path(dir_or_file)));
+}
+
+// ---------------------------------------------------------------------------
+// Parsers from an already-read object (source() names the file in errors), and file readers.
+inline Gpt2Config parse_gpt2_config(const JsonObject& j) {
+  detail::expect_model_type(j, "gpt2");
+  Gpt2Config c;
+  detail::read_common(j, c);
+  using detail::gpt2_key;
+  c.vocab_size = detail::required_positive<Index>(j, "vocab_size");
+  c.n_embd = detail::required_positive<Index>(j, gpt2_key(j, "n_embd", "hidden_size"));
+  c.n_layer = detail::required_positive<Index>(j, gpt2_key(j, "n_layer", "num_hidden_layers"));
+  c.n_head = detail::required_positive<Index>(j, gpt2_key(j, "n_head", "num_attention_heads"));
+  c.n_positions =
+      detail::required_positive<Index>(j, gpt2_key(j, "n_positions", "max_position_embeddings"));
+  detail::check_divisible(j, gpt2_key(j, "n_embd", "hidden_size"), c.n_embd,
+                          gpt2_key(j, "n_head", "num_attention_heads"), c.n_head);
+  if (j.has("n_inner")) c.n_inner = detail::required_positive<Index>(j, "n_inner");
+  c.activation_function = j.get_or<std::string>("activation_function", c.activation_function);
+  c.resid_pdrop = j.get_or<double>("resid_pdrop", c.resid_pdrop);
+  c.embd_pdrop = j.get_or<double>("embd_pdrop", c.embd_pdrop);
+  c.attn_pdrop = j.get_or<double>("attn_pdrop", c.attn_pdrop);
+  c.layer_norm_epsilon = j.get_or<double>("layer_norm_epsilon", c.layer_norm_epsilon);
+  c.initializer_range = j.get_or<double>("initializer_range", c.initializer_range);
+  c.scale_attn_weights = j.get_or<bool>("scale_attn_weights", c.scale_attn_weights);
+  c.scale_attn_by_inverse_layer_idx =
+      j.get_or<bool>("scale_attn_by_inverse_layer_idx", c.scale_attn_by_inverse_layer_idx);
+  c.reorder_and_upcast_attn = j.get_or<bool>("reorder_and_upcast_attn", c.reorder_and_upcast_attn);
+  return c;
+}
+
+inline RobertaConfig parse_roberta_config(const JsonObject& j) {
+  detail::expect_model_type(j, "roberta");
+  RobertaConfig c;
+  detail::read_common(j, c);
+  c.vocab_size = detail::required_positive<Index>(j, "vocab_size");
+  c.hidden_size = detail::required_positive<Index>(j, "hidden_size");
+  c.num_hidden_layers = detail::required_positive<Index>(j, "num_hidden_layers");
+  c.num_attention_heads = detail::required_positive<Index>(j, "num_attention_heads");
+  c.intermediate_size = detail::required_positive<Index>(j, "intermediate_size");
+  c.max_position_embeddings = detail::required_positive<Index>(j, "max_position_embeddings");
+  detail::check_divisible(j, "hidden_size", c.hidden_size, "num_attention_heads",
+                          c.num_attention_heads);
+  if (j.has("type_vocab_size"))
+    c.type_vocab_size = detail::required_positive<Index>(j, "type_vocab_size");
+  c.hidden_act = j.get_or<std::string>("hidden_act", c.hidden_act);
+  c.hidden_dropout_prob = j.get_or<double>("hidden_dropout_prob", c.hidden_dropout_prob);
+  c.attention_probs_dropout_prob =
+      j.get_or<double>("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+  c.classifier_dropout = j.get_optional<double>("classifier_dropout");
+  c.layer_norm_eps = j.get_or<double>("layer_norm_eps", c.layer_norm_eps);
+  c.initializer_range = j.get_or<double>("initializer_range", c.initializer_range);
+  c.position_embedding_type =
+      j.get_or<std::string>("position_embedding_type", c.position_embedding_type);
+  return c;
+}
+
+inline VitConfig parse_vit_config(const JsonObject& j) {
+  detail::expect_model_type(j, "vit");
+  VitConfig c;
+  detail::read_common(j, c);
+  c.hidden_size = detail::required_positive<Index>(j, "hidden_size");
+  c.num_hidden_layers = detail::required_positive<Index>(j, "num_hidden_layers");
+  c.num_attention_heads = detail::required_positive<Index>(j, "num_attention_heads");
+  c.intermediate_size = detail::required_positive<Index>(j, "intermediate_size");
+  c.image_size = detail::square_size(j, "image_size");
+  c.patch_size = detail::square_size(j, "patch_size");
+  detail::check_divisible(j, "hidden_size", c.hidden_size, "num_attention_heads",
+                          c.num_attention_heads);
+  check<FormatError>(c.patch_size <= c.image_size, j.source(), ": key 'patch_size' (", c.patch_size,
+                     ") should not exceed 'image_size' (", c.image_size, ")");
+  if (j.has("num_channels")) c.num_channels = detail::required_positive<Index>(j, "num_channels");
+  c.encoder_stride = j.get_or<Index>("encoder_stride", c.encoder_stride);
+  c.hidden_act = j.get_or<std::string>("hidden_act", c.hidden_act);
+  c.hidden_dropout_prob = j.get_or<double>("hidden_dropout_prob", c.hidden_dropout_prob);
+  c.attention_probs_dropout_prob =
+      j.get_or<double>("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+  c.layer_norm_eps = j.get_or<double>("layer_norm_eps", c.layer_norm_eps);
+  c.initializer_range = j.get_or<double>("initializer_range", c.initializer_range);
+  c.qkv_bias = j.get_or<bool>("qkv_bias", c.qkv_bias);
+  return c;
+}
+
+inline Gpt2Config read_gpt2_config(const std::filesystem::path& dir_or_file) {
+  return parse_gpt2_config(JsonObject::read(config_path(dir_or_file)));
+}
+inline RobertaConfig read_roberta_config(const std::filesystem::path& dir_or_file) {
+  return parse_roberta_config(JsonObject::read(config_path(dir_or_file)));
+}
+inline VitConfig read_vit_config(const std::filesystem::path& dir_or_file) {
+  return parse_vit_config(JsonObject::read(config_path(dir_or_file)));
+}
+
+// ---------------------------------------------------------------------------
+// Writers: the config.json save_pretrained would write for the struct (sorted keys; class fields
+// always, base fields only where they differ from PretrainedConfig's defaults; unknown keys kept).
+inline Json to_json(const Gpt2Config& c) {
+  Json out = detail::start_object(c);
+  for (const char* alias : {"hidden_size", "max_position_embeddings", "num_attention_heads",
+                            "num_hidden_layers"})
+    out.erase(alias);  // HF stores them under GPT-2's own names
+  out["vocab_size"] = c.vocab_size;
+  out["n_positions"] = c.n_positions;
+  out["n_embd"] = c.n_embd;
+  out["n_layer"] = c.n_layer;
+  out["n_head"] = c.n_head;
+  out["n_inner"] = c.n_inner ? Json(*c.n_inner) : Json(nullptr);
+  out["activation_function"] = c.activation_function;
+  out["resid_pdrop"] = c.resid_pdrop;
+  out["embd_pdrop"] = c.embd_pdrop;
+  out["attn_pdrop"] = c.attn_pdrop;
+  out["layer_norm_epsilon"] = c.layer_norm_epsilon;
+  out["initializer_range"] = c.initializer_range;
+  out["scale_attn_weights"] = c.scale_attn_weights;
+  out["scale_attn_by_inverse_layer_idx"] = c.scale_attn_by_inverse_layer_idx;
+  out["reorder_and_upcast_attn"] = c.reorder_and_upcast_attn;
+  detail::fill_defaults(out, {{"summary_type", "cls_index"},
+                              {"summary_use_proj", true},
+                              {"summary_activation", nullptr},
+                              {"summary_proj_to_labels", true},
+                              {"summary_first_dropout", 0.1},
+                              {"use_cache", true}});
+  detail::write_common(c, out);
+  return out;
+}
+
+inline Json to_json(const RobertaConfig& c) {
+  Json out = detail::start_object(c);
+  out["vocab_size"] = c.vocab_size;
+  out["hidden_size"] = c.hidden_size;
+  out["num_hidden_layers"] = c.num_hidden_layers;
+  out["num_attention_heads"] = c.num_attention_heads;
+  out["intermediate_size"] = c.intermediate_size;
+  out["max_position_embeddings"] = c.max_position_embeddings;
+  out["type_vocab_size"] = c.type_vocab_size;
+  out["hidden_act"] = c.hidden_act;
+  out["hidden_dropout_prob"] = c.hidden_dropout_prob;
+  out["attention_probs_dropout_prob"] = c.attention_probs_dropout_prob;
+  out["classifier_dropout"] = c.classifier_dropout ? Json(*c.classifier_dropout) : Json(nullptr);
+  out["layer_norm_eps"] = c.layer_norm_eps;
+  out["initializer_range"] = c.initializer_range;
+  out["position_embedding_type"] = c.position_embedding_type;
+  detail::fill_defaults(out, {{"use_cache", true}});
+  detail::write_common(c, out);
+  return out;
+}
+
+inline Json to_json(const VitConfig& c) {
+  Json out = detail::start_object(c);
+  out["hidden_size"] = c.hidden_size;
+  out["num_hidden_layers"] = c.num_hidden_layers;
+  out["num_attention_heads"] = c.num_attention_heads;
+  out["intermediate_size"] = c.intermediate_size;
+  out["image_size"] = c.image_size;
+  out["patch_size"] = c.patch_size;
+  out["num_channels"] = c.num_channels;
+  out["encoder_stride"] = c.encoder_stride;
+  out["hidden_act"] = c.hidden_act;
+  out["hidden_dropout_prob"] = c.hidden_dropout_prob;
+  out["attention_probs_dropout_prob"] = c.attention_probs_dropout_prob;
+  out["layer_norm_eps"] = c.layer_norm_eps;
+  out["initializer_range"] = c.initializer_range;
+  out["qkv_bias"] = c.qkv_bias;
+  detail::write_common(c, out);
+  return out;
+}
+
+// Writes <dir>/config.json (or the given .json path) atomically, formatted as HF writes it.
+template <class Config>
+void write_config(const std::filesystem::path& dir_or_file, const Config& config) {
+  write_json(config_path(dir_or_file), to_json(config));
+}
+
+}  // namespace fourierft::io

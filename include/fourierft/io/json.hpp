@@ -1,0 +1,182 @@
+// fourierft/io/json.hpp — JSON files (config.json, adapter_config.json, tokenizer files) through
+// nlohmann_json: reading with errors that name the file, typed field getters, atomic pretty writes.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/util/atomic_file.hpp"
+
+namespace fourierft::io {
+
+using Json = nlohmann::json;  // objects keep their keys sorted, as HF's save_pretrained writes them
+
+// Parses `text`; a syntax error is a FormatError "<source>: invalid JSON at byte N: <reason>".
+inline Json parse_json(std::string_view text, const std::string& source) {
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const Json::parse_error& e) {
+    std::string reason = e.what();  // "[json.exception.parse_error.101] parse error at ..."
+    if (const auto pos = reason.find("] "); pos != std::string::npos)
+      reason = reason.substr(pos + 2);
+    throw FormatError(str_cat(source, ": invalid JSON at byte ", e.byte, ": ", reason));
+  }
+}
+
+// Reads and parses a whole file. IoError if it cannot be read, FormatError if it is not JSON.
+inline Json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(str_cat("cannot open '", path.string(), "' for reading"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw IoError(str_cat("cannot read '", path.string(), "'"));
+  return parse_json(text.str(), path.string());
+}
+
+// Writes `json` atomically, pretty-printed with a 2-space indent and sorted keys (like
+// Hugging Face's `json.dumps(..., indent=2, sort_keys=True)`), non-ASCII escaped, newline-terminated.
+inline void write_json(const std::filesystem::path& path, const Json& json) {
+  util::write_file_atomically(path, json.dump(2, ' ', /*ensure_ascii=*/true) + "\n");
+}
+
+// JsonObject: a JSON object plus where it came from ("config.json", and the key path inside it), so a
+// missing or mistyped field is reported as  config.json: key 'n_embd' should be an integer but is a
+// string ("768").  Getters accept: bool, integers (range-checked), float/double (integers too),
+// std::string, std::vector<T>, std::map<std::string, T>, and JsonObject for nested objects.
+class JsonObject {
+ public:
+  JsonObject(Json json, std::string source, std::string path = "")
+      : json_(std::move(json)), source_(std::move(source)), path_(std::move(path)) {
+    check<FormatError>(json_.is_object(), source_, ": ", where(), " should be an object but is ",
+                       describe(json_));
+  }
+  static JsonObject read(const std::filesystem::path& file) {
+    return JsonObject(read_json(file), file.string());
+  }
+
+  const Json& json() const { return json_; }
+  const std::string& source() const { return source_; }
+  // True if the key is present and not null (HF writes absent options as null).
+  bool has(std::string_view key) const {
+    const auto it = json_.find(key);
+    return it != json_.end() && !it->is_null();
+  }
+  std::vector<std::string> keys() const {
+    std::vector<std::string> out;
+    for (const auto& item : json_.items()) out.push_back(item.key());
+    return out;
+  }
+
+  // The value of a required key: FormatError if it is missing, null or of another type.
+  template <class T>
+  T get(std::string_view key) const {
+    const auto it = json_.find(key);
+    check<FormatError>(it != json_.end(), source_, ": key '", full_key(key), "' is missing");
+    return convert<T>(*it, full_key(key));
+  }
+  // The value of an optional key: `fallback` if it is missing or null.
+  template <class T>
+  T get_or(std::string_view key, T fallback) const {
+    return has(key) ? get<T>(key) : fallback;
+  }
+  template <class T>
+  std::optional<T> get_optional(std::string_view key) const {
+    if (!has(key)) return std::nullopt;
+    return get<T>(key);
+  }
+
+ private:
+  template <class T>
+  struct is_vector : std::false_type {};
+  template <class U>
+  struct is_vector<std::vector<U>> : std::true_type {};
+  template <class T>
+  struct is_string_map : std::false_type {};
+  template <class U>
+  struct is_string_map<std::map<std::string, U>> : std::true_type {};
+
+  static std::string describe(const Json& value) {
+    std::string text = value.dump(-1, ' ', true, Json::error_handler_t::replace);
+    if (text.size() > 40) text = text.substr(0, 37) + "...";
+    return str_cat(value.is_number()    ? "a number"
+                   : value.is_boolean() ? "a boolean"
+                   : value.is_string()  ? "a string"
+                   : value.is_null()    ? "null"
+                   : value.is_array()   ? "an array"
+                                        : "an object",
+                   value.is_null() ? "" : " (" + text + ")");
+  }
+  std::string where() const {
+    return path_.empty() ? std::string("the top level") : "key '" + path_ + "'";
+  }
+  std::string full_key(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+  [[noreturn]] void wrong_type(const Json& value, const std::string& key, const char* want) const {
+    throw FormatError(
+        str_cat(source_, ": key '", key, "' should be ", want, " but is ", describe(value)));
+  }
+
+  template <class T>
+  T convert(const Json& value, const std::string& key) const {
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!value.is_boolean()) wrong_type(value, key, "a boolean");
+      return value.get<bool>();
+    } else if constexpr (std::is_integral_v<T>) {
+      if (!value.is_number_integer()) wrong_type(value, key, "an integer");
+      if (value.is_number_unsigned()) {
+        const auto v = value.get<std::uint64_t>();
+        if (v > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
+          wrong_type(value, key, "an integer in range");
+        return static_cast<T>(v);
+      }
+      const auto v = value.get<std::int64_t>();
+      if (v < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
+          (v > 0 && static_cast<std::uint64_t>(v) > std::numeric_limits<T>::max()))
+        wrong_type(value, key, "an integer in range");
+      return static_cast<T>(v);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (!value.is_number()) wrong_type(value, key, "a number");
+      return value.get<T>();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (!value.is_string()) wrong_type(value, key, "a string");
+      return value.get<std::string>();
+    } else if constexpr (std::is_same_v<T, JsonObject>) {
+      if (!value.is_object()) wrong_type(value, key, "an object");
+      return JsonObject(value, source_, key);
+    } else if constexpr (is_vector<T>::value) {
+      if (!value.is_array()) wrong_type(value, key, "an array");
+      T out;
+      for (std::size_t i = 0; i < value.size(); ++i)
+        out.push_back(convert<typename T::value_type>(value[i], str_cat(key, "[", i, "]")));
+      return out;
+    } else if constexpr (is_string_map<T>::value) {
+      if (!value.is_object()) wrong_type(value, key, "an object");
+      T out;
+      for (const auto& item : value.items())
+        out.emplace(item.key(),
+                    convert<typename T::mapped_type>(item.value(), key + "." + item.key()));
+      return out;
+    } else {
+      static_assert(sizeof(T) == 0, "JsonObject::get: unsupported type");
+    }
+  }
+
+  Json json_;
+  std::string source_;
+  std::string path_;  // dotted key of this object inside the file ("" for the top level)
+};
+
+}  // namespace fourierft::io

@@ -1,0 +1,539 @@
+// Tests of include/fourierft/nn/{module,linear}.hpp and include/fourierft/optim: hierarchical names,
+// freezing, checkpoints with load reports, adapters on Linear, and AdamW / SGD / clipping / schedules
+// against trajectories computed with torch 1.13.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fourierft/nn/linear.hpp"
+#include "fourierft/nn/module.hpp"
+#include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/reduce.hpp"
+#include "fourierft/optim/adamw.hpp"
+#include "fourierft/optim/clip.hpp"
+#include "fourierft/optim/schedule.hpp"
+#include "fourierft/optim/sgd.hpp"
+
+using namespace fourierft;
+using nn::Linear;
+using nn::Module;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::path(FOURIERFT_BINARY_DIR) / "test_nn_optim" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// A RoBERTa-shaped toy: encoder.layer.{i}.attention.self.{query,key,value} + classifier.
+template <class Real>
+struct SelfAttention : Module<Real> {
+  Linear<Real> query, key, value;
+  SelfAttention(Index C, Rng& rng) : query(C, C, rng), key(C, C, rng), value(C, C, rng) {
+    this->register_module("query", query);
+    this->register_module("key", key);
+    this->register_module("value", value);
+  }
+};
+template <class Real>
+struct Attention : Module<Real> {
+  SelfAttention<Real> self_attention;
+  Attention(Index C, Rng& rng) : self_attention(C, rng) {
+    this->register_module("self", self_attention);
+  }
+};
+template <class Real>
+struct Layer : Module<Real> {
+  Attention<Real> attention;
+  Layer(Index C, Rng& rng) : attention(C, rng) { this->register_module("attention", attention); }
+};
+template <class Real>
+struct Encoder : Module<Real> {
+  nn::ModuleList<Layer<Real>> layer;
+  Encoder(Index C, Index L, Rng& rng) {
+    for (Index i = 0; i < L; ++i) layer.emplace_back(C, rng);
+    this->register_module("layer", layer);
+  }
+};
+template <class Real>
+struct TinyModel : Module<Real> {
+  Encoder<Real> encoder;
+  Linear<Real> classifier;
+  TinyModel(Index C, Index L, Index labels, Rng& rng)
+      : encoder(C, L, rng), classifier(C, labels, rng) {
+    this->register_module("encoder", encoder);
+    this->register_module("classifier", classifier);
+  }
+};
+
+// A toy adapter: base(x) + x·A (A: (d_in, d_out), zero-initialised), spliced into the layer it
+// adapts; merging adds Aᵀ into the (d_out, d_in) weight.
+template <class Real>
+struct AddAdapter : nn::LinearAdapter<Real> {
+  Var<Real> delta;
+  AddAdapter(Index d_in, Index d_out) : delta(Var<Real>::parameter(Tensor<Real>({d_in, d_out}))) {
+    this->register_parameter("toy_delta", delta);
+  }
+  Var<Real> forward(Tape<Real>& tape, const Linear<Real>& base, const Var<Real>& x) override {
+    return ops::add(tape, base.base_forward(tape, x),
+                    ops::linear(tape, x, delta, Var<Real>(), ops::WeightLayout::in_out));
+  }
+  void merge(Linear<Real>& base) override { add_into(base, Real(1)), this->merged_ = true; }
+  void unmerge(Linear<Real>& base) override { add_into(base, Real(-1)), this->merged_ = false; }
+  void add_into(Linear<Real>& base, Real sign) {
+    for (Index i = 0; i < base.d_in(); ++i)
+      for (Index o = 0; o < base.d_out(); ++o)
+        base.weight.value().at({o, i}) += sign * delta.value().at({i, o});
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Module
+
+TEST_CASE("Module: dotted names in a stable order, lookups, counts") {
+  Rng rng(1);
+  TinyModel<float> model(4, 2, 3, rng);
+  const auto named = model.named_parameters();
+  REQUIRE(named.size() == 2 * 3 * 2 + 2);
+  CHECK(named[0].first == "encoder.layer.0.attention.self.query.weight");
+  CHECK(named[1].first == "encoder.layer.0.attention.self.query.bias");
+  CHECK(named[2].first == "encoder.layer.0.attention.self.key.weight");
+  CHECK(named[6].first == "encoder.layer.1.attention.self.query.weight");
+  CHECK(named.back().first == "classifier.bias");
+  CHECK(model.num_parameters() == 2 * 3 * (16 + 4) + 12 + 3);
+  CHECK(model.num_trainable_parameters() == model.num_parameters());
+
+  auto* query = model.find<Linear<float>>("encoder.layer.1.attention.self.query");
+  REQUIRE(query != nullptr);
+  CHECK(query == &model.encoder.layer[1].attention.self_attention.query);
+  CHECK(model.find_module("") == &model);
+  CHECK(model.find_module("encoder.layer.7") == nullptr);
+  CHECK(model.find<Linear<float>>("encoder.layer.1") == nullptr);  // exists, but not a Linear
+  CHECK(model.parameter("classifier.weight").same_as(model.classifier.weight));
+  CHECK_THROWS_WITH_AS(model.parameter("classifier.kernel"),
+                       "no parameter named 'classifier.kernel'", IndexError);
+
+  const auto modules = model.named_modules();
+  CHECK(modules[0].first == "");
+  CHECK(modules[1].first == "encoder");
+  CHECK(modules[2].first == "encoder.layer");
+  CHECK(modules[3].first == "encoder.layer.0");
+  Index linears = 0;
+  for (auto& [name, m] : modules) linears += dynamic_cast<Linear<float>*>(m) != nullptr;
+  CHECK(linears == 7);
+
+  Index layers = 0;
+  for (auto& layer : model.encoder.layer) layers += layer.attention.self_attention.query.d_in();
+  CHECK(layers == 8);
+}
+
+TEST_CASE("Module: registration errors, tied weights listed once") {
+  Rng rng(2);
+  struct Tied : Module<double> {
+    Linear<double> a, b;
+    Tied(Rng& rng) : a(3, 3, rng), b(3, 3, rng) {
+      b.weight = a.weight;  // tied: b's registered member now holds a's Var
+      register_module("a", a);
+      register_module("b", b);
+    }
+  } tied(rng);
+  const auto named = tied.named_parameters();
+  REQUIRE(named.size() == 3);
+  CHECK(named[0].first == "a.weight");
+  CHECK(named[2].first == "b.bias");
+  CHECK(tied.num_parameters() == 9 + 3 + 3);
+
+  struct Bad : Module<float> {
+    Var<float> w = Var<float>::parameter(Tensor<float>({2}));
+  } bad;
+  CHECK_THROWS_WITH_AS(bad.register_parameter("w.x", bad.w),
+                       "register_parameter: name 'w.x' must be non-empty and contain no '.'",
+                       ValueError);
+  bad.register_parameter("w", bad.w);
+  CHECK_THROWS_WITH_AS(bad.register_parameter("w", bad.w),
+                       "register_parameter: 'w' is already a parameter of this module", ValueError);
+}
+
+TEST_CASE("Module: train/eval recurse, freeze/unfreeze by glob, zero_grad") {
+  Rng rng(3);
+  TinyModel<float> model(4, 2, 3, rng);
+  model.eval();
+  CHECK(!model.is_training());
+  CHECK(!model.encoder.layer[1].attention.self_attention.value.is_training());
+  model.train();
+  CHECK(model.encoder.layer[0].is_training());
+
+  model.freeze_all();
+  CHECK(model.num_trainable_parameters() == 0);
+  CHECK(model.unfreeze("*.query.*") == 4);  // weight and bias of 2 layers
+  CHECK(model.unfreeze("classifier.*") == 2);
+  CHECK(model.num_trainable_parameters() == 2 * 20 + 15);
+  CHECK(model.freeze("encoder.layer.?.attention.self.query.bias") == 2);
+  CHECK(model.freeze("*.nonexistent.*") == 0);
+  CHECK(nn::glob_match("*.query.*", "encoder.layer.0.attention.self.query.weight"));
+  CHECK(!nn::glob_match("*.query.*", "encoder.layer.0.attention.self.query"));
+  CHECK(nn::glob_match("a*b*c", "a.xb.yc"));
+  CHECK(!nn::glob_match("a?c", "abbc"));
+
+  auto w = model.classifier.weight;
+  w.grad().fill(1.0f);
+  model.zero_grad();
+  CHECK(w.grad()[0] == 0.0f);
+}
+
+TEST_CASE("Module: save and load by name, with missing / unexpected / mismatched reported") {
+  const fs::path dir = scratch("checkpoint");
+  Rng rng(4);
+  TinyModel<float> a(4, 1, 3, rng);
+  a.save_safetensors(dir / "model.safetensors");
+  {
+    io::SafetensorsFile f(dir / "model.safetensors");
+    CHECK(f.size() == 8);
+    CHECK(f.metadata().at("format") == "pt");
+    CHECK(f.contains("encoder.layer.0.attention.self.value.bias"));
+  }
+
+  // Same architecture: everything loads into the existing storage.
+  Rng other(99);
+  TinyModel<double> b(4, 1, 3, other);
+  const Var<double> kept = b.classifier.weight;
+  const nn::LoadReport full = b.load_safetensors(dir / "model.safetensors");
+  CHECK(full.complete());
+  CHECK(full.loaded.size() == 8);
+  CHECK(kept.same_as(b.classifier.weight));
+  CHECK(b.classifier.weight.value()[5] == static_cast<double>(a.classifier.weight.value()[5]));
+
+  // A different head (5 labels) and a model with 2 layers: a shape mismatch, missing and
+  // unexpected keys, each reported; the mismatched head keeps its own values.
+  TinyModel<float> c(4, 2, 5, other);
+  const float head_before = c.classifier.weight.value()[0];
+  nn::LoadReport r = c.load_safetensors(dir / "model.safetensors");
+  CHECK(!r.complete());
+  CHECK(r.loaded.size() == 6);
+  CHECK(r.missing.size() == 6);
+  CHECK(r.missing[0] == "encoder.layer.1.attention.self.query.weight");
+  REQUIRE(r.mismatched.size() == 2);
+  CHECK(r.mismatched[0].name == "classifier.weight");
+  CHECK(r.mismatched[0].expected == Shape{5, 4});
+  CHECK(r.mismatched[0].actual == Shape{3, 4});
+  CHECK(r.unexpected.empty());
+  CHECK(c.classifier.weight.value()[0] == head_before);
+  CHECK(r.summary(1) == (dir / "model.safetensors").string() +
+                            ": loaded 6, missing 6 (encoder.layer.1.attention.self.query.weight, "
+                            "... 5 more), unexpected 0, shape mismatch 2 (classifier.weight: "
+                            "module (5, 4), file (3, 4))");
+  CHECK_THROWS_AS(r.require_complete(), FormatError);
+
+  // Adapter-style files: only trainable parameters, under a prefix, loaded back with it.
+  a.freeze_all();
+  a.unfreeze("classifier.*");
+  a.save_safetensors(
+      dir / "adapter.safetensors",
+      {.prefix = "base_model.model.", .trainable_only = true, .dtype = io::Dtype::BF16});
+  io::SafetensorsFile adapter(dir / "adapter.safetensors");
+  CHECK(adapter.sorted_names() == std::vector<std::string>{"base_model.model.classifier.bias",
+                                                           "base_model.model.classifier.weight"});
+  CHECK(adapter.info("base_model.model.classifier.weight").dtype == io::Dtype::BF16);
+  TinyModel<float> d(4, 1, 3, other);
+  nn::LoadReport ar = d.load_safetensors(adapter, {.prefix = "base_model.model."});
+  CHECK(ar.loaded == std::vector<std::string>{"classifier.weight", "classifier.bias"});
+  CHECK(ar.missing.size() == 6);
+  CHECK(std::abs(d.classifier.weight.value()[1] - a.classifier.weight.value()[1]) <=
+        std::abs(a.classifier.weight.value()[1]) * 0x1p-8f);
+  // The unexpected keys are the file's.
+  nn::LoadReport unprefixed = d.load_safetensors(adapter);
+  CHECK(unprefixed.loaded.empty());
+  CHECK(unprefixed.unexpected.size() == 2);
+}
+
+// ---------------------------------------------------------------------------
+// Linear
+
+TEST_CASE_TEMPLATE("Linear: torch's init bounds, forward equals ops::linear in both layouts", Real,
+                   float, double) {
+  Rng rng(5);
+  Linear<Real> lin(64, 32, rng);
+  const Real bound = Real(1) / std::sqrt(Real(64));
+  Real lo = 1, hi = -1;
+  for (Real v : lin.weight.data()) lo = std::min(lo, v), hi = std::max(hi, v);
+  CHECK(lo >= -bound);
+  CHECK(hi <= bound);
+  CHECK(hi - lo > Real(1.9) * bound);  // 2048 draws fill the interval
+  for (Real v : lin.bias.data()) CHECK(std::abs(v) <= bound);
+  CHECK(lin.weight.shape() == Shape{32, 64});
+
+  Linear<Real> conv1d(64, 32, rng, /*with_bias=*/false, nn::WeightLayout::in_out);
+  CHECK(conv1d.weight.shape() == Shape{64, 32});
+  CHECK(!conv1d.has_bias());
+  CHECK(conv1d.named_parameters().size() == 1);
+
+  Tape<Real> tape;
+  Var<Real> x(randn<Real>({2, 3, 64}, rng));
+  Var<Real> y = lin.forward(tape, x), ref = ops::linear(tape, x, lin.weight, lin.bias);
+  REQUIRE(y.shape() == Shape{2, 3, 32});
+  for (Index i = 0; i < y.numel(); ++i) CHECK(y.value()[i] == ref.value()[i]);
+  Var<Real> z = conv1d.forward(tape, x);
+  CHECK(z.shape() == Shape{2, 3, 32});
+}
+
+TEST_CASE("Linear: an attached adapter changes the output and trains; its name is PEFT-style") {
+  Rng rng(6);
+  TinyModel<double> model(4, 1, 2, rng);
+  model.freeze_all();
+  auto* query = model.find<Linear<double>>("encoder.layer.0.attention.self.query");
+  REQUIRE(query != nullptr);
+  auto adapter = std::make_shared<AddAdapter<double>>(4, 4);
+  query->attach("", adapter);
+  CHECK(model.num_trainable_parameters() == 16);
+  CHECK(model.parameter("encoder.layer.0.attention.self.query.toy_delta").same_as(adapter->delta));
+
+  Tape<double> tape;
+  Var<double> x(randn<double>({3, 4}, rng));
+  Var<double> y0 = query->forward(tape, x);  // delta = 0: same as the base layer
+  Var<double> base = query->base_forward(tape, x);
+  for (Index i = 0; i < y0.numel(); ++i) CHECK(y0.value()[i] == base.value()[i]);
+  tape.clear();
+
+  Var<double> loss = ops::sum(tape, query->forward(tape, x));
+  tape.backward(loss);
+  CHECK(adapter->delta.has_grad());
+  CHECK(!query->weight.has_grad());  // frozen base: no dW computed
+  // d/dA sum(x·A) = column sums of x, repeated for every output.
+  double col0 = 0;
+  for (Index n = 0; n < 3; ++n) col0 += x.value().at({n, 0});
+  CHECK(adapter->delta.grad().at({0, 2}) == doctest::Approx(col0).epsilon(1e-12));
+
+  // Merged, the layer is a plain Linear computing the same thing.
+  adapter->delta.value().fill(0.25);
+  tape.clear();
+  Var<double> unmerged = query->forward(tape, x);
+  adapter->merge(*query);
+  Var<double> merged = query->forward(tape, x);
+  for (Index i = 0; i < merged.numel(); ++i)
+    CHECK(merged.value()[i] == doctest::Approx(unmerged.value()[i]).epsilon(1e-12));
+  adapter->unmerge(*query);
+  CHECK_THROWS_AS(query->attach("second", std::make_shared<AddAdapter<double>>(4, 4)), ValueError);
+
+  query->detach("");
+  CHECK(model.num_trainable_parameters() == 0);
+  CHECK(query->adapters().empty());
+}
+
+// ---------------------------------------------------------------------------
+// Optimizers against torch 1.13 (float64). The reference, run once:
+//   import torch; torch.set_default_dtype(torch.float64)
+//   x = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5], [-2.0, 1.0, 0.75], [0.1, 0.2, 0.3]])
+//   t = torch.tensor([[1.0, -1.0], [0.5, 2.0], [-1.5, 0.0], [0.25, 0.75]])
+//   def run(make_opt, steps=5):
+//       w = torch.tensor([[0.2, -0.3, 0.1], [0.4, 0.05, -0.2]], requires_grad=True)
+//       b = torch.tensor([0.1, -0.1], requires_grad=True)
+//       opt = make_opt(w, b); out = []
+//       for _ in range(steps):
+//           opt.zero_grad(); ((x @ w.T + b - t) ** 2).mean().backward(); opt.step()
+//           out.append(w.detach().flatten().tolist() + b.detach().tolist())
+//       return out
+//   run(lambda w, b: torch.optim.AdamW([{"params": [w], "lr": 0.1, "weight_decay": 0.1},
+//                                       {"params": [b], "lr": 0.05, "weight_decay": 0.0}]))
+//   run(lambda w, b: torch.optim.SGD([{"params": [w], "lr": 0.1, "weight_decay": 0.01},
+//                                     {"params": [b], "lr": 0.05}],
+//                                    lr=0.1, momentum=0.9, dampening=0.1))
+//   run(lambda w, b: torch.optim.SGD([w, b], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01))
+// Each row: w (2x3, row-major) then b (2) after steps 1..5.
+namespace {
+
+// clang-format off
+const double adamw_reference[5][8] = {
+    {0.297999998369676, -0.3969999966294503, -0.00099997956577684, 0.29600002535657044, 0.1494999981557259, -0.2979999959421762, 0.050000006896550785, -0.050000000769971124},
+    {0.390951092547291, -0.4912536773539133, 0.03807737928557598, 0.34812252023697765, 0.24604237893018452, -0.39153702414589897, 0.04371726519894383, 7.542856929013131e-06},
+    {0.4747692185911918, -0.5772924912959336, 0.09340801478723204, 0.41298169608335067, 0.33998321567198103, -0.46775735874892627, 0.052487456469861846, 0.05001065753602378},
+    {0.5433832616878649, -0.646494901820183, 0.12969722984969417, 0.46694617421312595, 0.4312286874587083, -0.5098500073192446, 0.060728953175338614, 0.09996699228921666},
+    {0.5906149157851532, -0.6909455063976188, 0.1305302177254272, 0.495796185730535, 0.5195725229929414, -0.5158884063712892, 0.061542731348463414, 0.14975826791260272},
+};
+const double sgd_reference[5][8] = {
+    {0.2611375, -0.32936875, 0.09500625, 0.39565625000000004, 0.10417187500000001, -0.22444375, 0.096375, -0.06753125},
+    {0.360654961328125, -0.37803216730468747, 0.0875900970703125, 0.3902993399609375, 0.19781212064453127, -0.26610352234375, 0.0902362828125, -0.0101167220703125},
+    {0.47755341960198877, -0.43715877947428, 0.0804626384132307, 0.38798235319938695, 0.3203922075163051, -0.3192955126912034, 0.08245861472296874, 0.06789243973858766},
+    {0.589888331683089, -0.49744752633800066, 0.07629332029946476, 0.39291282192693744, 0.46063562611662046, -0.3778637560904849, 0.07392817256441377, 0.16183434990078965},
+    {0.6786100144620507, -0.550592426722332, 0.07703921706481501, 0.40846258410023834, 0.6075649035578617, -0.43586259610003864, 0.06540254595916742, 0.2668529950221985},
+};
+const double nesterov_reference[5][8] = {
+    {0.31616125, -0.355800625, 0.090511875, 0.391746875, 0.15292656250000003, -0.246443125, 0.086035, 0.023571249999999978},
+    {0.4396403380078125, -0.4183906547929687, 0.08414393626953126, 0.38955609315234374, 0.28289013764257814, -0.31079907893750003, 0.0705866050625, 0.1795741227109375},
+    {0.5447253352903861, -0.4764949142326916, 0.08380242245228972, 0.39748905441813115, 0.42436523470219106, -0.38796642269812626, 0.05617293627977187, 0.3494475685464608},
+    {0.6161022476117464, -0.5226883485134559, 0.09003893704221436, 0.416571547837496, 0.5639975229262308, -0.47181813403403783, 0.04411517905717357, 0.51729018889704},
+    {0.6489504642409322, -0.5535908207090284, 0.1014125828712215, 0.44502556845161917, 0.6912912834897916, -0.5557409960133952, 0.034702911113673345, 0.6706416283956848},
+};
+// clang-format on
+
+// The reference problem: loss = mean((x·wᵀ + b - t)²).
+template <class Real>
+struct Problem {
+  Var<Real> w =
+      Var<Real>::parameter(Tensor<Real>::from_data({2, 3}, {0.2, -0.3, 0.1, 0.4, 0.05, -0.2}));
+  Var<Real> b = Var<Real>::parameter(Tensor<Real>::from_data({2}, {0.1, -0.1}));
+  Var<Real> x{Tensor<Real>::from_data(
+      {4, 3}, {0.5, -1.0, 2.0, 1.5, 0.25, -0.5, -2.0, 1.0, 0.75, 0.1, 0.2, 0.3})};
+  Var<Real> t{Tensor<Real>::from_data({4, 2}, {1.0, -1.0, 0.5, 2.0, -1.5, 0.0, 0.25, 0.75})};
+
+  void backward() {
+    Tape<Real> tape;
+    Var<Real> d = ops::sub(tape, ops::linear(tape, x, w, b), t);
+    tape.backward(ops::mean(tape, ops::mul(tape, d, d)));
+  }
+  // Runs `steps` optimizer steps and compares w, b after each with reference[first + k].
+  void run(optim::Optimizer<Real>& opt, const double (*reference)[8], int first, int steps,
+           double tol) {
+    for (int s = first; s < first + steps; ++s) {
+      opt.zero_grad();
+      backward();
+      opt.step();
+      for (int i = 0; i < 8; ++i) {
+        const double got = i < 6 ? w.value()[i] : b.value()[i - 6];
+        INFO("step " << s + 1 << " value " << i);
+        CHECK(got == doctest::Approx(reference[s][i]).epsilon(tol));
+      }
+    }
+  }
+};
+
+template <class Real>
+double tolerance() {
+  return std::is_same_v<Real, double> ? 1e-12 : 2e-5;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("AdamW: two groups with their own lr and weight decay follow torch", Real, float,
+                   double) {
+  Problem<Real> p;
+  optim::AdamW<Real> opt({{.params = {p.w}, .lr = 0.1, .weight_decay = 0.1, .name = "weights"},
+                          {.params = {p.b}, .lr = 0.05, .weight_decay = 0.0}});
+  CHECK(opt.group(0).name == "weights");
+  CHECK(opt.group(1).name == "group1");
+  CHECK(opt.options().eps == 1e-8);
+  p.run(opt, adamw_reference, 0, 5, tolerance<Real>());
+  CHECK(opt.steps() == 5);
+}
+
+TEST_CASE_TEMPLATE("SGD: momentum with dampening, and Nesterov, follow torch", Real, float,
+                   double) {
+  Problem<Real> p;
+  optim::SGD<Real> opt(
+      {{.params = {p.w}, .lr = 0.1, .weight_decay = 0.01}, {.params = {p.b}, .lr = 0.05}},
+      {.lr = 0.1, .momentum = 0.9, .dampening = 0.1});
+  p.run(opt, sgd_reference, 0, 5, tolerance<Real>());
+
+  Problem<Real> q;
+  optim::SGD<Real> nesterov({q.w, q.b},
+                            {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+  q.run(nesterov, nesterov_reference, 0, 5, tolerance<Real>());
+  CHECK_THROWS_AS(optim::SGD<Real>({q.w}, {.dampening = 0.5, .nesterov = true}), ValueError);
+}
+
+TEST_CASE_TEMPLATE("optimizers: state saved after 2 steps resumes into the same trajectory", Real,
+                   float, double) {
+  const fs::path dir = scratch(std::is_same_v<Real, float> ? "state_f" : "state_d");
+  Problem<Real> p;
+  {
+    optim::AdamW<Real> opt({{.params = {p.w}, .lr = 0.1, .weight_decay = 0.1},
+                            {.params = {p.b}, .lr = 0.05, .weight_decay = 0.0}});
+    p.run(opt, adamw_reference, 0, 2, tolerance<Real>());
+    opt.save_state(dir / "adamw.safetensors");
+  }
+  optim::AdamW<Real> resumed({{.params = {p.w}, .lr = 0.5}, {.params = {p.b}, .lr = 0.5}});
+  resumed.load_state(dir / "adamw.safetensors");
+  CHECK(resumed.lr(1) == 0.05);
+  CHECK(resumed.group(0).weight_decay == 0.1);
+  CHECK(resumed.steps() == 2);
+  p.run(resumed, adamw_reference, 2, 3, tolerance<Real>());
+
+  Problem<Real> q;
+  optim::SGD<Real> sgd(
+      {{.params = {q.w}, .lr = 0.1, .weight_decay = 0.01}, {.params = {q.b}, .lr = 0.05}},
+      {.lr = 0.1, .momentum = 0.9, .dampening = 0.1});
+  q.run(sgd, sgd_reference, 0, 3, tolerance<Real>());
+  sgd.save_state(dir / "sgd.safetensors");
+  optim::SGD<Real> sgd2({{.params = {q.w}}, {.params = {q.b}}},
+                        {.momentum = 0.9, .dampening = 0.1});
+  sgd2.load_state(dir / "sgd.safetensors");
+  q.run(sgd2, sgd_reference, 3, 2, tolerance<Real>());
+
+  // A state file for another optimizer or another layout is rejected, naming the file.
+  const std::string file = (dir / "sgd.safetensors").string();
+  CHECK_THROWS_WITH_AS(resumed.load_state(dir / "sgd.safetensors"),
+                       (file + ": holds SGD state, not AdamW").c_str(), FormatError);
+  optim::SGD<Real> one_group({q.w, q.b}, {.momentum = 0.9});
+  CHECK_THROWS_WITH_AS(one_group.load_state(dir / "sgd.safetensors"),
+                       (file + ": has 2 parameter groups but the optimizer has 1").c_str(),
+                       FormatError);
+}
+
+TEST_CASE("optimizers: parameters without a gradient or frozen are skipped; groups are checked") {
+  auto a = Var<double>::parameter(Tensor<double>::full({2}, 1.0));
+  auto b = Var<double>::parameter(Tensor<double>::full({2}, 1.0));
+  auto c = Var<double>::parameter(Tensor<double>::full({2}, 1.0));
+  optim::AdamW<double> opt({a, b, c}, {.lr = 0.1, .weight_decay = 0.5});
+  a.grad().fill(1.0);
+  c.grad().fill(1.0);
+  c.set_requires_grad(false);
+  opt.step();
+  CHECK(a.value()[0] < 1.0);
+  CHECK(b.value()[0] == 1.0);  // no gradient: not even weight decay
+  CHECK(c.value()[0] == 1.0);  // frozen
+  CHECK_THROWS_WITH_AS(
+      optim::AdamW<double>({{.params = {a}, .name = "x"}, {.params = {a}, .name = "y"}}),
+      "optimizer: a parameter appears in groups 'x' and 'y'", ValueError);
+
+  opt.scale_lr(0.5);
+  CHECK(opt.lr() == 0.05);
+  opt.set_lr(0, 0.2);
+  CHECK(opt.lr(0) == 0.2);
+  CHECK_THROWS_AS(opt.set_lr(3, 0.1), IndexError);
+}
+
+TEST_CASE("clip_grad_norm: torch's semantics, the 1e-6 included") {
+  auto a = Var<double>::parameter(Tensor<double>::from_data({2}, {3.0, 0.0}));
+  auto b = Var<double>::parameter(Tensor<double>::from_data({1}, {0.0}));
+  auto none = Var<double>::parameter(Tensor<double>({3}));  // no gradient: ignored
+  a.grad()[0] = 3.0;
+  b.grad()[0] = 4.0;
+  const double total = optim::clip_grad_norm<double>({a, b, none}, 1.0);
+  CHECK(total == doctest::Approx(5.0).epsilon(1e-15));
+  CHECK(a.grad()[0] == doctest::Approx(3.0 / (5.0 + 1e-6)).epsilon(1e-15));
+  CHECK(b.grad()[0] == doctest::Approx(4.0 / (5.0 + 1e-6)).epsilon(1e-15));
+  CHECK(!none.has_grad());
+  // Below the limit: untouched.
+  const double small = optim::clip_grad_norm<double>({a, b}, 10.0);
+  CHECK(small == doctest::Approx(5.0 / (5.0 + 1e-6)).epsilon(1e-12));
+  CHECK(b.grad()[0] == doctest::Approx(4.0 / (5.0 + 1e-6)).epsilon(1e-15));
+  b.grad()[0] = NAN;
+  CHECK_THROWS_AS(optim::clip_grad_norm<double>({a, b}, 1.0, /*error_if_nonfinite=*/true),
+                  ValueError);
+}
+
+TEST_CASE("schedules: Hugging Face's linear warmup + decay, constant, warmup ratio") {
+  // get_linear_schedule_with_warmup(opt, 2, 10): factors for steps 0..11.
+  const double expected[] = {0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0, 0.0};
+  const optim::Schedule linear = optim::linear_warmup_decay(2, 10);
+  for (int s = 0; s < 12; ++s) CHECK(linear(s) == doctest::Approx(expected[s]).epsilon(1e-15));
+  CHECK(optim::linear_warmup_decay(0, 4)(0) == 1.0);
+  CHECK(optim::constant_schedule()(123) == 1.0);
+  CHECK(optim::constant_with_warmup(4)(1) == 0.25);
+  CHECK(optim::constant_with_warmup(4)(9) == 1.0);
+  CHECK(optim::warmup_steps_for_ratio(1000, 0.06) == 60);
+  CHECK(optim::warmup_steps_for_ratio(101, 0.06) == 7);  // ceil(6.06)
+
+  auto p = Var<float>::parameter(Tensor<float>({1}));
+  optim::AdamW<float> opt({{.params = {p}, .lr = 0.1}});
+  opt.scale_lr(linear(1));
+  CHECK(opt.lr() == doctest::Approx(0.05).epsilon(1e-15));
+}
