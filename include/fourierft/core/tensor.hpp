@@ -73,8 +73,8 @@ class Tensor {
   Index size(Index axis) const {
     const Index d = dim();
     const Index a = axis < 0 ? axis + d : axis;
-    check<IndexError>(a >= 0 && a < d, "Tensor::size: axis ", axis, " out of range for shape ",
-                      shape_str(shape_));
+    if (a < 0 || a >= d)
+      throw IndexError(str_cat("Tensor::size: axis ", axis, " out of range for shape ", shape_str(shape_)));
     return shape_[static_cast<std::size_t>(a)];
   }
   Index numel() const { return numel_; }
@@ -133,14 +133,16 @@ class Tensor {
  private:
   using Buffer = std::vector<T, Eigen::aligned_allocator<T>>;
 
+  // Bounds-checked; the messages are built only on failure (at() sits in inner loops of tests).
   Index offset(std::initializer_list<Index> index) const {
-    check<IndexError>(index.size() == shape_.size(), "Tensor::at: ", index.size(),
-                      " indices for shape ", shape_str(shape_));
+    if (index.size() != shape_.size())
+      throw IndexError(str_cat("Tensor::at: ", index.size(), " indices for shape ", shape_str(shape_)));
     Index off = 0, k = 0;
     for (Index i : index) {
       const Index extent = shape_[static_cast<std::size_t>(k)];
-      check<IndexError>(i >= 0 && i < extent, "Tensor::at: index ", i, " out of range for dim ",
-                        k, " of shape ", shape_str(shape_));
+      if (i < 0 || i >= extent)
+        throw IndexError(str_cat("Tensor::at: index ", i, " out of range for dim ", k, " of shape ",
+                                 shape_str(shape_)));
       off = off * extent + i;
       ++k;
     }

@@ -1,0 +1,195 @@
+// fourierft/ops/attention.hpp — multi-head scaled-dot-product attention as one fused op, with
+// causal and key-padding masks (GPT-2, RoBERTa, ViT self-attention after the q, k, v projections).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/tape.hpp"
+#include "fourierft/detail/gemm.hpp"
+
+namespace fourierft::ops {
+
+struct AttentionOptions {
+  // Query i sees keys j <= i + (Tk - Tq): a decoder (GPT-2). With Tk > Tq the queries are the last
+  // Tq positions of a sequence whose first Tk - Tq keys come from a KV cache.
+  bool causal = false;
+  // (B, Tk) flattened, 1 = real token, 0 = padding (Hugging Face's attention_mask); keys marked 0
+  // get exactly zero weight. The span is only read during the call.
+  std::optional<std::span<const std::int64_t>> key_padding_mask;
+  // Multiplies q·k; default 1 / sqrt(HS).
+  std::optional<double> scale;
+};
+
+// ---------------------------------------------------------------------------
+// Softmax of one row of scores s: (Tk), in place, over the visible keys: j < limit (causal) and
+// key_mask[j] != 0 (key_mask: (Tk), or empty for none). Hidden keys get exactly 0; a row that sees
+// no key becomes all zeros (not NaN), so padded queries output 0 and pass no gradient.
+//   p_j = exp(s_j - max) / sum_visible exp(s_i - max)   (subtracting the max keeps exp <= 1)
+template <class Real>
+void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int64_t> key_mask) {
+  auto visible = [&](Index j) { return key_mask.empty() || key_mask[j] != 0; };
+  Real max = -std::numeric_limits<Real>::infinity();
+  bool any = false;
+  for (Index j = 0; j < limit; ++j)
+    if (visible(j)) {
+      max = std::max(max, s[j]);
+      any = true;
+    }
+  if (!any) {
+    std::fill(s.begin(), s.end(), Real(0));
+    return;
+  }
+  Real sum = 0;
+  for (Index j = 0; j < limit; ++j) {
+    s[j] = visible(j) ? std::exp(s[j] - max) : Real(0);
+    sum += s[j];
+  }
+  const Real inv = Real(1) / sum;
+  for (Index j = 0; j < limit; ++j) s[j] *= inv;
+  std::fill(s.begin() + limit, s.end(), Real(0));
+}
+
+// ---------------------------------------------------------------------------
+// attention: heads split C into NH blocks of HS = C / NH columns (Hugging Face layout: head h uses
+// columns h·HS .. (h+1)·HS of q, k, v and writes the same columns of y).
+//   q: (B, Tq, C)   k, v: (B, Tk, C)   key_mask: (B, Tk) or empty   ->   y: (B, Tq, C)
+//   per batch b and head h, with Q, K, V, O the head's (T, HS) column blocks (row stride C):
+//     S = scale · Q·Kᵀ  (Tq, Tk);   P = masked row softmax(S);   O = P·V  (Tq, HS)
+//   probs: (B, NH, Tq, Tk) receives P for backward (as PyTorch saves it); if empty, one (Tq, Tk)
+//   scratch is used and nothing is kept (inference).
+//
+// Threads: heads run one after another; each product is one multi-threaded GEMM (detail::gemm,
+// OpenBLAS), and the row softmax runs on the calling thread between them, while S is still in
+// cache. Measured at B=8, T=128, C=768, NH=12, float, 2 threads, best of 25 runs, against an
+// OpenMP loop over the B·NH heads with plain (non-BLAS) loops, 4 query rows at a time:
+//   forward  10.8 ms (GEMM per head) vs 14.1 ms (loops)   backward  8.9 ms vs 21.6 ms
+//   causal:  forward  7.2 ms vs  7.8 ms                    backward  8.3 ms vs 11.7 ms
+// Threading the softmax too did not pay on a machine shared with other work (the OpenMP and BLAS
+// pools hand over at every head, and idle threads of each spin): at B=2, T=512 forward/backward
+// took 64/61 ms with it on the calling thread, 210/200 ms with an OpenMP loop per head, 74/76 ms
+// with one OpenMP loop per call over all heads' rows. BLAS is never called inside an OpenMP region
+// (it would oversubscribe). The GEMMs also compute the hidden upper triangle of a causal S;
+// skipping it does not pay back the GEMM's speed.
+template <class Real>
+void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const Real> q,
+                       std::span<const Real> k, std::span<const Real> v,
+                       std::span<const std::int64_t> key_mask, Index B, Index Tq, Index Tk, Index C,
+                       Index NH, bool causal, Real scale) {
+  const Index HS = C / NH;
+  std::vector<Real> scratch(probs.empty() ? static_cast<std::size_t>(Tq * Tk) : 0);
+  for (Index b = 0; b < B; ++b) {
+    const auto mask = key_mask.empty() ? key_mask
+                                       : key_mask.subspan(static_cast<std::size_t>(b * Tk),
+                                                          static_cast<std::size_t>(Tk));
+    for (Index h = 0; h < NH; ++h) {
+      const Real* Q = q.data() + b * Tq * C + h * HS;  // (Tq, HS)
+      const Real* K = k.data() + b * Tk * C + h * HS;  // (Tk, HS)
+      const Real* V = v.data() + b * Tk * C + h * HS;  // (Tk, HS)
+      Real* O = y.data() + b * Tq * C + h * HS;        // (Tq, HS)
+      Real* P = probs.empty() ? scratch.data() : probs.data() + (b * NH + h) * Tq * Tk;
+      fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, scale, Q, C, K, C, Real(0), P, Tk);
+      for (Index i = 0; i < Tq; ++i)  // query i sees keys j <= i + (Tk - Tq) when causal
+        masked_softmax_row(std::span<Real>(P + i * Tk, static_cast<std::size_t>(Tk)),
+                           causal ? std::min(Tk, i + Tk - Tq + 1) : Tk, mask);
+      fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, Real(1), P, Tk, V, C, Real(0), O, C);
+    }
+  }
+}
+
+// With dO the head's block of dy and P saved by the forward pass (masks are inside P: a hidden
+// key has P = 0, hence dS = 0):
+//   dV += Pᵀ·dO     dP = dO·Vᵀ     dS = P ∘ (dP - rowsum(dP ∘ P))   (softmax backward)
+//   dQ += scale · dS·K              dK += scale · dSᵀ·Q
+// Heads one after another, as in the forward. Empty gradient spans are skipped.
+template <class Real>
+void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> dv,
+                        std::span<const Real> dy, std::span<const Real> probs,
+                        std::span<const Real> q, std::span<const Real> k, std::span<const Real> v,
+                        Index B, Index Tq, Index Tk, Index C, Index NH, Real scale) {
+  const Index HS = C / NH;
+  const bool need_ds = !dq.empty() || !dk.empty();
+  std::vector<Real> ds(need_ds ? static_cast<std::size_t>(Tq * Tk) : 0);  // dP, then dS in place
+  for (Index b = 0; b < B; ++b)
+    for (Index h = 0; h < NH; ++h) {
+      const Index q_at = b * Tq * C + h * HS, kv_at = b * Tk * C + h * HS;  // the head's columns
+      const Real* P = probs.data() + (b * NH + h) * Tq * Tk;
+      const Real* dO = dy.data() + q_at;
+      if (!dv.empty())  // dV += Pᵀ·dO
+        fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, Real(1), P, Tk, dO, C, Real(1),
+                                      dv.data() + kv_at, C);
+      if (!need_ds) continue;
+      fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + kv_at, C,
+                                    Real(0), ds.data(), Tk);  // dP = dO·Vᵀ
+      for (Index i = 0; i < Tq; ++i) {
+        Real* row = ds.data() + i * Tk;
+        const Real* p = P + i * Tk;
+        Real dot = 0;
+        for (Index j = 0; j < Tk; ++j) dot += row[j] * p[j];
+        for (Index j = 0; j < Tk; ++j) row[j] = p[j] * (row[j] - dot);
+      }
+      if (!dq.empty())  // dQ += scale·dS·K
+        fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, scale, ds.data(), Tk,
+                                      k.data() + kv_at, C, Real(1), dq.data() + q_at, C);
+      if (!dk.empty())  // dK += scale·dSᵀ·Q
+        fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, scale, ds.data(), Tk,
+                                      q.data() + q_at, C, Real(1), dk.data() + kv_at, C);
+    }
+}
+
+// attention(tape, q, k, v, NH, {.causal = true, .key_padding_mask = mask}) -> (B, Tq, C).
+template <class Real>
+Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, const Var<Real>& v,
+                    Index num_heads, const AttentionOptions& options = {}) {
+  check<ShapeError>(q.dim() == 3, "attention: q must be (B, Tq, C), got shape ",
+                    shape_str(q.shape()));
+  check<ShapeError>(k.dim() == 3, "attention: k must be (B, Tk, C), got shape ",
+                    shape_str(k.shape()));
+  const Index B = q.size(0), Tq = q.size(1), C = q.size(2), Tk = k.size(1);
+  check<ShapeError>(k.shape() == Shape{B, Tk, C}, "attention: k has shape ", shape_str(k.shape()),
+                    " but q ", shape_str(q.shape()), " needs (", B, ", Tk, ", C, ")");
+  check<ShapeError>(v.shape() == k.shape(), "attention: v has shape ", shape_str(v.shape()),
+                    " but k has ", shape_str(k.shape()));
+  check(num_heads >= 1, "attention: num_heads must be >= 1, got ", num_heads);
+  check<ShapeError>(C % num_heads == 0, "attention: C = ", C,
+                    " is not divisible by num_heads = ", num_heads);
+  check<ShapeError>(!options.causal || Tk >= Tq, "attention: causal needs Tk >= Tq (the first ",
+                    "Tk - Tq keys are cached), got Tq = ", Tq, " and Tk = ", Tk);
+  std::span<const std::int64_t> mask;
+  if (options.key_padding_mask) {
+    mask = *options.key_padding_mask;
+    check<ShapeError>(static_cast<Index>(mask.size()) == B * Tk, "attention: key_padding_mask has ",
+                      mask.size(), " entries but k ", shape_str(k.shape()),
+                      " needs B * Tk = ", B * Tk);
+    for (Index n = 0; n < B * Tk; ++n) {
+      const std::int64_t m = mask[static_cast<std::size_t>(n)];
+      check(m == 0 || m == 1, "attention: key_padding_mask[", n / Tk, ", ", n % Tk, "] = ", m,
+            " must be 0 (padding) or 1 (token)");
+    }
+  }
+  const Index NH = num_heads, HS = C / NH;
+  const Real scale = static_cast<Real>(
+      options.scale ? *options.scale
+                    : 1.0 / std::sqrt(static_cast<double>(std::max<Index>(HS, 1))));
+
+  // Keep P only if backward will run.
+  const bool keep =
+      tape.grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  Tensor<Real> probs(keep ? Shape{B, NH, Tq, Tk} : Shape{0});
+  Var<Real> y = tape.output({B, Tq, C});
+  attention_forward<Real>(y.data(), probs.data(), q.data(), k.data(), v.data(), mask, B, Tq, Tk, C,
+                          NH, options.causal, scale);
+  tape.record("attention", {q, k, v}, y, [=](std::span<const Real> dy) {
+    attention_backward<Real>(grad_if_needed(q), grad_if_needed(k), grad_if_needed(v), dy,
+                             probs.data(), q.data(), k.data(), v.data(), B, Tq, Tk, C, NH, scale);
+  });
+  return y;
+}
+
+}  // namespace fourierft::ops
