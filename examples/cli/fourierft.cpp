@@ -13,6 +13,7 @@
 #include "cmd_inspect.hpp"
 #include "cmd_param_table.hpp"
 #include "cmd_score_e2e.hpp"
+#include "cmd_tokenize.hpp"
 
 namespace {
 
@@ -31,6 +32,8 @@ const std::vector<Subcommand>& subcommands() {
        fourierft::cli::cmd_param_table},
       {"score-e2e", "E2E NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr) of outputs vs references",
        fourierft::cli::cmd_score_e2e},
+      {"tokenize", "byte-level BPE ids of each stdin line (GPT-2 / RoBERTa vocab.json + merges.txt)",
+       fourierft::cli::cmd_tokenize},
   };
   return table;
 }
