@@ -1,0 +1,145 @@
+// fourierft/peft/lora.hpp — the baselines FourierFT is compared with, behind the same interface:
+// LoRA (low-rank ΔW = (α/r)·B·A), BitFit (biases only), full fine-tuning and head-only.
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fourierft/core/random.hpp"
+#include "fourierft/detail/gemm.hpp"
+#include "fourierft/nn/linear.hpp"
+#include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/linalg.hpp"
+#include "fourierft/peft/targets.hpp"
+
+namespace fourierft::peft {
+
+// Named as in PEFT's LoraConfig (adapter_config.json).
+struct LoraConfig {
+  Index r = 8;
+  double lora_alpha = 8;     // scaling = lora_alpha / r
+  double lora_dropout = 0.0;
+  TargetSpec target_modules;
+  std::vector<std::string> modules_to_save;
+  std::string bias = "none";  // "none" | "all" | "lora_only"
+};
+
+// ---------------------------------------------------------------------------
+// LoraAdapter: on a frozen Linear (W0: (d_out, d_in) or Conv1D (d_in, d_out)),
+//   y = x·W0ᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ,   A: (r, d_in),  B: (d_out, r),  s = lora_alpha / r
+// A ~ kaiming_uniform(a = √5) = U(−1/√d_in, 1/√d_in), B = 0, so ΔW = s·B·A starts at zero.
+// Parameters `lora_A.weight`, `lora_B.weight` as in PEFT's files.
+template <class Real>
+class LoraAdapter : public nn::LinearAdapter<Real> {
+ public:
+  struct Factor : nn::Module<Real> {
+    Var<Real> weight;
+    explicit Factor(Tensor<Real> w) : weight(Var<Real>::parameter(std::move(w))) {
+      this->register_parameter("weight", weight);
+    }
+  };
+
+  LoraAdapter(Index d_in, Index d_out, Index r, Real lora_alpha, Real dropout, Rng& rng)
+      : r_(r), scaling_(lora_alpha / Real(r)), dropout_(dropout), rng_(rng.split()),
+        lora_A(uniform<Real>({r, d_in}, rng, -Real(1) / std::sqrt(Real(d_in)), Real(1) / std::sqrt(Real(d_in)))),
+        lora_B(Tensor<Real>({d_out, r})) {
+    check(r >= 1, "LoRA: rank r must be >= 1, got ", r);
+    this->register_module("lora_A", lora_A);
+    this->register_module("lora_B", lora_B);
+  }
+
+  Var<Real> forward(Tape<Real>& tape, const nn::Linear<Real>& base, const Var<Real>& x) override {
+    Var<Real> y = base.base_forward(tape, x);
+    Var<Real> h = ops::dropout(tape, x, dropout_, rng_, this->is_training());
+    Var<Real> low = ops::linear(tape, ops::linear(tape, h, lora_A.weight), lora_B.weight);
+    return ops::add(tape, y, ops::scale(tape, low, scaling_));
+  }
+  void merge(nn::Linear<Real>& base) override {
+    check(!this->merged_, "LoraAdapter::merge: already merged");
+    add_delta(base, scaling_);
+    this->merged_ = true;
+  }
+  void unmerge(nn::Linear<Real>& base) override {
+    check(this->merged_, "LoraAdapter::unmerge: not merged");
+    add_delta(base, -scaling_);
+    this->merged_ = false;
+  }
+  // ΔW = s·B·A: (d_out, d_in).
+  Tensor<Real> delta_weight() const {
+    const Index d_out = lora_B.weight.size(0), d_in = lora_A.weight.size(1);
+    Tensor<Real> dW({d_out, d_in});
+    fourierft::detail::gemm<Real>(false, false, d_out, d_in, r_, scaling_, lora_B.weight.data().data(), r_,
+                                  lora_A.weight.data().data(), d_in, Real(0), dW.ptr(), d_in);
+    return dW;
+  }
+  Real scaling() const { return scaling_; }
+
+ private:
+  void add_delta(nn::Linear<Real>& base, Real sign_scaling) {
+    const Tensor<Real> dW = delta_weight();
+    const Real factor = sign_scaling / scaling_;  // ±1
+    const bool out_in = base.layout() == ops::WeightLayout::out_in;
+    const Index d_in = base.d_in(), d_out = base.d_out();
+    Tensor<Real>& w = base.weight.value();
+    for (Index p = 0; p < d_out; ++p)
+      for (Index q = 0; q < d_in; ++q) w[out_in ? p * d_in + q : q * d_out + p] += factor * dW[p * d_in + q];
+  }
+
+  Index r_;
+  Real scaling_, dropout_;
+  Rng rng_;
+
+ public:
+  Factor lora_A, lora_B;
+};
+
+// Freezes the model, attaches a LoraAdapter to every target Linear, unfreezes modules_to_save and
+// biases as `bias` says ("lora_only": the adapted layers' biases).
+template <class Real>
+AppliedAdapters apply_lora(nn::Module<Real>& model, const LoraConfig& config, Rng& rng) {
+  check(config.bias == "none" || config.bias == "all" || config.bias == "lora_only",
+        "apply_lora: bias must be 'none', 'all' or 'lora_only', got '", config.bias, "'");
+  check(config.lora_dropout >= 0 && config.lora_dropout < 1, "apply_lora: lora_dropout = ",
+        config.lora_dropout, " must be in [0, 1)");
+  model.freeze_all();
+  AppliedAdapters applied;
+  for (auto& [name, linear] : find_target_linears(model, config.target_modules, "apply_lora")) {
+    linear->attach("", std::make_shared<LoraAdapter<Real>>(linear->d_in(), linear->d_out(), config.r,
+                                                           Real(config.lora_alpha),
+                                                           Real(config.lora_dropout), rng));
+    if (config.bias == "lora_only" && linear->has_bias()) linear->bias.set_requires_grad(true);
+    applied.adapted.push_back(name);
+  }
+  if (config.bias == "all") unfreeze_biases(model);
+  unfreeze_modules(model, config.modules_to_save);
+  applied.params = parameter_summary(model);
+  return applied;
+}
+
+// BitFit (Ben Zaken et al., 2022): only the bias terms train (plus modules_to_save).
+template <class Real>
+AppliedAdapters apply_bitfit(nn::Module<Real>& model, const std::vector<std::string>& modules_to_save) {
+  model.freeze_all();
+  unfreeze_biases(model);
+  unfreeze_modules(model, modules_to_save);
+  return {{}, parameter_summary(model)};
+}
+
+// Full fine-tuning: every parameter trains.
+template <class Real>
+AppliedAdapters apply_full(nn::Module<Real>& model) {
+  model.unfreeze_all();
+  return {{}, parameter_summary(model)};
+}
+
+// Head only (linear probing): just modules_to_save train.
+template <class Real>
+AppliedAdapters apply_head_only(nn::Module<Real>& model, const std::vector<std::string>& modules_to_save) {
+  model.freeze_all();
+  unfreeze_modules(model, modules_to_save);
+  return {{}, parameter_summary(model)};
+}
+
+}  // namespace fourierft::peft

@@ -1,0 +1,102 @@
+// fourierft/peft/targets.hpp — which modules a PEFT method adapts, by PEFT's matching rules, and
+// the trainable / total parameter summary every method reports.
+#pragma once
+
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/nn/linear.hpp"
+#include "fourierft/nn/module.hpp"
+
+namespace fourierft::peft {
+
+// PEFT's rule for a list of target names: a module matches a target if its dotted name equals the
+// target or ends with "." + target ("query" matches "roberta.encoder.layer.0.attention.self.query").
+inline bool name_matches(std::string_view module_name, std::string_view target) {
+  if (module_name == target) return true;
+  return module_name.size() > target.size() &&
+         module_name.substr(module_name.size() - target.size()) == target &&
+         module_name[module_name.size() - target.size() - 1] == '.';
+}
+
+// Targets given as names (list) or, when `regex` is non-empty, as one regular expression that must
+// match the whole dotted name (PEFT's `target_modules` as a string).
+struct TargetSpec {
+  std::vector<std::string> names;
+  std::string regex;
+  bool empty() const { return names.empty() && regex.empty(); }
+  bool matches(std::string_view module_name) const {
+    if (!regex.empty()) return std::regex_match(std::string(module_name), std::regex(regex));
+    for (const std::string& t : names)
+      if (name_matches(module_name, t)) return true;
+    return false;
+  }
+  std::string describe() const {
+    if (!regex.empty()) return "regex '" + regex + "'";
+    std::string out = "[";
+    for (std::size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+    return out + "]";
+  }
+};
+
+// The Linear layers of `model` matching `targets`, with their dotted names, in model order.
+// No match at all is an error: a typo in a target name must not silently train nothing.
+template <class Real>
+std::vector<std::pair<std::string, nn::Linear<Real>*>> find_target_linears(nn::Module<Real>& model,
+                                                                           const TargetSpec& targets,
+                                                                           const char* who) {
+  check(!targets.empty(), who, ": no target modules given");
+  std::vector<std::pair<std::string, nn::Linear<Real>*>> found;
+  for (auto& [name, module] : model.named_modules())
+    if (auto* linear = dynamic_cast<nn::Linear<Real>*>(module); linear && targets.matches(name))
+      found.emplace_back(name, linear);
+  check(!found.empty(), who, ": no Linear module matches the targets ", targets.describe());
+  return found;
+}
+
+// Unfreezes every parameter of the modules named in `modules_to_save` (PEFT's name rule), e.g.
+// the freshly initialised "classifier" head of a sequence-classification model.
+template <class Real>
+void unfreeze_modules(nn::Module<Real>& model, const std::vector<std::string>& modules_to_save) {
+  for (const std::string& target : modules_to_save) {
+    bool any = false;
+    for (auto& [name, module] : model.named_modules()) {
+      if (!name_matches(name, target)) continue;
+      any = true;
+      for (auto& [pname, p] : module->named_parameters()) p.set_requires_grad(true);
+    }
+    check(any, "modules_to_save: no module is named '", target, "'");
+  }
+}
+
+// What a method trains: printed by the examples at start.
+struct ParameterSummary {
+  Index trainable = 0, total = 0;
+  double percent() const { return total ? 100.0 * double(trainable) / double(total) : 0.0; }
+  std::string str() const {
+    return str_cat("trainable params: ", trainable, " || all params: ", total,
+                   " || trainable%: ", percent());
+  }
+};
+template <class Real>
+ParameterSummary parameter_summary(const nn::Module<Real>& model) {
+  return {model.num_trainable_parameters(), model.num_parameters()};
+}
+
+// Unfreezes every parameter named `bias` or `*.bias`.
+template <class Real>
+void unfreeze_biases(nn::Module<Real>& model) {
+  for (auto& [name, p] : model.named_parameters())
+    if (name == "bias" || name.ends_with(".bias")) p.set_requires_grad(true);
+}
+
+// What apply_*() did, for printing and for saving the adapter.
+struct AppliedAdapters {
+  std::vector<std::string> adapted;  // dotted names of the adapted Linear modules
+  ParameterSummary params;
+};
+
+}  // namespace fourierft::peft

@@ -1,0 +1,329 @@
+// Tests of include/fourierft/peft at the model level: applying FourierFT / LoRA / BitFit / full /
+// head-only by target names, merge / unmerge, PEFT-format adapter files, and the PyTorch reference.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "fourierft/io/safetensors.hpp"
+#include "fourierft/nn/linear.hpp"
+#include "fourierft/nn/module.hpp"
+#include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/reduce.hpp"
+#include "fourierft/ops/softmax.hpp"
+#include "fourierft/optim/adamw.hpp"
+#include "fourierft/peft/adapter_io.hpp"
+#include "fourierft/peft/fourierft.hpp"
+#include "fourierft/peft/lora.hpp"
+#include "gradcheck.hpp"
+
+using namespace fourierft;
+namespace fs = std::filesystem;
+
+namespace {
+// A two-block encoder with RoBERTa-like names: layer.{i}.attention.self.{query,value}, a GPT-2-like
+// fused projection (Conv1D layout), and a classifier head.
+template <class Real>
+struct Block : nn::Module<Real> {
+  nn::Linear<Real> query, value, c_attn;
+  Block(Index C, Rng& rng)
+      : query(C, C, rng), value(C, C, rng), c_attn(C, 3 * C, rng, true, ops::WeightLayout::in_out) {
+    this->register_module("query", query);
+    this->register_module("value", value);
+    this->register_module("c_attn", c_attn);
+  }
+  Var<Real> forward(Tape<Real>& t, const Var<Real>& x) const {
+    Var<Real> h = ops::add(t, query.forward(t, x), value.forward(t, x));
+    Var<Real> qkv = c_attn.forward(t, ops::tanh(t, h));  // (N, 3C)
+    return ops::tanh(t, qkv);
+  }
+};
+template <class Real>
+struct TinyNet : nn::Module<Real> {
+  nn::ModuleList<Block<Real>> layer;
+  nn::Linear<Real> mix, classifier;
+  TinyNet(Index C, Rng& rng) : mix(3 * C, C, rng), classifier(C, 3, rng) {
+    layer.emplace_back(C, rng);
+    layer.emplace_back(C, rng);
+    this->register_module("layer", layer);
+    this->register_module("mix", mix);
+    this->register_module("classifier", classifier);
+  }
+  // x: (N, C) -> logits (N, 3)
+  Var<Real> forward(Tape<Real>& t, const Var<Real>& x) const {
+    Var<Real> h = x;
+    for (const auto& block : layer) h = mix.forward(t, block.forward(t, h));
+    return classifier.forward(t, h);
+  }
+};
+
+template <class Real>
+std::vector<Real> outputs(const TinyNet<Real>& net, const Var<Real>& x) {
+  Tape<Real> t;
+  NoGradScope<Real> no_grad(t);
+  const auto y = net.forward(t, x);
+  return {y.data().begin(), y.data().end()};
+}
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path dir = fs::path(FOURIERFT_BINARY_DIR) / "test_peft" / name;
+  fs::remove_all(dir);
+  return dir;
+}
+
+peft::AdapterSpec fourierft_spec(Index n) {
+  peft::AdapterSpec spec;
+  spec.method = "fourierft";
+  spec.fourierft.n_frequency = n;
+  spec.fourierft.scaling = 40;
+  spec.fourierft.target_modules = {{"query", "value"}, ""};
+  spec.modules_to_save = {"classifier"};
+  return spec;
+}
+}  // namespace
+
+TEST_CASE("apply_fourierft: targets by PEFT's name rule, shared entries, PEFT parameter names") {
+  Rng rng(1);
+  TinyNet<float> net(6, rng);
+  const Index total = net.num_parameters();
+  peft::FourierFTConfig config;
+  config.n_frequency = 10;
+  config.target_modules = {{"query", "value"}, ""};
+  config.modules_to_save = {"classifier"};
+  const auto applied = peft::apply_fourierft(net, config, rng);
+  CHECK(applied.adapted == std::vector<std::string>{"layer.0.query", "layer.0.value",
+                                                    "layer.1.query", "layer.1.value"});
+  CHECK(applied.params.trainable == 4 * 10 + 6 * 3 + 3);
+  CHECK(applied.params.total == total + 40);
+  CHECK(net.parameter("layer.1.value.fourierft_spectrum").shape() == Shape{10});
+  CHECK_FALSE(net.parameter("layer.0.query.weight").requires_grad());
+  CHECK(net.parameter("classifier.weight").requires_grad());
+  // Every layer of the same shape shares one entry matrix (the paper's shared entries).
+  auto* q0 = dynamic_cast<peft::FourierFTAdapter<float>*>(net.layer[0].query.adapters()[0].second.get());
+  auto* v1 = dynamic_cast<peft::FourierFTAdapter<float>*>(net.layer[1].value.adapters()[0].second.get());
+  REQUIRE(q0 != nullptr);
+  REQUIRE(v1 != nullptr);
+  CHECK(q0->blocks()[0].entries.get() == v1->blocks()[0].entries.get());
+  CHECK(*q0->blocks()[0].entries == peft::uniform_entries(6, 6, 10, 777));
+
+  TinyNet<float> other(6, rng);
+  peft::FourierFTConfig typo = config;
+  typo.target_modules = {{"qeury"}, ""};
+  CHECK_THROWS_WITH_AS(peft::apply_fourierft(other, typo, rng),
+                       "apply_fourierft: no Linear module matches the targets [qeury]", ValueError);
+  peft::FourierFTConfig regex = config;
+  regex.target_modules = {{}, "layer\\.1\\.(query|value)"};
+  CHECK(peft::apply_fourierft(other, regex, rng).adapted.size() == 2);
+}
+
+TEST_CASE("FourierFT adapters: merged and unmerged outputs agree; unmerge restores W0") {
+  Rng rng(2);
+  TinyNet<float> net(8, rng);
+  Var<float> x(randn<float>({5, 8}, rng));
+  const auto base = outputs(net, x);
+  const Tensor<float> w0 = net.layer[0].query.weight.value().clone();
+  peft::FourierFTConfig config;
+  config.n_frequency = 12;
+  config.scaling = 64;
+  config.target_modules = {{"query", "value", "c_attn"}, ""};
+  peft::apply_fourierft(net, config, rng);  // N(0,1) coefficients: ΔW ≠ 0 at step 0, as in PEFT
+  const auto adapted = outputs(net, x);
+  double change = 0;
+  for (std::size_t i = 0; i < base.size(); ++i) change += std::abs(adapted[i] - base[i]);
+  CHECK(change > 1e-3);
+  peft::merge_adapters(net);
+  const auto merged = outputs(net, x);
+  for (std::size_t i = 0; i < merged.size(); ++i) CHECK(merged[i] == doctest::Approx(adapted[i]).epsilon(1e-5));
+  peft::merge_adapters(net, false);
+  for (Index i = 0; i < w0.numel(); ++i)
+    CHECK(net.layer[0].query.weight.value()[i] == doctest::Approx(w0[i]).epsilon(1e-6));
+  const auto unmerged = outputs(net, x);
+  for (std::size_t i = 0; i < merged.size(); ++i) CHECK(unmerged[i] == doctest::Approx(adapted[i]).epsilon(1e-5));
+}
+
+TEST_CASE("FourierFT on GPT-2's fused c_attn: q and v slices, k untouched; gradients") {
+  Rng rng(3);
+  TinyNet<double> net(4, rng);
+  peft::FourierFTConfig config;
+  config.n_frequency = 5;
+  config.scaling = 8;
+  config.target_modules = {{"c_attn"}, ""};
+  config.fused_slices = {{"c_attn", 3, {{"q", 0}, {"v", 2}}}};
+  const auto applied = peft::apply_fourierft(net, config, rng);
+  CHECK(applied.params.trainable == 2 * 2 * 5);
+  Var<double> q = net.parameter("layer.0.c_attn.fourierft_spectrum_q");  // handles to the model's
+  Var<double> v = net.parameter("layer.1.c_attn.fourierft_spectrum_v");  // own parameters
+  Var<double> x(randn<double>({3, 4}, rng));
+  const Tensor<double> probe = randn<double>({3, 3}, rng);
+  auto loss = [&](Tape<double>& t) { return ops::sum(t, ops::mul(t, net.forward(t, x), probe)); };
+  Tape<double> tape;
+  tape.backward(loss(tape));
+  for (Var<double>* p : {&q, &v})
+    for (Index l = 0; l < 5; ++l) {  // central differences through the whole net
+      const double saved = p->value()[l];
+      auto eval = [&](double value) {
+        p->value()[l] = value;
+        Tape<double> t;
+        NoGradScope<double> no_grad(t);
+        return loss(t).item();
+      };
+      const double numeric = (eval(saved + 1e-6) - eval(saved - 1e-6)) / 2e-6;
+      p->value()[l] = saved;
+      CHECK(p->grad()[l] == doctest::Approx(numeric).epsilon(1e-6));
+    }
+  // The k block of c_attn's outputs is untouched: zero the spectra and compare with the base.
+  auto* c_attn = &net.layer[0].c_attn;
+  const Tensor<double> w_before = c_attn->weight.value().clone();
+  c_attn->adapters()[0].second->merge(*c_attn);
+  for (Index i = 0; i < 4; ++i)
+    for (Index j = 4; j < 8; ++j) CHECK(c_attn->weight.value().at({i, j}) == w_before.at({i, j}));
+}
+
+TEST_CASE("LoRA, BitFit, full and head-only: what trains, merge, PEFT names") {
+  Rng rng(4);
+  {
+    TinyNet<float> net(8, rng);
+    peft::LoraConfig config;
+    config.r = 2;
+    config.lora_alpha = 4;
+    config.target_modules = {{"query", "value"}, ""};
+    config.modules_to_save = {"classifier"};
+    const auto applied = peft::apply_lora(net, config, rng);
+    CHECK(applied.params.trainable == 4 * 2 * (8 * 2) + 8 * 3 + 3);
+    CHECK(net.parameter("layer.0.query.lora_A.weight").shape() == Shape{2, 8});
+    CHECK(net.parameter("layer.0.query.lora_B.weight").shape() == Shape{8, 2});
+    Var<float> x(randn<float>({4, 8}, rng));
+    const auto before = outputs(net, x);
+    // B = 0 at start: LoRA begins exactly at the base model. Make B non-zero, then merge.
+    for (auto& [name, p] : net.named_parameters())
+      if (name.ends_with("lora_B.weight")) p.value() = randn<float>(p.shape(), rng);
+    const auto adapted = outputs(net, x);
+    peft::merge_adapters(net);
+    const auto merged = outputs(net, x);
+    for (std::size_t i = 0; i < merged.size(); ++i) CHECK(merged[i] == doctest::Approx(adapted[i]).epsilon(1e-4));
+    CHECK(before != adapted);
+  }
+  {
+    TinyNet<float> net(8, rng);
+    const auto applied = peft::apply_bitfit(net, std::vector<std::string>{"classifier"});
+    Index biases = 0;
+    for (auto& [name, p] : net.named_parameters()) {
+      if (name.ends_with(".bias")) biases += p.numel();
+      CHECK(p.requires_grad() == (name.ends_with(".bias") || name.starts_with("classifier.")));
+    }
+    CHECK(applied.params.trainable == biases + 8 * 3);
+  }
+  {
+    TinyNet<float> net(8, rng);
+    CHECK(peft::apply_full(net).params.trainable == net.num_parameters());
+    CHECK(peft::apply_head_only(net, std::vector<std::string>{"classifier"}).params.trainable == 8 * 3 + 3);
+  }
+}
+
+TEST_CASE("Adapter files: PEFT layout, train -> save -> load into a fresh model reproduces outputs") {
+  for (const std::string method : {"fourierft", "fourierft-biased", "lora", "bitfit", "head"}) {
+    INFO("method ", method);
+    Rng rng(5);
+    TinyNet<float> net(8, rng);
+    peft::AdapterSpec spec = fourierft_spec(12);
+    if (method == "fourierft-biased") spec.fourierft.frequency_bias = peft::FrequencyBias{2.0, 3.0};
+    if (method == "lora") {
+      spec.method = "lora";
+      spec.lora.r = 2;
+      spec.lora.lora_alpha = 4;
+      spec.lora.target_modules = {{"query", "value"}, ""};
+    }
+    if (method == "bitfit" || method == "head") spec.method = method;
+    peft::apply_adapter(net, spec, rng);
+    // A few AdamW steps on a toy objective, so every trainable tensor moves.
+    optim::AdamW<float> opt(net.trainable_parameters(), {.lr = 1e-2, .weight_decay = 0});
+    Var<float> x(randn<float>({6, 8}, rng));
+    const std::vector<std::int64_t> labels = {0, 1, 2, 0, 1, 2};
+    for (int step = 0; step < 3; ++step) {
+      Tape<float> tape;
+      tape.backward(ops::cross_entropy(tape, net.forward(tape, x), labels));
+      opt.step();
+      opt.zero_grad();
+    }
+    const fs::path dir = temp_dir(method);
+    peft::save_adapter(net, spec, dir);
+    REQUIRE(fs::exists(dir / "adapter_model.safetensors"));
+    REQUIRE(fs::exists(dir / "adapter_config.json"));
+    const io::SafetensorsFile file(dir / "adapter_model.safetensors");
+    if (method == "fourierft") {
+      CHECK(file.contains("base_model.model.layer.0.query.fourierft_spectrum"));
+      CHECK(file.contains("base_model.model.classifier.weight"));
+      CHECK(file.size() == 4 + 2);  // spectra + head; no indices (rebuilt from the seed)
+      const auto config = io::read_json(dir / "adapter_config.json");
+      CHECK(config.at("peft_type") == "FOURIERFT");
+      CHECK(config.at("n_frequency") == 12);
+      CHECK(config.at("random_loc_seed") == 777);
+    }
+    if (method == "fourierft-biased") CHECK(file.contains("fourierft_entries.8x8.n12"));
+    if (method == "lora") CHECK(file.contains("base_model.model.layer.1.value.lora_B.weight"));
+
+    Rng other_rng(99);  // a different seed: everything must come from the files
+    TinyNet<float> fresh(8, other_rng);
+    for (auto& [name, p] : fresh.named_parameters())
+      p.value() = net.parameter(name).value().clone();  // the same base model...
+    if (method == "bitfit" || method == "head")  // ...whose trained tensors the file restores
+      for (auto& [name, p] : fresh.named_parameters())
+        if (net.parameter(name).requires_grad()) p.value().fill(0);
+    const auto loaded = peft::load_adapter(fresh, dir);
+    CHECK(loaded.method == spec.method);
+    const auto a = outputs(net, x), b = outputs(fresh, x);
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(b[i] == a[i]);
+  }
+}
+
+TEST_CASE("Adapter files: an adapter that does not fit the model is a clear error") {
+  Rng rng(6);
+  TinyNet<float> net(8, rng);
+  peft::AdapterSpec spec = fourierft_spec(12);
+  peft::apply_adapter(net, spec, rng);
+  const fs::path dir = temp_dir("mismatch");
+  peft::save_adapter(net, spec, dir);
+  TinyNet<float> wider(10, rng);  // another model: shapes differ
+  CHECK_THROWS_WITH_AS(peft::load_adapter(wider, dir),
+                       doctest::Contains("tensor 'base_model.model.classifier.weight' has shape (3, 8) but the "
+                                         "model's parameter has shape (3, 10)"), FormatError);
+  // Other targets than the model has.
+  peft::AdapterSpec other = fourierft_spec(12);
+  other.fourierft.target_modules = {{"out_proj"}, ""};
+  io::write_json(dir / "adapter_config.json", peft::adapter_config_json(other));
+  TinyNet<float> fresh(8, rng);
+  CHECK_THROWS_WITH_AS(peft::load_adapter(fresh, dir),
+                       "apply_fourierft: no Linear module matches the targets [out_proj]", ValueError);
+  CHECK_THROWS_AS(peft::load_adapter(fresh, temp_dir("missing")), IoError);
+}
+
+TEST_CASE("FourierFT linear matches PEFT computed by PyTorch (tests/fixtures/fourierft)") {
+  const io::SafetensorsFile ref(fs::path(FOURIERFT_FIXTURES_DIR) / "fourierft/reference.safetensors");
+  const double scaling = ref.load<double>("scaling").item();
+  for (const std::string name : {"d8x12_n10", "d7x5_n10", "d16x16_n10", "d8x12_n1", "d7x5_n1", "d16x16_n1"}) {
+    INFO(name);
+    const auto indices = ref.load_int(name + ".indices");  // (n): randperm(M·N)[:n], row-major
+    const auto w0 = ref.load<double>(name + ".w0");
+    const Index M = w0.size(0), N = w0.size(1), n = indices.numel();
+    auto entries = std::make_shared<const peft::SpectralEntries>(peft::uniform_entries(M, N, n, 777));
+    for (Index l = 0; l < n; ++l) {
+      CHECK(entries->rows[l] == indices[l] / N);
+      CHECK(entries->cols[l] == indices[l] % N);
+    }
+    Var<double> x = Var<double>::parameter(ref.load<double>(name + ".x"));
+    Var<double> c = Var<double>::parameter(ref.load<double>(name + ".coeffs"));
+    Var<double> b(ref.load<double>(name + ".bias"));
+    Tape<double> tape;
+    std::vector<peft::SpectralBlock<double>> blocks = {{c, entries, scaling, 0}};
+    Var<double> y = peft::fourierft_linear(tape, x, Var<double>(w0), b, blocks);
+    const auto y_ref = ref.load<double>(name + ".y");
+    for (Index i = 0; i < y.numel(); ++i) CHECK(y.value()[i] == doctest::Approx(y_ref[i]).epsilon(1e-12));
+    tape.backward(ops::sum(tape, ops::mul(tape, y, ref.load<double>(name + ".probe"))));
+    const auto dc = ref.load<double>(name + ".grad_coeffs"), dx = ref.load<double>(name + ".grad_x");
+    for (Index l = 0; l < n; ++l) CHECK(c.grad()[l] == doctest::Approx(dc[l]).epsilon(1e-10));
+    for (Index i = 0; i < dx.numel(); ++i) CHECK(x.grad()[i] == doctest::Approx(dx[i]).epsilon(1e-10));
+    std::vector<double> delta(static_cast<std::size_t>(M * N));
+    peft::fourierft_delta_forward<double>(delta, c.data(), *entries, scaling);
+    const auto delta_ref = ref.load<double>(name + ".delta_w");
+    for (Index i = 0; i < M * N; ++i) CHECK(delta[i] == doctest::Approx(delta_ref[i]).epsilon(1e-12).scale(1.0));
+  }
+}
