@@ -118,8 +118,10 @@ class PlanCache {
 
   // Row plans (r2c_rows) are made single-threaded with FFTW_UNALIGNED so they can run on any row
   // of a tensor from inside an OpenMP loop; 2-D plans use the library's thread count.
+  // Small 2-D transforms run on one thread: waking a team costs more than the transform.
   Plan get(PlanKind kind, int m, int n) {
-    const int threads = kind == PlanKind::r2c_rows ? 1 : num_threads();
+    const bool small = static_cast<long>(m) * n < 128L * 1024;
+    const int threads = kind == PlanKind::r2c_rows || small ? 1 : num_threads();
     const auto key = std::make_tuple(kind, m, n, threads);
     std::lock_guard<std::mutex> lock(mutex_);
     if (auto it = plans_.find(key); it != plans_.end()) return it->second;
@@ -211,7 +213,7 @@ void forward_dft_rows_r2c(std::span<const Real> x, std::span<std::complex<Real>>
   const Index H = N / 2 + 1;
   // r2c does not modify its input (FFTW guarantees this for out-of-place r2c), so the const_cast
   // only satisfies FFTW's non-const signature.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * N > 65536)
   for (Index r = 0; r < rows; ++r)
     Fftw<Real>::execute_r2c(plan, const_cast<Real*>(x.data() + r * N),
                             reinterpret_cast<Complex*>(half.data() + r * H));

@@ -105,9 +105,10 @@ void fourierft_coeff_grad_spectral(std::span<Real> dcoeffs, const Real* dy, Inde
     sv[l] = v < HN ? Real(1) : Real(-1);
   }
   // Re(a·b) = a.re·b.re − a.im·b.im; conjugating flips the sign of .im.
-  const int threads = num_threads();
+  // Per-thread partial sums (no atomics); one thread when the work is small.
+  const int threads = T * n > 65536 ? num_threads() : 1;
   std::vector<double> partial(static_cast<std::size_t>(threads * n), 0.0);
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
 #ifdef _OPENMP
     double* acc = partial.data() + static_cast<std::size_t>(omp_get_thread_num()) * n;

@@ -1,0 +1,253 @@
+// finetune_digits — FourierFT vs LoRA vs head-only vs full fine-tuning, on real data, in seconds.
+//
+// What it does. A small MLP is pre-trained on the handwritten digits 0–4 (scikit-learn's 8×8
+// digits, bundled in examples/data/digits). It is then adapted to a *new task*, the digits 5–9,
+// with a fresh classifier head and each fine-tuning method in turn, from the same pre-trained
+// weights and with the same data, steps and seed:
+//   head      only the new head trains (linear probing)
+//   fourierft n spectral coefficients per hidden weight + the head        (this library's reason)
+//   lora      rank-r factors per hidden weight + the head                 (LoRA baseline)
+//   full      every weight trains                                         (the upper bound)
+// It prints, per method: trainable parameters, adapter file bytes (PEFT format), and test accuracy
+// on 5–9 before and after. FourierFT reaches full fine-tuning's accuracy with a fraction of LoRA's
+// parameters. This is the README's main job, until tiny pre-trained transformer checkpoints exist.
+//
+// Run:   ./build/examples/finetune_digits [--data examples/data/digits/digits.csv] [--out out/digits]
+//        [--n 96] [--r 2] [--epochs 30] [--seed 0] [--threads 2]
+// Expect (2 cores, ~5 s; measured with the defaults):
+//   pre-trained MLP 64-128-128-128-5 (41989 params): accuracy on 0-4 = 0.991
+//   method      trainable    adapter B acc before  acc after
+//   head              645         2772      0.196      0.777
+//   fourierft         933         4220      0.196      0.991     (n = 96 on fc1..fc3 + the head)
+//   lora             2053         8980      0.196      0.991     (r = 2)
+//   full            41989       168692      0.196      0.978
+// Adapters are written to --out/<method>/ (PEFT format) and the FourierFT one is reloaded into a
+// fresh model to check that it reproduces the accuracy exactly.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fourierft/fourierft.hpp"
+
+using namespace fourierft;
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------
+// The model: 64 pixels -> 3 hidden layers of width H (GELU) -> classes.
+struct Mlp : nn::Module<float> {
+  nn::Linear<float> fc1, fc2, fc3, classifier;
+  Mlp(Index hidden, Index classes, Rng& rng)
+      : fc1(64, hidden, rng), fc2(hidden, hidden, rng), fc3(hidden, hidden, rng),
+        classifier(hidden, classes, rng) {
+    register_module("fc1", fc1);
+    register_module("fc2", fc2);
+    register_module("fc3", fc3);
+    register_module("classifier", classifier);
+  }
+  // x: (B, 64) -> logits (B, classes)
+  Var<float> forward(Tape<float>& tape, const Var<float>& x) const {
+    Var<float> h = ops::gelu(tape, fc1.forward(tape, x));
+    h = ops::gelu(tape, fc2.forward(tape, h));
+    h = ops::gelu(tape, fc3.forward(tape, h));
+    return classifier.forward(tape, h);
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Data: digits.csv rows are 64 pixel values (0..16) and the label.
+struct Split {
+  std::vector<std::vector<float>> pixels;
+  std::vector<std::int64_t> labels;
+};
+
+std::vector<std::pair<std::vector<float>, int>> read_digits(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(str_cat("cannot open '", path.string(), "' (the bundled digits data)"));
+  std::vector<std::pair<std::vector<float>, int>> rows;
+  std::string line;
+  for (int line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.empty() || line == "\r") continue;
+    std::stringstream fields(line);
+    std::vector<float> values;
+    for (std::string f; std::getline(fields, f, ',');) {
+      char* end = nullptr;
+      const float v = std::strtof(f.c_str(), &end);
+      check<FormatError>(end != f.c_str(), path.string(), ":", line_no, ": '", f, "' is not a number");
+      values.push_back(v);
+    }
+    check<FormatError>(values.size() == 65, path.string(), ":", line_no, ": expected 65 values ",
+                       "(64 pixels and a label), found ", values.size());
+    const int label = static_cast<int>(values.back());
+    values.pop_back();
+    for (float& v : values) v /= 16.0f;
+    rows.emplace_back(std::move(values), label);
+  }
+  check<FormatError>(!rows.empty(), path.string(), ": no rows");
+  return rows;
+}
+
+// Rows whose label is in [first, first + 5), relabelled 0..4; every 4th of them goes to test.
+void split_task(const std::vector<std::pair<std::vector<float>, int>>& rows, int first, Split& train,
+                Split& test) {
+  int k = 0;
+  for (const auto& [pixels, label] : rows) {
+    if (label < first || label >= first + 5) continue;
+    Split& s = (k++ % 4 == 3) ? test : train;
+    s.pixels.push_back(pixels);
+    s.labels.push_back(label - first);
+  }
+}
+
+Var<float> batch_pixels(const Split& s, std::span<const std::size_t> idx) {
+  Tensor<float> x({static_cast<Index>(idx.size()), 64});
+  for (std::size_t i = 0; i < idx.size(); ++i)
+    std::copy(s.pixels[idx[i]].begin(), s.pixels[idx[i]].end(), x.ptr() + i * 64);
+  return Var<float>(x);
+}
+
+double accuracy(const Mlp& model, const Split& s) {
+  std::vector<std::size_t> all(s.labels.size());
+  std::iota(all.begin(), all.end(), 0);
+  Tape<float> tape;
+  NoGradScope<float> no_grad(tape);
+  const Var<float> logits = model.forward(tape, batch_pixels(s, all));
+  std::vector<std::int64_t> pred(s.labels.size());
+  const Index C = logits.size(-1);
+  for (std::size_t i = 0; i < pred.size(); ++i) {
+    const float* row = logits.data().data() + i * C;
+    pred[i] = std::max_element(row, row + C) - row;
+  }
+  return metrics::accuracy(pred, s.labels);
+}
+
+// Trains `model`'s trainable parameters with AdamW: `spectral_lr` for parameters whose name
+// contains "fourierft_spectrum", `lr` for the rest; linear decay; returns the last epoch's mean loss.
+double train(Mlp& model, const Split& data, int epochs, double lr, double spectral_lr, Rng& rng) {
+  std::vector<Var<float>> spectra, others;
+  for (auto& [name, p] : model.named_parameters())
+    if (p.requires_grad()) (name.find("fourierft_spectrum") != std::string::npos ? spectra : others).push_back(p);
+  std::vector<optim::ParamGroup<float>> groups = {{.params = others, .lr = lr, .name = "weights"}};
+  if (!spectra.empty()) groups.push_back({.params = spectra, .lr = spectral_lr, .name = "spectrum"});
+  optim::AdamW<float> opt(groups, {.lr = lr, .weight_decay = 0.0});
+  const std::size_t batch = 32, steps_per_epoch = (data.labels.size() + batch - 1) / batch;
+  const auto schedule = optim::linear_warmup_decay(0, static_cast<std::int64_t>(epochs * steps_per_epoch));
+  std::vector<std::size_t> order(data.labels.size());
+  std::iota(order.begin(), order.end(), 0);
+  Tape<float> tape;
+  double epoch_loss = 0;
+  std::int64_t step = 0;
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+    epoch_loss = 0;
+    for (std::size_t start = 0; start < order.size(); start += batch) {
+      const std::span<const std::size_t> idx(order.data() + start, std::min(batch, order.size() - start));
+      std::vector<std::int64_t> labels;
+      for (std::size_t i : idx) labels.push_back(data.labels[i]);
+      Var<float> loss = ops::cross_entropy(tape, model.forward(tape, batch_pixels(data, idx)), labels);
+      check(std::isfinite(loss.item()), "loss is ", loss.item(), " at step ", step);
+      tape.backward(loss);
+      opt.scale_lr(schedule(step++));
+      opt.step();
+      opt.zero_grad();
+      tape.clear();
+      epoch_loss += loss.item() / double(steps_per_epoch);
+    }
+  }
+  return epoch_loss;
+}
+
+int main(int argc, char** argv) {
+  try {
+    // ---- options -------------------------------------------------------------------------
+    util::Args args(argc, argv, {"--help"});
+    if (args.has("--help")) {
+      std::printf("usage: finetune_digits [--data CSV] [--out DIR] [--n N] [--r R] [--epochs E] "
+                  "[--seed S] [--threads T]\n(see the comment at the top of finetune_digits.cpp)\n");
+      return 0;
+    }
+    const fs::path data_path = args.str("--data", FOURIERFT_EXAMPLES_DATA_DIR "/digits/digits.csv");
+    const fs::path out = args.str("--out", "out/digits");
+    const Index n = args.integer("--n", 96), r = args.integer("--r", 2), hidden = 128;
+    const int epochs = static_cast<int>(args.integer("--epochs", 30));
+    const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("--seed", 0));
+    set_num_threads(static_cast<int>(args.integer("--threads", 2)));
+    args.reject_unknown();
+    const auto start = std::chrono::steady_clock::now();
+
+    // ---- data: pre-train on 0–4, fine-tune on 5–9 -------------------------------------------
+    const auto rows = read_digits(data_path);
+    Split source_train, source_test, target_train, target_test;
+    split_task(rows, 0, source_train, source_test);
+    split_task(rows, 5, target_train, target_test);
+    std::printf("digits: %zu images; pre-train on 0-4 (%zu train / %zu test), fine-tune on 5-9 "
+                "(%zu train / %zu test)\n", rows.size(), source_train.labels.size(),
+                source_test.labels.size(), target_train.labels.size(), target_test.labels.size());
+
+    // ---- pre-training (full) -----------------------------------------------------------------
+    Rng rng(seed);
+    {
+      Mlp base(hidden, 5, rng);
+      train(base, source_train, epochs, 3e-3, 0, rng);
+      std::printf("pre-trained MLP 64-%lld-%lld-%lld-5 (%lld params): accuracy on 0-4 = %.3f\n",
+                  (long long)hidden, (long long)hidden, (long long)hidden,
+                  (long long)base.num_parameters(), accuracy(base, source_test));
+      fs::create_directories(out);
+      base.save_safetensors(out / "pretrained.safetensors");
+    }
+
+    // ---- fine-tuning on 5–9 with each method ---------------------------------------------------
+    const std::vector<std::string> targets = {"fc1", "fc2", "fc3"};
+    std::printf("\n%-10s %10s %12s %10s %10s %8s\n", "method", "trainable", "adapter B",
+                "acc before", "acc after", "seconds");
+    double fourierft_accuracy = 0;
+    for (const std::string method : {"head", "fourierft", "lora", "full"}) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Rng method_rng(seed + 1);  // same head init and data order for every method
+      Mlp model(hidden, 5, method_rng);
+      model.load_safetensors(out / "pretrained.safetensors")  // the head's shape differs: re-init
+          .require_complete();
+      model.classifier.weight.value() = nn::Linear<float>(hidden, 5, method_rng).weight.value();
+      peft::AdapterSpec spec;
+      spec.method = method;
+      spec.modules_to_save = {"classifier"};
+      spec.task_type = "SEQ_CLS";
+      spec.fourierft.n_frequency = n;
+      spec.fourierft.scaling = 300;
+      spec.fourierft.init_weights = true;  // zeros: start exactly at the pre-trained model
+      spec.fourierft.target_modules = {targets, ""};
+      spec.lora.r = r;
+      spec.lora.lora_alpha = 2 * r;
+      spec.lora.target_modules = {targets, ""};
+      const auto applied = peft::apply_adapter(model, spec, method_rng);
+      const double before = accuracy(model, target_test);
+      train(model, target_train, epochs, 3e-3, 5e-2, method_rng);
+      const double after = accuracy(model, target_test);
+      peft::save_adapter(model, spec, out / method);
+      const auto bytes = fs::file_size(out / method / "adapter_model.safetensors");
+      std::printf("%-10s %10lld %12llu %10.3f %10.3f %8.1f\n", method.c_str(),
+                  (long long)applied.params.trainable, (unsigned long long)bytes, before, after,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      if (method == "fourierft") fourierft_accuracy = after;
+    }
+
+    // ---- the saved FourierFT adapter reproduces its accuracy in a fresh model --------------------
+    Rng fresh_rng(seed + 1);
+    Mlp fresh(hidden, 5, fresh_rng);
+    fresh.load_safetensors(out / "pretrained.safetensors").require_complete();
+    peft::load_adapter(fresh, out / "fourierft");
+    const double reloaded = accuracy(fresh, target_test);
+    std::printf("\nreloaded %s: accuracy %.3f (%s)\n", (out / "fourierft").c_str(), reloaded,
+                reloaded == fourierft_accuracy ? "identical" : "DIFFERENT");
+    std::printf("done in %.1f s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return reloaded == fourierft_accuracy ? 0 : 1;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "finetune_digits: %s\n", e.what());
+    return 1;
+  }
+}
