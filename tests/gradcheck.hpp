@@ -12,6 +12,8 @@
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
+#include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/reduce.hpp"
 
 namespace fourierft::testing {
 
@@ -36,6 +38,13 @@ struct GradcheckResult {
     return out.str();
   }
 };
+
+// L = sum(y * probe), probe ~ N(0, 1) seeded: a random projection of the output, so every output
+// entry matters (a plain sum hides errors that cancel, e.g. in softmax or layer norm backward).
+inline Var<double> project(Tape<double>& t, const Var<double>& y, std::uint64_t seed = 99) {
+  Rng rng(seed);
+  return ops::sum(t, ops::mul(t, y, randn<double>(y.shape(), rng)));
+}
 
 using LossFn = std::function<Var<double>(Tape<double>&, std::span<const Var<double>>)>;
 

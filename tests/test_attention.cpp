@@ -18,16 +18,11 @@
 
 using namespace fourierft;
 using fourierft::testing::gradcheck;
+using fourierft::testing::project;
 using fourierft::testing::GradcheckOptions;
 using fourierft::testing::GradcheckResult;
 
 namespace {
-// L = sum(y * probe): a random projection of the output, so every output entry matters.
-Var<double> project(Tape<double>& t, const Var<double>& y, std::uint64_t seed = 99) {
-  Rng rng(seed);
-  return ops::sum(t, ops::mul(t, y, randn<double>(y.shape(), rng)));
-}
-
 // One attention configuration. mask: (B, Tk) flattened, 1 = token, 0 = padding; empty = none.
 struct Case {
   std::string name;

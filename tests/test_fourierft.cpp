@@ -14,6 +14,7 @@
 using namespace fourierft;
 using namespace fourierft::peft;
 using fourierft::testing::gradcheck;
+using fourierft::testing::project;
 using fourierft::testing::GradcheckResult;
 
 namespace {
@@ -31,10 +32,6 @@ std::vector<double> brute_force_delta(const SpectralEntries& e, std::span<const 
       dW[p * N + q] = scale / double(M * N) * s;
     }
   return dW;
-}
-Var<double> project(Tape<double>& t, const Var<double>& y, std::uint64_t seed = 5) {
-  Rng rng(seed);
-  return ops::sum(t, ops::mul(t, y, randn<double>(y.shape(), rng)));
 }
 }  // namespace
 

@@ -8,15 +8,8 @@
 
 using namespace fourierft;
 using fourierft::testing::gradcheck;
+using fourierft::testing::project;
 using fourierft::testing::GradcheckResult;
-
-namespace {
-// L = sum(y * probe): a random projection of the output, so every output entry matters.
-Var<double> project(Tape<double>& t, const Var<double>& y, std::uint64_t seed = 99) {
-  Rng rng(seed);
-  return ops::sum(t, ops::mul(t, y, randn<double>(y.shape(), rng)));
-}
-}  // namespace
 
 TEST_CASE_TEMPLATE("add/sub/mul/div broadcast a trailing bias and a scalar", Real, float, double) {
   Tape<Real> tape;

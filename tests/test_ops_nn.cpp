@@ -19,15 +19,10 @@
 
 using namespace fourierft;
 using fourierft::testing::gradcheck;
+using fourierft::testing::project;
 using fourierft::testing::GradcheckResult;
 
 namespace {
-// L = sum(y * probe): a random projection of the output, so every output entry matters.
-Var<double> project(Tape<double>& t, const Var<double>& y, std::uint64_t seed = 99) {
-  Rng rng(seed);
-  return ops::sum(t, ops::mul(t, y, randn<double>(y.shape(), rng)));
-}
-
 // Relative tolerance for forward values: float keeps ~7 digits, double ~16.
 template <class Real>
 constexpr double tol() {

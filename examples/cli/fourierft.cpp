@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "cmd_forward.hpp"
 #include "cmd_inspect.hpp"
+#include "cmd_lm_grad.hpp"
 #include "cmd_param_table.hpp"
 #include "cmd_score_e2e.hpp"
 #include "cmd_tokenize.hpp"
@@ -26,6 +28,10 @@ struct Subcommand {
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
       // {"name", "one-line summary", cmd_name},
+      {"forward", "logits and last_hidden_state of a checkpoint folder (gpt2, roberta, vit)",
+       fourierft::cli::cmd_forward},
+      {"lm-grad", "GPT-2 causal-LM loss and every parameter's gradient on saved token ids",
+       fourierft::cli::cmd_lm_grad},
       {"inspect", "tensor names, dtypes, shapes, metadata and parameter count of a .safetensors file",
        fourierft::cli::cmd_inspect},
       {"param-table", "the paper's Table 1: LoRA vs FourierFT trainable parameters and adapter bytes",

@@ -18,6 +18,8 @@
 #include "fourierft/ops/softmax.hpp"
 #include "fourierft/ops/spectral.hpp"
 
+#include "fourierft/nn/embedding.hpp"
+#include "fourierft/nn/layer_norm.hpp"
 #include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
 
@@ -40,6 +42,12 @@
 #include "fourierft/io/image_folder.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/io/safetensors.hpp"
+
+#include "fourierft/models/checkpoint.hpp"
+#include "fourierft/models/generation.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/roberta.hpp"
+#include "fourierft/models/vit.hpp"
 
 #include "fourierft/metrics/classification.hpp"
 #include "fourierft/metrics/generation.hpp"

@@ -1,0 +1,127 @@
+// fourierft forward — runs a Hugging Face checkpoint folder (gpt2, roberta, vit) on inputs saved in
+// a safetensors file and writes the model's logits and last hidden state.
+//
+//   fourierft forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--adapter DIR]
+//
+// IN holds, by DIR/config.json's model_type:
+//   gpt2, roberta   input_ids I64 (B, T) and, optionally, attention_mask I64 (B, T) (1 / 0 = pad)
+//   vit             pixel_values F32 (B, 3, H, W), already resized and normalised
+// OUT (written atomically) holds logits F32 (gpt2 (B, T, V); roberta / vit (B, num_labels)) and
+// last_hidden_state F32 (B, T, C). The model runs in evaluation mode (no dropout), without
+// gradients. GPT-2 positions are 0..T-1 as in HF (left-padded rows: compare the real positions).
+// --adapter DIR applies a saved PEFT adapter folder first.
+#pragma once
+
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/tape.hpp"
+#include "fourierft/io/hf_config.hpp"
+#include "fourierft/io/safetensors.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/roberta.hpp"
+#include "fourierft/models/vit.hpp"
+#include "fourierft/peft/adapter_io.hpp"
+#include "fourierft/util/args.hpp"
+
+namespace fourierft::cli {
+
+// An input tensor that must be there, with a message saying what the model type needs.
+inline void require_input(const io::SafetensorsFile& inputs, const std::string& key,
+                          const std::string& model_type, const char* needs) {
+  check<FormatError>(inputs.contains(key), inputs.path(), ": no tensor '", key, "' (a ", model_type,
+                     " model reads ", needs, ")");
+}
+inline Tensor<std::int64_t> optional_mask(const io::SafetensorsFile& inputs) {
+  return inputs.contains("attention_mask") ? inputs.load_int("attention_mask")
+                                           : Tensor<std::int64_t>();
+}
+
+// Applies a saved PEFT adapter folder (adapter_config.json + adapter_model.safetensors) to the
+// loaded base model: peft::load_adapter attaches the method it names and loads its tensors.
+template <class Model>
+void load_adapter_into(Model& model, const std::string& adapter_dir) {
+  peft::load_adapter(model, adapter_dir);
+  model.eval();
+}
+
+struct ForwardResult {
+  Tensor<float> logits, last_hidden_state;
+  models::CheckpointReport report;
+};
+
+// What `fourierft forward` computes, as a function (tests call it directly).
+inline ForwardResult run_forward(const std::filesystem::path& model_dir,
+                                 const std::filesystem::path& inputs_path,
+                                 const std::string& adapter_dir = "") {
+  const std::string type = io::read_model_type(model_dir);
+  const io::SafetensorsFile inputs(inputs_path);
+  ForwardResult result;
+  Tape<float> tape;
+  NoGradScope<float> no_grad(tape);
+  models::ModelOutput<float> out;
+  if (type == "gpt2" || type == "roberta") {
+    require_input(inputs, "input_ids", type,
+                  "input_ids I64 (B, T) and optionally attention_mask I64 (B, T)");
+    const Tensor<std::int64_t> ids = inputs.load_int("input_ids");
+    const Tensor<std::int64_t> mask = optional_mask(inputs);
+    if (type == "gpt2") {
+      auto model = models::GPT2LMHeadModel<float>::from_pretrained(model_dir, &result.report);
+      if (!adapter_dir.empty()) load_adapter_into(*model, adapter_dir);
+      out = model->forward(tape, ids, mask);
+    } else {
+      auto model = models::RobertaForSequenceClassification<float>::from_pretrained(model_dir,
+                                                                                    &result.report);
+      if (!adapter_dir.empty()) load_adapter_into(*model, adapter_dir);
+      out = model->forward(tape, ids, mask);
+    }
+  } else {  // vit (read_model_type accepts nothing else)
+    require_input(inputs, "pixel_values", type, "pixel_values F32 (B, 3, H, W)");
+    auto model =
+        models::ViTForImageClassification<float>::from_pretrained(model_dir, &result.report);
+    if (!adapter_dir.empty()) load_adapter_into(*model, adapter_dir);
+    out = model->forward(tape, inputs.load<float>("pixel_values"));
+  }
+  result.logits = out.logits.value();
+  result.last_hidden_state = out.last_hidden_state.value();
+  return result;
+}
+
+// Prints what the loader did when it is worth a look (a fresh head, unused weights).
+inline void print_load_notes(const models::CheckpointReport& report) {
+  if (!report.initialized.empty() || !report.unexpected.empty() || !report.reinitialized.empty())
+    std::cerr << "note: " << report.summary() << "\n";
+}
+
+inline int cmd_forward(const std::vector<std::string>& argv) {
+  util::Args args(argv, {"--help"});
+  if (args.has("--help")) {
+    std::cout
+        << "usage: fourierft forward --model DIR --inputs IN.safetensors --out OUT.safetensors"
+           " [--adapter DIR]\n"
+           "  Runs a Hugging Face checkpoint folder (gpt2, roberta, vit) in evaluation mode.\n"
+           "  IN: input_ids I64 (B, T) [+ attention_mask I64 (B, T)], or pixel_values F32\n"
+           "  (B, 3, H, W) for vit. OUT: logits and last_hidden_state (F32).\n";
+    return 0;
+  }
+  const std::string model = args.str("--model"), inputs = args.str("--inputs"),
+                    out_path = args.str("--out"), adapter = args.str("--adapter", "");
+  args.reject_unknown();
+  check(args.positional().empty(), "unexpected argument '",
+        args.positional().empty() ? "" : args.positional().front(), "'");
+  const ForwardResult result = run_forward(model, inputs, adapter);
+  print_load_notes(result.report);
+  io::SafetensorsWriter writer;
+  writer.add("logits", result.logits);
+  writer.add("last_hidden_state", result.last_hidden_state);
+  writer.set_metadata("format", "pt");
+  writer.save(out_path);
+  std::cout << "logits " << shape_str(result.logits.shape()) << ", last_hidden_state "
+            << shape_str(result.last_hidden_state.shape()) << " -> " << out_path << "\n";
+  return 0;
+}
+
+}  // namespace fourierft::cli

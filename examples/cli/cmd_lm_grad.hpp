@@ -1,0 +1,88 @@
+// fourierft lm-grad — the causal-LM loss of a GPT-2 checkpoint folder on saved token ids, and the
+// gradient of every parameter: for checking a port (or an adapter setup) against PyTorch.
+//
+//   fourierft lm-grad --model DIR --inputs IN.safetensors --out OUT.safetensors
+//
+// IN: input_ids I64 (B, T) and, optionally, attention_mask I64 (B, T).
+// The loss is HF's: labels = input_ids, position t predicts token t + 1, mean cross-entropy over
+// the predicted tokens; a token is not predicted where attention_mask is 0 or where the position
+// before it is padding (the first real token of a left-padded row). Evaluation mode: no dropout.
+// OUT (written atomically): `loss` F32 of shape () (a 0-dim scalar, as torch saves loss.detach()),
+// and `grad.<HF key>` F32 for every parameter, under the full HF key whatever layout the folder
+// used (`grad.transformer.wte.weight` holds the embedding and the tied LM head's contributions).
+#pragma once
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cmd_forward.hpp"
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/tape.hpp"
+#include "fourierft/io/hf_config.hpp"
+#include "fourierft/io/safetensors.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/util/args.hpp"
+
+namespace fourierft::cli {
+
+struct LmGradResult {
+  float loss = 0;
+  std::vector<std::pair<std::string, Tensor<float>>> grads;  // (HF key, gradient) in model order
+};
+
+// What `fourierft lm-grad` computes, as a function (tests call it directly).
+inline LmGradResult run_lm_grad(const std::filesystem::path& model_dir,
+                                const std::filesystem::path& inputs_path) {
+  const std::string type = io::read_model_type(model_dir);
+  check(type == "gpt2", "'", model_dir.string(), "' holds a ", type,
+        " model; lm-grad computes the causal-LM loss of a GPT-2 (model_type gpt2) checkpoint");
+  const io::SafetensorsFile inputs(inputs_path);
+  require_input(inputs, "input_ids", type,
+                "input_ids I64 (B, T) and optionally attention_mask I64 (B, T)");
+  const Tensor<std::int64_t> ids = inputs.load_int("input_ids");
+  const Tensor<std::int64_t> mask = optional_mask(inputs);
+
+  auto model = models::GPT2LMHeadModel<float>::from_pretrained(model_dir);  // eval mode
+  model->zero_grad();
+  Tape<float> tape;
+  const models::ModelOutput<float> out = model->forward(tape, ids, mask);
+  const Var<float> loss =
+      models::causal_lm_loss(tape, out.logits, models::causal_lm_labels(ids, mask));
+  tape.backward(loss);
+  LmGradResult result;
+  result.loss = loss.item();
+  for (const auto& [name, p] : model->named_parameters()) result.grads.emplace_back(name, p.grad());
+  return result;
+}
+
+inline int cmd_lm_grad(const std::vector<std::string>& argv) {
+  util::Args args(argv, {"--help"});
+  if (args.has("--help")) {
+    std::cout
+        << "usage: fourierft lm-grad --model DIR --inputs IN.safetensors --out OUT.safetensors\n"
+           "  GPT-2 only. IN: input_ids I64 (B, T) [+ attention_mask I64 (B, T)].\n"
+           "  OUT: loss (F32, shape ()) = mean next-token cross-entropy, and grad.<HF key>\n"
+           "  (F32) for every parameter.\n";
+    return 0;
+  }
+  const std::string model = args.str("--model"), inputs = args.str("--inputs"),
+                    out_path = args.str("--out");
+  args.reject_unknown();
+  check(args.positional().empty(), "unexpected argument '",
+        args.positional().empty() ? "" : args.positional().front(), "'");
+  const LmGradResult result = run_lm_grad(model, inputs);
+  io::SafetensorsWriter writer;
+  writer.add("loss", Tensor<float>::scalar(result.loss));
+  for (const auto& [name, grad] : result.grads) writer.add("grad." + name, grad);
+  writer.set_metadata("format", "pt");
+  writer.save(out_path);
+  std::cout << "loss " << std::setprecision(6) << result.loss << " | " << result.grads.size()
+            << " gradients -> " << out_path << "\n";
+  return 0;
+}
+
+}  // namespace fourierft::cli

@@ -1,0 +1,191 @@
+// fourierft/models/common.hpp — pieces GPT-2, RoBERTa and ViT share: ModelOutput, seeded Dropout,
+// the configs' activations, attention with dropout on the probabilities, HF's initialisation.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/core/random.hpp"
+#include "fourierft/core/tape.hpp"
+#include "fourierft/core/tensor.hpp"
+#include "fourierft/nn/embedding.hpp"
+#include "fourierft/nn/layer_norm.hpp"
+#include "fourierft/nn/linear.hpp"
+#include "fourierft/ops/attention.hpp"
+#include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/linalg.hpp"
+#include "fourierft/ops/shape.hpp"
+#include "fourierft/ops/softmax.hpp"
+
+namespace fourierft::models {
+
+// What every model's forward returns (the two tensors `fourierft forward` writes).
+template <class Real>
+struct ModelOutput {
+  Var<Real> logits;             // GPT-2 (B, T, V); classifiers (B, num_labels)
+  Var<Real> last_hidden_state;  // (B, T, C) after the final norm (GPT-2 ln_f, ViT layernorm) or the
+                                // last encoder layer (RoBERTa, post-LN)
+};
+
+// Whether a model is built with Hugging Face's initialisation (`_init_weights`: N(0, 0.02) weights,
+// zero biases, LayerNorm 1 / 0) or left with the layers' defaults because a checkpoint will
+// overwrite every weight anyway (what from_pretrained uses: it skips drawing millions of normals).
+enum class WeightInit { hf, skip };
+
+// ---------------------------------------------------------------------------
+// Dropout as HF's nn.Dropout(p): inverted dropout in training mode, the identity in evaluation.
+// Each site owns a seeded stream, so a training run is reproducible whatever the thread count.
+template <class Real>
+struct Dropout {
+  double p = 0.0;
+  Rng rng;
+  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x, bool training) {
+    return ops::dropout(tape, x, static_cast<Real>(p), rng, training);
+  }
+};
+
+// ---------------------------------------------------------------------------
+// The activations configs name (HF's ACT2FN): "gelu" is the exact erf form (RoBERTa, ViT);
+// "gelu_new" and "gelu_pytorch_tanh" are both 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+enum class Activation { gelu, gelu_tanh, relu };
+
+inline Activation parse_activation(const std::string& name, std::string_view config_key) {
+  if (name == "gelu") return Activation::gelu;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return Activation::gelu_tanh;
+  if (name == "relu") return Activation::relu;
+  throw ValueError(str_cat("config ", config_key, " = '", name, "' is not supported (fourierft ",
+                           "implements gelu, gelu_new, gelu_pytorch_tanh, relu)"));
+}
+
+template <class Real>
+Var<Real> activation(Tape<Real>& tape, const Var<Real>& x, Activation act) {
+  switch (act) {
+    case Activation::gelu:
+      return ops::gelu(tape, x, ops::GeluForm::exact);
+    case Activation::gelu_tanh:
+      return ops::gelu(tape, x, ops::GeluForm::tanh);
+    case Activation::relu:
+      return ops::relu(tape, x);
+  }
+  return x;
+}
+
+// ---------------------------------------------------------------------------
+// Multi-head scaled dot-product attention, q: (B, Tq, C), k, v: (B, Tk, C) -> (B, Tq, C), with
+// dropout p on the attention probabilities (HF's attn_pdrop / attention_probs_dropout_prob).
+// Evaluation, or p = 0: the fused op (ops::attention). Training with p > 0 needs the probabilities
+// as a tensor, so the eager form HF writes is taken instead, with heads first:
+//   Q, K, V: (NH, B, T, HS);  S = scale Q·Kᵀ + hide  (NH, B, Tq, Tk);  P = dropout(softmax(S))
+//   O = P·V  (NH, B, Tq, HS) -> (B, Tq, C)
+// `hide` (B, Tq, Tk) holds float's lowest value where a key is masked (causal or padding), else 0,
+// as HF adds torch.finfo.min: a masked key gets weight exp(-huge) = 0.
+template <class Real>
+Var<Real> eager_attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k,
+                          const Var<Real>& v, Index NH, const ops::AttentionOptions& options,
+                          Real p_drop, Rng& rng) {
+  const Index B = q.size(0), Tq = q.size(1), C = q.size(2), Tk = k.size(1), HS = C / NH;
+  auto heads = [&](const Var<Real>& x, Index T) {  // (B, T, C) -> (NH, B, T, HS)
+    return ops::permute(tape, ops::reshape(tape, x, {B, T, NH, HS}), {2, 0, 1, 3});
+  };
+  const double scale = options.scale ? *options.scale : 1.0 / std::sqrt(static_cast<double>(HS));
+  Var<Real> s = ops::scale(tape, ops::matmul(tape, heads(q, Tq), heads(k, Tk), false, true),
+                           static_cast<Real>(scale));
+  if (options.causal || options.key_padding_mask) {
+    Tensor<Real> hide({B, Tq, Tk});
+    const Real lowest = std::numeric_limits<Real>::lowest();
+    for (Index b = 0; b < B; ++b)
+      for (Index i = 0; i < Tq; ++i)
+        for (Index j = 0; j < Tk; ++j) {
+          const bool future = options.causal && j > i + (Tk - Tq);
+          const bool padding =
+              options.key_padding_mask && (*options.key_padding_mask)[b * Tk + j] == 0;
+          if (future || padding) hide[(b * Tq + i) * Tk + j] = lowest;
+        }
+    s = ops::add(tape, s, hide);
+  }
+  Var<Real> p = ops::dropout(tape, ops::softmax(tape, s), p_drop, rng, true);
+  Var<Real> o = ops::matmul(tape, p, heads(v, Tk));  // (NH, B, Tq, HS)
+  return ops::reshape(tape, ops::permute(tape, o, {1, 2, 0, 3}), {B, Tq, C});
+}
+
+template <class Real>
+Var<Real> multi_head_attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k,
+                               const Var<Real>& v, Index NH, const ops::AttentionOptions& options,
+                               Dropout<Real>& attn_dropout, bool training) {
+  if (!training || attn_dropout.p == 0.0) return ops::attention(tape, q, k, v, NH, options);
+  return eager_attention(tape, q, k, v, NH, options, static_cast<Real>(attn_dropout.p),
+                         attn_dropout.rng);
+}
+
+// ---------------------------------------------------------------------------
+// Hugging Face's `_init_weights`: weights ~ N(0, std) (ViT: truncated to [-2, 2], torch's
+// trunc_normal_ default, which never bites at std 0.02), biases 0, LayerNorm 1 / 0.
+template <class Real>
+void init_normal(Var<Real>& p, Rng& rng, double std, bool truncated = false) {
+  for (Real& x : p.data()) {
+    double z = std * rng.normal();
+    while (truncated && std::abs(z) > 2.0) z = std * rng.normal();
+    x = static_cast<Real>(z);
+  }
+}
+template <class Real>
+void init_linear(nn::Linear<Real>& layer, Rng& rng, double std, bool truncated = false) {
+  init_normal(layer.weight, rng, std, truncated);
+  if (layer.has_bias()) layer.bias.value().fill(Real(0));
+}
+template <class Real>
+void init_embedding(nn::Embedding<Real>& table, Rng& rng, double std) {
+  init_normal(table.weight, rng, std);
+  if (const auto pad = table.padding_idx())
+    std::fill_n(table.weight.value().ptr() + *pad * table.embedding_dim(), table.embedding_dim(),
+                Real(0));
+}
+
+// ---------------------------------------------------------------------------
+// Sequence-classification losses, as HF's heads choose them from config.problem_type / num_labels.
+// Classification: logits (B, L), labels (B) ints in [0, L) -> mean cross-entropy.
+template <class Real>
+Var<Real> classification_loss(Tape<Real>& tape, const Var<Real>& logits,
+                              const Tensor<std::int64_t>& labels) {
+  check<ShapeError>(logits.dim() == 2 && labels.shape() == Shape{logits.size(0)},
+                    "classification_loss: labels have shape ", shape_str(labels.shape()),
+                    " but logits ", shape_str(logits.shape()), " need (", logits.size(0), ")");
+  return ops::cross_entropy(tape, logits, labels.data());
+}
+// Regression (num_labels = 1): logits (B, 1), labels (B) -> mean squared error, HF's
+// MSELoss()(logits.squeeze(), labels.squeeze()).
+template <class Real>
+Var<Real> regression_loss(Tape<Real>& tape, const Var<Real>& logits, const Tensor<Real>& labels) {
+  check<ShapeError>(logits.dim() == 2 && logits.size(1) == 1 && labels.numel() == logits.size(0),
+                    "regression_loss: logits ", shape_str(logits.shape()), " and labels ",
+                    shape_str(labels.shape()), " should be (B, 1) and (B)");
+  return ops::mse_loss(tape, logits, labels.reshape(logits.shape()));
+}
+
+// Input checks with messages that name the model and the argument.
+inline void check_ids(const char* where, const char* what, const Tensor<std::int64_t>& t) {
+  check<ShapeError>(t.dim() == 2 && t.size(0) > 0 && t.size(1) > 0, where, ": ", what,
+                    " must be (B, T) with B, T > 0, got shape ", shape_str(t.shape()));
+}
+inline void check_mask(const char* where, const Tensor<std::int64_t>& mask,
+                       const Tensor<std::int64_t>& ids) {
+  check<ShapeError>(mask.shape() == ids.shape(), where, ": attention_mask has shape ",
+                    shape_str(mask.shape()), " but input_ids has ", shape_str(ids.shape()));
+  for (Index n = 0; n < mask.numel(); ++n)
+    check(mask[n] == 0 || mask[n] == 1, where, ": attention_mask[", n / ids.size(1), ", ",
+          n % ids.size(1), "] = ", mask[n], " must be 0 (padding) or 1 (token)");
+}
+// True if any entry is 0 (so the attention needs the padding mask at all).
+inline bool has_padding(const Tensor<std::int64_t>& mask) {
+  for (std::int64_t m : mask.data())
+    if (m == 0) return true;
+  return false;
+}
+
+}  // namespace fourierft::models
