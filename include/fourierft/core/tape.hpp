@@ -2,8 +2,14 @@
 // NoGradScope. Define-by-run: every op takes the tape first and records its backward closure.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <utility>
@@ -84,6 +90,57 @@ std::span<Real> grad_if_needed(const Var<Real>& x) {
   return const_cast<Var<Real>&>(x).grad().data();
 }
 
+// ---------------------------------------------------------------------------
+// Optional per-op profile: with FOURIERFT_PROFILE=1 in the environment, every tape adds the time of
+// each op to a process-wide table printed to stderr at exit (ms per op name, forward and backward,
+// sorted by total). Forward time is the time since the previous recorded op (or since the tape was
+// made or cleared), so unrecorded work in between (ops on frozen inputs) counts towards the next
+// recorded op; backward time is the closure's own. Off (one branch per op) unless the variable is set.
+namespace detail {
+class OpProfile {
+ public:
+  static OpProfile& instance() {
+    static OpProfile profile;
+    return profile;
+  }
+  bool enabled() const { return enabled_; }
+  void add(const char* op, double forward_ms, double backward_ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Entry& e = table_[op];
+    e.forward_ms += forward_ms;
+    e.backward_ms += backward_ms;
+    if (forward_ms > 0 || backward_ms == 0) ++e.calls;
+  }
+  ~OpProfile() {
+    if (!enabled_ || table_.empty()) return;
+    std::vector<std::pair<std::string, Entry>> rows(table_.begin(), table_.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+      return a.second.forward_ms + a.second.backward_ms > b.second.forward_ms + b.second.backward_ms;
+    });
+    double total = 0;
+    for (const auto& [name, e] : rows) total += e.forward_ms + e.backward_ms;
+    std::fprintf(stderr, "op\tcalls\tforward_ms\tbackward_ms\ttotal_ms\tshare\n");
+    for (const auto& [name, e] : rows)
+      std::fprintf(stderr, "%s\t%lld\t%.1f\t%.1f\t%.1f\t%.1f%%\n", name.c_str(),
+                   static_cast<long long>(e.calls), e.forward_ms, e.backward_ms,
+                   e.forward_ms + e.backward_ms, 100.0 * (e.forward_ms + e.backward_ms) / total);
+  }
+
+ private:
+  struct Entry {
+    long long calls = 0;
+    double forward_ms = 0, backward_ms = 0;
+  };
+  OpProfile() {
+    const char* env = std::getenv("FOURIERFT_PROFILE");
+    enabled_ = env != nullptr && *env != '\0' && std::string(env) != "0";
+  }
+  bool enabled_ = false;
+  std::mutex mutex_;
+  std::map<std::string, Entry> table_;
+};
+}  // namespace detail
+
 template <class Real>
 class NoGradScope;
 
@@ -96,7 +153,7 @@ class Tape {
  public:
   using Backward = std::function<void(std::span<const Real> dy)>;
 
-  Tape() = default;
+  Tape() : profile_(detail::OpProfile::instance().enabled()) { mark_ = Clock::now(); }
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
 
@@ -112,6 +169,11 @@ class Tape {
     if (!any) return;
     y.set_requires_grad(true);
     nodes_.push_back(Node{op, y, std::move(backward)});
+    if (profile_) {
+      const auto now = Clock::now();
+      detail::OpProfile::instance().add(op, ms_between(mark_, now), 0);
+      mark_ = now;
+    }
   }
   void record(const char* op, std::initializer_list<Var<Real>> inputs, Var<Real>& y,
               Backward backward) {
@@ -136,7 +198,15 @@ class Tape {
     Tensor<Real>& g = out.grad();
     for (Index i = 0; i < g.numel(); ++i) g[i] += seed[i];
     for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
-      if (node->output.has_grad()) node->backward(node->output.grad().data());
+      if (node->output.has_grad()) {
+        if (profile_) {
+          const auto start = Clock::now();
+          node->backward(node->output.grad().data());
+          detail::OpProfile::instance().add(node->op, 0, ms_between(start, Clock::now()));
+        } else {
+          node->backward(node->output.grad().data());
+        }
+      }
       // Activations saved by this op are not needed any more: free them now.
       node->backward = nullptr;
       if (!node->output.same_as(y)) node->output.drop_grad();
@@ -149,6 +219,7 @@ class Tape {
   void clear() {
     nodes_.clear();
     backward_done_ = false;
+    if (profile_) mark_ = Clock::now();
   }
   std::size_t size() const { return nodes_.size(); }
   bool grad_enabled() const { return grad_enabled_; }
@@ -166,9 +237,15 @@ class Tape {
     Var<Real> output;
     Backward backward;
   };
+  using Clock = std::chrono::steady_clock;
+  static double ms_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  }
   std::vector<Node> nodes_;
   bool grad_enabled_ = true;
   bool backward_done_ = false;
+  bool profile_ = false;  // FOURIERFT_PROFILE set: time ops (detail::OpProfile)
+  Clock::time_point mark_{};
 };
 
 // Within the scope, ops record nothing and their outputs require no gradient (evaluation,

@@ -3,6 +3,8 @@
 // at configure time, else through Eigen's own GEMM.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <type_traits>
 
 #include <Eigen/Core>
@@ -15,6 +17,13 @@
 #endif
 
 namespace fourierft::detail {
+
+// Multiply-add FLOPs (2·M·N·K) of every gemm() call so far, process-wide: benchmarks read it to
+// report achieved GFLOP/s. One relaxed atomic add per call, negligible beside any GEMM.
+inline std::atomic<std::uint64_t>& gemm_flop_count() {
+  static std::atomic<std::uint64_t> count{0};
+  return count;
+}
 
 // Eigen's own kernels: the fallback without BLAS, and the baseline the GEMM benchmark reports.
 template <class Real>
@@ -44,6 +53,9 @@ void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, con
       for (Index j = 0; j < N; ++j) C[i * ldc + j] = beta == Real(0) ? Real(0) : beta * C[i * ldc + j];
     return;
   }
+  gemm_flop_count().fetch_add(2ull * static_cast<std::uint64_t>(M) * static_cast<std::uint64_t>(N) *
+                                  static_cast<std::uint64_t>(K),
+                              std::memory_order_relaxed);
   (void)num_threads();  // makes sure the thread knob has been applied before the first GEMM
 #ifdef FOURIERFT_USE_BLAS
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;

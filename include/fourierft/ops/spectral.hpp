@@ -44,6 +44,7 @@ struct Fftw<double> {
     return fftw_plan_dft_r2c_2d(m, n, in, out, flags);
   }
   static void execute(Plan p) { fftw_execute(p); }
+  static int alignment_of(double* p) { return fftw_alignment_of(p); }
   static void execute_c2r(Plan p, Complex* in, double* out) { fftw_execute_dft_c2r(p, in, out); }
   static void execute_c2c(Plan p, Complex* in, Complex* out) { fftw_execute_dft(p, in, out); }
   static void execute_r2c(Plan p, double* in, Complex* out) { fftw_execute_dft_r2c(p, in, out); }
@@ -70,6 +71,7 @@ struct Fftw<float> {
     return fftwf_plan_dft_r2c_2d(m, n, in, out, flags);
   }
   static void execute(Plan p) { fftwf_execute(p); }
+  static int alignment_of(float* p) { return fftwf_alignment_of(p); }
   static void execute_c2r(Plan p, Complex* in, float* out) { fftwf_execute_dft_c2r(p, in, out); }
   static void execute_c2c(Plan p, Complex* in, Complex* out) { fftwf_execute_dft(p, in, out); }
   static void execute_r2c(Plan p, float* in, Complex* out) { fftwf_execute_dft_r2c(p, in, out); }
@@ -166,7 +168,14 @@ void inverse_dft2_c2r(std::span<std::complex<Real>> half, std::span<Real> out, I
   auto plan = PlanCache<Real>::instance().get(PlanKind::c2r_2d, static_cast<int>(M),
                                               static_cast<int>(N));
   // Plans were made on fftw_malloc'd (SIMD-aligned) arrays; FFTW requires the same alignment
-  // for new-array execution, so copy through aligned buffers when ours are not.
+  // for new-array execution. Arrays that already have it (std::vector, Tensor storage) are used
+  // in place (c2r may destroy `half`, as documented); others go through aligned copies.
+  auto* in_ptr = reinterpret_cast<Complex*>(half.data());
+  if (Fftw<Real>::alignment_of(reinterpret_cast<Real*>(in_ptr)) == 0 &&
+      Fftw<Real>::alignment_of(out.data()) == 0) {
+    Fftw<Real>::execute_c2r(plan, in_ptr, out.data());
+    return;
+  }
   FftwBuffer<Complex, Real> in(half.size());
   std::memcpy(static_cast<void*>(in.data()), half.data(), half.size_bytes());
   FftwBuffer<Real, Real> result(out.size());
@@ -204,10 +213,16 @@ void forward_dft2_r2c(std::span<const Real> x, std::span<std::complex<Real>> hal
 }
 
 // Forward 1-D DFT of every row of a real (rows, N) matrix, half spectra (rows, N/2 + 1).
+// Row r starts at x[r * ldx] (ldx >= N; a column block of a wider matrix needs no copy).
 // OpenMP over rows; each thread runs the cached single-threaded row plan on its own rows.
 template <class Real>
 void forward_dft_rows_r2c(std::span<const Real> x, std::span<std::complex<Real>> half, Index rows,
-                          Index N) {
+                          Index N, Index ldx = 0) {
+  if (ldx == 0) ldx = N;
+  check<ShapeError>(ldx >= N && (rows == 0 || static_cast<Index>(x.size()) >= (rows - 1) * ldx + N) &&
+                        static_cast<Index>(half.size()) >= rows * (N / 2 + 1),
+                    "forward_dft_rows_r2c: ", rows, " rows of ", N, " (stride ", ldx,
+                    ") do not fit the given spans");
   using Complex = typename Fftw<Real>::Complex;
   auto plan = PlanCache<Real>::instance().get(PlanKind::r2c_rows, 1, static_cast<int>(N));
   const Index H = N / 2 + 1;
@@ -215,7 +230,7 @@ void forward_dft_rows_r2c(std::span<const Real> x, std::span<std::complex<Real>>
   // only satisfies FFTW's non-const signature.
 #pragma omp parallel for schedule(static) if (rows * N > 65536)
   for (Index r = 0; r < rows; ++r)
-    Fftw<Real>::execute_r2c(plan, const_cast<Real*>(x.data() + r * N),
+    Fftw<Real>::execute_r2c(plan, const_cast<Real*>(x.data() + r * ldx),
                             reinterpret_cast<Complex*>(half.data() + r * H));
 }
 

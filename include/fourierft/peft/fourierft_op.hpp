@@ -2,6 +2,7 @@
 // (forward, c2r inverse DFT) and dL/dΔW -> coefficient gradients (the DFT gathered at the entries).
 #pragma once
 
+#include <algorithm>
 #include <complex>
 #include <memory>
 #include <span>
@@ -76,23 +77,14 @@ void fourierft_delta_backward(std::span<Real> dcoeffs, std::span<const Real> G,
 // backward without forming G = dyᵀ·x (which costs a T·M·N GEMM). With y = x·ΔWᵀ + ...:
 //   dcoeffs[l] += scale/(M·N) · Re Σ_t DY[t, rows_l] · X[t, cols_l]
 // where DY = DFT of each row of dy (T, M) and X = DFT of each row of x (T, N) (forward, e^{−i}).
-// Cost T·(M log M + N log N) + T·n instead of 2·T·M·N. Rows of dy are read with stride ldy, so
-// a column block of a wider output (GPT-2's fused q|k|v) needs no copy.
+// Cost T·(M log M + N log N) + T·n instead of 2·T·M·N. This part takes the row spectra:
+//   DY: (T, M/2 + 1), X: (T, N/2 + 1) half spectra (forward_dft_rows_r2c).
 template <class Real>
-void fourierft_coeff_grad_spectral(std::span<Real> dcoeffs, const Real* dy, Index ldy,
-                                   std::span<const Real> x, Index T, const SpectralEntries& e,
-                                   Real scale) {
+void fourierft_coeff_grad_from_spectra(std::span<Real> dcoeffs,
+                                       std::span<const std::complex<Real>> DY,
+                                       std::span<const std::complex<Real>> X, Index T,
+                                       const SpectralEntries& e, Real scale) {
   const Index M = e.d_out, N = e.d_in, HM = M / 2 + 1, HN = N / 2 + 1;
-  std::vector<Real> dy_block;
-  if (ldy != M) {  // gather the block contiguously for the row transforms
-    dy_block.resize(static_cast<std::size_t>(T * M));
-    for (Index t = 0; t < T; ++t)
-      std::copy(dy + t * ldy, dy + t * ldy + M, dy_block.begin() + t * M);
-    dy = dy_block.data();
-  }
-  std::vector<std::complex<Real>> DY(static_cast<std::size_t>(T * HM)), X(static_cast<std::size_t>(T * HN));
-  ops::spectral::forward_dft_rows_r2c<Real>(std::span<const Real>(dy, static_cast<std::size_t>(T * M)), DY, T, M);
-  ops::spectral::forward_dft_rows_r2c<Real>(x, X, T, N);
   // Entry l reads DY[t, u] and X[t, v]; for frequencies past the half, use the conjugate partner.
   const Index n = e.n();
   std::vector<Index> du(static_cast<std::size_t>(n)), dv(static_cast<std::size_t>(n));
@@ -131,6 +123,20 @@ void fourierft_coeff_grad_spectral(std::span<Real> dcoeffs, const Real* dy, Inde
     for (int k = 0; k < threads; ++k) s += partial[static_cast<std::size_t>(k * n + l)];
     dcoeffs[l] += static_cast<Real>(norm * s);
   }
+}
+
+// The same from dy and x. Rows of dy are read with stride ldy, so a column block of a wider
+// output (GPT-2's fused q|k|v) needs no copy.
+template <class Real>
+void fourierft_coeff_grad_spectral(std::span<Real> dcoeffs, const Real* dy, Index ldy,
+                                   std::span<const Real> x, Index T, const SpectralEntries& e,
+                                   Real scale) {
+  const Index M = e.d_out, N = e.d_in, HM = M / 2 + 1, HN = N / 2 + 1;
+  std::vector<std::complex<Real>> DY(static_cast<std::size_t>(T * HM)), X(static_cast<std::size_t>(T * HN));
+  const std::size_t dy_span = T > 0 ? static_cast<std::size_t>((T - 1) * ldy + M) : 0;
+  ops::spectral::forward_dft_rows_r2c<Real>(std::span<const Real>(dy, dy_span), DY, T, M, ldy);
+  ops::spectral::forward_dft_rows_r2c<Real>(x, X, T, N);
+  fourierft_coeff_grad_from_spectra<Real>(dcoeffs, DY, X, T, e, scale);
 }
 
 // ΔW as an autograd op (teaching, gradient checks, and PEFT's unmerged `base(x) + x·ΔWᵀ`).
@@ -191,17 +197,27 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
     check<ShapeError>(b.coeffs.shape() == Shape{e.n()}, "fourierft_linear: coeffs has shape ",
                       shape_str(b.coeffs.shape()), " but there are ", e.n(), " entries");
   }
-  // W = w0 + ΔW, in w0's layout.
+  // W = w0 + ΔW, in w0's layout. ΔW goes to an uninitialised FFTW-aligned buffer (the c2r
+  // overwrites it in place, no copies); Conv1D's (in, out) layout adds ΔWᵀ in 32 x 32 tiles.
   Tensor<Real> w = w0.value().clone();
   for (const SpectralBlock<Real>& b : blocks) {
     const SpectralEntries& e = *b.entries;
-    std::vector<Real> delta(static_cast<std::size_t>(e.d_out * e.d_in));
+    ops::spectral::FftwBuffer<Real, Real> delta_buffer(static_cast<std::size_t>(e.d_out * e.d_in));
+    const std::span<Real> delta(delta_buffer.data(), delta_buffer.size());
     fourierft_delta_forward<Real>(delta, b.coeffs.data(), e, b.scale);
-    for (Index p = 0; p < e.d_out; ++p)
-      for (Index q = 0; q < d_in; ++q) {
-        const Index row = b.out_offset + p;
-        w[out_in ? row * d_in + q : q * d_out + row] += delta[p * d_in + q];
-      }
+    Real* wp = w.ptr();
+    if (out_in) {
+      Real* dst = wp + b.out_offset * d_in;
+      for (std::size_t i = 0; i < delta.size(); ++i) dst[i] += delta[i];
+    } else {
+      constexpr Index tile = 32;
+      for (Index p0 = 0; p0 < e.d_out; p0 += tile)
+        for (Index q0 = 0; q0 < d_in; q0 += tile) {
+          const Index p1 = std::min(p0 + tile, e.d_out), q1 = std::min(q0 + tile, d_in);
+          for (Index q = q0; q < q1; ++q)
+            for (Index p = p0; p < p1; ++p) wp[q * d_out + b.out_offset + p] += delta[p * d_in + q];
+        }
+    }
   }
   const Index T = x.numel() / d_in;
   Shape out_shape = x.shape();
@@ -217,6 +233,8 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
     ops::linear_backward<Real>(grad_if_needed(x), {}, bias.defined() ? grad_if_needed(bias)
                                                                       : std::span<Real>(),
                                dy, x.data(), w.data(), T, d_in, d_out, layout);
+    // The row spectra of x are shared by every block on the spectral path (GPT-2's q and v).
+    std::vector<std::complex<Real>> X;
     for (const SpectralBlock<Real>& b : blocks) {
       auto dc = grad_if_needed(b.coeffs);
       if (dc.empty()) continue;
@@ -224,8 +242,16 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
       const bool spectral = path == CoeffGradPath::spectral ||
                             (path == CoeffGradPath::automatic && 20 * e.n() < e.d_out * e.d_in);
       if (spectral) {
-        fourierft_coeff_grad_spectral<Real>(dc, dy.data() + b.out_offset, d_out, x.data(), T, e,
-                                            b.scale);
+        const Index HM = e.d_out / 2 + 1, HN = d_in / 2 + 1;
+        if (X.empty()) {
+          X.resize(static_cast<std::size_t>(T * HN));
+          ops::spectral::forward_dft_rows_r2c<Real>(x.data(), X, T, d_in);
+        }
+        std::vector<std::complex<Real>> DY(static_cast<std::size_t>(T * HM));
+        const std::size_t dy_span = T > 0 ? static_cast<std::size_t>((T - 1) * d_out + e.d_out) : 0;
+        ops::spectral::forward_dft_rows_r2c<Real>(
+            std::span<const Real>(dy.data() + b.out_offset, dy_span), DY, T, e.d_out, d_out);
+        fourierft_coeff_grad_from_spectra<Real>(dc, DY, X, T, e, b.scale);
       } else {  // G = dy_blockᵀ · x : (d_out_block, d_in)
         std::vector<Real> G(static_cast<std::size_t>(e.d_out * d_in));
         fourierft::detail::gemm<Real>(true, false, e.d_out, d_in, T, Real(1),

@@ -1,0 +1,271 @@
+// bench_step — one whole training step of a model (forward, loss, backward, AdamW step, zero_grad,
+// tape.clear) with FourierFT, LoRA and full fine-tuning: the numbers benchmarks/pytorch_reference.py
+// measures for PyTorch, with the same shapes, so benchmarks/compare.sh can print the ratios.
+//
+//   ./build/benchmarks/bench_step                      GPT-2 small and RoBERTa-base, 8 x 128 tokens
+//   ./build/benchmarks/bench_step --all                also GPT-2 medium and ViT-base (8 images)
+//   ./build/benchmarks/bench_step --case gpt2/fourierft --steps 3
+//   FOURIERFT_PROFILE=1 ./build/benchmarks/bench_step --case gpt2/fourierft   time per op name
+//
+// Models have random weights from their config structs (HF's initialisation, no checkpoint) and
+// dropout 0. FourierFT: q and v of every layer, n = 1000, scaling 150 (GPT-2: the q and v slices of
+// the fused c_attn, as the paper's E2E setting); LoRA r = 8 (GPT-2: on the fused c_attn, as PEFT's
+// default); classifier heads train fully with both. Each case runs in a forked child, so the peak
+// RSS is per case. Threads: FOURIERFT_NUM_THREADS (default 2 here).
+// Columns: impl model method batch seq tokens_per_s ms_per_step peak_rss_mb trainable gemm_gflop
+// gflop_per_s (the GEMM FLOPs of one step, 2·M·N·K summed over every detail::gemm call).
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fourierft/core/parallel.hpp"
+#include "fourierft/detail/gemm.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/roberta.hpp"
+#include "fourierft/models/vit.hpp"
+#include "fourierft/optim/adamw.hpp"
+#include "fourierft/peft/fourierft.hpp"
+#include "fourierft/peft/lora.hpp"
+
+using namespace fourierft;
+
+namespace {
+
+struct Options {
+  Index batch = 8, seq = 128, images = 8;
+  int steps = 2;  // timed steps after one warm-up step
+};
+
+// Applies the method and returns the trainable parameters.
+template <class Model>
+std::vector<Var<float>> apply_method(Model& model, const std::string& method, bool gpt2) {
+  Rng rng(7);
+  const std::vector<std::string> head = gpt2 ? std::vector<std::string>{} : std::vector<std::string>{"classifier"};
+  if (method == "fourierft") {
+    peft::FourierFTConfig config;
+    config.n_frequency = 1000;
+    config.scaling = 150.0;
+    config.modules_to_save = head;
+    if (gpt2) {
+      config.target_modules = {{"c_attn"}, ""};
+      config.fused_slices = {{"c_attn", 3, {{"q", 0}, {"v", 2}}}};
+    } else {
+      config.target_modules = {{"query", "value"}, ""};
+    }
+    peft::apply_fourierft(model, config, rng);
+  } else if (method == "lora") {
+    peft::LoraConfig config;
+    config.r = 8;
+    config.lora_alpha = 8;
+    config.target_modules = {gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"query", "value"}, ""};
+    config.modules_to_save = head;
+    peft::apply_lora(model, config, rng);
+  } else if (method == "full") {
+    peft::apply_full(model);
+  } else {
+    throw ValueError(str_cat("bench_step: unknown method '", method, "' (fourierft, lora, full)"));
+  }
+  model.train();
+  return model.trainable_parameters();
+}
+
+struct Result {
+  double ms = 0, gflop = 0;
+  Index tokens = 0, batch = 0, seq = 0, trainable = 0;
+};
+
+// Times `step` (which returns the loss value): one warm-up, then the median of opt.steps.
+template <class Step>
+Result time_steps(const Options& opt, Step&& step) {
+  Result r;
+  const float warm = step();
+  if (!std::isfinite(warm)) throw Error(str_cat("bench_step: loss is ", warm, " at step 0"));
+  std::vector<double> ms;
+  std::uint64_t flops = 0;
+  for (int s = 0; s < opt.steps; ++s) {
+    const std::uint64_t f0 = detail::gemm_flop_count().load();
+    const auto t0 = std::chrono::steady_clock::now();
+    const float loss = step();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    flops = detail::gemm_flop_count().load() - f0;
+    if (!std::isfinite(loss)) throw Error(str_cat("bench_step: loss is ", loss, " at step ", s + 1));
+  }
+  std::sort(ms.begin(), ms.end());
+  r.ms = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  r.gflop = static_cast<double>(flops) * 1e-9;
+  return r;
+}
+
+Result run_case(const std::string& model_name, const std::string& method, const Options& opt) {
+  Rng data_rng(3);
+  auto random_ids = [&](Index B, Index T, Index lo, Index hi) {
+    Tensor<std::int64_t> ids({B, T});
+    for (auto& v : ids.data()) v = lo + static_cast<std::int64_t>(data_rng.uniform() * double(hi - lo));
+    return ids;
+  };
+  Tape<float> tape;
+  optim::AdamWOptions adam;
+  adam.lr = 1e-4;
+  adam.weight_decay = 0.0;
+  if (model_name == "gpt2" || model_name == "gpt2-medium") {
+    io::Gpt2Config config;
+    if (model_name == "gpt2-medium") {
+      config.n_embd = 1024;
+      config.n_layer = 24;
+      config.n_head = 16;
+    }
+    config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
+    models::GPT2LMHeadModel<float> model(config, 1);
+    auto params = apply_method(model, method, true);
+    optim::AdamW<float> optimizer(params, adam);
+    const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 0, config.vocab_size);
+    const Tensor<std::int64_t> labels = models::causal_lm_labels(ids);
+    Result r = time_steps(opt, [&] {
+      auto out = model.forward(tape, ids);
+      Var<float> loss = models::causal_lm_loss(tape, out.logits, labels);
+      tape.backward(loss);
+      optimizer.step();
+      optimizer.zero_grad();
+      tape.clear();
+      return loss.item();
+    });
+    r.batch = opt.batch;
+    r.seq = opt.seq;
+    for (const auto& p : params) r.trainable += p.numel();
+    return r;
+  }
+  if (model_name == "roberta") {
+    io::RobertaConfig config;
+    config.max_position_embeddings = 514;
+    config.type_vocab_size = 1;
+    config.layer_norm_eps = 1e-5;
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0;
+    models::RobertaForSequenceClassification<float> model(config, 1);
+    auto params = apply_method(model, method, false);
+    optim::AdamW<float> optimizer(params, adam);
+    const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 3, config.vocab_size);
+    const Tensor<std::int64_t> labels = random_ids(opt.batch, 1, 0, 2).reshape({opt.batch});
+    Result r = time_steps(opt, [&] {
+      auto out = model.forward(tape, ids);
+      Var<float> loss = model.loss(tape, out.logits, labels);
+      tape.backward(loss);
+      optimizer.step();
+      optimizer.zero_grad();
+      tape.clear();
+      return loss.item();
+    });
+    r.batch = opt.batch;
+    r.seq = opt.seq;
+    for (const auto& p : params) r.trainable += p.numel();
+    return r;
+  }
+  if (model_name == "vit") {
+    io::VitConfig config;
+    config.id2label.clear();
+    for (int i = 0; i < 10; ++i) config.id2label.push_back("LABEL_" + std::to_string(i));
+    models::ViTForImageClassification<float> model(config, 1);
+    auto params = apply_method(model, method, false);
+    optim::AdamW<float> optimizer(params, adam);
+    Rng rng(5);
+    const Tensor<float> pixels = randn<float>({opt.images, 3, 224, 224}, rng);
+    const Tensor<std::int64_t> labels = random_ids(opt.images, 1, 0, 10).reshape({opt.images});
+    Result r = time_steps(opt, [&] {
+      auto out = model.forward(tape, pixels);
+      Var<float> loss = model.loss(tape, out.logits, labels);
+      tape.backward(loss);
+      optimizer.step();
+      optimizer.zero_grad();
+      tape.clear();
+      return loss.item();
+    });
+    r.batch = opt.images;
+    r.seq = config.num_patches() + 1;
+    for (const auto& p : params) r.trainable += p.numel();
+    return r;
+  }
+  throw ValueError(str_cat("bench_step: unknown model '", model_name,
+                           "' (gpt2, gpt2-medium, roberta, vit)"));
+}
+
+// Runs one case in a forked child (fresh heap: the peak RSS is this case's).
+bool run_forked(const std::string& c, const Options& opt) {
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    try {
+      const auto slash = c.find('/');
+      const std::string model = c.substr(0, slash), method = slash == std::string::npos ? "" : c.substr(slash + 1);
+      const Result r = run_case(model, method, opt);
+      rusage ru{};
+      getrusage(RUSAGE_SELF, &ru);
+      const double tokens = static_cast<double>(r.batch * r.seq);
+      std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\n", model.c_str(),
+                  method.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.seq),
+                  tokens / (r.ms * 1e-3), r.ms, static_cast<double>(ru.ru_maxrss) / 1024.0,
+                  static_cast<long long>(r.trainable), r.gflop, r.gflop / (r.ms * 1e-3));
+      std::fflush(stdout);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_step %s: %s\n", c.c_str(), e.what());
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
+    std::exit(0);  // runs static destructors: FOURIERFT_PROFILE prints its table here
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  std::vector<std::string> cases;
+  bool all = false, header = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_step: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--case") cases.push_back(value());
+    else if (a == "--all") all = true;
+    else if (a == "--batch") opt.batch = std::stoll(value());
+    else if (a == "--seq") opt.seq = std::stoll(value());
+    else if (a == "--images") opt.images = std::stoll(value());
+    else if (a == "--steps") opt.steps = std::max(1, std::stoi(value()));
+    else if (a == "--no-header") header = false;
+    else {
+      std::fprintf(stderr,
+                   "usage: bench_step [--case model/method]... [--all] [--batch 8] [--seq 128] "
+                   "[--images 8] [--steps 2] [--no-header]\n");
+      return 2;
+    }
+  }
+  if (cases.empty()) {
+    for (const char* m : {"gpt2", "roberta"})
+      for (const char* k : {"fourierft", "lora", "full"}) cases.push_back(std::string(m) + "/" + k);
+    if (all)
+      for (const char* m : {"gpt2-medium", "vit"})
+        for (const char* k : {"fourierft", "lora", "full"}) cases.push_back(std::string(m) + "/" + k);
+  }
+  if (std::getenv("FOURIERFT_NUM_THREADS") == nullptr) set_num_threads(2);
+  if (header)
+    std::printf("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable"
+                "\tgemm_gflop\tgflop_per_s\n");
+  bool ok = true;
+  for (const std::string& c : cases) ok = run_forked(c, opt) && ok;
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# compare.sh — the same training steps in fourierft (bench_step) and in PyTorch
+# (pytorch_reference.py), each run with default OpenMP waiting and with OMP_WAIT_POLICY=PASSIVE
+# (the faster counts, for both), then one line per case with the ratio PyTorch ms / fourierft ms
+# (> 1: fourierft is faster). Cases alternate between the implementations so that load changes hit both alike.
+#
+#   benchmarks/compare.sh [build-dir] [-- bench args, e.g. --all --steps 3]
+#   BUILD=build-perf benchmarks/compare.sh -- --case gpt2/fourierft
+#
+# Needs /usr/bin/python3 with torch (Debian's python3-torch) and a build with
+# FOURIERFT_BUILD_BENCHMARKS=ON. Threads: FOURIERFT_NUM_THREADS (default 2) for both sides.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="${BUILD:-$here/../build}"
+if [[ $# -gt 0 && "$1" != "--" ]]; then build="$1"; shift; fi
+[[ $# -gt 0 && "$1" == "--" ]] && shift
+bench="$build/benchmarks/bench_step"
+[[ -x "$bench" ]] || { echo "compare.sh: $bench not found (configure with -DFOURIERFT_BUILD_BENCHMARKS=ON and make bench_step)" >&2; exit 1; }
+python="${PYTHON:-/usr/bin/python3}"
+export FOURIERFT_NUM_THREADS="${FOURIERFT_NUM_THREADS:-2}"
+
+# The case list: --case arguments, else the defaults (plus --all's).
+cases=()
+args=()
+all=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --case) cases+=("$2"); shift 2 ;;
+    --all) all=1; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if [[ ${#cases[@]} -eq 0 ]]; then
+  models=(gpt2 roberta)
+  [[ $all -eq 1 ]] && models+=(gpt2-medium vit)
+  for m in "${models[@]}"; do for k in fourierft lora full; do cases+=("$m/$k"); done; done
+fi
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+echo "# $(date -u '+%F %T UTC') | $(nproc) cores | threads $FOURIERFT_NUM_THREADS | load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for c in "${cases[@]}"; do
+  "$bench" --no-header --case "$c" "${args[@]}" | sed 's/^fourierft/fourierft_default/' | tee -a "$out/fourierft.tsv"
+  OMP_WAIT_POLICY=PASSIVE "$bench" --no-header --case "$c" "${args[@]}" | sed 's/^fourierft/fourierft_passive/' | tee -a "$out/fourierft.tsv"
+  "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}" | sed 's/^pytorch/pytorch_default/' | tee -a "$out/pytorch.tsv"
+  OMP_WAIT_POLICY=PASSIVE "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}" | sed 's/^pytorch/pytorch_passive/' | tee -a "$out/pytorch.tsv"
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+printf 'model\tmethod\tfourierft_ms\tfourierft_policy\tpytorch_ms\tpytorch_policy\tspeedup\tfourierft_rss_mb\tpytorch_rss_mb\tfourierft_gflop_per_s\n'
+# Best (lowest ms) row per case of each implementation, then the ratio.
+awk -F'\t' '
+  { split($1, impl, "_"); key = $2 "/" $3; side = impl[1]
+    if (!((side, key) in ms) || $7 < ms[side, key]) { ms[side, key] = $7; pol[side, key] = impl[2]; rss[side, key] = $8; gf[side, key] = $11 }
+    if (side == "fourierft" && !(key in seen)) { seen[key] = 1; order[++n] = key } }
+  END { for (i = 1; i <= n; ++i) { k = order[i]; split(k, mm, "/")
+          if (!(("pytorch", k) in ms)) continue
+          printf "%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.2f\t%s\t%s\t%s\n", mm[1], mm[2], ms["fourierft", k], pol["fourierft", k],
+                 ms["pytorch", k], pol["pytorch", k], ms["pytorch", k] / ms["fourierft", k], rss["fourierft", k], rss["pytorch", k], gf["fourierft", k] } }
+' "$out/fourierft.tsv" "$out/pytorch.tsv"

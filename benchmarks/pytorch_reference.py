@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""pytorch_reference.py — the training steps bench_step times, in plain PyTorch, as the baseline.
+
+Compact GPT-2 (small / medium), RoBERTa-base and ViT-base written in plain torch with Hugging Face's
+shapes and random weights (no checkpoint), and three ways to train them:
+  fourierft  PEFT-style FourierFT on q and v: base(x) + x·(α·Re(ifft2(F)))ᵀ, n = 1000, α = 150,
+             entries from torch.randperm seeded 777 (PEFT's recipe); classifier heads train fully
+  lora       LoRA r = 8, lora_alpha = 8 on q and v (B = 0 at start; heads train fully)
+  full       every parameter trains
+One step = forward, loss (causal-LM cross-entropy over the tied 50257-word head for GPT-2,
+classification cross-entropy for RoBERTa / ViT), backward, AdamW step, zero_grad.
+Dropout is 0 (bench_step does the same), so both run the fused / eager attention without masks.
+
+  python3 benchmarks/pytorch_reference.py                 default cases (GPT-2 small, RoBERTa-base)
+  python3 benchmarks/pytorch_reference.py --all           also GPT-2 medium and ViT-base
+  python3 benchmarks/pytorch_reference.py --case gpt2/fourierft --steps 3
+  OMP_WAIT_POLICY=PASSIVE python3 benchmarks/pytorch_reference.py   (often faster on few cores)
+
+Each case runs in its own process (so peak RSS is per case). Output, one TSV row per case:
+  impl  model  method  batch  seq  tokens_per_s  ms_per_step  peak_rss_mb  trainable
+Threads: torch.set_num_threads(FOURIERFT_NUM_THREADS, default 2) — the same knob bench_step reads.
+"""
+import argparse
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+DEFAULT_CASES = ["gpt2/fourierft", "gpt2/lora", "gpt2/full",
+                 "roberta/fourierft", "roberta/lora", "roberta/full"]
+EXTRA_CASES = ["gpt2-medium/fourierft", "gpt2-medium/lora", "gpt2-medium/full",
+               "vit/fourierft", "vit/lora", "vit/full"]
+
+MODELS = {  # name: (layers, width, heads, vocab or classes, max positions)
+    "gpt2": dict(L=12, C=768, NH=12, V=50257, P=1024),
+    "gpt2-medium": dict(L=24, C=1024, NH=16, V=50257, P=1024),
+    "roberta": dict(L=12, C=768, NH=12, V=50265, P=514, labels=2),
+    "vit": dict(L=12, C=768, NH=12, labels=10, image=224, patch=16),
+}
+
+
+def build(torch, model_name, method):
+    import torch.nn as nn
+    import torch.nn.functional as F
+    cfg = MODELS[model_name]
+    L, C, NH = cfg["L"], cfg["C"], cfg["NH"]
+    HS = C // NH
+
+    class FourierFT(nn.Module):  # PEFT's FourierFTLayer on a frozen Linear (d_out x d_in)
+        def __init__(self, d_out, d_in, n=1000, scaling=150.0, seed=777):
+            super().__init__()
+            g = torch.Generator().manual_seed(seed)
+            idx = torch.randperm(d_out * d_in, generator=g)[:n]
+            self.register_buffer("indices", torch.stack([idx // d_in, idx % d_in]))
+            self.spectrum = nn.Parameter(torch.randn(n))
+            self.scaling, self.shape = scaling, (d_out, d_in)
+
+        def delta(self):
+            dense = torch.zeros(self.shape, dtype=self.spectrum.dtype)
+            dense[self.indices[0], self.indices[1]] = self.spectrum
+            return torch.fft.ifft2(dense).real * self.scaling
+
+        def forward(self, x):
+            return x @ self.delta().t()
+
+    class Lora(nn.Module):
+        def __init__(self, d_out, d_in, r=8, alpha=8.0):
+            super().__init__()
+            self.A = nn.Parameter(torch.empty(r, d_in).uniform_(-1 / math.sqrt(d_in), 1 / math.sqrt(d_in)))
+            self.B = nn.Parameter(torch.zeros(d_out, r))
+            self.s = alpha / r
+
+        def forward(self, x):
+            return (x @ self.A.t()) @ self.B.t() * self.s
+
+    def adapter(d_out, d_in):
+        if method == "fourierft":
+            return FourierFT(d_out, d_in)
+        if method == "lora":
+            return Lora(d_out, d_in)
+        return None
+
+    def attention(q, k, v, causal):  # (B, T, C) each -> (B, T, C)
+        B, T, _ = q.shape
+        q, k, v = (t.view(B, T, NH, HS).transpose(1, 2) for t in (q, k, v))
+        s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
+        if causal:
+            mask = torch.ones(T, T, dtype=torch.bool).tril()
+            s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
+        o = s.softmax(-1) @ v
+        return o.transpose(1, 2).reshape(B, T, C)
+
+    class Block(nn.Module):
+        def __init__(self, pre_ln, act, eps, causal):
+            super().__init__()
+            self.pre_ln, self.act, self.causal = pre_ln, act, causal
+            self.q, self.k, self.v, self.o = (nn.Linear(C, C) for _ in range(4))
+            self.aq, self.av = adapter(C, C), adapter(C, C)
+            self.ln1, self.ln2 = nn.LayerNorm(C, eps=eps), nn.LayerNorm(C, eps=eps)
+            self.fc, self.proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+
+        def attn(self, x):
+            q, k, v = self.q(x), self.k(x), self.v(x)
+            if self.aq is not None:
+                q, v = q + self.aq(x), v + self.av(x)
+            return self.o(attention(q, k, v, self.causal))
+
+        def mlp(self, x):
+            return self.proj(self.act(self.fc(x)))
+
+        def forward(self, x):
+            if self.pre_ln:
+                x = x + self.attn(self.ln1(x))
+                return x + self.mlp(self.ln2(x))
+            x = self.ln1(x + self.attn(x))
+            return self.ln2(x + self.mlp(x))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            if model_name.startswith("gpt2"):
+                self.wte, self.wpe = nn.Embedding(cfg["V"], C), nn.Embedding(cfg["P"], C)
+                act = lambda t: F.gelu(t, approximate="tanh")
+                self.h = nn.ModuleList(Block(True, act, 1e-5, True) for _ in range(L))
+                self.ln_f = nn.LayerNorm(C, eps=1e-5)
+            elif model_name == "roberta":
+                self.word, self.pos = nn.Embedding(cfg["V"], C), nn.Embedding(cfg["P"], C)
+                self.tok_type = nn.Embedding(1, C)
+                self.ln_e = nn.LayerNorm(C, eps=1e-5)
+                self.h = nn.ModuleList(Block(False, F.gelu, 1e-5, False) for _ in range(L))
+                self.classifier = nn.Sequential(nn.Linear(C, C), nn.Tanh(), nn.Linear(C, cfg["labels"]))
+            else:
+                P = cfg["patch"]
+                self.patch = nn.Conv2d(3, C, P, stride=P)
+                self.cls = nn.Parameter(torch.zeros(1, 1, C))
+                self.pos = nn.Parameter(torch.randn(1, (cfg["image"] // P) ** 2 + 1, C) * 0.02)
+                self.h = nn.ModuleList(Block(True, F.gelu, 1e-12, False) for _ in range(L))
+                self.ln_f = nn.LayerNorm(C, eps=1e-12)
+                self.classifier = nn.Linear(C, cfg["labels"])
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, std=0.02)
+
+        def loss(self, batch):
+            if model_name.startswith("gpt2"):
+                ids = batch
+                T = ids.shape[1]
+                x = self.wte(ids) + self.wpe(torch.arange(T))
+                for b in self.h:
+                    x = b(x)
+                logits = self.ln_f(x) @ self.wte.weight.t()  # tied LM head
+                return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                       ids[:, 1:].reshape(-1))
+            if model_name == "roberta":
+                ids, labels = batch
+                T = ids.shape[1]
+                x = self.word(ids) + self.pos(torch.arange(2, T + 2)) + self.tok_type.weight[0]
+                x = self.ln_e(x)
+                for b in self.h:
+                    x = b(x)
+                return F.cross_entropy(self.classifier(x[:, 0]), labels)
+            pixels, labels = batch
+            x = self.patch(pixels).flatten(2).transpose(1, 2)
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+            for b in self.h:
+                x = b(x)
+            return F.cross_entropy(self.classifier(self.ln_f(x)[:, 0]), labels)
+
+    model = Model()
+    if method != "full":
+        for name, p in model.named_parameters():
+            p.requires_grad = (".aq." in name or ".av." in name or name.startswith("classifier"))
+    return model
+
+
+def run_case(case, batch, seq, steps, images):
+    import torch
+    torch.manual_seed(0)
+    threads = int(os.environ.get("FOURIERFT_NUM_THREADS", "2"))
+    torch.set_num_threads(threads)
+    model_name, method = case.split("/")
+    model = build(torch, model_name, method)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    cfg = MODELS[model_name]
+    if model_name.startswith("gpt2"):
+        data = torch.randint(0, cfg["V"], (batch, seq))
+        tokens = batch * seq
+    elif model_name == "roberta":
+        data = (torch.randint(3, cfg["V"], (batch, seq)), torch.randint(0, 2, (batch,)))
+        tokens = batch * seq
+    else:
+        batch = images
+        data = (torch.randn(batch, 3, cfg["image"], cfg["image"]), torch.randint(0, 10, (batch,)))
+        seq = (cfg["image"] // cfg["patch"]) ** 2 + 1
+        tokens = batch * seq
+    times = []
+    for s in range(steps + 1):  # the first step warms up (allocator, AdamW state)
+        t0 = time.perf_counter()
+        loss = model.loss(data)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        dt = time.perf_counter() - t0
+        if s > 0:
+            times.append(dt)
+        if not math.isfinite(loss.item()):
+            sys.exit(f"{case}: loss is {loss.item()} at step {s}")
+    ms = statistics.median(times) * 1e3
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    trainable = sum(p.numel() for p in params)
+    print(f"pytorch\t{model_name}\t{method}\t{batch}\t{seq}\t{tokens / (ms / 1e3):.1f}\t{ms:.1f}"
+          f"\t{rss_mb:.0f}\t{trainable}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", action="append", help="model/method, e.g. gpt2/fourierft (repeatable)")
+    ap.add_argument("--all", action="store_true", help="also GPT-2 medium and ViT-base")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--images", type=int, default=8, help="ViT batch (197 tokens each)")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    ap.add_argument("--header", action=argparse.BooleanOptionalAction, default=True)
+    a = ap.parse_args()
+    cases = a.case or (DEFAULT_CASES + (EXTRA_CASES if a.all else []))
+    if a.header:
+        print("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable", flush=True)
+    if len(cases) == 1:
+        run_case(cases[0], a.batch, a.seq, a.steps, a.images)
+        return
+    for case in cases:  # one process per case: peak RSS per case, no allocator carry-over
+        subprocess.run([sys.executable, __file__, "--no-header", "--case", case, "--batch", str(a.batch),
+                        "--seq", str(a.seq), "--steps", str(a.steps), "--images", str(a.images)],
+                       check=True)
+
+
+if __name__ == "__main__":
+    main()

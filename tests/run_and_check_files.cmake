@@ -1,0 +1,27 @@
+# Runs a program and fails unless it exits 0 and writes every expected file (non-empty) into its
+# output folder, which is emptied first. Used by the study programs' CTests (tests/CMakeLists.txt):
+#   cmake -DPROGRAM=<exe> -DOUT=<dir> -DARGS=--small -DFILES=a.png,b.csv -P run_and_check_files.cmake
+# ARGS and FILES are comma-separated (a CMake list inside add_test would need escaping).
+foreach(var PROGRAM OUT FILES)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "run_and_check_files: -D${var}=... is required")
+  endif()
+endforeach()
+string(REPLACE "," ";" args "${ARGS}")
+string(REPLACE "," ";" files "${FILES}")
+file(REMOVE_RECURSE ${OUT})
+execute_process(COMMAND ${PROGRAM} ${args} --out ${OUT} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${PROGRAM} ${args} --out ${OUT} exited with '${rc}'")
+endif()
+foreach(f ${files})
+  if(NOT EXISTS ${OUT}/${f})
+    message(FATAL_ERROR "${PROGRAM} did not write ${OUT}/${f}")
+  endif()
+  file(SIZE ${OUT}/${f} size)
+  if(size EQUAL 0)
+    message(FATAL_ERROR "${PROGRAM} wrote an empty ${OUT}/${f}")
+  endif()
+endforeach()
+list(LENGTH files count)
+message(STATUS "${PROGRAM}: exit 0, ${count} files written to ${OUT}")
