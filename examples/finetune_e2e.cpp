@@ -1,0 +1,468 @@
+// finetune_e2e — fine-tunes GPT-2 on E2E NLG (restaurant meaning representation -> sentence) with
+// FourierFT on the q and v slices of every block's fused c_attn, then decodes the test MRs with
+// beam search and scores them with the E2E challenge's metrics.
+//
+// What it does. Loads a Hugging Face GPT-2 checkpoint folder (config.json, model.safetensors, and
+// vocab.json + merges.txt) and trains, with AdamW, two d x d FourierFT adapters per block (the q and
+// v column blocks of attn.c_attn; k and everything else frozen) on "context <|endoftext|> reference
+// <|endoftext|>" sequences, the loss (with label smoothing) only on the reference tokens, as the
+// LoRA E2E code the paper follows. After every epoch it reports the teacher-forced loss on the test
+// references; after the last it decodes every test MR with beam search and computes BLEU, NIST,
+// METEOR, ROUGE-L and CIDEr against the grouped references (the official scorer's definitions).
+//
+// Paper setting. Table 3's E2E rows (Gao et al., ICML 2024) with Table 10's hyper-parameters:
+// `--preset gpt2-medium-e2e` (default) or `gpt2-large-e2e`: n = 1000, scaling 300, spectrum lr
+// 2e-2 / 5e-2, weight decay 0.01 / 0.03, batch 128 (here 8 x 16 accumulation), 5 epochs, label
+// smoothing 0.1, linear schedule; decoding beam 10, length penalty 0.8, no-repeat n-gram 4, 64 new
+// tokens; the last epoch is the result. DATA CAVEAT: the official E2E training split is not in the
+// data pack, so this trains on the development set (devset.csv / LoRA's valid.txt, 4,672 examples,
+// a ninth of the 42,061 training rows) and evaluates on the test set: expect lower scores than the
+// paper's Table 3.
+//
+// Run (docs/examples/finetune_e2e.md has the real-checkpoint walkthrough):
+//   finetune_e2e --model gpt2-medium --data ../shared/data/e2e --out out/e2e
+//   finetune_e2e --model tests/fixtures/models/gpt2-bytes --data tests/fixtures/data/e2e --n 64
+//       --batch 8 --grad-accum 1 --epochs 1 --max-len 256 --limit-test 4 --beam 2 --out out/tiny
+// Options: --help. Ctrl-C saves the state; the same command with --resume continues.
+//
+// Output. At start: settings, checkpoint report, trainable / total parameters, adapter bytes. Then
+// step lines ("step 120 | loss 2.4132 | lr 2.0e-02 | 830 ms", a bar on a terminal), an eval-loss line
+// per epoch, decoding progress and the five scores. In --out: log.jsonl, adapter/ (PEFT format),
+// predictions.txt (one line per test MR), references.txt (the MRs' references, groups separated by
+// an empty line: the official scorer's multi-reference format), results.json, merged/ on request.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fourierft/fourierft.hpp"
+#include "fourierft/models/generation.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/train/checkpoint.hpp"
+#include "fourierft/train/log.hpp"
+#include "fourierft/train/options.hpp"
+#include "fourierft/train/presets.hpp"
+#include "fourierft/train/progress.hpp"
+#include "fourierft/train/seeds.hpp"
+#include "fourierft/train/signals.hpp"
+
+using namespace fourierft;
+namespace fs = std::filesystem;
+using Model = models::GPT2LMHeadModel<float>;
+
+namespace {
+
+const char* const usage = R"(usage: finetune_e2e --model DIR --data DIR [options]
+
+Fine-tunes GPT-2 on E2E NLG with FourierFT on the q and v slices of c_attn, then decodes and scores.
+  --model DIR         Hugging Face GPT-2 checkpoint folder (config.json, model.safetensors)
+  --tokenizer DIR     vocab.json + merges.txt (or tokenizer.json)                 [--model DIR]
+  --preset NAME       gpt2-medium-e2e | gpt2-large-e2e: the paper's Table 10       [gpt2-medium-e2e]
+  --data DIR          the E2E folder: lora_format/{valid,test}.txt, or devset.csv + testset_w_refs.csv
+  --format F          lora: LoRA's files (the paper's pipeline) | csv: the official CSVs     [lora]
+  --max-len T         context + reference tokens per training example                       [512]
+  --label-smoothing E                                                                        [0.1]
+  --beam K, --length-penalty P, --no-repeat-ngram N, --max-new-tokens M  decoding [10, 0.8, 4, 64]
+  --decode-batch B    test MRs decoded together                                                [4]
+  --eval-batch B      examples per evaluation-loss batch                                       [8]
+  --limit-train N     train on the first N examples only (quick runs)
+  --limit-test N      evaluate on the first N test MRs only (decoding all 630 takes hours here)
+The E2E training split is not in the data pack: this trains on the development set and evaluates
+on the test set (see docs/examples/finetune_e2e.md).
+)";
+
+// One E2E file: examples (context in LoRA's spelling, one reference each) and the MR groups.
+io::E2EDataset read_e2e(const fs::path& data_dir, const std::string& format, bool test) {
+  if (format == "lora") {
+    io::E2EDataset d = io::read_e2e_lora(data_dir / "lora_format" / (test ? "test.txt" : "valid.txt"));
+    check<FormatError>(!d.examples.empty(), d.path, ": no examples");
+    return d;
+  }
+  io::E2EDataset d = io::read_e2e_csv(data_dir / (test ? "testset_w_refs.csv" : "devset.csv"));
+  check<FormatError>(d.has_refs && !d.examples.empty(), d.path, ": needs mr,ref rows");
+  for (io::E2EExample& ex : d.examples) ex.mr = io::e2e_lora_context(ex.mr);
+  for (io::E2EGroup& g : d.groups) g.mr = io::e2e_lora_context(g.mr);
+  return d;
+}
+
+std::vector<io::LmExample> tokenize(const io::BpeTokenizer& tokenizer, const io::E2EDataset& d,
+                                    Index limit) {
+  std::vector<io::LmExample> out;
+  for (const io::E2EExample& ex : d.examples) {
+    if (limit > 0 && static_cast<Index>(out.size()) == limit) break;
+    out.push_back(io::e2e_lm_example(tokenizer, ex.mr, ex.ref));
+  }
+  return out;
+}
+
+// The LM loss of a batch on the reference tokens only (mask = 1), with label smoothing.
+//   input, target: (B, T), target[t] = input[t + 1]   ->   mean over the reference tokens
+Var<float> batch_loss(Tape<float>& tape, Model& model, const io::LmBatch& batch, double smoothing) {
+  const Var<float> logits = model.forward(tape, batch.input).logits;  // right-padded: causal needs no mask
+  std::vector<std::int64_t> targets(static_cast<std::size_t>(batch.target.numel()));
+  for (Index i = 0; i < batch.target.numel(); ++i)
+    targets[static_cast<std::size_t>(i)] = batch.mask[i] > 0 ? batch.target[i] : -100;
+  return ops::cross_entropy(tape, logits, targets, {.ignore_index = -100, .label_smoothing = smoothing});
+}
+
+io::LmBatch make_batch(const std::vector<io::LmExample>& examples, std::span<const Index> rows,
+                       Index max_len) {
+  std::vector<io::LmExample> picked;
+  for (Index r : rows) picked.push_back(examples[static_cast<std::size_t>(r)]);
+  return io::e2e_lm_batch(picked, max_len);
+}
+
+// Teacher-forced loss (no smoothing) over examples, weighted by reference tokens.
+double eval_loss(Model& model, const std::vector<io::LmExample>& examples, Index batch_size,
+                 Index max_len) {
+  model.eval();
+  Tape<float> tape;
+  NoGradScope<float> no_grad(tape);
+  double sum = 0, tokens = 0;
+  const auto N = static_cast<Index>(examples.size());
+  for (Index start = 0; start < N; start += batch_size) {
+    std::vector<Index> rows;
+    for (Index i = start; i < std::min(N, start + batch_size); ++i) rows.push_back(i);
+    const io::LmBatch batch = make_batch(examples, rows, max_len);
+    double kept = 0;
+    for (float m : batch.mask.data()) kept += m;
+    sum += batch_loss(tape, model, batch, 0.0).item() * kept;
+    tokens += kept;
+    tape.clear();
+  }
+  return tokens > 0 ? sum / tokens : 0.0;
+}
+
+// Beam-search outputs for the first `limit` test MRs, decoded and stripped.
+std::vector<std::string> decode_test(Model& model, const io::BpeTokenizer& tokenizer,
+                                     const std::vector<io::E2EGroup>& groups,
+                                     const models::GenerationConfig& config, Index decode_batch,
+                                     const train::InterruptFlag& interrupt) {
+  model.eval();
+  const std::int64_t eos = *tokenizer.special_tokens().eos;
+  std::vector<std::string> outputs;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t first = 0; first < groups.size(); first += static_cast<std::size_t>(decode_batch)) {
+    check(!interrupt.requested(), "interrupted while decoding (", outputs.size(), " of ",
+          groups.size(), " MRs done); the training state of the last epoch is saved: the same ",
+          "command plus --resume decodes again");
+    std::vector<std::vector<std::int64_t>> prompts;
+    for (std::size_t g = first; g < std::min(groups.size(), first + decode_batch); ++g)
+      prompts.push_back(io::e2e_lm_example(tokenizer, groups[g].mr, "").context);  // context + eos
+    for (const models::Generated& out : models::generate(model, prompts, config)) {
+      std::vector<std::int64_t> tokens = out.tokens;
+      if (!tokens.empty() && tokens.back() == eos) tokens.pop_back();
+      outputs.push_back(metrics::text::strip(tokenizer.decode(tokens, true)));
+    }
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("decoded %zu/%zu test MRs | %.2f s per MR | ETA %s\n", outputs.size(), groups.size(),
+                elapsed / outputs.size(),
+                train::format_duration(elapsed / outputs.size() * (groups.size() - outputs.size())).c_str());
+    std::fflush(stdout);
+  }
+  return outputs;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also into a file or a pipe
+  try {
+    // ---- options: the preset first, then every flag given overrides it --------------------------
+    util::Args args(argc, argv, train::common_flags());
+    if (args.has("--help")) {
+      std::cout << usage << "\n" << train::common_usage();
+      return 0;
+    }
+    const train::E2EPreset& preset =
+        train::find_preset(train::e2e_presets(), args.str("--preset", "gpt2-medium-e2e"));
+    train::RunOptions opt;
+    opt.n = preset.n;
+    opt.scaling = preset.scaling;
+    opt.lr = preset.lr;
+    opt.head_lr = preset.other_lr;
+    opt.epochs = preset.epochs;
+    opt.batch = 8;  // micro-batches of 8, 16 per step: the paper's 128 examples per update
+    opt.grad_accum = preset.batch / 8;
+    opt.warmup_ratio = preset.warmup_ratio;
+    opt.weight_decay = preset.weight_decay;
+    opt.out = "out/e2e";
+    train::read_run_options(args, opt);
+    const fs::path model_dir = args.str("--model");
+    const fs::path tokenizer_dir = args.str("--tokenizer", model_dir.string());
+    const fs::path data_dir = args.str("--data");
+    const std::string format = args.str("--format", "lora");
+    const Index max_len = args.integer("--max-len", preset.max_len);
+    const double smoothing = args.real("--label-smoothing", preset.label_smoothing);
+    models::GenerationConfig generation;
+    generation.num_beams = args.integer("--beam", preset.beam);
+    generation.length_penalty = args.real("--length-penalty", preset.length_penalty);
+    generation.no_repeat_ngram_size = args.integer("--no-repeat-ngram", preset.no_repeat_ngram);
+    generation.max_new_tokens = args.integer("--max-new-tokens", preset.max_new_tokens);
+    const Index decode_batch = args.integer("--decode-batch", 4);
+    const Index eval_batch = args.integer("--eval-batch", 8);
+    const Index limit_train = args.integer("--limit-train", 0);
+    const Index limit_test = args.integer("--limit-test", 0);
+    args.reject_unknown();
+    check(args.positional().empty(), "unexpected argument '",
+          args.positional().empty() ? "" : args.positional()[0], "' (options start with --)");
+    check(format == "lora" || format == "csv", "option --format expects lora or csv, got '", format, "'");
+    check(max_len >= 2, "option --max-len must be >= 2, got ", max_len);
+    check(smoothing >= 0 && smoothing < 1, "option --label-smoothing must be in [0, 1), got ", smoothing);
+    check(decode_batch >= 1 && eval_batch >= 1, "options --decode-batch and --eval-batch must be >= 1");
+    check(limit_train >= 0 && limit_test >= 0, "options --limit-train and --limit-test must be >= 0");
+    if (opt.threads > 0) set_num_threads(opt.threads);
+    train::reproducible_fft(!opt.fast_fft);
+    std::printf("finetune_e2e: preset %s (flags override it), %d threads\n", preset.name,
+                num_threads());
+
+    // ---- model and tokenizer --------------------------------------------------------------------
+    io::BpeTokenizer tokenizer = io::BpeTokenizer::load(tokenizer_dir);
+    check(tokenizer.special_tokens().eos.has_value(), tokenizer_dir.string(),
+          ": the tokenizer has no <|endoftext|> token (not a GPT-2 vocabulary)");
+    std::unique_ptr<Model> model;
+    if (opt.random_init) {
+      model = std::make_unique<Model>(io::read_gpt2_config(model_dir), opt.seed);
+      std::printf("model: %s/config.json with random weights (--random-init)\n",
+                  model_dir.string().c_str());
+    } else {
+      models::CheckpointReport report;
+      model = Model::from_pretrained(model_dir, &report);
+      std::printf("%s\n", report.summary().c_str());
+    }
+    const io::Gpt2Config& config = model->config;
+    check(tokenizer.vocab_size() <= config.vocab_size, tokenizer_dir.string(),
+          ": the tokenizer has ids up to ", tokenizer.vocab_size() - 1, " but the model's vocab_size ",
+          "is ", config.vocab_size, " (a tokenizer of another model?)");
+    check(max_len <= config.n_positions, "option --max-len ", max_len, " exceeds the model's ",
+          "n_positions = ", config.n_positions);
+    generation.eos_token_id = generation.pad_token_id = *tokenizer.special_tokens().eos;
+
+    // ---- adapters: FourierFT on the q and v slices of c_attn (two d x d adapters per block) ------
+    train::AdapterTargets targets{.targets = {{"c_attn"}, ""},
+                                  .modules_to_save = {},
+                                  .task_type = "CAUSAL_LM",
+                                  .fan_in_fan_out = true,
+                                  .fused_slices = {{"c_attn", 3, {{"q", 0}, {"v", 2}}}},
+                                  .base_model_name_or_path = config.name_or_path.empty()
+                                                                 ? model_dir.filename().string()
+                                                                 : config.name_or_path};
+    peft::AdapterSpec spec = train::adapter_spec(opt, targets);
+    if (!opt.adapter.empty()) {
+      spec = peft::load_adapter(*model, opt.adapter);
+      std::printf("adapter: loaded %s\n", opt.adapter.string().c_str());
+    } else {
+      Rng init_rng(train::mix_seed(opt.seed, 0xADA));
+      peft::apply_adapter(*model, spec, init_rng);
+    }
+    std::printf("%s\n", train::parameter_report(*model, spec).c_str());
+
+    // ---- data: train on the development set, evaluate on the test set ----------------------------
+    const io::E2EDataset test_set = read_e2e(data_dir, format, true);
+    std::vector<io::E2EGroup> test_groups = test_set.groups;
+    if (limit_test > 0 && static_cast<Index>(test_groups.size()) > limit_test) test_groups.resize(limit_test);
+    io::E2EDataset test_refs;  // the examples of the kept MRs, for the evaluation loss
+    for (const io::E2EGroup& g : test_groups)
+      for (const std::string& ref : g.refs) test_refs.examples.push_back({g.mr, ref, 0});
+    const std::vector<io::LmExample> test_examples = tokenize(tokenizer, test_refs, 0);
+    fs::create_directories(opt.out);
+
+    train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
+
+    // Decoding and scoring, after training or on its own (--eval-only).
+    auto decode_and_score = [&](train::JsonlLog* log, std::int64_t step) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::vector<std::string> hyps =
+          decode_test(*model, tokenizer, test_groups, generation, decode_batch, interrupt);
+      std::vector<std::vector<std::string>> refs;
+      for (const io::E2EGroup& g : test_groups) refs.push_back(g.refs);
+      const metrics::E2EScores s = metrics::score_e2e(hyps, refs);
+      util::write_file_atomically(opt.out / "predictions.txt", [&](std::ostream& out) {
+        for (const std::string& h : hyps) out << h << "\n";
+      });
+      util::write_file_atomically(opt.out / "references.txt", [&](std::ostream& out) {
+        for (std::size_t g = 0; g < refs.size(); ++g) {
+          if (g > 0) out << "\n";
+          for (const std::string& r : refs[g]) out << r << "\n";
+        }
+      });
+      const io::Json scores = {{"BLEU", s.bleu}, {"NIST", s.nist}, {"METEOR", s.meteor},
+                               {"ROUGE_L", s.rouge_l}, {"CIDEr", s.cider}};
+      if (log != nullptr)
+        log->write({{"event", "eval"}, {"step", step}, {"split", "test"}, {"metric", "BLEU"},
+                    {"value", s.bleu}, {"scores", scores}, {"mrs", test_groups.size()}});
+      std::printf("test (%zu MRs, %s): BLEU %.4f | NIST %.4f | METEOR %.4f | ROUGE-L %.4f | CIDEr "
+                  "%.4f\n", test_groups.size(), train::format_duration(seconds_since(t0)).c_str(),
+                  s.bleu, s.nist, s.meteor, s.rouge_l, s.cider);
+      return scores;
+    };
+    if (opt.eval_only) {
+      const double loss = eval_loss(*model, test_examples, eval_batch, max_len);
+      std::printf("test loss %.6f over %zu references\n", loss, test_examples.size());
+      const io::Json scores = decode_and_score(nullptr, 0);
+      io::write_json(opt.out / "eval.json", {{"adapter", opt.adapter.string()}, {"test_loss", loss},
+                                             {"mrs", test_groups.size()}, {"scores", scores}});
+      return 0;
+    }
+    const io::E2EDataset train_set = read_e2e(data_dir, format, false);
+    const std::vector<io::LmExample> train_examples = tokenize(tokenizer, train_set, limit_train);
+    const auto N = static_cast<Index>(train_examples.size());
+    std::printf("data: train %lld examples of %s (the development set: E2E's training split is not "
+                "in the data pack), test %zu MRs / %zu references of %s\n",
+                static_cast<long long>(N), train_set.path.c_str(), test_groups.size(),
+                test_examples.size(), test_set.path.c_str());
+
+    // ---- optimizer, schedule, state --------------------------------------------------------------
+    optim::AdamW<float> optimizer(train::param_groups(*model, spec, opt),
+                                  {.lr = opt.lr, .weight_decay = opt.weight_decay});
+    const std::int64_t steps_per_epoch = train::steps_per_epoch(N, opt.batch, opt.grad_accum);
+    const std::int64_t total_steps = steps_per_epoch * opt.epochs;
+    const std::int64_t warmup = optim::warmup_steps_for_ratio(total_steps, opt.warmup_ratio);
+    const optim::Schedule schedule = optim::linear_warmup_decay(warmup, total_steps);
+    std::printf("optim: AdamW lr %g (adapter) / %g (other), weight decay %g, clip %g, label smoothing "
+                "%g, %d epochs x %lld steps of %lld x %lld examples, linear schedule, warmup %lld\n",
+                opt.lr, opt.head_lr, opt.weight_decay, opt.clip, smoothing, opt.epochs,
+                static_cast<long long>(steps_per_epoch), static_cast<long long>(opt.batch),
+                static_cast<long long>(opt.grad_accum), static_cast<long long>(warmup));
+
+    io::Json settings = train::resume_settings(opt);
+    settings.update({{"format", format}, {"max_len", max_len}, {"label_smoothing", smoothing},
+                     {"train_examples", N}, {"model", model_dir.string()}});
+    const fs::path state_dir = opt.out / "state";
+    train::TrainState state;
+    state.record = {{"history", io::Json::array()}};
+    if (opt.resume) {
+      const auto found = train::find_train_state(state_dir);
+      check(found.has_value(), "--resume: no saved state in '", state_dir.string(),
+            "' (nothing to resume; run without --resume)");
+      state = train::load_train_state(*found, *model, optimizer, settings);
+      std::printf("resumed from %s at step %lld (epoch %d, batch %lld)\n", found->string().c_str(),
+                  static_cast<long long>(state.step), state.epoch + 1,
+                  static_cast<long long>(state.next_batch));
+    } else {
+      check(!train::find_train_state(state_dir), "'", state_dir.string(), "' holds the state of an ",
+            "unfinished run: pass --resume to continue it, or choose another --out");
+      fs::remove(opt.out / "log.jsonl");
+    }
+    train::JsonlLog log(opt.out / "log.jsonl");
+    log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "finetune_e2e"},
+               {"step", state.step}, {"settings", settings}, {"preset", preset.name},
+               {"total_steps", total_steps}});
+
+    // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
+    train::Progress progress(total_steps, state.step, opt.log_every, "ex");
+    std::vector<Var<float>> params = optimizer.parameters();
+    Tape<float> tape;
+    std::int64_t step = state.step;
+    for (int epoch = state.epoch; epoch < opt.epochs; ++epoch) {
+      const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
+      const auto num_batches = static_cast<Index>(batches.size());
+      const auto epoch_start = std::chrono::steady_clock::now();
+      for (Index b = epoch == state.epoch ? state.next_batch : 0; b < num_batches;
+           b += opt.grad_accum) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const Index end = std::min(num_batches, b + opt.grad_accum);
+        Index examples = 0;
+        for (Index m = b; m < end; ++m) examples += static_cast<Index>(batches[m].size());
+        model->train();
+        train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step));
+        double step_loss = 0;
+        for (Index m = b; m < end; ++m) {  // gradient accumulation: a weighted mean over examples
+          const io::LmBatch batch = make_batch(train_examples, batches[m], max_len);
+          const Var<float> loss = batch_loss(tape, *model, batch, smoothing);
+          train::check_finite_loss(loss.item(), step + 1, epoch + 1);
+          const double weight = static_cast<double>(batches[m].size()) / examples;
+          step_loss += weight * loss.item();
+          tape.backward(loss, Tensor<float>::full({}, static_cast<float>(weight)));
+          tape.clear();
+        }
+        if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
+        optimizer.scale_lr(schedule(step));
+        optimizer.step();
+        optimizer.zero_grad();
+        ++step;
+
+        if (const auto w = progress.step(step, step_loss, optimizer.lr(0), seconds_since(t0), examples)) {
+          io::Json lrs = io::Json::array();
+          for (std::size_t g = 0; g < optimizer.num_groups(); ++g) lrs.push_back(optimizer.lr(g));
+          log.write({{"event", "step"}, {"step", step}, {"epoch", epoch + 1}, {"loss", w->loss},
+                     {"lr", lrs}, {"ms", w->ms}, {"examples_per_s", w->items_per_s}});
+        }
+        if (interrupt.requested() || (opt.stop_after > 0 && step == opt.stop_after)) {
+          state.step = step;
+          state.epoch = epoch;
+          state.next_batch = end;
+          train::save_train_state(state_dir, *model, optimizer, state, settings);
+          log.write({{"event", "interrupt"}, {"step", step}, {"epoch", epoch + 1},
+                     {"signal", interrupt.requested()}});
+          progress.finish();
+          std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
+                      "--resume\n", interrupt.requested() ? "interrupted" : "stopped (--stop-after)",
+                      static_cast<long long>(step), state_dir.string().c_str());
+          return interrupt.requested() ? interrupt.exit_code() : 130;
+        }
+      }
+
+      // ---- after every epoch: the teacher-forced loss on the test references -------------------
+      const double loss = eval_loss(*model, test_examples, eval_batch, max_len);
+      state.record["history"].push_back({{"epoch", epoch + 1}, {"step", step}, {"test_loss", loss}});
+      peft::save_adapter(*model, spec, opt.out / "adapter");
+      log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"split", "test"},
+                 {"metric", "loss"}, {"value", train::json_number(loss)}});
+      char line[160];
+      std::snprintf(line, sizeof line, "epoch %d | test loss %.4f (perplexity %.2f) | %s", epoch + 1,
+                    loss, std::exp(loss), train::format_duration(seconds_since(epoch_start)).c_str());
+      progress.print(line);
+      state.step = step;
+      state.epoch = epoch + 1;
+      state.next_batch = 0;
+      train::save_train_state(state_dir, *model, optimizer, state, settings);
+    }
+    progress.finish();
+
+    // ---- evaluate: beam search on the test MRs, then the E2E metrics ------------------------------
+    const io::Json scores = decode_and_score(&log, step);
+
+    // ---- save: results, the merged model on request; the run is complete, so its state goes ----
+    io::write_json(opt.out / "results.json",
+                   {{"preset", preset.name}, {"method", spec.method}, {"format", format},
+                    {"train", train_set.path}, {"test", test_set.path},
+                    {"test_mrs", test_groups.size()}, {"scores", scores},
+                    {"history", state.record["history"]}, {"steps", step},
+                    {"decoding", {{"beam", generation.num_beams},
+                                  {"length_penalty", generation.length_penalty},
+                                  {"no_repeat_ngram", generation.no_repeat_ngram_size},
+                                  {"max_new_tokens", generation.max_new_tokens}}}});
+    if (opt.save_merged) {
+      peft::merge_adapters(*model);
+      model->save_pretrained(opt.out / "merged");
+      for (const char* f : {"vocab.json", "merges.txt", "tokenizer.json"})
+        if (fs::exists(tokenizer_dir / f))
+          fs::copy_file(tokenizer_dir / f, opt.out / "merged" / f,
+                        fs::copy_options::overwrite_existing);
+      std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
+    }
+    std::error_code ec;
+    fs::remove_all(state_dir, ec);
+    log.write({{"event", "done"}, {"step", step}, {"scores", scores}});
+    std::printf("done: adapter in %s, predictions in %s\n", (opt.out / "adapter").string().c_str(),
+                (opt.out / "predictions.txt").string().c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "finetune_e2e: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "finetune_e2e: unexpected error: %s\n", e.what());
+    return 1;
+  }
+}

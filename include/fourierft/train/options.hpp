@@ -1,0 +1,311 @@
+// fourierft/train/options.hpp — what the three example programs share before their loops: the
+// common flags, the AdapterSpec they build, the optimizer's parameter groups and the size report.
+#pragma once
+
+// A program fills RunOptions from its preset, then read_run_options() lets every flag override it:
+//   RunOptions o = ...preset...;  read_run_options(args, o);
+// adapter_spec() turns the method flags into a peft::AdapterSpec (targets and head are the
+// program's), param_groups() splits the trainable parameters into the adapter (--lr) and the rest
+// (--head-lr), and parameter_report() prints trainable / total parameters and the adapter's bytes.
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fourierft/core/error.hpp"
+#include "fourierft/io/json.hpp"
+#include "fourierft/nn/module.hpp"
+#include "fourierft/optim/optimizer.hpp"
+#include "fourierft/peft/adapter_io.hpp"
+#include "fourierft/util/args.hpp"
+
+namespace fourierft::train {
+
+namespace fs = std::filesystem;
+
+struct RunOptions {
+  // What to fine-tune.
+  std::string method = "fourierft";  // fourierft | lora | bitfit | full | head
+  Index n = 1000;                    // FourierFT: spectral coefficients per adapted weight
+  double scaling = 150;              // FourierFT: the paper's alpha
+  std::uint64_t entry_seed = 777;    // FourierFT: random_loc_seed of the shared entries
+  std::optional<peft::FrequencyBias> freq_bias;  // FourierFT: eq. 5 band-pass (fc, W)
+  Index lora_r = 8;
+  double lora_alpha = 8;
+  // Optimisation.
+  double lr = 5e-2;        // adapter parameters (spectra, LoRA factors; the body for bitfit/full)
+  double head_lr = 6e-3;   // every other trainable parameter (the classifier head)
+  int epochs = 1;
+  Index batch = 32;        // examples per micro-batch
+  Index grad_accum = 1;    // micro-batches per optimizer step
+  double warmup_ratio = 0.0;
+  double weight_decay = 0.0;
+  double clip = 1.0;       // max gradient norm; 0 = no clipping
+  // The run.
+  std::uint64_t seed = 0;
+  int threads = 0;         // 0: FOURIERFT_NUM_THREADS or all cores
+  fs::path out = "out";
+  Index log_every = 10;
+  std::int64_t stop_after = 0;  // > 0: save the state and stop after this many optimizer steps
+  bool resume = false;
+  bool save_merged = false;
+  bool random_init = false;     // build the model from config.json with random weights (timing)
+  fs::path adapter;             // load this adapter instead of making a fresh one
+  bool eval_only = false;       // with --adapter: evaluate and exit
+  bool fast_fft = false;        // FFTW_MEASURE plans: faster, not bit-reproducible across processes
+};
+
+// The flags every example program reads (its own ones are listed by the program).
+inline const char* common_usage() {
+  return R"(fine-tuning method:
+  --method M          fourierft | lora | bitfit | full | head                  [fourierft]
+  --n N               FourierFT: spectral coefficients per adapted weight
+  --scaling A         FourierFT: the paper's alpha (PEFT's `scaling`)
+  --entry-seed S      FourierFT: seed of the shared spectral entries (random_loc_seed) [777]
+  --freq-bias fc,W    FourierFT: sample entries with the paper's eq. 5 band-pass instead of uniformly
+  --lora-r R, --lora-alpha A   LoRA rank and alpha                                [8, 8]
+optimisation:
+  --lr LR             adapter learning rate (spectra / LoRA; the body for bitfit and full)
+  --head-lr LR        learning rate of every other trainable parameter (the head)
+  --epochs E, --batch B, --grad-accum K   (an optimizer step sees B x K examples)
+  --warmup-ratio R, --weight-decay W, --clip C (max gradient norm, 0 = off)       [clip 1]
+run:
+  --seed S            data order, dropout, augmentation and new heads                [0]
+  --threads T         worker threads                                          [all cores]
+  --out DIR           log.jsonl, state/, adapter/, results                          [out]
+  --log-every K       log every K optimizer steps                                   [10]
+  --resume            continue from DIR/state (after Ctrl-C, --stop-after or a crash)
+  --stop-after S      save the state and stop after S optimizer steps (resume later)
+  --save-merged       also write DIR/merged: the base model with the adapter merged in
+  --adapter DIR       start from a saved adapter (PEFT format) instead of a fresh one
+  --eval-only         with --adapter: evaluate it and exit
+  --random-init       build the model from DIR/config.json with random weights (for timing)
+  --fast-fft          FFTW plans by timing (FFTW_MEASURE): faster spectra, but the last bits can
+                      differ between processes, so a resumed run is no longer bit-identical
+)";
+}
+
+// The options that take no value, for util::Args.
+inline std::set<std::string> common_flags() {
+  return {"--resume", "--save-merged", "--random-init", "--eval-only", "--fast-fft", "--help"};
+}
+
+// Reads "fc,W" (--freq-bias 200,200).
+inline peft::FrequencyBias parse_frequency_bias(const std::string& text) {
+  const auto comma = text.find(',');
+  char* end = nullptr;
+  peft::FrequencyBias bias;
+  bool ok = comma != std::string::npos;
+  if (ok) {
+    const std::string fc = text.substr(0, comma), w = text.substr(comma + 1);
+    bias.fc = std::strtod(fc.c_str(), &end);
+    ok = end != fc.c_str() && *end == '\0';
+    bias.W = std::strtod(w.c_str(), &end);
+    ok = ok && end != w.c_str() && *end == '\0';
+  }
+  check(ok && bias.fc >= 0 && bias.W > 0, "option --freq-bias expects 'fc,W' with fc >= 0 and ",
+        "W > 0 (e.g. --freq-bias 200,200), got '", text, "'");
+  return bias;
+}
+
+// Overrides `o` (preset values) with the flags given. Checks every value's range.
+inline void read_run_options(util::Args& args, RunOptions& o) {
+  o.method = args.str("--method", o.method);
+  o.n = args.integer("--n", o.n);
+  o.scaling = args.real("--scaling", o.scaling);
+  o.entry_seed = static_cast<std::uint64_t>(args.integer("--entry-seed", static_cast<long long>(o.entry_seed)));
+  if (args.has("--freq-bias")) o.freq_bias = parse_frequency_bias(args.str("--freq-bias"));
+  o.lora_r = args.integer("--lora-r", o.lora_r);
+  o.lora_alpha = args.real("--lora-alpha", o.lora_alpha);
+  o.lr = args.real("--lr", o.lr);
+  o.head_lr = args.real("--head-lr", o.head_lr);
+  o.epochs = static_cast<int>(args.integer("--epochs", o.epochs));
+  o.batch = args.integer("--batch", o.batch);
+  o.grad_accum = args.integer("--grad-accum", o.grad_accum);
+  o.warmup_ratio = args.real("--warmup-ratio", o.warmup_ratio);
+  o.weight_decay = args.real("--weight-decay", o.weight_decay);
+  o.clip = args.real("--clip", o.clip);
+  o.seed = static_cast<std::uint64_t>(args.integer("--seed", static_cast<long long>(o.seed)));
+  o.threads = static_cast<int>(args.integer("--threads", o.threads));
+  o.out = args.str("--out", o.out.string());
+  o.log_every = args.integer("--log-every", o.log_every);
+  o.stop_after = args.integer("--stop-after", o.stop_after);
+  o.resume = args.has("--resume");
+  o.save_merged = args.has("--save-merged");
+  o.random_init = args.has("--random-init");
+  if (args.has("--adapter")) o.adapter = args.str("--adapter");
+  o.eval_only = args.has("--eval-only");
+  o.fast_fft = args.has("--fast-fft");
+
+  check(o.method == "fourierft" || o.method == "lora" || o.method == "bitfit" ||
+            o.method == "full" || o.method == "head",
+        "option --method expects fourierft, lora, bitfit, full or head, got '", o.method, "'");
+  check(o.n >= 1, "option --n must be >= 1, got ", o.n);
+  check(o.lora_r >= 1, "option --lora-r must be >= 1, got ", o.lora_r);
+  check(o.lr >= 0 && o.head_lr >= 0, "options --lr and --head-lr must be >= 0");
+  check(o.epochs >= 1, "option --epochs must be >= 1, got ", o.epochs);
+  check(o.batch >= 1, "option --batch must be >= 1, got ", o.batch);
+  check(o.grad_accum >= 1, "option --grad-accum must be >= 1, got ", o.grad_accum);
+  check(o.warmup_ratio >= 0 && o.warmup_ratio <= 1, "option --warmup-ratio must be in [0, 1], got ",
+        o.warmup_ratio);
+  check(o.weight_decay >= 0, "option --weight-decay must be >= 0, got ", o.weight_decay);
+  check(o.clip >= 0, "option --clip must be >= 0 (0 turns clipping off), got ", o.clip);
+  check(o.threads >= 0, "option --threads must be >= 1, got ", o.threads);
+  check(o.log_every >= 1, "option --log-every must be >= 1, got ", o.log_every);
+  check(o.stop_after >= 0, "option --stop-after must be >= 0, got ", o.stop_after);
+  check(!o.eval_only || !o.adapter.empty(), "option --eval-only needs --adapter DIR (the adapter ",
+        "to evaluate)");
+  check(!(o.resume && !o.adapter.empty()), "options --resume and --adapter cannot be combined: ",
+        "--resume restores the trainable tensors from DIR/state");
+}
+
+// The program's part of an adapter: which Linear layers, which head, PEFT's task type.
+struct AdapterTargets {
+  peft::TargetSpec targets;                   // e.g. {{"query", "value"}}
+  std::vector<std::string> modules_to_save;   // e.g. {"classifier"}
+  std::string task_type;                      // "SEQ_CLS", "CAUSAL_LM", ""
+  bool fan_in_fan_out = false;                // GPT-2's Conv1D weights
+  std::vector<peft::FusedSlices> fused_slices;  // GPT-2's c_attn q / v slices
+  std::string base_model_name_or_path;
+};
+
+inline peft::AdapterSpec adapter_spec(const RunOptions& o, const AdapterTargets& t) {
+  peft::AdapterSpec spec;
+  spec.method = o.method;
+  spec.modules_to_save = t.modules_to_save;
+  spec.task_type = t.task_type;
+  spec.base_model_name_or_path = t.base_model_name_or_path;
+  spec.fan_in_fan_out = t.fan_in_fan_out;
+  spec.fourierft.n_frequency = o.n;
+  spec.fourierft.scaling = o.scaling;
+  spec.fourierft.random_loc_seed = o.entry_seed;
+  spec.fourierft.target_modules = t.targets;
+  spec.fourierft.frequency_bias = o.freq_bias;
+  spec.fourierft.fused_slices = t.fused_slices;
+  spec.lora.r = o.lora_r;
+  spec.lora.lora_alpha = o.lora_alpha;
+  spec.lora.target_modules = t.targets;
+  return spec;
+}
+
+// Whether a trainable parameter belongs to the adapter proper (spectra, LoRA factors) or, for
+// BitFit and full fine-tuning, to the body; everything else (the head) is trained at --head-lr.
+inline bool is_adapter_parameter(const std::string& name, const peft::AdapterSpec& spec) {
+  if (spec.method == "fourierft") return name.find("fourierft_spectrum") != std::string::npos;
+  if (spec.method == "lora")
+    return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+  if (spec.method == "head") return false;
+  for (const std::string& m : spec.modules_to_save)  // bitfit, full: the body, not the head
+    if (name.starts_with(m + ".") || name.find("." + m + ".") != std::string::npos) return false;
+  return true;
+}
+
+// Two AdamW groups: "adapter" at --lr and "head" at --head-lr (empty groups are left out).
+template <class Real>
+std::vector<optim::ParamGroup<Real>> param_groups(const nn::Module<Real>& model,
+                                                  const peft::AdapterSpec& spec,
+                                                  const RunOptions& o) {
+  optim::ParamGroup<Real> adapter{.params = {}, .lr = o.lr, .weight_decay = o.weight_decay,
+                                  .name = "adapter"};
+  optim::ParamGroup<Real> head{.params = {}, .lr = o.head_lr, .weight_decay = o.weight_decay,
+                               .name = "head"};
+  for (const auto& [name, p] : model.named_parameters())
+    if (p.requires_grad()) (is_adapter_parameter(name, spec) ? adapter : head).params.push_back(p);
+  std::vector<optim::ParamGroup<Real>> groups;
+  if (!adapter.params.empty()) groups.push_back(adapter);
+  if (!head.params.empty()) groups.push_back(head);
+  check(!groups.empty(), "nothing to train: method ", spec.method, " left no trainable parameter");
+  return groups;
+}
+
+// "125,263,874"
+inline std::string with_commas(std::int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return (v < 0 ? "-" : "") + out;
+}
+
+// The Linear layers of the model that carry an adapter (after apply_adapter or load_adapter).
+template <class Real>
+Index adapted_layers(nn::Module<Real>& model) {
+  Index count = 0;
+  for (auto& [name, module] : model.named_modules())
+    if (auto* linear = dynamic_cast<nn::Linear<Real>*>(module); linear && !linear->adapters().empty())
+      ++count;
+  return count;
+}
+
+// The adapted weights: one per adapted layer, or one per slice of a fused layer (GPT-2's q and v).
+template <class Real>
+Index adapted_blocks(nn::Module<Real>& model) {
+  Index count = 0;
+  for (auto& [name, module] : model.named_modules())
+    if (auto* adapter = dynamic_cast<peft::FourierFTAdapter<Real>*>(module))
+      count += static_cast<Index>(adapter->blocks().size());
+  return count;
+}
+
+// The lines printed at start: what the method adapts, trainable / total parameters (adapter and
+// head apart) and the adapter's size in bytes (F32 tensors, as save_adapter writes them).
+template <class Real>
+std::string parameter_report(nn::Module<Real>& model, const peft::AdapterSpec& spec) {
+  Index adapter = 0, other = 0, total = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    total += p.numel();
+    if (p.requires_grad()) (is_adapter_parameter(name, spec) ? adapter : other) += p.numel();
+  }
+  const bool peft_method = spec.method == "fourierft" || spec.method == "lora";
+  std::string what;
+  if (spec.method == "fourierft")
+    what = str_cat("FourierFT on ", adapted_blocks(model), " weights",
+                   adapted_blocks(model) != adapted_layers(model)
+                       ? str_cat(" (slices of ", adapted_layers(model), " fused layers)")
+                       : std::string(),
+                   ", n = ", spec.fourierft.n_frequency, " coefficients each, scaling ",
+                   spec.fourierft.scaling, ", entries ",
+                   spec.fourierft.frequency_bias
+                       ? str_cat("eq. 5 band-pass (fc ", spec.fourierft.frequency_bias->fc, ", W ",
+                                 spec.fourierft.frequency_bias->W, ")")
+                       : std::string("uniform"),
+                   " (seed ", spec.fourierft.random_loc_seed, ")");
+  else if (spec.method == "lora")
+    what = str_cat("LoRA on ", adapted_layers(model), " weights, r = ", spec.lora.r, ", alpha ",
+                   spec.lora.lora_alpha);
+  else if (spec.method == "bitfit")
+    what = "BitFit: every bias, at --lr (the presets' --lr is FourierFT's spectrum rate: set it)";
+  else if (spec.method == "full")
+    what = "full fine-tuning: every weight, at --lr (the presets' --lr is FourierFT's spectrum rate: "
+           "set it, e.g. --lr 2e-5)";
+  else
+    what = "head only";
+  const Index trainable = adapter + other;
+  char pct[32];
+  std::snprintf(pct, sizeof pct, "%.4f%%", total ? 100.0 * double(trainable) / double(total) : 0.0);
+  const char* part = peft_method ? "adapter " : "body ";
+  return str_cat("method: ", what, "\ntrainable params: ", with_commas(trainable), " of ",
+                 with_commas(total), " (", pct, "): ", part, with_commas(adapter), " + head ",
+                 with_commas(other), "\nadapter size: ", with_commas(4 * trainable),
+                 " bytes of F32 tensors (", part, with_commas(4 * adapter), " + head ",
+                 with_commas(4 * other), ")");
+}
+
+// The settings of RunOptions that fix a run's trajectory (checked on --resume), as JSON.
+inline io::Json resume_settings(const RunOptions& o) {
+  io::Json j = {{"method", o.method}, {"n", o.n}, {"scaling", o.scaling},
+                {"entry_seed", o.entry_seed}, {"lora_r", o.lora_r}, {"lora_alpha", o.lora_alpha},
+                {"lr", o.lr}, {"head_lr", o.head_lr}, {"epochs", o.epochs}, {"batch", o.batch},
+                {"grad_accum", o.grad_accum}, {"warmup_ratio", o.warmup_ratio},
+                {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed}};
+  j["freq_bias"] = o.freq_bias ? io::Json{o.freq_bias->fc, o.freq_bias->W} : io::Json();
+  return j;
+}
+
+}  // namespace fourierft::train

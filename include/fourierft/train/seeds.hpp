@@ -1,0 +1,119 @@
+// fourierft/train/seeds.hpp — every random draw of a training run as a function of (seed, epoch,
+// step): data order, augmentation, dropout. That is what lets --resume continue a run exactly.
+#pragma once
+
+// A generator's internal state is not saved with a checkpoint; instead each consumer is re-seeded
+// from (run seed, what, epoch or step) before use:
+//   epoch_order(n, seed, epoch)        the shuffled example order of an epoch
+//   step_rng(seed, stream, step)       e.g. the crops and flips of a step's images
+//   reseed_dropout(model, seed, step)  every dropout site of GPT-2 / RoBERTa / ViT, before a step
+// so a run resumed at step s draws exactly what the uninterrupted run drew from step s on.
+// Floating-point results must repeat too: reproducible_fft() makes FFTW choose its algorithms by
+// estimate instead of by timing (FFTW_MEASURE can pick another algorithm in another process, which
+// changes the last bits of ΔW). BLAS and OpenMP loops repeat for a fixed thread count.
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "fourierft/core/random.hpp"
+#include "fourierft/models/common.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/roberta.hpp"
+#include "fourierft/models/vit.hpp"
+#include "fourierft/ops/spectral.hpp"
+
+namespace fourierft::train {
+
+// splitmix64 of the combined words: well-spread seeds from small, related numbers.
+inline std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b, std::uint64_t c = 0) {
+  std::uint64_t z = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xBF58476D1CE4E5B9ull ^
+                    (c + 0x94D049BB133111EBull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Streams of step_rng, so two consumers of the same step never share draws.
+enum class Stream : std::uint64_t { order = 1, dropout = 2, augment = 3 };
+
+inline Rng step_rng(std::uint64_t seed, Stream stream, std::uint64_t step) {
+  return Rng(mix_seed(seed, static_cast<std::uint64_t>(stream), step));
+}
+
+// The order of n examples in `epoch`: a Fisher-Yates shuffle seeded from (seed, epoch).
+inline std::vector<Index> epoch_order(Index n, std::uint64_t seed, int epoch) {
+  std::vector<Index> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), Index(0));
+  Rng rng = step_rng(seed, Stream::order, static_cast<std::uint64_t>(epoch));
+  for (std::size_t i = order.size(); i > 1; --i)
+    std::swap(order[i - 1], order[rng.below(i)]);
+  return order;
+}
+
+// The micro-batches of `epoch`: epoch_order(n) cut into runs of `batch` (the last may be shorter).
+inline std::vector<std::vector<Index>> epoch_batches(Index n, Index batch, std::uint64_t seed,
+                                                     int epoch) {
+  const std::vector<Index> order = epoch_order(n, seed, epoch);
+  std::vector<std::vector<Index>> batches;
+  for (Index start = 0; start < n; start += batch)
+    batches.emplace_back(order.begin() + start, order.begin() + std::min(n, start + batch));
+  return batches;
+}
+
+// Optimizer steps per epoch when each step takes `accum` micro-batches of `batch` examples.
+inline std::int64_t steps_per_epoch(Index n, Index batch, Index accum) {
+  const Index batches = (n + batch - 1) / batch;
+  return (batches + accum - 1) / accum;
+}
+
+// FFTW plans chosen without timing, so two processes compute bit-identical spectra (a few ms more
+// per 768 x 768 transform than FFTW_MEASURE's plans; the GEMMs dominate a step anyway).
+inline void reproducible_fft(bool on = true) {
+  ops::spectral::planner_flags() = on ? FFTW_ESTIMATE : FFTW_MEASURE;
+}
+
+namespace detail {
+template <class Real>
+void reseed(models::Dropout<Real>& site, std::uint64_t seed, std::uint64_t step, std::uint64_t& k) {
+  site.rng = Rng(mix_seed(mix_seed(seed, static_cast<std::uint64_t>(Stream::dropout), step), k++));
+}
+}  // namespace detail
+
+// Re-seeds every dropout site of the model for optimizer step `step` (call before its forward).
+template <class Real>
+void reseed_dropout(models::GPT2LMHeadModel<Real>& model, std::uint64_t seed, std::uint64_t step) {
+  std::uint64_t k = 0;
+  detail::reseed(model.transformer.drop, seed, step, k);
+  for (auto& block : model.transformer.h) {
+    detail::reseed(block.attn.attn_dropout, seed, step, k);
+    detail::reseed(block.attn.resid_dropout, seed, step, k);
+    detail::reseed(block.mlp.dropout, seed, step, k);
+  }
+}
+template <class Real>
+void reseed_dropout(models::RobertaForSequenceClassification<Real>& model, std::uint64_t seed,
+                    std::uint64_t step) {
+  std::uint64_t k = 0;
+  detail::reseed(model.roberta.embeddings.dropout, seed, step, k);
+  for (auto& layer : model.roberta.encoder.layer) {
+    detail::reseed(layer.attention.self.dropout, seed, step, k);
+    detail::reseed(layer.attention.output.dropout, seed, step, k);
+    detail::reseed(layer.output.dropout, seed, step, k);
+  }
+  detail::reseed(model.classifier.dropout, seed, step, k);
+}
+template <class Real>
+void reseed_dropout(models::ViTForImageClassification<Real>& model, std::uint64_t seed,
+                    std::uint64_t step) {
+  std::uint64_t k = 0;
+  detail::reseed(model.vit.embeddings.dropout, seed, step, k);
+  for (auto& layer : model.vit.encoder.layer) {
+    detail::reseed(layer.attention.attention.dropout, seed, step, k);
+    detail::reseed(layer.attention.output.dropout, seed, step, k);
+    detail::reseed(layer.output.dropout, seed, step, k);
+  }
+}
+
+}  // namespace fourierft::train

@@ -1,0 +1,416 @@
+// End-to-end tests of the example programs finetune_glue, finetune_e2e and finetune_vit: each is run
+// as a user would, on tiny checkpoints and the bundled data slices, and its files are checked.
+//
+// Per program, "<program>/end-to-end": a short training run (a few steps, an evaluation per epoch,
+// --save-merged); the same run interrupted by --stop-after and continued with --resume, which must
+// give byte-identical adapters; the saved adapter reloaded with --eval-only, which must reproduce the
+// evaluation exactly; the merged checkpoint, which must compute what base + adapter computes; and
+// bad inputs, each one clear error and a non-zero exit. "<program>/learns": on a separable task the
+// training loss falls. CTest runs each case as its own test (tests/CMakeLists.txt).
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fourierft/io/bpe_tokenizer.hpp"
+#include "fourierft/io/image_folder.hpp"
+#include "fourierft/io/json.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/roberta.hpp"
+#include "fourierft/models/vit.hpp"
+#include "fourierft/peft/adapter_io.hpp"
+
+using namespace fourierft;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path fixtures = FOURIERFT_FIXTURES_DIR;
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct Run {
+  int status = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs `program args` (each argument single-quoted) and returns its exit status and output.
+Run run(const std::string& program, const std::vector<std::string>& args, const fs::path& log) {
+  std::string command = "'" + program + "'";
+  for (const std::string& a : args) command += " '" + a + "'";
+  command += " > '" + log.string() + "' 2>&1";
+  const int rc = std::system(command.c_str());
+  Run r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.output = read_file(log);
+  return r;
+}
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// The records of a log.jsonl with the given "event".
+std::vector<io::Json> events(const fs::path& log, const std::string& event) {
+  std::vector<io::Json> out;
+  std::istringstream lines(read_file(log));
+  for (std::string line; std::getline(lines, line);) {
+    const io::Json j = io::parse_json(line, log.string());
+    if (j.at("event") == event) out.push_back(j);
+  }
+  return out;
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::path(FOURIERFT_BINARY_DIR) / "run_examples" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// The training loss of the first logged window, and the mean of the last `k` windows.
+std::pair<double, double> first_and_last_loss(const fs::path& log, std::size_t k) {
+  const auto steps = events(log, "step");
+  REQUIRE(steps.size() >= k + 1);
+  double last = 0;
+  for (std::size_t i = 0; i < k; ++i) last += steps[steps.size() - 1 - i].at("loss").get<double>() / k;
+  return {steps.front().at("loss").get<double>(), last};
+}
+
+// What every program must do on its own run folder `a` after a complete run.
+void check_complete_run(const Run& r, const fs::path& a, std::size_t steps, std::size_t evals) {
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("trainable params:") != std::string::npos);
+  CHECK(r.output.find("adapter size:") != std::string::npos);
+  CHECK(r.output.find("step 1 | loss ") != std::string::npos);  // plain lines: not a terminal
+  CHECK(events(a / "log.jsonl", "start").size() == 1);
+  CHECK(events(a / "log.jsonl", "step").size() == steps);
+  CHECK(events(a / "log.jsonl", "eval").size() == evals);
+  CHECK(events(a / "log.jsonl", "done").size() == 1);
+  CHECK(fs::exists(a / "adapter" / "adapter_model.safetensors"));
+  CHECK(fs::exists(a / "adapter" / "adapter_config.json"));
+  CHECK(fs::exists(a / "results.json"));
+  CHECK_FALSE(fs::exists(a / "state"));  // a finished run leaves no state behind
+}
+
+// --stop-after, then --resume: the same adapter, byte for byte, as the uninterrupted run `a`.
+void check_resume(const std::string& program, const std::vector<std::string>& common,
+                  const fs::path& a, const fs::path& b, int stop_after,
+                  const std::vector<std::string>& same_files) {
+  const Run stopped = run(program, concat(common, {"--out", b.string(), "--stop-after",
+                                                   std::to_string(stop_after)}), b.string() + ".1.log");
+  INFO(stopped.output);
+  CHECK(stopped.status == 130);
+  CHECK(stopped.output.find("stopped (--stop-after) at step " + std::to_string(stop_after)) != std::string::npos);
+  REQUIRE(fs::exists(b / "state" / "state.json"));
+  // A fresh run must not overwrite the unfinished one.
+  const Run refused = run(program, concat(common, {"--out", b.string()}), b.string() + ".2.log");
+  CHECK(refused.status == 1);
+  CHECK(refused.output.find("holds the state of an unfinished run: pass --resume") != std::string::npos);
+  // Resuming with other settings is refused, naming the option.
+  const Run changed = run(program, concat(common, {"--out", b.string(), "--resume", "--seed", "99"}),
+                          b.string() + ".5.log");
+  CHECK(changed.status == 1);
+  CHECK(changed.output.find("but this run has seed = 99") != std::string::npos);
+  const Run resumed = run(program, concat(common, {"--out", b.string(), "--resume"}), b.string() + ".3.log");
+  INFO(resumed.output);
+  REQUIRE(resumed.status == 0);
+  CHECK(resumed.output.find("resumed from") != std::string::npos);
+  CHECK(events(b / "log.jsonl", "resume").size() == 1);
+  for (const std::string& f : same_files) {
+    INFO(f);
+    CHECK(read_file(a / f) == read_file(b / f));
+  }
+  CHECK(io::read_json(a / "results.json").at("history") == io::read_json(b / "results.json").at("history"));
+  // Nothing left to resume.
+  const Run again = run(program, concat(common, {"--out", b.string(), "--resume"}), b.string() + ".4.log");
+  CHECK(again.status == 1);
+  CHECK(again.output.find("--resume: no saved state in") != std::string::npos);
+}
+
+// A failing run: status 1 and one line "program: message" containing `expected`.
+void check_error(const Run& r, const std::string& program, const std::string& expected) {
+  INFO(r.output);
+  CHECK(r.status == 1);
+  CHECK(r.output.find(program + ": ") != std::string::npos);
+  CHECK(r.output.find(expected) != std::string::npos);
+}
+
+// The merged checkpoint's forward equals base + adapter (loaded with load_adapter).
+template <class Model, class Input>
+void check_merged(const fs::path& base, const fs::path& merged, const fs::path& adapter,
+                  const Input& input, double tolerance) {
+  models::CheckpointReport report;
+  auto m = Model::from_pretrained(merged, &report);
+  CHECK(report.initialized.empty());
+  CHECK(report.unexpected.empty());
+  // The base model with the merged model's head shape (its config), plus the adapter.
+  auto with_adapter = std::make_unique<Model>(m->config, 0, models::WeightInit::skip);
+  models::load_checkpoint_weights(*with_adapter, models::find_checkpoint_files(base),
+                                  with_adapter->checkpoint_layout(), {.ignore_mismatched_sizes = true});
+  peft::load_adapter(*with_adapter, adapter);
+  with_adapter->eval();
+  Tape<float> tape;
+  NoGradScope<float> no_grad(tape);
+  const Tensor<float> x = input(tape, *m).value();
+  const Tensor<float> y = input(tape, *with_adapter).value();
+  REQUIRE(x.shape() == y.shape());
+  double worst = 0;
+  for (Index i = 0; i < x.numel(); ++i) worst = std::max(worst, double(std::abs(x[i] - y[i])));
+  CHECK(worst < tolerance);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+TEST_CASE("finetune_glue/end-to-end: train, resume, reload, merge, errors") {
+  const fs::path dir = fresh_dir("glue");
+  const fs::path model = fixtures / "models/roberta-bytes", data = fixtures / "data/glue/sst2";
+  const std::vector<std::string> common = {
+      "--model", model.string(), "--task", "sst2", "--data", data.string(), "--limit-train", "48",
+      "--limit-dev", "40", "--n", "32", "--epochs", "2", "--batch", "8", "--grad-accum", "2",
+      "--max-len", "48", "--log-every", "1", "--seed", "3"};
+  const fs::path a = dir / "a";
+  const Run r = run(FINETUNE_GLUE, concat(common, {"--out", a.string(), "--save-merged"}), dir / "a.log");
+  check_complete_run(r, a, 6, 2);
+  CHECK(r.output.find("newly initialised") != std::string::npos);  // the hub-style fresh head
+  CHECK(fs::exists(a / "best_adapter" / "adapter_model.safetensors"));
+  const io::Json results = io::read_json(a / "results.json");
+  CHECK(results.at("metric") == "accuracy");
+  CHECK(results.at("history").size() == 2);
+
+  check_resume(FINETUNE_GLUE, common, a, dir / "b", 4,
+               {"adapter/adapter_model.safetensors", "dev_predictions.tsv"});
+
+  // The saved adapter alone reproduces the last evaluation exactly.
+  const fs::path c = dir / "c";
+  const Run e = run(FINETUNE_GLUE, {"--model", model.string(), "--task", "sst2", "--data", data.string(),
+                                    "--limit-dev", "40", "--max-len", "48", "--adapter",
+                                    (a / "adapter").string(), "--eval-only", "--out", c.string()},
+                    dir / "c.log");
+  INFO(e.output);
+  REQUIRE(e.status == 0);
+  CHECK(io::read_json(c / "eval.json").at("value").get<double>() ==
+        results.at("last_value").get<double>());
+  CHECK(read_file(c / "dev_predictions.tsv") == read_file(a / "dev_predictions.tsv"));
+
+  // --save-merged: a plain RobertaForSequenceClassification folder computing base + adapter.
+  const io::BpeTokenizer tokenizer = io::BpeTokenizer::load(a / "merged");
+  const io::TokenBatch batch = tokenizer.encode_batch(
+      std::vector<std::string>{"a gripping , funny film", "it never takes off ."});
+  check_merged<models::RobertaForSequenceClassification<float>>(
+      model, a / "merged", a / "adapter",
+      [&](Tape<float>& t, auto& m) { return m.forward(t, batch.input_ids, batch.attention_mask).logits; },
+      1e-4);
+
+  // Bad inputs: one clear error each, exit status 1.
+  check_error(run(FINETUNE_GLUE, concat(common, {"--out", (dir / "x").string(), "--model", "/nonexistent/roberta"}),
+                  dir / "x1.log"), "finetune_glue", "/nonexistent/roberta");
+  check_error(run(FINETUNE_GLUE, {"--model", model.string(), "--task", "sst2", "--data", data.string(),
+                                  "--epoch", "3"}, dir / "x2.log"), "finetune_glue", "unknown option --epoch");
+  check_error(run(FINETUNE_GLUE, {"--model", model.string(), "--task", "sst5", "--data", data.string()},
+                  dir / "x3.log"), "finetune_glue", "unknown GLUE task 'sst5'");
+  check_error(run(FINETUNE_GLUE, {"--model", model.string(), "--preset", "roberta-huge-sst2"}, dir / "x4.log"),
+              "finetune_glue", "unknown preset 'roberta-huge-sst2'");
+  fs::create_directories(dir / "bad");
+  std::ofstream(dir / "bad" / "train.tsv") << "label\tsentence\n1\tfine\n0\tbad\textra field\n";
+  fs::copy_file(data / "dev.tsv", dir / "bad" / "dev.tsv");
+  check_error(run(FINETUNE_GLUE, concat(common, {"--out", (dir / "x").string(), "--data", (dir / "bad").string()}),
+                  dir / "x5.log"), "finetune_glue", "train.tsv:3: expected 2 tab-separated fields");
+  check_error(run(FINETUNE_GLUE, concat(common, {"--out", (dir / "x").string(), "--max-len", "999"}),
+                  dir / "x6.log"), "finetune_glue", "option --max-len 999 exceeds");
+  check_error(run(FINETUNE_GLUE, concat(common, {"--out", (dir / "x").string(), "--freq-bias", "200"}),
+                  dir / "x7.log"), "finetune_glue", "option --freq-bias expects 'fc,W'");
+  // A diverging run stops on the first non-finite loss and names the step.
+  const Run nan = run(FINETUNE_GLUE, concat(common, {"--out", (dir / "nan").string(), "--scaling", "1e30"}),
+                      dir / "x8.log");
+  check_error(nan, "finetune_glue", "the training loss is");
+  CHECK(nan.output.find("at step ") != std::string::npos);
+}
+
+TEST_CASE("finetune_glue/learns: the loss falls on a separable task") {
+  // SST-2 sentences, each led by a word that gives its label away.
+  const fs::path dir = fresh_dir("glue-learns"), data = dir / "data";
+  fs::create_directories(data);
+  std::istringstream rows(read_file(fixtures / "data/glue/sst2/train.tsv"));
+  std::ofstream train(data / "train.tsv"), dev(data / "dev.tsv");
+  train << "label\tsentence\n";
+  dev << "label\tsentence\n";
+  std::string line;
+  std::getline(rows, line);  // header
+  for (int i = 0; std::getline(rows, line); ++i) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::string label = line.substr(0, line.find('\t')), text = line.substr(line.find('\t') + 1);
+    (i < 160 ? train : dev) << label << '\t' << (label == "1" ? "great ! " : "awful . ") << text << '\n';
+  }
+  train.close();
+  dev.close();
+  const Run r = run(FINETUNE_GLUE, {"--model", (fixtures / "models/roberta-bytes").string(), "--task",
+                                    "sst2", "--data", data.string(), "--n", "200", "--epochs", "4",
+                                    "--batch", "16", "--max-len", "64", "--log-every", "5", "--out",
+                                    (dir / "out").string()}, dir / "run.log");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const auto [first, last] = first_and_last_loss(dir / "out" / "log.jsonl", 1);
+  CHECK(last < first - 0.05);
+  const io::Json results = io::read_json(dir / "out" / "results.json");
+  CHECK(results.at("best_value").get<double>() > results.at("history")[0].at("value").get<double>());
+}
+
+// ---------------------------------------------------------------------------------------------------
+TEST_CASE("finetune_e2e/end-to-end: train, resume, decode, reload, merge, errors") {
+  const fs::path dir = fresh_dir("e2e");
+  const fs::path model = fixtures / "models/gpt2-bytes", data = fixtures / "data/e2e";
+  const std::vector<std::string> common = {
+      "--model", model.string(), "--data", data.string(), "--limit-train", "32", "--limit-test", "3",
+      "--n", "32", "--epochs", "2", "--batch", "8", "--grad-accum", "2", "--max-len", "160",
+      "--beam", "3", "--max-new-tokens", "12", "--decode-batch", "2", "--log-every", "1", "--seed", "5"};
+  const fs::path a = dir / "a";
+  const Run r = run(FINETUNE_E2E, concat(common, {"--out", a.string(), "--save-merged"}), dir / "a.log");
+  check_complete_run(r, a, 4, 3);  // 2 test losses + the decoded scores
+  CHECK(r.output.find("the development set") != std::string::npos);  // the data caveat is stated
+  CHECK(r.output.find("BLEU ") != std::string::npos);
+  const io::Json results = io::read_json(a / "results.json");
+  CHECK(results.at("test_mrs") == 3);
+  for (const char* metric : {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"})
+    CHECK(results.at("scores").contains(metric));
+  // One prediction per MR; references grouped by MR, groups separated by an empty line.
+  std::istringstream predictions(read_file(a / "predictions.txt"));
+  int lines = 0;
+  for (std::string line; std::getline(predictions, line);) ++lines;
+  CHECK(lines == 3);
+  const std::string refs = read_file(a / "references.txt");
+  CHECK(std::count(refs.begin(), refs.end(), '\n') > 3);
+  const auto config = io::read_json(a / "adapter" / "adapter_config.json");
+  CHECK(config.at("peft_type") == "FOURIERFT");
+  CHECK(config.at("fan_in_fan_out") == true);
+  CHECK(config.contains("fourierft_fused_slices"));
+
+  check_resume(FINETUNE_E2E, common, a, dir / "b", 1,
+               {"adapter/adapter_model.safetensors", "predictions.txt"});
+
+  const fs::path c = dir / "c";
+  const Run e = run(FINETUNE_E2E, concat(common, {"--adapter", (a / "adapter").string(), "--eval-only",
+                                                  "--out", c.string()}), dir / "c.log");
+  INFO(e.output);
+  REQUIRE(e.status == 0);
+  CHECK(read_file(c / "predictions.txt") == read_file(a / "predictions.txt"));
+  CHECK(io::read_json(c / "eval.json").at("scores") == results.at("scores"));
+  CHECK(io::read_json(c / "eval.json").at("test_loss").get<double>() ==
+        results.at("history")[1].at("test_loss").get<double>());
+
+  const Tensor<std::int64_t> ids = Tensor<std::int64_t>::from_data({1, 6}, {40, 71, 85, 256, 3, 12});
+  check_merged<models::GPT2LMHeadModel<float>>(
+      model, a / "merged", a / "adapter", [&](Tape<float>& t, auto& m) { return m.forward(t, ids).logits; },
+      1e-4);
+
+  check_error(run(FINETUNE_E2E, concat(common, {"--out", (dir / "x").string(), "--format", "tsv"}),
+                  dir / "x1.log"), "finetune_e2e", "option --format expects lora or csv");
+  check_error(run(FINETUNE_E2E, concat(common, {"--out", (dir / "x").string(), "--data", dir.string()}),
+                  dir / "x2.log"), "finetune_e2e", "lora_format/test.txt");
+  check_error(run(FINETUNE_E2E, concat(common, {"--out", (dir / "x").string(), "--max-len", "400"}),
+                  dir / "x3.log"), "finetune_e2e", "exceeds the model's n_positions = 320");
+  check_error(run(FINETUNE_E2E, concat(common, {"--out", (dir / "x").string(), "--tokenizer",
+                                                (fixtures / "models/roberta-bytes").string()}),
+                  dir / "x4.log"), "finetune_e2e", "ids up to 275 but the model's vocab_size is 272");
+  // The official CSVs work too (the MRs are respelled as LoRA's contexts).
+  const Run csv = run(FINETUNE_E2E, concat(common, {"--out", (dir / "csv").string(), "--format", "csv",
+                                                    "--epochs", "1"}), dir / "csv.log");
+  INFO(csv.output);
+  CHECK(csv.status == 0);
+}
+
+TEST_CASE("finetune_e2e/learns: the loss on the references falls") {
+  const fs::path dir = fresh_dir("e2e-learns");
+  const Run r = run(FINETUNE_E2E, {"--model", (fixtures / "models/gpt2-bytes").string(), "--data",
+                                   (fixtures / "data/e2e").string(), "--limit-train", "128",
+                                   "--limit-test", "2", "--n", "200", "--epochs", "2", "--batch", "8",
+                                   "--grad-accum", "1", "--max-len", "160", "--beam", "2",
+                                   "--max-new-tokens", "8", "--log-every", "4", "--out",
+                                   (dir / "out").string()}, dir / "run.log");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const auto [first, last] = first_and_last_loss(dir / "out" / "log.jsonl", 1);
+  CHECK(last < first - 0.3);
+  const auto evals = events(dir / "out" / "log.jsonl", "eval");
+  REQUIRE(evals.size() == 3);
+  CHECK(evals[1].at("value").get<double>() < evals[0].at("value").get<double>());
+}
+
+// ---------------------------------------------------------------------------------------------------
+TEST_CASE("finetune_vit/end-to-end: train, resume, reload, merge, errors") {
+  const fs::path dir = fresh_dir("vit");
+  const fs::path model = fixtures / "models/vit", data = fixtures / "data/cifar10-mini";
+  const std::vector<std::string> common = {
+      "--model", model.string(), "--data", data.string(), "--limit-train", "24", "--limit-test", "12",
+      "--n", "100", "--epochs", "2", "--batch", "6", "--grad-accum", "2", "--log-every", "1",
+      "--seed", "11"};
+  const fs::path a = dir / "a";
+  const Run r = run(FINETUNE_VIT, concat(common, {"--out", a.string(), "--save-merged"}), dir / "a.log");
+  check_complete_run(r, a, 4, 2);
+  CHECK(r.output.find("re-initialised") != std::string::npos);  // 5 labels in the file, 3 classes here
+  CHECK(io::read_json(a / "results.json").at("classes") ==
+        io::Json(std::vector<std::string>{"airplane", "cat", "ship"}));
+
+  check_resume(FINETUNE_VIT, common, a, dir / "b", 3,
+               {"adapter/adapter_model.safetensors", "test_predictions.tsv"});
+
+  const fs::path c = dir / "c";
+  const Run e = run(FINETUNE_VIT, concat(common, {"--adapter", (a / "adapter").string(), "--eval-only",
+                                                  "--out", c.string()}), dir / "c.log");
+  INFO(e.output);
+  REQUIRE(e.status == 0);
+  CHECK(io::read_json(c / "eval.json").at("value").get<double>() ==
+        io::read_json(a / "results.json").at("last_value").get<double>());
+  CHECK(read_file(c / "test_predictions.tsv") == read_file(a / "test_predictions.tsv"));
+
+  const io::ImageFolder folder(data / "test");
+  const io::ImageProcessor processor = io::ImageProcessor::from_json(a / "merged" / "preprocessor_config.json");
+  const std::vector<Index> rows = {0, 15, 29};
+  const io::ImageBatch batch = folder.batch(rows, processor);
+  check_merged<models::ViTForImageClassification<float>>(
+      model, a / "merged", a / "adapter", [&](Tape<float>& t, auto& m) { return m.forward(t, batch.pixels).logits; },
+      1e-4);
+
+  check_error(run(FINETUNE_VIT, concat(common, {"--out", (dir / "x").string(), "--data", (data / "train").string()}),
+                  dir / "x1.log"), "finetune_vit", "train/train' is not a folder");
+  check_error(run(FINETUNE_VIT, concat(common, {"--out", (dir / "x").string(), "--method", "dora"}),
+                  dir / "x2.log"), "finetune_vit", "option --method expects fourierft, lora, bitfit, full or head");
+  check_error(run(FINETUNE_VIT, concat(common, {"--out", (dir / "x").string(), "--n", "99999"}),
+                  dir / "x3.log"), "finetune_vit", "n = 99999 spectral coefficients do not fit");
+  // The other methods run through the same program.
+  for (const char* method : {"lora", "bitfit", "head", "full"}) {
+    const Run m = run(FINETUNE_VIT, concat(common, {"--out", (dir / method).string(), "--method", method,
+                                                    "--epochs", "1"}), dir / (std::string(method) + ".log"));
+    INFO(m.output);
+    CHECK(m.status == 0);
+  }
+}
+
+TEST_CASE("finetune_vit/learns: the loss falls on CIFAR-10 images") {
+  const fs::path dir = fresh_dir("vit-learns");
+  const Run r = run(FINETUNE_VIT, {"--model", (fixtures / "models/vit").string(), "--data",
+                                   (fixtures / "data/cifar10-mini").string(), "--n", "200", "--epochs",
+                                   "20", "--batch", "10", "--grad-accum", "1", "--head-lr", "3e-2",
+                                   "--log-every", "10", "--out", (dir / "out").string()},
+                    dir / "run.log");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const auto [first, last] = first_and_last_loss(dir / "out" / "log.jsonl", 3);  // crops: noisy
+  CHECK(last < first - 0.1);
+}
