@@ -103,11 +103,13 @@ std::vector<io::LmExample> tokenize(const io::BpeTokenizer& tokenizer, const io:
 // The LM loss of a batch on the reference tokens only (mask = 1), with label smoothing.
 //   input, target: (B, T), target[t] = input[t + 1]   ->   mean over the reference tokens
 Var<float> batch_loss(Tape<float>& tape, Model& model, const io::LmBatch& batch, double smoothing) {
-  const Var<float> logits = model.forward(tape, batch.input).logits;  // right-padded: causal needs no mask
+  // Right-padded: causal attention needs no mask. The tied LM head and the cross-entropy run fused
+  // (model.lm_loss): only the reference positions' logits are computed, a chunk of rows at a time.
+  const Var<float> hidden = model.transformer.forward(tape, batch.input);
   std::vector<std::int64_t> targets(static_cast<std::size_t>(batch.target.numel()));
   for (Index i = 0; i < batch.target.numel(); ++i)
     targets[static_cast<std::size_t>(i)] = batch.mask[i] > 0 ? batch.target[i] : -100;
-  return ops::cross_entropy(tape, logits, targets, {.ignore_index = -100, .label_smoothing = smoothing});
+  return model.lm_loss(tape, hidden, targets, {.ignore_index = -100, .label_smoothing = smoothing});
 }
 
 io::LmBatch make_batch(const std::vector<io::LmExample>& examples, std::span<const Index> rows,

@@ -6,6 +6,7 @@ packages=(
   g++ cmake make pkg-config            # toolchain
   libeigen3-dev                        # tensors, Eigen GEMM fallback
   libopenblas-dev                      # GEMM (cblas)
+  libopenblas-openmp-dev               # its OpenMP build: GEMMs share fourierft's OpenMP threads
   libfftw3-dev                         # spectral transforms (float + double, OpenMP threads)
   nlohmann-json3-dev                   # config.json, safetensors headers
   libpcre2-dev                         # GPT-2 pre-tokenisation (Unicode categories)

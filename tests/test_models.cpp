@@ -185,6 +185,22 @@ TEST_CASE("GPT-2: logits, hidden states, loss and every gradient match PyTorch (
   CHECK(c.grad < 1e-4);
 }
 
+TEST_CASE("GPT-2 lm_loss (fused LM head + cross-entropy) matches the PyTorch loss and gradients") {
+  auto model = GPT2LMHeadModel<float>::from_pretrained(model_dir("gpt2"));
+  const io::SafetensorsFile ref = reference("gpt2");
+  const auto ids = ref.load_int("input_ids");
+  const auto mask = ref.load_int("attention_mask");
+  Tape<float> tape;
+  const Var<float> hidden = model->transformer.forward(tape, ids, mask);
+  Var<float> loss = model->lm_loss(tape, hidden, causal_lm_targets(causal_lm_labels(ids, mask)));
+  CHECK(std::abs(double(loss.item()) - double(ref.load<float>("loss").item())) < 1e-5);
+  tape.backward(loss);
+  std::string worst;
+  const double grad = worst_grad_error(*model, ref, &worst);
+  INFO("worst gradient error ", grad, " (", worst, ")");
+  CHECK(grad < 1e-4);
+}
+
 // ===========================================================================
 // RoBERTa
 namespace {

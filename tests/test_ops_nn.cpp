@@ -1,5 +1,6 @@
 // Tests of the neural-network ops: gelu, tanh, relu, dropout (ops/elementwise.hpp), layer_norm
-// (ops/norm.hpp), softmax, log_softmax, cross_entropy, mse_loss (ops/softmax.hpp), sum_last and
+// (ops/norm.hpp), softmax, log_softmax, cross_entropy, mse_loss (ops/softmax.hpp), the fused
+// linear_cross_entropy (ops/linear_cross_entropy.hpp), sum_last and
 // mean_last (ops/reduce.hpp): forward values (float and double), double gradient checks, PyTorch
 // reference numbers, and a tiny MLP trained to near-zero loss.
 #include <doctest/doctest.h>
@@ -12,6 +13,7 @@
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/ops/elementwise.hpp"
 #include "fourierft/ops/linalg.hpp"
+#include "fourierft/ops/linear_cross_entropy.hpp"
 #include "fourierft/ops/norm.hpp"
 #include "fourierft/ops/reduce.hpp"
 #include "fourierft/ops/softmax.hpp"
@@ -377,6 +379,97 @@ TEST_CASE_TEMPLATE("cross_entropy: all rows ignored gives 0 loss and 0 gradient"
   CHECK(loss.item() == Real(0));
   tape.backward(loss);
   for (Real v : logits.grad().data()) CHECK(v == Real(0));
+}
+
+// ---------------------------------------------------------------------------
+// linear_cross_entropy (the LM head and its loss, fused over row chunks)
+
+TEST_CASE("exp_fast: within 3e-7 relative of exp over the range a softmax uses") {
+  double worst = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float x = -87.0f + 87.5f * static_cast<float>(i) / 200000.0f;  // [-87, 0.5]
+    const double exact = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(static_cast<double>(ops::detail::exp_fast(x)) - exact) / exact);
+  }
+  INFO("worst relative error ", worst);
+  CHECK(worst < 3e-7);
+  CHECK(ops::detail::exp_fast(-1000.0f) < 1e-37f);  // clamped, not NaN or negative
+  CHECK(ops::detail::exp_fast(-1000.0f) >= 0.0f);
+}
+
+TEST_CASE("linear_cross_entropy: gradients of x, weight and bias match central differences") {
+  Rng rng(41);
+  auto x = randn<double>({2, 3, 4}, rng);       // (B, T, C): 6 rows
+  auto w = randn<double>({7, 4}, rng, 0.0, 0.8);  // (V, C)
+  auto b = randn<double>({7}, rng, 0.0, 0.5);
+  const std::vector<std::int64_t> targets = {6, 0, -100, 3, 3, 1};
+  for (double smoothing : {0.0, 0.15})
+    for (Index chunk : {0, 2, 4}) {  // one chunk, and chunks that split the kept rows unevenly
+      const ops::CrossEntropyOptions options{.label_smoothing = smoothing};
+      auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+        return ops::linear_cross_entropy(t, in[0], in[1], in[2], targets, options, chunk);
+      };
+      GradcheckResult r = gradcheck(loss, {x, w, b});
+      INFO("label_smoothing ", smoothing, ", chunk_rows ", chunk, ": ", r.report());
+      CHECK(r.ok);
+    }
+}
+
+TEST_CASE_TEMPLATE("linear_cross_entropy: equals linear then cross_entropy (value and gradients)",
+                   Real, float, double) {
+  Rng rng(42);
+  const Index N = 37, C = 16, V = 301;
+  auto x_value = randn<Real>({N, C}, rng);
+  auto w_value = randn<Real>({V, C}, rng, Real(0), Real(0.5));
+  std::vector<std::int64_t> targets(N);
+  for (Index i = 0; i < N; ++i) targets[i] = (i % 5 == 2) ? -100 : (i * 97) % V;
+  const ops::CrossEntropyOptions options{.label_smoothing = 0.1};
+  // Reference: the unfused ops on their own tape.
+  Var<Real> x_ref = Var<Real>::parameter(x_value.clone()), w_ref = Var<Real>::parameter(w_value.clone());
+  Tape<Real> ref_tape;
+  Var<Real> ref = ops::cross_entropy(ref_tape, ops::linear(ref_tape, x_ref, w_ref), targets, options);
+  ref_tape.backward(ref);
+  for (Index chunk : {0, 1, 8}) {
+    Var<Real> x = Var<Real>::parameter(x_value.clone()), w = Var<Real>::parameter(w_value.clone());
+    Tape<Real> tape;
+    Var<Real> loss = ops::linear_cross_entropy(tape, x, w, Var<Real>(), targets, options, chunk);
+    CHECK(loss.item() == doctest::Approx(ref.item()).epsilon(tol<Real>() * 5));
+    tape.backward(loss);
+    double worst = 0;
+    for (Index i = 0; i < x.numel(); ++i)
+      worst = std::max(worst, std::abs(double(x.grad()[i] - x_ref.grad()[i])));
+    for (Index i = 0; i < w.numel(); ++i)
+      worst = std::max(worst, std::abs(double(w.grad()[i] - w_ref.grad()[i])));
+    INFO("chunk_rows ", chunk, ": worst gradient difference ", worst);
+    CHECK(worst < (sizeof(Real) == 4 ? 1e-6 : 1e-14));
+    // Ignored rows get exactly no gradient.
+    for (Index c = 0; c < C; ++c) CHECK(x.grad()[2 * C + c] == Real(0));
+  }
+}
+
+TEST_CASE("linear_cross_entropy: no gradient work under NoGradScope, 0 when all rows are ignored") {
+  Rng rng(43);
+  Var<float> x = Var<float>::parameter(randn<float>({3, 4}, rng));
+  Var<float> w = Var<float>::parameter(randn<float>({5, 4}, rng));
+  Tape<float> tape;
+  {
+    NoGradScope<float> no_grad(tape);
+    Var<float> loss = ops::linear_cross_entropy(tape, x, w, Var<float>(), std::vector<std::int64_t>{1, 2, 3});
+    CHECK(std::isfinite(loss.item()));
+    CHECK_FALSE(loss.requires_grad());
+    CHECK(tape.size() == 0);
+  }
+  Var<float> none = ops::linear_cross_entropy(tape, x, w, Var<float>(), std::vector<std::int64_t>{-100, -100, -100});
+  CHECK(none.item() == 0.0f);
+  CHECK_THROWS_WITH_AS(
+      ops::linear_cross_entropy(tape, x, w, Var<float>(), std::vector<std::int64_t>{0, 5, 1}),
+      "linear_cross_entropy: target of row 1 is 5, outside [0, 5) and not ignore_index (-100)",
+      IndexError);
+  CHECK_THROWS_WITH_AS(
+      ops::linear_cross_entropy(tape, x, Var<float>(randn<float>({5, 3}, rng)), Var<float>(),
+                                std::vector<std::int64_t>{0, 1, 2}),
+      "linear_cross_entropy: x (3, 4) and weight (5, 3) do not fit: need x (..., C) and weight (V, C)",
+      ShapeError);
 }
 
 TEST_CASE("cross_entropy: bad targets and options name the row, the value and the range") {

@@ -104,6 +104,11 @@ class OpProfile {
     return profile;
   }
   bool enabled() const { return enabled_; }
+  // Forgets what was recorded so far (benchmarks call it after their warm-up step).
+  void reset() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    table_.clear();
+  }
   void add(const char* op, double forward_ms, double backward_ms) {
     std::lock_guard<std::mutex> lock(mutex_);
     Entry& e = table_[op];

@@ -42,6 +42,22 @@ void eigen_gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alph
   else c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
+// Whether a gemm() called from inside an OpenMP parallel region runs on the calling thread only:
+// true for Eigen's kernels and for OpenBLAS's OpenMP (or sequential) build, which check
+// omp_in_parallel(); false for OpenBLAS's pthreads build, whose own thread pool would then be
+// shared by several callers. Ops with many small independent products (attention heads) run them
+// in one OpenMP loop when this is true, and one multi-threaded GEMM at a time otherwise.
+inline bool gemm_is_serial_in_parallel_regions() {
+#if defined(FOURIERFT_USE_BLAS) && defined(FOURIERFT_BLAS_IS_OPENBLAS)
+  static const bool serial = openblas_get_parallel() != 1;  // 0 sequential, 1 pthreads, 2 OpenMP
+  return serial;
+#elif defined(FOURIERFT_USE_BLAS)
+  return false;  // an unknown BLAS: do not nest
+#else
+  return true;
+#endif
+}
+
 // op(A): (M, K) and op(B): (K, N), C: (M, N); lda/ldb/ldc are row strides of the stored matrices
 // (A is stored (M, K) or, with trans_a, (K, M)). beta = 0 overwrites C (its old values are ignored).
 template <class Real>

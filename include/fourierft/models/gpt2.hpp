@@ -35,6 +35,7 @@
 #include "fourierft/ops/elementwise.hpp"
 #include "fourierft/ops/indexing.hpp"
 #include "fourierft/ops/linalg.hpp"
+#include "fourierft/ops/linear_cross_entropy.hpp"
 #include "fourierft/ops/softmax.hpp"
 
 namespace fourierft::models {
@@ -301,6 +302,16 @@ class GPT2LMHeadModel : public nn::Module<Real> {
   Var<Real> lm_head(Tape<Real>& tape, const Var<Real>& hidden) const {
     return ops::linear(tape, hidden, transformer.wte.weight);
   }
+  // The LM loss from the hidden states: cross_entropy(lm_head(hidden), targets, options), computed
+  // by ops::linear_cross_entropy in chunks of rows, so the (B·T, V) logits and their gradient are
+  // never in memory whole and rows with target ignore_index cost nothing. Training uses this.
+  //   hidden: (B, T, C)   targets: (B·T), e.g. causal_lm_targets(labels)   ->   scalar
+  Var<Real> lm_loss(Tape<Real>& tape, const Var<Real>& hidden,
+                    std::span<const std::int64_t> targets,
+                    const ops::CrossEntropyOptions& options = {}) const {
+    return ops::linear_cross_entropy(tape, hidden, transformer.wte.weight, Var<Real>(), targets,
+                                     options);
+  }
 
   // HF's _init_weights: Linear / Embedding weights N(0, initializer_range), biases 0, LayerNorm
   // 1 / 0, and the residual projections (attn.c_proj, mlp.c_proj) N(0, range / sqrt(2 n_layer)).
@@ -376,9 +387,23 @@ inline Tensor<std::int64_t> causal_lm_labels(const Tensor<std::int64_t>& input_i
   return labels;
 }
 
+// HF's causal-LM shift: position t predicts labels[t + 1]; the last position of a row predicts
+// nothing (-100).   labels: (B, T)  ->  targets: (B·T)
+inline std::vector<std::int64_t> causal_lm_targets(const Tensor<std::int64_t>& labels) {
+  check<ShapeError>(labels.dim() == 2, "causal_lm_targets: labels must be (B, T), got ",
+                    shape_str(labels.shape()));
+  const Index B = labels.size(0), T = labels.size(1);
+  std::vector<std::int64_t> targets(static_cast<std::size_t>(B * T), -100);
+  for (Index b = 0; b < B; ++b)
+    for (Index t = 0; t + 1 < T; ++t) targets[b * T + t] = labels[b * T + t + 1];
+  return targets;
+}
+
 // HF's causal-LM loss: position t predicts labels[t + 1] (the shift), -100 ignored, mean over
 // the rest.
 //   logits: (B, T, V)   labels: (B, T)   ->   scalar
+// (Training from hidden states: model.lm_loss(tape, hidden, causal_lm_targets(labels)) gives the
+// same value without materialising the logits.)
 template <class Real>
 Var<Real> causal_lm_loss(Tape<Real>& tape, const Var<Real>& logits,
                          const Tensor<std::int64_t>& labels, double label_smoothing = 0.0) {
@@ -387,13 +412,9 @@ Var<Real> causal_lm_loss(Tape<Real>& tape, const Var<Real>& logits,
                     "causal_lm_loss: labels have shape ", shape_str(labels.shape()), " but logits ",
                     shape_str(logits.shape()), " need (B, T) = (", logits.size(0), ", ",
                     logits.size(1), ")");
-  const Index B = labels.size(0), T = labels.size(1);
-  std::vector<std::int64_t> targets(static_cast<std::size_t>(B * T), -100);
-  for (Index b = 0; b < B; ++b)
-    for (Index t = 0; t + 1 < T; ++t) targets[b * T + t] = labels[b * T + t + 1];
   ops::CrossEntropyOptions options;
   options.label_smoothing = label_smoothing;
-  return ops::cross_entropy(tape, logits, targets, options);
+  return ops::cross_entropy(tape, logits, causal_lm_targets(labels), options);
 }
 
 }  // namespace fourierft::models

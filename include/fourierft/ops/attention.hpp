@@ -65,41 +65,58 @@ void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int
 //   probs: (B, NH, Tq, Tk) receives P for backward (as PyTorch saves it); if empty, one (Tq, Tk)
 //   scratch is used and nothing is kept (inference).
 //
-// Threads: heads run one after another; each product is one multi-threaded GEMM (detail::gemm,
-// OpenBLAS), and the row softmax runs on the calling thread between them, while S is still in
-// cache. Measured at B=8, T=128, C=768, NH=12, float, 2 threads, best of 25 runs, against an
-// OpenMP loop over the B·NH heads with plain (non-BLAS) loops, 4 query rows at a time:
-//   forward  10.8 ms (GEMM per head) vs 14.1 ms (loops)   backward  8.9 ms vs 21.6 ms
-//   causal:  forward  7.2 ms vs  7.8 ms                    backward  8.3 ms vs 11.7 ms
-// Threading the softmax too did not pay on a machine shared with other work (the OpenMP and BLAS
-// pools hand over at every head, and idle threads of each spin): at B=2, T=512 forward/backward
-// took 64/61 ms with it on the calling thread, 210/200 ms with an OpenMP loop per head, 74/76 ms
-// with one OpenMP loop per call over all heads' rows. BLAS is never called inside an OpenMP region
-// (it would oversubscribe). The GEMMs also compute the hidden upper triangle of a causal S;
-// skipping it does not pay back the GEMM's speed.
+// Threads. With a BLAS that runs serially inside an OpenMP region (OpenBLAS's OpenMP build, or
+// Eigen; detail::gemm_is_serial_in_parallel_regions), the B·NH heads are shared out by one OpenMP
+// loop, each head's GEMMs and softmax on one thread: one fork/join per call. With OpenBLAS's
+// pthreads build, heads run one after another, each product one multi-threaded GEMM, and the row
+// softmax on the calling thread between them, while S is still in cache (BLAS is never called
+// inside an OpenMP region then: its pool would be oversubscribed). Measured before the OpenMP
+// path existed, at B=8, T=128, C=768, NH=12, float, 2 threads, pthreads OpenBLAS: a GEMM per head
+// 10.8 / 8.9 ms forward / backward against 14.1 / 21.6 ms for an OpenMP loop over heads with plain
+// loops. With the OpenMP build, the per-head GEMMs each open a parallel region (2·B·NH per call),
+// and on a loaded machine every one of them waits for a descheduled thread: one loop over heads
+// avoids that. The GEMMs also compute the hidden upper triangle of a causal S; skipping it does
+// not pay back the GEMM's speed.
+namespace detail {
+inline bool attention_heads_in_parallel(Index heads) {
+  return heads > 1 && num_threads() > 1 && fourierft::detail::gemm_is_serial_in_parallel_regions();
+}
+}  // namespace detail
+
 template <class Real>
 void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const Real> q,
                        std::span<const Real> k, std::span<const Real> v,
                        std::span<const std::int64_t> key_mask, Index B, Index Tq, Index Tk, Index C,
                        Index NH, bool causal, Real scale) {
   const Index HS = C / NH;
-  std::vector<Real> scratch(probs.empty() ? static_cast<std::size_t>(Tq * Tk) : 0);
-  for (Index b = 0; b < B; ++b) {
+  // One head (b, h); scratch holds its (Tq, Tk) scores when probs is not kept (inference).
+  auto head = [&](Index bh, Real* scratch) {
+    const Index b = bh / NH, h = bh % NH;
     const auto mask = key_mask.empty() ? key_mask
                                        : key_mask.subspan(static_cast<std::size_t>(b * Tk),
                                                           static_cast<std::size_t>(Tk));
-    for (Index h = 0; h < NH; ++h) {
-      const Real* Q = q.data() + b * Tq * C + h * HS;  // (Tq, HS)
-      const Real* K = k.data() + b * Tk * C + h * HS;  // (Tk, HS)
-      const Real* V = v.data() + b * Tk * C + h * HS;  // (Tk, HS)
-      Real* O = y.data() + b * Tq * C + h * HS;        // (Tq, HS)
-      Real* P = probs.empty() ? scratch.data() : probs.data() + (b * NH + h) * Tq * Tk;
-      fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, scale, Q, C, K, C, Real(0), P, Tk);
-      for (Index i = 0; i < Tq; ++i)  // query i sees keys j <= i + (Tk - Tq) when causal
-        masked_softmax_row(std::span<Real>(P + i * Tk, static_cast<std::size_t>(Tk)),
-                           causal ? std::min(Tk, i + Tk - Tq + 1) : Tk, mask);
-      fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, Real(1), P, Tk, V, C, Real(0), O, C);
+    const Real* Q = q.data() + b * Tq * C + h * HS;  // (Tq, HS)
+    const Real* K = k.data() + b * Tk * C + h * HS;  // (Tk, HS)
+    const Real* V = v.data() + b * Tk * C + h * HS;  // (Tk, HS)
+    Real* O = y.data() + b * Tq * C + h * HS;        // (Tq, HS)
+    Real* P = probs.empty() ? scratch : probs.data() + bh * Tq * Tk;
+    fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, scale, Q, C, K, C, Real(0), P, Tk);
+    for (Index i = 0; i < Tq; ++i)  // query i sees keys j <= i + (Tk - Tq) when causal
+      masked_softmax_row(std::span<Real>(P + i * Tk, static_cast<std::size_t>(Tk)),
+                         causal ? std::min(Tk, i + Tk - Tq + 1) : Tk, mask);
+    fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, Real(1), P, Tk, V, C, Real(0), O, C);
+  };
+  const std::size_t scratch_size = probs.empty() ? static_cast<std::size_t>(Tq * Tk) : 0;
+  if (detail::attention_heads_in_parallel(B * NH)) {
+#pragma omp parallel
+    {
+      std::vector<Real> scratch(scratch_size);
+#pragma omp for schedule(static)
+      for (Index bh = 0; bh < B * NH; ++bh) head(bh, scratch.data());
     }
+  } else {
+    std::vector<Real> scratch(scratch_size);
+    for (Index bh = 0; bh < B * NH; ++bh) head(bh, scratch.data());
   }
 }
 
@@ -107,7 +124,8 @@ void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const
 // key has P = 0, hence dS = 0):
 //   dV += Pᵀ·dO     dP = dO·Vᵀ     dS = P ∘ (dP - rowsum(dP ∘ P))   (softmax backward)
 //   dQ += scale · dS·K              dK += scale · dSᵀ·Q
-// Heads one after another, as in the forward. Empty gradient spans are skipped.
+// Heads are independent (each writes its own column blocks of dq, dk, dv) and are threaded as in
+// the forward. Empty gradient spans are skipped.
 template <class Real>
 void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> dv,
                         std::span<const Real> dy, std::span<const Real> probs,
@@ -115,32 +133,43 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
                         Index B, Index Tq, Index Tk, Index C, Index NH, Real scale) {
   const Index HS = C / NH;
   const bool need_ds = !dq.empty() || !dk.empty();
-  std::vector<Real> ds(need_ds ? static_cast<std::size_t>(Tq * Tk) : 0);  // dP, then dS in place
-  for (Index b = 0; b < B; ++b)
-    for (Index h = 0; h < NH; ++h) {
-      const Index q_at = b * Tq * C + h * HS, kv_at = b * Tk * C + h * HS;  // the head's columns
-      const Real* P = probs.data() + (b * NH + h) * Tq * Tk;
-      const Real* dO = dy.data() + q_at;
-      if (!dv.empty())  // dV += Pᵀ·dO
-        fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, Real(1), P, Tk, dO, C, Real(1),
-                                      dv.data() + kv_at, C);
-      if (!need_ds) continue;
-      fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + kv_at, C,
-                                    Real(0), ds.data(), Tk);  // dP = dO·Vᵀ
-      for (Index i = 0; i < Tq; ++i) {
-        Real* row = ds.data() + i * Tk;
-        const Real* p = P + i * Tk;
-        Real dot = 0;
-        for (Index j = 0; j < Tk; ++j) dot += row[j] * p[j];
-        for (Index j = 0; j < Tk; ++j) row[j] = p[j] * (row[j] - dot);
-      }
-      if (!dq.empty())  // dQ += scale·dS·K
-        fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, scale, ds.data(), Tk,
-                                      k.data() + kv_at, C, Real(1), dq.data() + q_at, C);
-      if (!dk.empty())  // dK += scale·dSᵀ·Q
-        fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, scale, ds.data(), Tk,
-                                      q.data() + q_at, C, Real(1), dk.data() + kv_at, C);
+  auto head = [&](Index bh, Real* ds) {  // ds: (Tq, Tk) scratch, dP and then dS in place
+    const Index b = bh / NH, h = bh % NH;
+    const Index q_at = b * Tq * C + h * HS, kv_at = b * Tk * C + h * HS;  // the head's columns
+    const Real* P = probs.data() + bh * Tq * Tk;
+    const Real* dO = dy.data() + q_at;
+    if (!dv.empty())  // dV += Pᵀ·dO
+      fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, Real(1), P, Tk, dO, C, Real(1),
+                                    dv.data() + kv_at, C);
+    if (!need_ds) return;
+    fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + kv_at, C,
+                                  Real(0), ds, Tk);  // dP = dO·Vᵀ
+    for (Index i = 0; i < Tq; ++i) {
+      Real* row = ds + i * Tk;
+      const Real* p = P + i * Tk;
+      Real dot = 0;
+      for (Index j = 0; j < Tk; ++j) dot += row[j] * p[j];
+      for (Index j = 0; j < Tk; ++j) row[j] = p[j] * (row[j] - dot);
     }
+    if (!dq.empty())  // dQ += scale·dS·K
+      fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, scale, ds, Tk, k.data() + kv_at, C,
+                                    Real(1), dq.data() + q_at, C);
+    if (!dk.empty())  // dK += scale·dSᵀ·Q
+      fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, scale, ds, Tk, q.data() + q_at, C,
+                                    Real(1), dk.data() + kv_at, C);
+  };
+  const std::size_t scratch_size = need_ds ? static_cast<std::size_t>(Tq * Tk) : 0;
+  if (detail::attention_heads_in_parallel(B * NH)) {
+#pragma omp parallel
+    {
+      std::vector<Real> ds(scratch_size);
+#pragma omp for schedule(static)
+      for (Index bh = 0; bh < B * NH; ++bh) head(bh, ds.data());
+    }
+  } else {
+    std::vector<Real> ds(scratch_size);
+    for (Index bh = 0; bh < B * NH; ++bh) head(bh, ds.data());
+  }
 }
 
 // attention(tape, q, k, v, NH, {.causal = true, .key_padding_mask = mask}) -> (B, Tq, C).
