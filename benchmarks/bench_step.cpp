@@ -28,6 +28,7 @@
 
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/detail/gemm.hpp"
+#include "fourierft/core/memory.hpp"
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
@@ -263,6 +264,7 @@ int main(int argc, char** argv) {
         for (const char* k : {"fourierft", "lora", "full"}) cases.push_back(std::string(m) + "/" + k);
   }
   if (std::getenv("FOURIERFT_NUM_THREADS") == nullptr) set_num_threads(2);
+  if (std::getenv("FOURIERFT_KEEP_MALLOC_DEFAULTS") == nullptr) reuse_freed_memory();
   if (header)
     std::printf("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable"
                 "\tgemm_gflop\tgflop_per_s\n");

@@ -38,6 +38,7 @@
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
+#include "fourierft/train/loop.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/presets.hpp"
 #include "fourierft/train/progress.hpp"
@@ -262,6 +263,7 @@ int main(int argc, char** argv) {
     check(max_len >= 4, "option --max-len must be >= 4, got ", max_len);
     check(eval_batch >= 1, "option --eval-batch must be >= 1, got ", eval_batch);
     if (opt.threads > 0) set_num_threads(opt.threads);
+    reuse_freed_memory();  // keep freed activations for the next step (core/memory.hpp)
     train::reproducible_fft(!opt.fast_fft);
     std::printf("finetune_glue: task %s, preset %s (flags override it), %d threads\n",
                 task_key.c_str(), preset->name, num_threads());
@@ -375,7 +377,6 @@ int main(int argc, char** argv) {
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
     train::InterruptFlag interrupt;
     train::Progress progress(total_steps, state.step, opt.log_every, "ex");
-    std::vector<Var<float>> params = optimizer.parameters();
     Tape<float> tape;
     std::int64_t step = state.step;
     for (int epoch = state.epoch; epoch < opt.epochs; ++epoch) {
@@ -384,47 +385,21 @@ int main(int argc, char** argv) {
       const auto epoch_start = std::chrono::steady_clock::now();
       for (Index b = epoch == state.epoch ? state.next_batch : 0; b < num_batches;
            b += opt.grad_accum) {
-        const auto t0 = std::chrono::steady_clock::now();
         const Index end = std::min(num_batches, b + opt.grad_accum);
-        Index examples = 0;
-        for (Index m = b; m < end; ++m) examples += static_cast<Index>(batches[m].size());
+        std::vector<Index> sizes;  // examples per micro-batch
+        for (Index m = b; m < end; ++m) sizes.push_back(static_cast<Index>(batches[m].size()));
         model->train();
         train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step));
-        double step_loss = 0;
-        for (Index m = b; m < end; ++m) {  // gradient accumulation: a weighted mean over examples
-          const Batch batch = make_batch(train_split, batches[m], pad);
-          const Var<float> loss = batch_loss(tape, *model, batch);
-          train::check_finite_loss(loss.item(), step + 1, epoch + 1);
-          const double weight = static_cast<double>(batches[m].size()) / examples;
-          step_loss += weight * loss.item();
-          tape.backward(loss, Tensor<float>::full({}, static_cast<float>(weight)));
-          tape.clear();
-        }
-        if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
-        optimizer.scale_lr(schedule(step));
-        optimizer.step();
-        optimizer.zero_grad();
+        const train::StepResult result = train::optimizer_step(
+            tape, optimizer, schedule, opt.clip, step, epoch, sizes, [&](Tape<float>& t, Index m) {
+              return batch_loss(t, *model, make_batch(train_split, batches[b + m], pad));
+            });
         ++step;
-
-        if (const auto w = progress.step(step, step_loss, optimizer.lr(0), seconds_since(t0), examples)) {
-          io::Json lrs = io::Json::array();
-          for (std::size_t g = 0; g < optimizer.num_groups(); ++g) lrs.push_back(optimizer.lr(g));
-          log.write({{"event", "step"}, {"step", step}, {"epoch", epoch + 1}, {"loss", w->loss},
-                     {"lr", lrs}, {"ms", w->ms}, {"examples_per_s", w->items_per_s}});
-        }
-        if (interrupt.requested() || (opt.stop_after > 0 && step == opt.stop_after)) {
-          state.step = step;
-          state.epoch = epoch;
-          state.next_batch = end;
-          train::save_train_state(state_dir, *model, optimizer, state, settings);
-          log.write({{"event", "interrupt"}, {"step", step}, {"epoch", epoch + 1},
-                     {"signal", interrupt.requested()}});
-          progress.finish();
-          std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
-                      "--resume\n", interrupt.requested() ? "interrupted" : "stopped (--stop-after)",
-                      static_cast<long long>(step), state_dir.string().c_str());
-          return interrupt.requested() ? interrupt.exit_code() : 130;
-        }
+        train::log_step(progress, log, optimizer, step, epoch, result, "examples_per_s");
+        if (const auto code = train::stop_requested(interrupt, opt.stop_after, state_dir, *model,
+                                                    optimizer, state, settings, log, progress, step,
+                                                    epoch, end))
+          return *code;
       }
 
       // ---- evaluate on dev after every epoch; keep the best ----------------------------------

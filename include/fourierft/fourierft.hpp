@@ -3,6 +3,7 @@
 #pragma once
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/core/memory.hpp"
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
