@@ -1,6 +1,8 @@
 // Tests of include/fourierft/ops/attention.hpp: the fused multi-head attention against a naive
 // per-head reference (float and double), masks (causal, left / right padding, KV cache), fully
-// masked rows, gradient checks for q, k, v in each of those cases, and the error messages.
+// masked rows, gradient checks for q, k, v in each of those cases, and the error messages; the
+// packed entry point (q, k, v read as column blocks of one (B, T, 3C) tensor, GPT-2's c_attn)
+// against narrow + attention, bit for bit, and its own gradient checks.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 
 #include "fourierft/ops/attention.hpp"
 #include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/indexing.hpp"
 #include "fourierft/ops/reduce.hpp"
 #include "gradcheck.hpp"
 
@@ -301,4 +304,119 @@ TEST_CASE("attention: bad shapes, heads and masks name the argument and both val
   CHECK_THROWS_WITH_AS(ops::attention(tape, q, k, v, 2, {.key_padding_mask = bad_mask}),
                        "attention: key_padding_mask[1, 1] = 2 must be 0 (padding) or 1 (token)",
                        ValueError);
+}
+
+// ---------------------------------------------------------------------------
+// attention_packed_qkv: the self-attention cases (Tq = Tk) of cases(), on qkv: (B, T, 3C).
+namespace {
+std::vector<Case> self_attention_cases() {
+  std::vector<Case> out;
+  for (const Case& c : cases())
+    if (c.Tq == c.Tk) out.push_back(c);
+  // Bigger: 4 heads of 12, two batches, causal + left padding in batch 1.
+  Case big{"bigger", 2, 33, 33, 48, 4, true, std::vector<std::int64_t>(66, 1)};
+  for (Index j = 0; j < 5; ++j) big.mask[static_cast<std::size_t>(33 + j)] = 0;
+  out.push_back(big);
+  return out;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("attention_packed_qkv equals narrow + attention exactly, gradients included",
+                   Real, float, double) {
+  Rng rng(29);
+  for (const Case& c : self_attention_cases()) {
+    CAPTURE(c.name);
+    const Tensor<Real> x = randn<Real>({c.B, c.Tq, 3 * c.C}, rng);
+    const Tensor<Real> probe = randn<Real>({c.B, c.Tq, c.C}, rng);
+    // loss = sum(y * probe), so dy = probe reaches every output entry.
+    auto run = [&](bool packed) {
+      Var<Real> qkv = Var<Real>::parameter(x.clone());
+      Tape<Real> tape;
+      Var<Real> y;
+      if (packed) {
+        y = ops::attention_packed_qkv(tape, qkv, c.NH, c.options());
+      } else {
+        y = ops::attention(tape, ops::narrow(tape, qkv, -1, 0, c.C),
+                           ops::narrow(tape, qkv, -1, c.C, c.C),
+                           ops::narrow(tape, qkv, -1, 2 * c.C, c.C), c.NH, c.options());
+      }
+      tape.backward(ops::sum(tape, ops::mul(tape, y, probe)));
+      return std::pair{y.value().clone(), qkv.grad().clone()};
+    };
+    const auto [y_packed, dqkv_packed] = run(true);
+    const auto [y_split, dqkv_split] = run(false);
+    REQUIRE(y_packed.shape() == y_split.shape());
+    Index value_diffs = 0, grad_diffs = 0;
+    for (Index n = 0; n < y_packed.numel(); ++n) value_diffs += y_packed[n] != y_split[n];
+    for (Index n = 0; n < dqkv_packed.numel(); ++n) grad_diffs += dqkv_packed[n] != dqkv_split[n];
+    CHECK(value_diffs == 0);
+    CHECK(grad_diffs == 0);
+  }
+}
+
+TEST_CASE("attention_packed_qkv: gradients match central differences with causal, padding masks") {
+  Rng rng(30);
+  for (const Case& c : self_attention_cases()) {
+    if (c.name == "bigger") continue;  // below, along random directions
+    CAPTURE(c.name);
+    auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+      return project(t, ops::attention_packed_qkv(t, in[0], c.NH, c.options()));
+    };
+    // qkv: (2, 4, 18), 144 entries, each checked.
+    GradcheckResult r = gradcheck(loss, {randn<double>({c.B, c.Tq, 3 * c.C}, rng)},
+                                  {.eps = 1e-6, .rtol = 1e-6, .atol = 1e-9, .max_entries = 144});
+    INFO(r.report());
+    CHECK(r.checks == 144);
+    CHECK(r.ok);
+  }
+  const Case big = self_attention_cases().back();
+  auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+    return project(t, ops::attention_packed_qkv(t, in[0], big.NH, big.options()));
+  };
+  GradcheckResult r = gradcheck(loss, {randn<double>({big.B, big.Tq, 3 * big.C}, rng)},
+                                {.eps = 1e-6, .rtol = 1e-6, .atol = 1e-8, .directions = 6});
+  INFO(r.report());
+  CHECK(r.ok);
+}
+
+TEST_CASE("attention_packed_qkv: without gradients nothing is recorded, the result is the same") {
+  Rng rng(31);
+  Var<float> qkv = Var<float>::parameter(randn<float>({2, 5, 24}, rng));
+  Tape<float> tape;
+  Var<float> y = ops::attention_packed_qkv(tape, qkv, 4, {.causal = true});
+  CHECK(tape.size() == 1);
+  REQUIRE(y.shape() == Shape{2, 5, 8});
+  Tape<float> eval;
+  NoGradScope<float> no_grad(eval);
+  Var<float> y2 = ops::attention_packed_qkv(eval, qkv, 4, {.causal = true});
+  CHECK(eval.size() == 0);
+  CHECK_FALSE(y2.requires_grad());
+  for (Index n = 0; n < y.numel(); ++n) CHECK(y.value()[n] == y2.value()[n]);
+  Var<float> empty(Tensor<float>({2, 0, 24}));
+  CHECK(ops::attention_packed_qkv(tape, empty, 4).shape() == Shape{2, 0, 8});
+}
+
+TEST_CASE("attention_packed_qkv: bad shapes, heads and masks name the argument and the values") {
+  Tape<float> tape;
+  Var<float> qkv(Tensor<float>({2, 3, 24}));
+  CHECK_THROWS_WITH_AS(ops::attention_packed_qkv(tape, Var<float>(Tensor<float>({2, 3, 8})), 2),
+                       "attention_packed_qkv: qkv must be (B, T, 3C), got shape (2, 3, 8)",
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(ops::attention_packed_qkv(tape, Var<float>(Tensor<float>({6, 24})), 2),
+                       "attention_packed_qkv: qkv must be (B, T, 3C), got shape (6, 24)",
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(ops::attention_packed_qkv(tape, qkv, 3),
+                       "attention_packed_qkv: C = 8 is not divisible by num_heads = 3", ShapeError);
+  CHECK_THROWS_WITH_AS(ops::attention_packed_qkv(tape, qkv, 0),
+                       "attention_packed_qkv: num_heads must be >= 1, got 0", ValueError);
+  const std::vector<std::int64_t> short_mask = {1, 1, 1};
+  CHECK_THROWS_WITH_AS(
+      ops::attention_packed_qkv(tape, qkv, 2, {.key_padding_mask = short_mask}),
+      "attention_packed_qkv: key_padding_mask has 3 entries but qkv (2, 3, 24) needs B * Tk = 6",
+      ShapeError);
+  const std::vector<std::int64_t> bad_mask = {1, 1, 1, 1, 2, 1};
+  CHECK_THROWS_WITH_AS(
+      ops::attention_packed_qkv(tape, qkv, 2, {.key_padding_mask = bad_mask}),
+      "attention_packed_qkv: key_padding_mask[1, 1] = 2 must be 0 (padding) or 1 (token)",
+      ValueError);
 }

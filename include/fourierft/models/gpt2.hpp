@@ -112,23 +112,29 @@ class GPT2Attention : public nn::Module<Real> {
                     Tensor<Real>* past_key, Tensor<Real>* past_value) {
     const Index C = x.size(-1);
     const Var<Real> qkv = c_attn.forward(tape, x);  // (B, T, 3C)
-    Var<Real> q = ops::narrow(tape, qkv, -1, 0, C);
-    Var<Real> k = ops::narrow(tape, qkv, -1, C, C);
-    Var<Real> v = ops::narrow(tape, qkv, -1, 2 * C, C);
-    if (past_key != nullptr) {
-      if (past_key->numel() > 0) {
-        k = ops::concat(tape, {Var<Real>(*past_key), k}, 1);
-        v = ops::concat(tape, {Var<Real>(*past_value), v}, 1);
-      }
-      *past_key = k.value();
-      *past_value = v.value();
-    }
     ops::AttentionOptions options;
     options.causal = true;
     options.scale = scale_;
     if (!key_mask.empty()) options.key_padding_mask = key_mask.data();
-    const Var<Real> y =
-        multi_head_attention(tape, q, k, v, num_heads_, options, attn_dropout, this->is_training());
+    const bool drop_probs = this->is_training() && attn_dropout.p != 0.0;
+    Var<Real> y;
+    if (past_key == nullptr && !drop_probs) {
+      y = ops::attention_packed_qkv(tape, qkv, num_heads_, options);  // reads q, k, v in place
+    } else {  // a KV cache or dropout on the probabilities: q, k, v as tensors of their own
+      Var<Real> q = ops::narrow(tape, qkv, -1, 0, C);
+      Var<Real> k = ops::narrow(tape, qkv, -1, C, C);
+      Var<Real> v = ops::narrow(tape, qkv, -1, 2 * C, C);
+      if (past_key != nullptr) {
+        if (past_key->numel() > 0) {
+          k = ops::concat(tape, {Var<Real>(*past_key), k}, 1);
+          v = ops::concat(tape, {Var<Real>(*past_value), v}, 1);
+        }
+        *past_key = k.value();
+        *past_value = v.value();
+      }
+      y = multi_head_attention(tape, q, k, v, num_heads_, options, attn_dropout,
+                               this->is_training());
+    }
     return resid_dropout.forward(tape, c_proj.forward(tape, y), this->is_training());
   }
 

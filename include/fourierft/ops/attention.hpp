@@ -64,6 +64,8 @@ void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int
 //     S = scale · Q·Kᵀ  (Tq, Tk);   P = masked row softmax(S);   O = P·V  (Tq, HS)
 //   probs: (B, NH, Tq, Tk) receives P for backward (as PyTorch saves it); if empty, one (Tq, Tk)
 //   scratch is used and nothing is kept (inference).
+//   ldq, ldk, ldv: row strides of q, k, v (0 = C, contiguous); 3C reads the column blocks of one
+//   packed (B, T, 3C) tensor [q | k | v] in place (GPT-2's c_attn). y is contiguous.
 //
 // Threads. With a BLAS that runs serially inside an OpenMP region (OpenBLAS's OpenMP build, or
 // Eigen; detail::gemm_is_serial_in_parallel_regions), the B·NH heads are shared out by one OpenMP
@@ -87,24 +89,28 @@ template <class Real>
 void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const Real> q,
                        std::span<const Real> k, std::span<const Real> v,
                        std::span<const std::int64_t> key_mask, Index B, Index Tq, Index Tk, Index C,
-                       Index NH, bool causal, Real scale) {
+                       Index NH, bool causal, Real scale, Index ldq = 0, Index ldk = 0,
+                       Index ldv = 0) {
   const Index HS = C / NH;
+  if (ldq == 0) ldq = C;
+  if (ldk == 0) ldk = C;
+  if (ldv == 0) ldv = C;
   // One head (b, h); scratch holds its (Tq, Tk) scores when probs is not kept (inference).
   auto head = [&](Index bh, Real* scratch) {
     const Index b = bh / NH, h = bh % NH;
     const auto mask = key_mask.empty() ? key_mask
                                        : key_mask.subspan(static_cast<std::size_t>(b * Tk),
                                                           static_cast<std::size_t>(Tk));
-    const Real* Q = q.data() + b * Tq * C + h * HS;  // (Tq, HS)
-    const Real* K = k.data() + b * Tk * C + h * HS;  // (Tk, HS)
-    const Real* V = v.data() + b * Tk * C + h * HS;  // (Tk, HS)
-    Real* O = y.data() + b * Tq * C + h * HS;        // (Tq, HS)
+    const Real* Q = q.data() + b * Tq * ldq + h * HS;  // (Tq, HS), row stride ldq
+    const Real* K = k.data() + b * Tk * ldk + h * HS;  // (Tk, HS), row stride ldk
+    const Real* V = v.data() + b * Tk * ldv + h * HS;  // (Tk, HS), row stride ldv
+    Real* O = y.data() + b * Tq * C + h * HS;          // (Tq, HS), row stride C
     Real* P = probs.empty() ? scratch : probs.data() + bh * Tq * Tk;
-    fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, scale, Q, C, K, C, Real(0), P, Tk);
+    fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, scale, Q, ldq, K, ldk, Real(0), P, Tk);
     for (Index i = 0; i < Tq; ++i)  // query i sees keys j <= i + (Tk - Tq) when causal
       masked_softmax_row(std::span<Real>(P + i * Tk, static_cast<std::size_t>(Tk)),
                          causal ? std::min(Tk, i + Tk - Tq + 1) : Tk, mask);
-    fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, Real(1), P, Tk, V, C, Real(0), O, C);
+    fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, Real(1), P, Tk, V, ldv, Real(0), O, C);
   };
   const std::size_t scratch_size = probs.empty() ? static_cast<std::size_t>(Tq * Tk) : 0;
   if (detail::attention_heads_in_parallel(B * NH)) {
@@ -125,24 +131,31 @@ void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const
 //   dV += Pᵀ·dO     dP = dO·Vᵀ     dS = P ∘ (dP - rowsum(dP ∘ P))   (softmax backward)
 //   dQ += scale · dS·K              dK += scale · dSᵀ·Q
 // Heads are independent (each writes its own column blocks of dq, dk, dv) and are threaded as in
-// the forward. Empty gradient spans are skipped.
+// the forward. Empty gradient spans are skipped. dq, dk, dv have the row strides of q, k, v (so
+// with ld = 3C they are the column blocks of the packed tensor's gradient); dy is contiguous.
 template <class Real>
 void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> dv,
                         std::span<const Real> dy, std::span<const Real> probs,
                         std::span<const Real> q, std::span<const Real> k, std::span<const Real> v,
-                        Index B, Index Tq, Index Tk, Index C, Index NH, Real scale) {
+                        Index B, Index Tq, Index Tk, Index C, Index NH, Real scale, Index ldq = 0,
+                        Index ldk = 0, Index ldv = 0) {
   const Index HS = C / NH;
+  if (ldq == 0) ldq = C;
+  if (ldk == 0) ldk = C;
+  if (ldv == 0) ldv = C;
   const bool need_ds = !dq.empty() || !dk.empty();
   auto head = [&](Index bh, Real* ds) {  // ds: (Tq, Tk) scratch, dP and then dS in place
     const Index b = bh / NH, h = bh % NH;
-    const Index q_at = b * Tq * C + h * HS, kv_at = b * Tk * C + h * HS;  // the head's columns
+    // The head's column block in each tensor.
+    const Index q_at = b * Tq * ldq + h * HS, k_at = b * Tk * ldk + h * HS,
+                v_at = b * Tk * ldv + h * HS, y_at = b * Tq * C + h * HS;
     const Real* P = probs.data() + bh * Tq * Tk;
-    const Real* dO = dy.data() + q_at;
+    const Real* dO = dy.data() + y_at;
     if (!dv.empty())  // dV += Pᵀ·dO
       fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, Real(1), P, Tk, dO, C, Real(1),
-                                    dv.data() + kv_at, C);
+                                    dv.data() + v_at, ldv);
     if (!need_ds) return;
-    fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + kv_at, C,
+    fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + v_at, ldv,
                                   Real(0), ds, Tk);  // dP = dO·Vᵀ
     for (Index i = 0; i < Tq; ++i) {
       Real* row = ds + i * Tk;
@@ -152,11 +165,11 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
       for (Index j = 0; j < Tk; ++j) row[j] = p[j] * (row[j] - dot);
     }
     if (!dq.empty())  // dQ += scale·dS·K
-      fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, scale, ds, Tk, k.data() + kv_at, C,
-                                    Real(1), dq.data() + q_at, C);
+      fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, scale, ds, Tk, k.data() + k_at, ldk,
+                                    Real(1), dq.data() + q_at, ldq);
     if (!dk.empty())  // dK += scale·dSᵀ·Q
-      fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, scale, ds, Tk, q.data() + q_at, C,
-                                    Real(1), dk.data() + kv_at, C);
+      fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, scale, ds, Tk, q.data() + q_at, ldq,
+                                    Real(1), dk.data() + k_at, ldk);
   };
   const std::size_t scratch_size = need_ds ? static_cast<std::size_t>(Tq * Tk) : 0;
   if (detail::attention_heads_in_parallel(B * NH)) {
@@ -171,6 +184,33 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
     for (Index bh = 0; bh < B * NH; ++bh) head(bh, ds.data());
   }
 }
+
+namespace detail {
+// The checked key-padding mask ((B, Tk) of 0 / 1, or empty) and the score scale (default
+// 1 / sqrt(HS)) of an attention op; `what` names the tensor that fixes Tk in messages.
+inline std::span<const std::int64_t> attention_mask(const char* op,
+                                                    const AttentionOptions& options,
+                                                    const char* what, const Shape& shape, Index B,
+                                                    Index Tk) {
+  if (!options.key_padding_mask) return {};
+  const std::span<const std::int64_t> mask = *options.key_padding_mask;
+  check<ShapeError>(static_cast<Index>(mask.size()) == B * Tk, op, ": key_padding_mask has ",
+                    mask.size(), " entries but ", what, " ", shape_str(shape),
+                    " needs B * Tk = ", B * Tk);
+  for (Index n = 0; n < B * Tk; ++n) {
+    const std::int64_t m = mask[static_cast<std::size_t>(n)];
+    check(m == 0 || m == 1, op, ": key_padding_mask[", n / Tk, ", ", n % Tk, "] = ", m,
+          " must be 0 (padding) or 1 (token)");
+  }
+  return mask;
+}
+template <class Real>
+Real attention_scale(const AttentionOptions& options, Index HS) {
+  return static_cast<Real>(options.scale
+                               ? *options.scale
+                               : 1.0 / std::sqrt(static_cast<double>(std::max<Index>(HS, 1))));
+}
+}  // namespace detail
 
 // attention(tape, q, k, v, NH, {.causal = true, .key_padding_mask = mask}) -> (B, Tq, C).
 template <class Real>
@@ -190,22 +230,9 @@ Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, co
                     " is not divisible by num_heads = ", num_heads);
   check<ShapeError>(!options.causal || Tk >= Tq, "attention: causal needs Tk >= Tq (the first ",
                     "Tk - Tq keys are cached), got Tq = ", Tq, " and Tk = ", Tk);
-  std::span<const std::int64_t> mask;
-  if (options.key_padding_mask) {
-    mask = *options.key_padding_mask;
-    check<ShapeError>(static_cast<Index>(mask.size()) == B * Tk, "attention: key_padding_mask has ",
-                      mask.size(), " entries but k ", shape_str(k.shape()),
-                      " needs B * Tk = ", B * Tk);
-    for (Index n = 0; n < B * Tk; ++n) {
-      const std::int64_t m = mask[static_cast<std::size_t>(n)];
-      check(m == 0 || m == 1, "attention: key_padding_mask[", n / Tk, ", ", n % Tk, "] = ", m,
-            " must be 0 (padding) or 1 (token)");
-    }
-  }
+  const auto mask = detail::attention_mask("attention", options, "k", k.shape(), B, Tk);
   const Index NH = num_heads, HS = C / NH;
-  const Real scale = static_cast<Real>(
-      options.scale ? *options.scale
-                    : 1.0 / std::sqrt(static_cast<double>(std::max<Index>(HS, 1))));
+  const Real scale = detail::attention_scale<Real>(options, HS);
 
   // Keep P only if backward will run.
   const bool keep =
@@ -217,6 +244,42 @@ Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, co
   tape.record("attention", {q, k, v}, y, [=](std::span<const Real> dy) {
     attention_backward<Real>(grad_if_needed(q), grad_if_needed(k), grad_if_needed(v), dy,
                              probs.data(), q.data(), k.data(), v.data(), B, Tq, Tk, C, NH, scale);
+  });
+  return y;
+}
+
+// attention_packed_qkv(tape, qkv, NH, options) = attention(tape, q, k, v, NH, options) with
+// [q | k | v] the column blocks of one projection (GPT-2's c_attn), read in place:
+//   qkv: (B, T, 3C), row stride 3C   ->   y: (B, T, C);   Tq = Tk = T, key mask (B, T)
+// Backward adds dq, dk, dv straight into the blocks of dqkv: no narrow copies either way.
+template <class Real>
+Var<Real> attention_packed_qkv(Tape<Real>& tape, const Var<Real>& qkv, Index num_heads,
+                               const AttentionOptions& options = {}) {
+  check<ShapeError>(qkv.dim() == 3 && qkv.size(2) % 3 == 0,
+                    "attention_packed_qkv: qkv must be (B, T, 3C), got shape ",
+                    shape_str(qkv.shape()));
+  const Index B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, ld = 3 * C;
+  check(num_heads >= 1, "attention_packed_qkv: num_heads must be >= 1, got ", num_heads);
+  check<ShapeError>(C % num_heads == 0, "attention_packed_qkv: C = ", C,
+                    " is not divisible by num_heads = ", num_heads);
+  const auto mask =
+      detail::attention_mask("attention_packed_qkv", options, "qkv", qkv.shape(), B, T);
+  const Index NH = num_heads, HS = C / NH;
+  const Real scale = detail::attention_scale<Real>(options, HS);
+
+  const bool keep = tape.grad_enabled() && qkv.requires_grad();
+  Tensor<Real> probs(keep ? Shape{B, NH, T, T} : Shape{0});
+  Var<Real> y = tape.output({B, T, C});
+  if (y.numel() == 0) return y;  // nothing to read (and the blocks' offsets would leave qkv)
+  const std::span<const Real> x = qkv.data();  // q, k, v start at columns 0, C, 2C
+  attention_forward<Real>(y.data(), probs.data(), x, x.subspan(C), x.subspan(2 * C), mask, B, T, T,
+                          C, NH, options.causal, scale, ld, ld, ld);
+  tape.record("attention", {qkv}, y, [=](std::span<const Real> dy) {
+    const std::span<const Real> x = qkv.data();
+    const std::span<Real> dx = grad_if_needed(qkv);
+    if (dx.empty()) return;
+    attention_backward<Real>(dx, dx.subspan(C), dx.subspan(2 * C), dy, probs.data(), x,
+                             x.subspan(C), x.subspan(2 * C), B, T, T, C, NH, scale, ld, ld, ld);
   });
   return y;
 }
