@@ -19,6 +19,20 @@ Dropout is 0 (bench_step does the same), so both run the fused / eager attention
 Each case runs in its own process (so peak RSS is per case). Output, one TSV row per case:
   impl  model  method  batch  seq  tokens_per_s  ms_per_step  peak_rss_mb  trainable
 Threads: torch.set_num_threads(FOURIERFT_NUM_THREADS, default 2) — the same knob bench_step reads.
+
+--generate: the decoding bench_generate times, in plain PyTorch *without* a KV cache (each new
+token runs the whole prefix through the model again, as a plain module without past_key_values
+does; the tied LM head only on the last position). GPT-2 small as above (random weights, dropout 0),
+eval mode, torch.no_grad(); prompts of random ids, prompt_len each, no padding; greedy, or beam
+search as HF's BeamSearchScorer (prompts expanded to num_beams rows before the first pass, beams
+2..K start at -1e9, log_softmax, then the no-repeat n-gram ban, then the running sums; the best
+num_beams of the prompt's K·V continuations; score = sum log p / new_tokens^length_penalty).
+eos is disabled on both sides (bench_generate sets eos -1), so every case generates exactly
+new_tokens tokens and no hypothesis closes early. One warm-up generate of 2 tokens, then one
+timed run.
+  python3 benchmarks/pytorch_reference.py --generate [--case greedy/1 --case beam/4]
+      [--prompt-len 32] [--new-tokens 64] [--beams 10]
+  Output: impl  mode  batch  prompt_len  new_tokens  tokens_per_s  ms  peak_rss_mb
 """
 import argparse
 import math
@@ -144,14 +158,16 @@ def build(torch, model_name, method):
                 if isinstance(m, (nn.Linear, nn.Embedding)):
                     nn.init.normal_(m.weight, std=0.02)
 
+        def gpt2_hidden(self, ids):  # (B, T) -> (B, T, C) after ln_f, positions 0..T-1
+            x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+            for b in self.h:
+                x = b(x)
+            return self.ln_f(x)
+
         def loss(self, batch):
             if model_name.startswith("gpt2"):
                 ids = batch
-                T = ids.shape[1]
-                x = self.wte(ids) + self.wpe(torch.arange(T))
-                for b in self.h:
-                    x = b(x)
-                logits = self.ln_f(x) @ self.wte.weight.t()  # tied LM head
+                logits = self.gpt2_hidden(ids) @ self.wte.weight.t()  # tied LM head
                 return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                        ids[:, 1:].reshape(-1))
             if model_name == "roberta":
@@ -217,6 +233,87 @@ def run_case(case, batch, seq, steps, images):
           f"\t{rss_mb:.0f}\t{trainable}", flush=True)
 
 
+GENERATE_CASES = ["greedy/1", "greedy/4", "beam/1", "beam/4"]
+
+
+def ban_repeated_ngrams(torch, logp, rows, n):
+    """HF's NoRepeatNGramLogitsProcessor: a token that would complete an n-gram already in the row
+    (prompt included) gets -inf. logp: (N, V); rows: (N, L)."""
+    L = rows.shape[1]
+    if n <= 0 or L + 1 < n:
+        return
+    for i, row in enumerate(rows.tolist()):
+        prefix = row[L - n + 1:]
+        banned = [row[j + n - 1] for j in range(L - n + 1) if row[j:j + n - 1] == prefix]
+        if banned:
+            logp[i, banned] = -math.inf
+
+
+def last_logits(model, rows):  # no cache: the whole (N, L) prefix again, the head on the last position
+    return model.gpt2_hidden(rows)[:, -1] @ model.wte.weight.t()
+
+
+def greedy(torch, model, ids, new_tokens):
+    rows, score = ids, torch.zeros(ids.shape[0], dtype=torch.float64)
+    for _ in range(new_tokens):
+        logp = last_logits(model, rows).log_softmax(-1)
+        token = logp.argmax(-1)
+        score += logp.gather(1, token[:, None])[:, 0].double()
+        rows = torch.cat([rows, token[:, None]], 1)
+    return rows[:, ids.shape[1]:], score
+
+
+def beam_search(torch, model, ids, new_tokens, K, length_penalty, ngram):
+    B, T = ids.shape
+    rows = ids.repeat_interleave(K, 0)  # (B·K, T): row b·K + k is beam k of prompt b
+    beam_scores = torch.zeros(B, K)
+    beam_scores[:, 1:] = -1e9  # the first step branches from one beam
+    beam_scores = beam_scores.view(-1)
+    offsets = (torch.arange(B) * K)[:, None]
+    for _ in range(new_tokens):
+        logp = last_logits(model, rows).log_softmax(-1)  # (B·K, V)
+        ban_repeated_ngrams(torch, logp, rows, ngram)
+        V = logp.shape[1]
+        scores = (logp + beam_scores[:, None]).view(B, K * V)
+        top, idx = scores.topk(2 * K, dim=1)  # HF keeps 2K for eos; with no eos the first K win
+        top, idx = top[:, :K], idx[:, :K]
+        parents = (idx // V + offsets).reshape(-1)
+        rows = torch.cat([rows[parents], (idx % V).reshape(-1, 1)], 1)
+        beam_scores = top.reshape(-1)
+    final = beam_scores.view(B, K) / float(new_tokens) ** length_penalty
+    best = final.argmax(1)
+    picked = rows.view(B, K, -1)[torch.arange(B), best]
+    return picked[:, T:], final[torch.arange(B), best]
+
+
+def run_generate_case(case, prompt_len, new_tokens, beams):
+    import torch
+    torch.manual_seed(0)
+    torch.set_num_threads(int(os.environ.get("FOURIERFT_NUM_THREADS", "2")))
+    mode, batch = case.split("/")
+    batch = int(batch)
+    if mode not in ("greedy", "beam"):
+        sys.exit(f"unknown generate mode '{mode}' (greedy, beam)")
+    model = build(torch, "gpt2", "full")
+    model.eval()
+    ids = torch.randint(0, MODELS["gpt2"]["V"] - 1, (batch, prompt_len))
+
+    def generate(n):
+        if mode == "greedy":
+            return greedy(torch, model, ids, n)
+        return beam_search(torch, model, ids, n, beams, 0.8, 4)  # the E2E recipe
+
+    with torch.no_grad():
+        generate(2)  # warm-up
+        t0 = time.perf_counter()
+        tokens, _ = generate(new_tokens)
+        ms = (time.perf_counter() - t0) * 1e3
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    generated = tokens.shape[1]
+    print(f"pytorch\t{mode}\t{batch}\t{prompt_len}\t{generated}\t{batch * generated / (ms / 1e3):.2f}"
+          f"\t{ms:.1f}\t{rss_mb:.0f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", action="append", help="model/method, e.g. gpt2/fourierft (repeatable)")
@@ -226,7 +323,24 @@ def main():
     ap.add_argument("--images", type=int, default=8, help="ViT batch (197 tokens each)")
     ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     ap.add_argument("--header", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--generate", action="store_true",
+                    help="time generation instead (cases mode/batch: greedy/1 greedy/4 beam/1 beam/4)")
+    ap.add_argument("--prompt-len", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--beams", type=int, default=10)
     a = ap.parse_args()
+    if a.generate:
+        cases = a.case or GENERATE_CASES
+        if a.header:
+            print("impl\tmode\tbatch\tprompt_len\tnew_tokens\ttokens_per_s\tms\tpeak_rss_mb", flush=True)
+        if len(cases) == 1:
+            run_generate_case(cases[0], a.prompt_len, a.new_tokens, a.beams)
+            return
+        for case in cases:  # one process per case
+            subprocess.run([sys.executable, __file__, "--generate", "--no-header", "--case", case,
+                            "--prompt-len", str(a.prompt_len), "--new-tokens", str(a.new_tokens),
+                            "--beams", str(a.beams)], check=True)
+        return
     cases = a.case or (DEFAULT_CASES + (EXTRA_CASES if a.all else []))
     if a.header:
         print("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable", flush=True)

@@ -1,13 +1,17 @@
 // Tests of include/fourierft/models/generation.hpp: greedy, sampling and beam search on a toy model
 // whose probabilities are written down (so results can be checked by hand), then on the GPT-2
 // fixture: the KV cache against recomputing the sequence, beam 1 against greedy, batches against
-// single prompts, and beam scores against the model's own log-probabilities.
+// single prompts, and beam scores against the model's own log-probabilities; then the decoder's
+// StepCache against decoding through the model's KvCache (the previous way) and its attention
+// against ops::attention_forward.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -285,4 +289,205 @@ TEST_CASE("generate: bad prompts and options are errors that say what to do") {
   CHECK_THROWS_WITH_AS(
       generate(*model, std::vector<std::vector<std::int64_t>>{{}}, GenerationConfig{}),
       doctest::Contains("an empty prompt"), ValueError);
+}
+
+// ===========================================================================
+// The decoder's StepCache (keys appended in place, beams reordered through a slot table) against
+// the way Gpt2Decoder decoded before it: every step through GPT2Model::forward with a KvCache,
+// reordered by KvCache::select_rows (which copies every layer's keys and values).
+namespace {
+
+struct ModelKvCacheDecoder {
+  using real_type = float;
+  GPT2LMHeadModel<float>& model;
+  KvCache<float> cache;
+  std::vector<std::int64_t> count;  // per row: real tokens so far
+
+  Tensor<float> run(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask,
+                    const Tensor<std::int64_t>& positions) {
+    Tape<float> tape;
+    NoGradScope<float> no_grad(tape);
+    const Var<float> hidden = model.transformer.forward(tape, ids, mask, &cache, positions);
+    return model.lm_head(tape, ops::select(tape, hidden, 1, -1)).value();
+  }
+  Tensor<float> start(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask) {
+    cache.clear();
+    count.assign(static_cast<std::size_t>(ids.size(0)), 0);
+    for (Index n = 0; n < ids.size(0); ++n)
+      for (Index t = 0; t < ids.size(1); ++t) count[n] += mask.at({n, t});
+    return run(ids, mask, Gpt2Decoder<float>::positions_from_mask(mask));
+  }
+  Tensor<float> next(std::span<const std::int64_t> tokens) {
+    const Index N = static_cast<Index>(tokens.size());
+    Tensor<std::int64_t> ids({N, 1}), positions({N, 1});
+    for (Index n = 0; n < N; ++n) {
+      ids[n] = tokens[n];
+      positions[n] = count[n]++;
+    }
+    return run(ids, Tensor<std::int64_t>::ones({N, 1}), positions);
+  }
+  void select_rows(std::span<const Index> rows) {
+    std::vector<std::int64_t> c;
+    for (Index r : rows) c.push_back(count[r]);
+    count = c;
+    cache.select_rows(rows);
+  }
+};
+
+double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
+  REQUIRE(a.shape() == b.shape());
+  double worst = 0;
+  for (Index i = 0; i < a.numel(); ++i) worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("StepCache: logits through expansions, reorders and growth match the model's KvCache") {
+  auto model = GPT2LMHeadModel<float>::from_pretrained(gpt2_dir());
+  // Two left-padded prompts; no size hint, so the cache starts one position past the prompt
+  // and grows (by copying) several times.
+  const auto ids = Tensor<std::int64_t>::from_data({2, 5}, {5, 17, 42, 8, 99, 100, 100, 12, 30, 7});
+  const auto mask = Tensor<std::int64_t>::from_data({2, 5}, {1, 1, 1, 1, 1, 0, 0, 1, 1, 1});
+  Gpt2Decoder<float> decoder(*model, true);
+  ModelKvCacheDecoder reference{*model, {}, {}};
+  double worst = max_abs_diff(decoder.start(ids, mask), reference.start(ids, mask));
+  // Expand to 3 rows per prompt, then each step reorder by a fixed pseudo-random parent list
+  // (rows may repeat or vanish, as in beam search) and append a token per row.
+  const std::vector<Index> expand = {0, 0, 0, 1, 1, 1};
+  decoder.select_rows(expand);
+  reference.select_rows(expand);
+  Rng rng(11);
+  for (int step = 0; step < 20; ++step) {
+    std::vector<Index> parents(6);
+    std::vector<std::int64_t> tokens(6);
+    for (Index n = 0; n < 6; ++n) {
+      parents[n] = (n / 3) * 3 + static_cast<Index>(rng.uniform() * 3.0);  // within its prompt
+      tokens[n] = static_cast<std::int64_t>(rng.uniform() * 100.0);
+    }
+    decoder.select_rows(parents);
+    reference.select_rows(parents);
+    worst = std::max(worst, max_abs_diff(decoder.next(tokens), reference.next(tokens)));
+  }
+  MESSAGE("StepCache vs KvCache logits: ", worst);
+  CHECK(worst < 1e-5);
+}
+
+TEST_CASE("GPT-2 beam search with the StepCache returns what the KvCache decoding returned") {
+  auto model = GPT2LMHeadModel<float>::from_pretrained(gpt2_dir());
+  const std::vector<std::vector<std::int64_t>> prompts = {{5, 17, 42, 8, 99, 3}, {7, 7}, {64}};
+  Tensor<std::int64_t> ids({3, 6}), mask({3, 6});
+  for (Index b = 0; b < 3; ++b) {
+    const auto& p = prompts[static_cast<std::size_t>(b)];
+    const Index offset = 6 - static_cast<Index>(p.size());
+    for (Index t = 0; t < 6; ++t) {
+      ids[b * 6 + t] = t < offset ? 100 : p[static_cast<std::size_t>(t - offset)];
+      mask[b * 6 + t] = t < offset ? 0 : 1;
+    }
+  }
+  struct Case {
+    Index beams;
+    double length_penalty;
+    Index ngram;
+    std::optional<std::int64_t> eos;
+  };
+  for (const Case& k : {Case{10, 0.8, 4, 100}, Case{4, 1.0, 3, 100}, Case{10, 0.8, 4, -1},
+                        Case{3, 2.0, 0, 100}}) {
+    CAPTURE(k.beams);
+    CAPTURE(k.ngram);
+    GenerationConfig c;
+    c.max_new_tokens = 24;
+    c.num_beams = k.beams;
+    c.length_penalty = k.length_penalty;
+    c.no_repeat_ngram_size = k.ngram;
+    c.eos_token_id = k.eos;
+    Gpt2Decoder<float> decoder(*model, true, c.max_new_tokens);
+    ModelKvCacheDecoder reference{*model, {}, {}};
+    const auto now = beam_search(decoder, ids, mask, c);
+    const auto before = beam_search(reference, ids, mask, c);
+    for (std::size_t b = 0; b < 3; ++b) {
+      CAPTURE(b);
+      CHECK(now[b].tokens == before[b].tokens);
+      CHECK(now[b].score == doctest::Approx(before[b].score).epsilon(1e-6));
+    }
+    // Greedy the same way.
+    c.num_beams = 1;
+    const auto greedy_now = greedy_or_sample(decoder, ids, mask, c);
+    const auto greedy_before = greedy_or_sample(reference, ids, mask, c);
+    for (std::size_t b = 0; b < 3; ++b) CHECK(greedy_now[b].tokens == greedy_before[b].tokens);
+  }
+}
+
+TEST_CASE("step_attention through a reordered StepCache equals ops::attention on gathered rows") {
+  // Large enough for the threaded branch (N·NH·T·HS >= 2^18), with padding in the prompts.
+  const Index N = 16, T0 = 299, C = 64, NH = 4, L = 2;
+  Rng rng(5);
+  KvCache<float> prompt;
+  for (Index l = 0; l < L; ++l) {
+    prompt.key.push_back(randn<float>({N, T0, C}, rng));
+    prompt.value.push_back(randn<float>({N, T0, C}, rng));
+  }
+  StepCache<float> cache;
+  cache.reset(prompt, 0);  // capacity T0 + 1: the second position below grows it
+  std::vector<std::vector<std::int64_t>> masks(static_cast<std::size_t>(N));
+  for (Index n = 0; n < N; ++n)
+    for (Index t = 0; t < T0; ++t) masks[n].push_back(t < n ? 0 : 1);  // row n: n pads
+  // Full contiguous copies of every row's keys / values, reordered the same way.
+  std::vector<std::vector<std::vector<float>>> keys(static_cast<std::size_t>(L)),
+      values(static_cast<std::size_t>(L));  // [layer][row]: (T, C)
+  for (Index l = 0; l < L; ++l)
+    for (Index n = 0; n < N; ++n) {
+      keys[l].emplace_back(prompt.key[l].ptr() + n * T0 * C, prompt.key[l].ptr() + (n + 1) * T0 * C);
+      values[l].emplace_back(prompt.value[l].ptr() + n * T0 * C,
+                             prompt.value[l].ptr() + (n + 1) * T0 * C);
+    }
+  double worst = 0;
+  for (int step = 0; step < 3; ++step) {
+    std::vector<Index> parents(static_cast<std::size_t>(N));
+    for (Index n = 0; n < N; ++n) parents[n] = static_cast<Index>(rng.uniform() * double(N));
+    cache.select_rows(parents);
+    std::vector<std::vector<std::int64_t>> m;
+    for (Index p : parents) m.push_back(masks[p]);
+    masks = m;
+    for (Index l = 0; l < L; ++l) {
+      std::vector<std::vector<float>> k, v;
+      for (Index p : parents) {
+        k.push_back(keys[l][p]);
+        v.push_back(values[l][p]);
+      }
+      keys[l] = k;
+      values[l] = v;
+    }
+    cache.open_position();
+    const Index T = cache.length + 1;
+    for (auto& row : masks) row.push_back(1);
+    for (Index l = 0; l < L; ++l) {
+      const Tensor<float> qkv = randn<float>({N, 1, 3 * C}, rng);
+      for (Index n = 0; n < N; ++n) {
+        std::copy_n(qkv.ptr() + n * 3 * C + C, C, cache.at(cache.key[l], n, cache.length));
+        std::copy_n(qkv.ptr() + n * 3 * C + 2 * C, C, cache.at(cache.value[l], n, cache.length));
+        keys[l][n].insert(keys[l][n].end(), qkv.ptr() + n * 3 * C + C, qkv.ptr() + n * 3 * C + 2 * C);
+        values[l][n].insert(values[l][n].end(), qkv.ptr() + n * 3 * C + 2 * C,
+                            qkv.ptr() + n * 3 * C + 3 * C);
+      }
+      Tensor<float> y({N, 1, C});
+      step_attention<float>(y.data(), qkv.data(), cache, l, masks, NH, 0.125f);
+      // Reference: the fused op's kernel on contiguous (N, T, C) keys and values.
+      Tensor<float> q({N, 1, C}), k({N, T, C}), v({N, T, C}), expected({N, 1, C});
+      Tensor<std::int64_t> key_mask({N, T});
+      for (Index n = 0; n < N; ++n) {
+        std::copy_n(qkv.ptr() + n * 3 * C, C, q.ptr() + n * C);
+        std::copy(keys[l][n].begin(), keys[l][n].end(), k.ptr() + n * T * C);
+        std::copy(values[l][n].begin(), values[l][n].end(), v.ptr() + n * T * C);
+        std::copy(masks[n].begin(), masks[n].end(), key_mask.ptr() + n * T);
+      }
+      ops::attention_forward<float>(expected.data(), {}, q.data(), k.data(), v.data(),
+                                    key_mask.data(), N, 1, T, C, NH, true, 0.125f);
+      worst = std::max(worst, max_abs_diff(y, expected));
+    }
+    ++cache.length;
+  }
+  CHECK(cache.capacity > T0 + 1);  // it grew
+  MESSAGE("step_attention vs attention_forward: ", worst);
+  CHECK(worst < 1e-5);
 }

@@ -7,6 +7,8 @@
 //   Gpt2Decoder        drives GPT2LMHeadModel one token at a time: the prompts once, then each new
 //                      token against the KV cache (or, with use_cache = false, the whole sequence
 //                      again: slow, but the reference the cache must reproduce)
+//   StepCache          that cache: keys and values appended in place, beams reordered through a
+//                      table of slots, so neither moves a key (step_attention reads through it)
 //   greedy_search / sample / beam_search   work on any decoder with the same three calls, so tests
 //                      can hand them a toy model whose probabilities are known
 //   generate           left-pads a batch of prompts and picks the search from the config
@@ -19,16 +21,19 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/core/parallel.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/ops/attention.hpp"
 #include "fourierft/ops/indexing.hpp"
 
 namespace fourierft::models {
@@ -215,17 +220,174 @@ inline void check_config(const GenerationConfig& c) {
 }  // namespace generation
 
 // ---------------------------------------------------------------------------
+// StepCache: the keys and values Gpt2Decoder's one-token steps attend to, stored so that neither
+// appending a token nor reordering rows (beam search) moves a key or a value.
+//   key[l], value[l]: layer l, (slots, capacity, C): slot (p, t) holds position t of the row that
+//                     was row p when position t was appended
+//   source: (rows, capacity): row n's position t is in slot (source[n·capacity + t], t)
+// Appending position t writes slot (n, t) for every row n, and every row appends the same t, so no
+// slot is written twice. select_rows copies rows·length ints of `source` and no key: continuing
+// beam i from parent r[i] shares the parent's slots. (The model-level KvCache::select_rows, like HF's
+// _reorder_cache, gathers every layer's (N, T, C) keys and values instead: at GPT-2 small, 40 beams
+// of 96 tokens, that moved 280 MB per step, and appending through the model concatenated them
+// again.) Storage is allocated for prompt + max_new_tokens positions up front, uninitialised, so
+// only the slots written are ever touched; it grows (by copying) only if a caller goes past it.
+template <class Real>
+struct StepCache {
+  Index rows = 0, slots = 0, capacity = 0, length = 0, width = 0;  // width = C
+  std::vector<std::unique_ptr<Real[]>> key, value;                  // per layer
+  std::vector<std::int32_t> source;                                 // (rows, capacity)
+
+  // From the prompt pass through the model: cache.key[l], cache.value[l] are (N, T, C).
+  void reset(const KvCache<Real>& cache, Index reserve_positions) {
+    const Index N = cache.key.at(0).size(0), T = cache.key[0].size(1);
+    width = cache.key[0].size(2);
+    rows = slots = N;
+    length = T;
+    capacity = std::max(T + reserve_positions, T + 1);
+    key.clear();
+    value.clear();
+    for (std::size_t l = 0; l < cache.key.size(); ++l) {
+      key.push_back(allocate(slots, capacity));
+      value.push_back(allocate(slots, capacity));
+      for (Index n = 0; n < N; ++n) {
+        std::copy_n(cache.key[l].ptr() + n * T * width, T * width, at(key[l], n, 0));
+        std::copy_n(cache.value[l].ptr() + n * T * width, T * width, at(value[l], n, 0));
+      }
+    }
+    source.assign(static_cast<std::size_t>(rows * capacity), 0);
+    for (Index n = 0; n < N; ++n)
+      std::fill_n(source.begin() + n * capacity, T, static_cast<std::int32_t>(n));
+  }
+
+  // Row i continues old row r[i] (beam reordering; B prompts -> B * num_beams rows).
+  void select_rows(std::span<const Index> r) {
+    for (Index i : r)
+      check<IndexError>(i >= 0 && i < rows, "StepCache::select_rows: row ", i,
+                        " out of range for ", rows, " rows");
+    const Index N = static_cast<Index>(r.size());
+    std::vector<std::int32_t> next(static_cast<std::size_t>(N * capacity), 0);
+    for (Index n = 0; n < N; ++n)
+      std::copy_n(source.begin() + r[n] * capacity, length, next.begin() + n * capacity);
+    source = std::move(next);
+    rows = N;
+    if (rows > slots) resize(rows, capacity);  // row n appends into slot row n
+  }
+
+  // Room for one more position; the new position's slots are row n's own.
+  void open_position() {
+    if (length == capacity) resize(slots, 2 * capacity);
+    for (Index n = 0; n < rows; ++n)
+      source[static_cast<std::size_t>(n * capacity + length)] = static_cast<std::int32_t>(n);
+  }
+
+  Real* at(const std::unique_ptr<Real[]>& storage, Index slot, Index t) const {
+    return storage.get() + (slot * capacity + t) * width;
+  }
+  // Position t of row n in a layer's storage.
+  const Real* of_row(const std::unique_ptr<Real[]>& storage, Index n, Index t) const {
+    return at(storage, source[static_cast<std::size_t>(n * capacity + t)], t);
+  }
+
+ private:
+  std::unique_ptr<Real[]> allocate(Index s, Index c) const {
+    return std::make_unique_for_overwrite<Real[]>(static_cast<std::size_t>(s * c * width));
+  }
+  void resize(Index new_slots, Index new_capacity) {
+    auto move_layer = [&](std::unique_ptr<Real[]>& storage) {
+      auto grown = allocate(new_slots, new_capacity);
+      for (Index p = 0; p < slots; ++p)
+        std::copy_n(at(storage, p, 0), length * width,
+                    grown.get() + p * new_capacity * width);
+      storage = std::move(grown);
+    };
+    for (auto& s : key) move_layer(s);
+    for (auto& s : value) move_layer(s);
+    if (new_capacity != capacity) {
+      std::vector<std::int32_t> wider(static_cast<std::size_t>(rows * new_capacity), 0);
+      for (Index n = 0; n < rows; ++n)
+        std::copy_n(source.begin() + n * capacity, length, wider.begin() + n * new_capacity);
+      source = std::move(wider);
+    }
+    slots = new_slots;
+    capacity = new_capacity;
+  }
+};
+
+// Attention of one new query per row against the row's cached positions 0..T-1 (T = length + 1,
+// the new one included), all heads: the Tq = 1 case of ops::attention_forward, reading keys and
+// values through the cache's slot table.
+//   qkv: (N, 1, 3C), q in columns [0, C)   masks[n]: (T) 1 / 0   ->   y: (N, 1, C)
+//   per row n and head h:  s_j = scale · q·k_j,  p = masked softmax(s),  y = sum_j p_j v_j
+// The (row, head) pairs are threaded when there are enough of them: with 1 prompt the whole layer
+// is ~70k multiply-adds, less than a fork/join costs on a busy machine.
+template <class Real>
+void step_attention(std::span<Real> y, std::span<const Real> qkv, const StepCache<Real>& cache,
+                    Index layer, const std::vector<std::vector<std::int64_t>>& masks, Index NH,
+                    Real scale) {
+  const Index N = cache.rows, C = cache.width, HS = C / NH, T = cache.length + 1;
+  check<ShapeError>(static_cast<Index>(masks.size()) == N, "step_attention: ", masks.size(),
+                    " masks for a cache of ", N, " rows");
+  for (const auto& m : masks)
+    check<ShapeError>(static_cast<Index>(m.size()) == T, "step_attention: a mask of ", m.size(),
+                      " positions for ", T, " (cached + new)");
+  const auto& K = cache.key[static_cast<std::size_t>(layer)];
+  const auto& V = cache.value[static_cast<std::size_t>(layer)];
+  auto head = [&](Index nh, Real* s) {
+    const Index n = nh / NH, h = nh % NH;
+    const std::span<const std::int64_t> mask(masks[static_cast<std::size_t>(n)].data(),
+                                             static_cast<std::size_t>(T));
+    const Real* q = qkv.data() + n * 3 * C + h * HS;
+    for (Index j = 0; j < T; ++j) {
+      if (mask[j] == 0) continue;  // masked_softmax_row skips it
+      const Real* k = cache.of_row(K, n, j) + h * HS;
+      Real dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (Index i = 0; i < HS; ++i) dot += q[i] * k[i];
+      s[j] = scale * dot;
+    }
+    ops::masked_softmax_row(std::span<Real>(s, static_cast<std::size_t>(T)), T, mask);
+    Real* o = y.data() + n * C + h * HS;
+    std::fill_n(o, HS, Real(0));
+    for (Index j = 0; j < T; ++j) {
+      if (s[j] == Real(0)) continue;
+      const Real* v = cache.of_row(V, n, j) + h * HS;
+      const Real p = s[j];
+#pragma omp simd
+      for (Index i = 0; i < HS; ++i) o[i] += p * v[i];
+    }
+  };
+  const bool threaded = num_threads() > 1 && N * NH * T * HS >= (Index(1) << 18);
+#pragma omp parallel if (threaded)
+  {
+    std::vector<Real> s(static_cast<std::size_t>(T));
+#pragma omp for schedule(static)
+    for (Index nh = 0; nh < N * NH; ++nh) head(nh, s.data());
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Gpt2Decoder: the calls the searches make, on a GPT2LMHeadModel, without gradients.
 //   start(ids, mask) -> (N, V) next-token logits after the left-padded prompts (N, T)
 //   next(tokens)     -> (N, V) logits after appending tokens[n] to row n
 //   select_rows(r)   -> row i continues old row r[i] (beam reordering, expanding prompts to beams)
+// With the cache, the prompts run through the model (GPT2Model::forward with a KvCache); each new
+// token then runs the blocks' own layers (ln_1, c_attn, c_proj, mlp, ln_2: adapters included) with
+// the attention against a StepCache, so a step appends in place and a beam reorder moves no keys.
+// The one exception is a model in training mode with attn_pdrop > 0 (dropout on the attention
+// probabilities): its steps go through GPT2Model::forward and the KvCache, as the model defines.
+// max_new_tokens (optional) sizes the cache up front.
 template <class Real>
 class Gpt2Decoder {
  public:
   using real_type = Real;
 
-  Gpt2Decoder(GPT2LMHeadModel<Real>& model, bool use_cache)
-      : model_(model), use_cache_(use_cache) {}
+  Gpt2Decoder(GPT2LMHeadModel<Real>& model, bool use_cache, Index max_new_tokens = 0)
+      : model_(model),
+        use_cache_(use_cache),
+        steps_in_place_(use_cache &&
+                        !(model.transformer.is_training() && model.config.attn_pdrop > 0.0)),
+        reserve_(max_new_tokens) {}
 
   Tensor<Real> start(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask) {
     const Index N = ids.size(0), T = ids.size(1);
@@ -236,7 +398,12 @@ class Gpt2Decoder {
       masks_[n].assign(mask.ptr() + n * T, mask.ptr() + (n + 1) * T);
     }
     cache_.clear();
-    return run(ids, mask, positions_from_mask(mask));
+    Tensor<Real> logits = run(ids, mask, positions_from_mask(mask));
+    if (steps_in_place_) {
+      steps_.reset(cache_, reserve_);
+      cache_.clear();
+    }
+    return logits;
   }
 
   Tensor<Real> next(std::span<const std::int64_t> tokens) {
@@ -256,6 +423,7 @@ class Gpt2Decoder {
       ids[n] = tokens[n];
       positions[n] = std::accumulate(masks_[n].begin(), masks_[n].end(), std::int64_t(0)) - 1;
     }
+    if (steps_in_place_) return step(ids, positions);
     return run(ids, Tensor<std::int64_t>::ones({N, 1}), positions);
   }
 
@@ -267,7 +435,8 @@ class Gpt2Decoder {
     }
     rows_ = std::move(r);
     masks_ = std::move(m);
-    if (use_cache_) cache_.select_rows(rows);
+    if (steps_in_place_ && steps_.rows > 0) steps_.select_rows(rows);
+    else if (use_cache_) cache_.select_rows(rows);
   }
 
   // HF's generate: position_ids = cumsum(mask) - 1, and 1 where mask is 0.
@@ -300,10 +469,55 @@ class Gpt2Decoder {
         model_.transformer.forward(tape, ids, mask, use_cache_ ? &cache_ : nullptr, positions);
     return model_.lm_head(tape, ops::select(tape, hidden, 1, -1)).value();
   }
+  // One token per row against the StepCache: GPT2Model::forward's blocks for T = 1, with
+  // GPT2Attention's q·k / softmax / ·v done by step_attention. ids, positions: (N, 1).
+  Tensor<Real> step(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& positions) {
+    auto& tr = model_.transformer;
+    const io::Gpt2Config& config = model_.config;
+    const Index N = ids.size(0), C = config.n_embd;
+    check<ShapeError>(N == steps_.rows, "Gpt2Decoder::next: ", N, " rows but the cache holds ",
+                      steps_.rows);
+    for (std::int64_t p : positions.data())
+      check<IndexError>(p >= 0 && p < tr.wpe.num_embeddings(), "Gpt2Decoder::next: position ", p,
+                        " is beyond n_positions = ", tr.wpe.num_embeddings());
+    steps_.open_position();
+    Tape<Real> tape;
+    NoGradScope<Real> no_grad(tape);
+    Var<Real> x = ops::add(tape, tr.wte.forward(tape, ids), tr.wpe.forward(tape, positions));
+    x = tr.drop.forward(tape, x, tr.is_training());
+    for (std::size_t l = 0; l < tr.h.size(); ++l) {
+      auto& block = tr.h[l];
+      const Var<Real> qkv = block.attn.c_attn.forward(tape, block.ln_1.forward(tape, x));
+      const Real* packed = qkv.value().ptr();  // (N, 1, 3C): [q | k | v]
+      for (Index n = 0; n < N; ++n) {
+        std::copy_n(packed + n * 3 * C + C, C, steps_.at(steps_.key[l], n, steps_.length));
+        std::copy_n(packed + n * 3 * C + 2 * C, C, steps_.at(steps_.value[l], n, steps_.length));
+      }
+      // GPT2Attention's scale: 1 / sqrt(HS) if scale_attn_weights, / (layer + 1) if
+      // scale_attn_by_inverse_layer_idx.
+      double scale = config.scale_attn_weights
+                         ? 1.0 / std::sqrt(static_cast<double>(config.head_dim()))
+                         : 1.0;
+      if (config.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(l + 1);
+      Tensor<Real> y({N, 1, C});
+      step_attention<Real>(y.data(), qkv.value().data(), steps_, static_cast<Index>(l), masks_,
+                           config.n_head, static_cast<Real>(scale));
+      const Var<Real> a = block.attn.resid_dropout.forward(
+          tape, block.attn.c_proj.forward(tape, Var<Real>(y)), block.attn.is_training());
+      x = ops::add(tape, x, a);
+      x = ops::add(tape, x, block.mlp.forward(tape, block.ln_2.forward(tape, x)));
+    }
+    ++steps_.length;
+    const Var<Real> hidden = tr.ln_f.forward(tape, x);
+    return model_.lm_head(tape, ops::select(tape, hidden, 1, -1)).value();
+  }
 
   GPT2LMHeadModel<Real>& model_;
   bool use_cache_;
-  KvCache<Real> cache_;
+  bool steps_in_place_;  // new tokens through step() and steps_ (else run() and cache_)
+  Index reserve_;        // positions to reserve beyond the prompt
+  KvCache<Real> cache_;  // the prompt pass (and every pass when !steps_in_place_)
+  StepCache<Real> steps_;
   std::vector<std::vector<std::int64_t>> rows_, masks_;  // per row: every token so far, its mask
 };
 
@@ -413,18 +627,34 @@ std::vector<Generated> beam_search(Decoder& decoder, const Tensor<std::int64_t>&
     std::iota(parents.begin(), parents.end(), Index(0));
     for (Index b = 0; b < B; ++b) {
       if (done[b]) continue;  // its rows keep padding
-      // The 2K best (beam, token) pairs of this prompt: higher score first, then lower index.
-      std::vector<Index> candidates(static_cast<std::size_t>(K * V));
-      std::iota(candidates.begin(), candidates.end(), Index(0));
+      // The 2K best (beam, token) pairs c = k·V + token of this prompt: higher score first, then
+      // lower c. One pass over the K·V scores keeps them in a heap topped by the worst kept; pairs
+      // come in increasing c, so one with a score equal to the worst's loses and only a strictly
+      // higher score gets in (a single comparison for nearly every pair).
       auto score_of = [&](Index c) {
         return scores[b * K + c / V][static_cast<std::size_t>(c % V)];
       };
+      auto better = [&](Index x, Index y) {
+        const double sx = score_of(x), sy = score_of(y);
+        return sx != sy ? sx > sy : x < y;
+      };
       const Index top = std::min<Index>(2 * K, K * V);
-      std::partial_sort(candidates.begin(), candidates.begin() + top, candidates.end(),
-                        [&](Index x, Index y) {
-                          const double sx = score_of(x), sy = score_of(y);
-                          return sx != sy ? sx > sy : x < y;
-                        });
+      std::vector<Index> candidates;
+      candidates.reserve(static_cast<std::size_t>(top));
+      for (Index k = 0; k < K; ++k) {
+        const std::vector<double>& s = scores[b * K + k];
+        for (Index v = 0; v < V; ++v) {
+          if (static_cast<Index>(candidates.size()) < top) {
+            candidates.push_back(k * V + v);
+            std::push_heap(candidates.begin(), candidates.end(), better);
+          } else if (s[static_cast<std::size_t>(v)] > score_of(candidates.front())) {
+            std::pop_heap(candidates.begin(), candidates.end(), better);
+            candidates.back() = k * V + v;
+            std::push_heap(candidates.begin(), candidates.end(), better);
+          }
+        }
+      }
+      std::sort_heap(candidates.begin(), candidates.end(), better);  // best first
       Index filled = 0;
       for (Index rank = 0; rank < top && filled < K; ++rank) {
         const Index c = candidates[rank], row = b * K + c / V;
@@ -495,7 +725,7 @@ std::vector<Generated> generate(GPT2LMHeadModel<Real>& model, const Tensor<std::
           " that exceeds n_positions = ", model.config.n_positions);
   }
   if (!config.eos_token_id) config.eos_token_id = model.config.eos_token_id;
-  Gpt2Decoder<Real> decoder(model, config.use_cache);
+  Gpt2Decoder<Real> decoder(model, config.use_cache, config.max_new_tokens);
   return config.num_beams > 1 ? beam_search(decoder, input_ids, mask, config)
                               : greedy_or_sample(decoder, input_ids, mask, config);
 }
