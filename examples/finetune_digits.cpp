@@ -10,7 +10,7 @@
 //   full      every weight trains                                         (the upper bound)
 // It prints, per method: trainable parameters, adapter file bytes (PEFT format), and test accuracy
 // on 5–9 before and after. FourierFT reaches full fine-tuning's accuracy with a fraction of LoRA's
-// parameters. This is the README's main job, until tiny pre-trained transformer checkpoints exist.
+// parameters. (The README's main job is finetune_cifar5_demo: the same comparison on a pre-trained ViT.)
 //
 // Run:   ./build/examples/finetune_digits [--data examples/data/digits/digits.csv] [--out out/digits]
 //        [--n 96] [--r 2] [--epochs 30] [--seed 0] [--threads 2]

@@ -1,5 +1,5 @@
-// fourierft/models/roberta.hpp — RobertaForSequenceClassification as Hugging Face defines it
-// (members named like its keys): classification (cross-entropy), regression (num_labels 1, MSE).
+// fourierft/models/roberta.hpp — RobertaForSequenceClassification and RobertaForMaskedLM as Hugging
+// Face defines them (members named like its keys): classification, regression, masked-LM pretraining.
 #pragma once
 
 // The architecture (transformers' modeling_roberta.py), for ids (B, T) padded with pad_token_id:
@@ -8,6 +8,7 @@
 //   per layer (post-LN):  a = LayerNorm(x + attention.output.dense(self-attention(x)))
 //                         x = LayerNorm(a + output.dense(gelu(intermediate.dense(a))))
 //   last_hidden_state = x;   head on <s> (token 0): out_proj(tanh(dense(x[:, 0])))
+//   masked LM (lm_head):  logits = layer_norm(gelu(dense(x))) · word_embeddingsᵀ + bias   (B, T, V)
 // Linear weights are nn.Linear's (out, in). Word and position tables have padding_idx = pad, so
 // their row `pad` gets no gradient. The attention mask hides padded keys; padded queries are
 // computed and ignored. Dropout (hidden_dropout_prob, attention_probs_dropout_prob,
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,9 @@
 #include "fourierft/ops/attention.hpp"
 #include "fourierft/ops/elementwise.hpp"
 #include "fourierft/ops/indexing.hpp"
+#include "fourierft/ops/linalg.hpp"
+#include "fourierft/ops/shape.hpp"
+#include "fourierft/ops/softmax.hpp"
 
 namespace fourierft::models {
 
@@ -375,6 +380,163 @@ class RobertaForSequenceClassification : public nn::Module<Real> {
     check(pad >= 0 && pad < c.vocab_size && pad < c.max_position_embeddings,
           "RobertaForSequenceClassification: pad_token_id = ", pad, " must index both the ",
           "vocabulary (", c.vocab_size, ") and the positions (", c.max_position_embeddings, ")");
+    (void)parse_activation(c.hidden_act, "hidden_act");
+    return c;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// lm_head: RobertaLMHead. dense (C, C) -> exact GELU -> layer_norm -> decoder (V, C) + bias (V).
+// The decoder weight is roberta.embeddings.word_embeddings.weight (tied: HF's tie_word_embeddings),
+// so it is passed in, not owned; its bias is HF's `lm_head.bias` (`lm_head.decoder.bias` is the same
+// tensor). A saved file therefore holds lm_head.{dense.weight, dense.bias, layer_norm.weight,
+// layer_norm.bias, bias} and neither decoder key, as transformers' save_pretrained drops tied keys.
+template <class Real>
+class RobertaLMHead : public nn::Module<Real> {
+ public:
+  nn::Linear<Real> dense;          // (C, C)
+  nn::LayerNorm<Real> layer_norm;  // (C), eps = layer_norm_eps
+  Var<Real> bias;                  // (V), zeros at initialisation
+
+  RobertaLMHead(const io::RobertaConfig& c, Rng& rng)
+      : dense(c.hidden_size, c.hidden_size, rng), layer_norm(c.hidden_size, c.layer_norm_eps) {
+    bias = Var<Real>::parameter(Tensor<Real>({c.vocab_size}));
+    this->register_module("dense", dense);
+    this->register_module("layer_norm", layer_norm);
+    this->register_parameter("bias", bias);
+  }
+  // features: (..., C), decoder_weight: (V, C)  ->  logits (..., V)
+  Var<Real> forward(Tape<Real>& tape, const Var<Real>& features,
+                    const Var<Real>& decoder_weight) {
+    const Var<Real> x = layer_norm.forward(
+        tape, ops::gelu(tape, dense.forward(tape, features), ops::GeluForm::exact));
+    return ops::linear(tape, x, decoder_weight, bias);
+  }
+};
+
+// The positions a masked-LM loss is computed on: flat indices b·T + t where labels != -100.
+inline std::vector<std::int64_t> masked_positions(const Tensor<std::int64_t>& labels) {
+  std::vector<std::int64_t> rows;
+  for (Index n = 0; n < labels.numel(); ++n)
+    if (labels[n] != -100) rows.push_back(n);
+  return rows;
+}
+
+// ---------------------------------------------------------------------------
+// RobertaForMaskedLM: `roberta` (no pooler) + `lm_head`, the layout of roberta-base on the hub.
+template <class Real>
+class RobertaForMaskedLM : public nn::Module<Real> {
+ public:
+  io::RobertaConfig config;
+  Rng rng;  // initialisation, then the seeds of the dropout streams (declared before the layers)
+  RobertaModel<Real> roberta;
+  RobertaLMHead<Real> lm_head;
+
+  explicit RobertaForMaskedLM(const io::RobertaConfig& cfg, std::uint64_t seed = 0,
+                              WeightInit init = WeightInit::hf)
+      : config(checked(cfg)), rng(seed), roberta(config, rng), lm_head(config, rng) {
+    this->register_module("roberta", roberta);
+    this->register_module("lm_head", lm_head);
+    if (init == WeightInit::hf) init_weights(rng);
+  }
+
+  // logits (B, T, V) at every position, and last_hidden_state (B, T, C).
+  ModelOutput<Real> forward(Tape<Real>& tape, const Tensor<std::int64_t>& input_ids,
+                            const Tensor<std::int64_t>& attention_mask = {},
+                            const Tensor<std::int64_t>& token_type_ids = {}) {
+    const Var<Real> hidden = roberta.forward(tape, input_ids, attention_mask, token_type_ids);
+    return {lm_head.forward(tape, hidden, roberta.embeddings.word_embeddings.weight), hidden};
+  }
+
+  // HF's masked-LM loss, labels (B, T) with -100 where no prediction is scored: the mean
+  // cross-entropy over the scored positions. The head runs on those rows only (about 15% of the
+  // tokens in pretraining), which gives the same loss and gradients as scoring all and ignoring the
+  // rest at a seventh of the vocabulary GEMM.
+  //   hidden: (B, T, C) -> rows (N, C) -> logits (N, V) -> scalar
+  Var<Real> loss(Tape<Real>& tape, const Var<Real>& hidden,
+                 const Tensor<std::int64_t>& labels) {
+    check<ShapeError>(hidden.dim() == 3 && labels.shape() == Shape{hidden.size(0), hidden.size(1)},
+                      "RobertaForMaskedLM::loss: labels have shape ", shape_str(labels.shape()),
+                      " but the hidden states ", shape_str(hidden.shape()), " need (B, T)");
+    const std::vector<std::int64_t> rows = masked_positions(labels);
+    check(!rows.empty(), "RobertaForMaskedLM::loss: no position is scored (every label is -100)");
+    const Var<Real> logits = scored_logits(tape, hidden, rows);
+    std::vector<std::int64_t> targets;
+    for (std::int64_t n : rows) targets.push_back(labels[n]);
+    return ops::cross_entropy(tape, logits, targets);
+  }
+  // The head's logits (N, V) at flat positions `rows` (b·T + t) of hidden (B, T, C).
+  Var<Real> scored_logits(Tape<Real>& tape, const Var<Real>& hidden,
+                          std::span<const std::int64_t> rows) {
+    const Index C = hidden.size(2);
+    const Var<Real> flat = ops::reshape(tape, hidden, {hidden.numel() / C, C});
+    const Var<Real> picked =
+        ops::embedding(tape, flat, rows, Shape{static_cast<Index>(rows.size())});
+    return lm_head.forward(tape, picked, roberta.embeddings.word_embeddings.weight);
+  }
+
+  // HF's _init_weights: Linear / Embedding weights N(0, initializer_range) (padding rows 0), biases
+  // 0, LayerNorm 1 / 0; lm_head.bias 0.
+  void init_weights(Rng& init_rng) {
+    const double std = config.initializer_range;
+    init_embedding(roberta.embeddings.word_embeddings, init_rng, std);
+    init_embedding(roberta.embeddings.position_embeddings, init_rng, std);
+    init_embedding(roberta.embeddings.token_type_embeddings, init_rng, std);
+    for (auto& layer : roberta.encoder.layer) {
+      init_linear(layer.attention.self.query, init_rng, std);
+      init_linear(layer.attention.self.key, init_rng, std);
+      init_linear(layer.attention.self.value, init_rng, std);
+      init_linear(layer.attention.output.dense, init_rng, std);
+      init_linear(layer.intermediate.dense, init_rng, std);
+      init_linear(layer.output.dense, init_rng, std);
+    }
+    init_linear(lm_head.dense, init_rng, std);
+    lm_head.bias.value().fill(Real(0));
+  }
+
+  // Keys: `roberta.*` + `lm_head.*`. The tied decoder copies some files carry
+  // (lm_head.decoder.weight / .bias, e.g. converted from pytorch_model.bin) are dropped; an
+  // encoder-only file gets a fresh head, reported.
+  CheckpointLayout checkpoint_layout() const {
+    return {.base = "roberta",
+            .ignored = {"*embeddings.position_ids", "lm_head.decoder.weight",
+                        "lm_head.decoder.bias"},
+            .head = {"lm_head.*"},
+            .initializer_range = config.initializer_range};
+  }
+
+  static std::unique_ptr<RobertaForMaskedLM> from_pretrained(
+      const std::filesystem::path& dir, CheckpointReport* report = nullptr,
+      const CheckpointOptions& options = {}) {
+    const CheckpointFiles files = find_checkpoint_files(dir);
+    auto model =
+        std::make_unique<RobertaForMaskedLM>(io::read_roberta_config(dir), 0, WeightInit::skip);
+    CheckpointReport r =
+        load_checkpoint_weights(*model, files, model->checkpoint_layout(), options);
+    if (report != nullptr) *report = std::move(r);
+    return model;
+  }
+  // config.json + model.safetensors as transformers writes them: roberta.*, lm_head.{dense,
+  // layer_norm, bias}; no decoder keys (tied).
+  void save_pretrained(const std::filesystem::path& dir, io::Dtype dtype = io::Dtype::F32) const {
+    io::RobertaConfig c = config;
+    c.architectures = {"RobertaForMaskedLM"};
+    c.torch_dtype = torch_dtype_name(dtype);
+    save_checkpoint(*this, io::to_json(c), dir, dtype);
+  }
+
+ private:
+  static const io::RobertaConfig& checked(const io::RobertaConfig& c) {
+    check(c.hidden_size % c.num_attention_heads == 0, "RobertaForMaskedLM: hidden_size = ",
+          c.hidden_size, " must be a multiple of num_attention_heads = ", c.num_attention_heads);
+    check(c.position_embedding_type == "absolute", "RobertaForMaskedLM: position_embedding_type '",
+          c.position_embedding_type, "' is not supported (absolute)");
+    check(c.tie_word_embeddings, "RobertaForMaskedLM: tie_word_embeddings = false (a separate ",
+          "decoder) is not supported; the decoder is the word embedding");
+    const Index pad = c.pad_token_id.value_or(1);
+    check(pad >= 0 && pad < c.vocab_size && pad < c.max_position_embeddings,
+          "RobertaForMaskedLM: pad_token_id = ", pad, " must index both the vocabulary (",
+          c.vocab_size, ") and the positions (", c.max_position_embeddings, ")");
     (void)parse_activation(c.hidden_act, "hidden_act");
     return c;
   }

@@ -113,17 +113,12 @@ inline peft::FrequencyBias parse_frequency_bias(const std::string& text) {
   return bias;
 }
 
-// Overrides `o` (preset values) with the flags given. Checks every value's range.
-inline void read_run_options(util::Args& args, RunOptions& o) {
-  o.method = args.str("--method", o.method);
-  o.n = args.integer("--n", o.n);
-  o.scaling = args.real("--scaling", o.scaling);
-  o.entry_seed = static_cast<std::uint64_t>(args.integer("--entry-seed", static_cast<long long>(o.entry_seed)));
-  if (args.has("--freq-bias")) o.freq_bias = parse_frequency_bias(args.str("--freq-bias"));
-  o.lora_r = args.integer("--lora-r", o.lora_r);
-  o.lora_alpha = args.real("--lora-alpha", o.lora_alpha);
+// Overrides the optimisation and run fields of `o` (--lr, --epochs, --batch, --grad-accum,
+// --warmup-ratio, --weight-decay, --clip, --seed, --threads, --out, --log-every, --stop-after,
+// --resume, --fast-fft) with the flags given, checking each range: what every training loop reads,
+// fine-tuning or pretraining (examples/pretrain.cpp reads only these).
+inline void read_loop_options(util::Args& args, RunOptions& o) {
   o.lr = args.real("--lr", o.lr);
-  o.head_lr = args.real("--head-lr", o.head_lr);
   o.epochs = static_cast<int>(args.integer("--epochs", o.epochs));
   o.batch = args.integer("--batch", o.batch);
   o.grad_accum = args.integer("--grad-accum", o.grad_accum);
@@ -136,18 +131,9 @@ inline void read_run_options(util::Args& args, RunOptions& o) {
   o.log_every = args.integer("--log-every", o.log_every);
   o.stop_after = args.integer("--stop-after", o.stop_after);
   o.resume = args.has("--resume");
-  o.save_merged = args.has("--save-merged");
-  o.random_init = args.has("--random-init");
-  if (args.has("--adapter")) o.adapter = args.str("--adapter");
-  o.eval_only = args.has("--eval-only");
   o.fast_fft = args.has("--fast-fft");
 
-  check(o.method == "fourierft" || o.method == "lora" || o.method == "bitfit" ||
-            o.method == "full" || o.method == "head",
-        "option --method expects fourierft, lora, bitfit, full or head, got '", o.method, "'");
-  check(o.n >= 1, "option --n must be >= 1, got ", o.n);
-  check(o.lora_r >= 1, "option --lora-r must be >= 1, got ", o.lora_r);
-  check(o.lr >= 0 && o.head_lr >= 0, "options --lr and --head-lr must be >= 0");
+  check(o.lr >= 0, "option --lr must be >= 0, got ", o.lr);
   check(o.epochs >= 1, "option --epochs must be >= 1, got ", o.epochs);
   check(o.batch >= 1, "option --batch must be >= 1, got ", o.batch);
   check(o.grad_accum >= 1, "option --grad-accum must be >= 1, got ", o.grad_accum);
@@ -158,6 +144,30 @@ inline void read_run_options(util::Args& args, RunOptions& o) {
   check(o.threads >= 0, "option --threads must be >= 1, got ", o.threads);
   check(o.log_every >= 1, "option --log-every must be >= 1, got ", o.log_every);
   check(o.stop_after >= 0, "option --stop-after must be >= 0, got ", o.stop_after);
+}
+
+// Overrides `o` (preset values) with the flags given. Checks every value's range.
+inline void read_run_options(util::Args& args, RunOptions& o) {
+  o.method = args.str("--method", o.method);
+  o.n = args.integer("--n", o.n);
+  o.scaling = args.real("--scaling", o.scaling);
+  o.entry_seed = static_cast<std::uint64_t>(args.integer("--entry-seed", static_cast<long long>(o.entry_seed)));
+  if (args.has("--freq-bias")) o.freq_bias = parse_frequency_bias(args.str("--freq-bias"));
+  o.lora_r = args.integer("--lora-r", o.lora_r);
+  o.lora_alpha = args.real("--lora-alpha", o.lora_alpha);
+  o.head_lr = args.real("--head-lr", o.head_lr);
+  read_loop_options(args, o);
+  o.save_merged = args.has("--save-merged");
+  o.random_init = args.has("--random-init");
+  if (args.has("--adapter")) o.adapter = args.str("--adapter");
+  o.eval_only = args.has("--eval-only");
+
+  check(o.method == "fourierft" || o.method == "lora" || o.method == "bitfit" ||
+            o.method == "full" || o.method == "head",
+        "option --method expects fourierft, lora, bitfit, full or head, got '", o.method, "'");
+  check(o.n >= 1, "option --n must be >= 1, got ", o.n);
+  check(o.lora_r >= 1, "option --lora-r must be >= 1, got ", o.lora_r);
+  check(o.head_lr >= 0, "options --lr and --head-lr must be >= 0");
   check(!o.eval_only || !o.adapter.empty(), "option --eval-only needs --adapter DIR (the adapter ",
         "to evaluate)");
   check(!(o.resume && !o.adapter.empty()), "options --resume and --adapter cannot be combined: ",

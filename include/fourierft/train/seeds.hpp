@@ -7,6 +7,7 @@
 //   epoch_order(n, seed, epoch)        the shuffled example order of an epoch
 //   step_rng(seed, stream, step)       e.g. the crops and flips of a step's images
 //   reseed_dropout(model, seed, step)  every dropout site of GPT-2 / RoBERTa / ViT, before a step
+//   step_rng(seed, Stream::masking, step)   the masked-LM positions of a pretraining step
 // so a run resumed at step s draws exactly what the uninterrupted run drew from step s on.
 // Floating-point results must repeat too: reproducible_fft() makes FFTW choose its algorithms by
 // estimate instead of by timing (FFTW_MEASURE can pick another algorithm in another process, which
@@ -36,7 +37,8 @@ inline std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b, std::uint64_t c 
 }
 
 // Streams of step_rng, so two consumers of the same step never share draws.
-enum class Stream : std::uint64_t { order = 1, dropout = 2, augment = 3 };
+// (masking: the masked-LM positions and replacements of pretraining.)
+enum class Stream : std::uint64_t { order = 1, dropout = 2, augment = 3, masking = 4 };
 
 inline Rng step_rng(std::uint64_t seed, Stream stream, std::uint64_t step) {
   return Rng(mix_seed(seed, static_cast<std::uint64_t>(stream), step));
@@ -103,6 +105,17 @@ void reseed_dropout(models::RobertaForSequenceClassification<Real>& model, std::
     detail::reseed(layer.output.dropout, seed, step, k);
   }
   detail::reseed(model.classifier.dropout, seed, step, k);
+}
+template <class Real>
+void reseed_dropout(models::RobertaForMaskedLM<Real>& model, std::uint64_t seed,
+                    std::uint64_t step) {
+  std::uint64_t k = 0;
+  detail::reseed(model.roberta.embeddings.dropout, seed, step, k);
+  for (auto& layer : model.roberta.encoder.layer) {
+    detail::reseed(layer.attention.self.dropout, seed, step, k);
+    detail::reseed(layer.attention.output.dropout, seed, step, k);
+    detail::reseed(layer.output.dropout, seed, step, k);
+  }
 }
 template <class Real>
 void reseed_dropout(models::ViTForImageClassification<Real>& model, std::uint64_t seed,

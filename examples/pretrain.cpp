@@ -1,0 +1,861 @@
+// pretrain — makes a small pre-trained transformer from scratch, in Hugging Face's format, so that
+// the fine-tuning examples (and transformers) can start from it like from a hub checkpoint.
+//
+// What it does. Three modes, one training loop:
+//   --mode mlm    RoBERTa masked-LM pretraining (RobertaForMaskedLM, decoder tied to the word
+//                 embeddings) on a text corpus. Each line is encoded as "<s> line </s>", the lines
+//                 are concatenated and cut into blocks of --max-len tokens (transformers'
+//                 run_mlm.py without --line_by_line). Per step, 15% of the non-special tokens are
+//                 chosen; of those 80% become <mask>, 10% a random token, 10% stay (BERT's recipe,
+//                 HF's DataCollatorForLanguageModeling); the loss is the cross-entropy on the chosen.
+//   --mode clm    GPT-2 causal-LM pretraining (GPT2LMHeadModel, head tied to wte): each line is
+//                 encoded and followed by <|endoftext|>, concatenated, cut into blocks of --max-len
+//                 (run_clm.py's group_texts); the loss predicts every next token.
+//   --mode image  ViT supervised pretraining (ViTForImageClassification) on an image folder
+//                 <data>/train/<class>/*: random resized crop (area --crop-min..1) + horizontal
+//                 flip, normalised with mean = std = 0.5; accuracy on <data>/test after each epoch.
+// AdamW (no weight decay on biases and norms), linear warm-up and decay, gradient clipping. Text
+// corpora: FILE.txt is one sentence per line; FILE.tsv a GLUE SST-2 file (its sentence column);
+// FILE.csv an E2E file (its ref column). --vocab-merges K keeps only the first K merges of the
+// --tokenizer (vocabulary = its special tokens + the 256 bytes + K merged tokens): a small output
+// layer, for laptop-sized models; the reduced vocab.json / merges.txt are what the model is saved
+// with.
+//
+// Run (docs/examples/pretrain.md has the measured runs and what fine-tuning them gives):
+//   pretrain --mode image --data examples/data/cifar5-pretrain --layers 4 --hidden 128 --heads 4
+//       --image-size 32 --patch 4 --dropout 0.1 --epochs 8 --lr 1.5e-3 --weight-decay 0.05
+//       --warmup-ratio 0.05 --seed 0 --threads 1 --dtype f16 --out out/vit-tiny-cifar5
+//       (examples/checkpoints/vit-tiny-cifar5: its README has the full command and the accuracy)
+//   pretrain --mode mlm --text ../shared/data/glue/sst2/train.tsv
+//       --tokenizer ../shared/data/tokenizers/roberta --vocab-merges 8000 --out out/roberta-small
+//   pretrain --mode clm --text ../shared/data/e2e/devset.csv,../shared/data/glue/sst2/train.tsv
+//       --tokenizer ../shared/data/tokenizers/gpt2 --vocab-merges 8000 --max-len 256 --out out/gpt2-small
+// Options: --help. Ctrl-C saves the state; the same command with --resume continues.
+//
+// Output. At start: the model's sizes and parameter count, the data. Then step lines ("step 120 |
+// loss 4.1327 | lr 5.0e-04 | 83 ms", a bar on a terminal) and one evaluation line per epoch (mlm:
+// masked-token loss and accuracy on held-out blocks; clm: loss and perplexity; image: test
+// accuracy). At the end <out>/model/ is the checkpoint folder — config.json, model.safetensors
+// (--dtype f32 or f16), vocab.json + merges.txt + tokenizer_config.json (text) or
+// preprocessor_config.json (image), pretrain.json (the command, seed, threads and the evaluation of
+// the saved weights, reloaded from the folder) — written as <out>/model.tmp/ and renamed. Also in
+// <out>: log.jsonl, results.json.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fourierft/fourierft.hpp"
+#include "fourierft/io/e2e.hpp"
+#include "fourierft/io/glue.hpp"
+#include "fourierft/io/image_folder.hpp"
+#include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/roberta.hpp"
+#include "fourierft/models/vit.hpp"
+#include "fourierft/train/checkpoint.hpp"
+#include "fourierft/train/image_batches.hpp"
+#include "fourierft/train/log.hpp"
+#include "fourierft/train/options.hpp"
+#include "fourierft/train/progress.hpp"
+#include "fourierft/train/seeds.hpp"
+#include "fourierft/train/signals.hpp"
+
+using namespace fourierft;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const usage = R"(usage: pretrain --mode mlm|clm|image [options]
+
+Pretrains a small RoBERTa (mlm), GPT-2 (clm) or ViT (image) from scratch; writes <out>/model/,
+a Hugging Face checkpoint folder.
+data:
+  --text FILE[,FILE]  mlm, clm: .txt one sentence per line, .tsv GLUE SST-2, .csv E2E (references)
+  --tokenizer DIR     mlm, clm: vocab.json + merges.txt (RoBERTa's for mlm, GPT-2's for clm)
+  --vocab-merges K    keep the first K merges of the tokenizer (0: all)                      [0]
+  --max-len T         tokens per training block                                            [128]
+  --eval-fraction F   share of the blocks held out for evaluation                         [0.02]
+  --data DIR          image: train/<class>/* and test/<class>/*
+  --crop-min S        image: smallest crop area of the random resized crop                 [0.35]
+model size:
+  --layers L, --hidden C, --heads NH    [4, 128, 4]
+  --intermediate D    feed-forward width                                              [4 x hidden]
+  --image-size S, --patch P             image: [32, 4]
+  --dropout P         hidden dropout                                               [0.1; image 0]
+  --attention-dropout P                                                                      [0]
+  --dtype f32|f16     dtype of model.safetensors                                           [f32]
+optimisation (AdamW, linear warm-up and decay):
+  --lr LR [5e-4]  --epochs E [1]  --batch B [32]  --grad-accum K [1]  --warmup-ratio R [0.06]
+  --weight-decay W [0.01]  --clip C [1]
+run:
+  --seed S [0]  --threads T  --out DIR [out/pretrain]  --log-every K [10]
+  --resume            continue from DIR/state (after Ctrl-C, --stop-after or a crash)
+  --stop-after S      save the state and stop after S optimizer steps (resume later)
+  --fast-fft          (accepted for symmetry with the fine-tuning programs; no FFT here)
+)";
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// "a,b,c" -> {"a", "b", "c"}
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');)
+    if (!part.empty()) parts.push_back(part);
+  return parts;
+}
+
+// ===========================================================================================
+// Text: corpus lines, the tokenizer, blocks
+// ===========================================================================================
+
+// The sentences of one corpus file: .tsv = GLUE SST-2 (its sentence column), .csv = E2E (its ref
+// column), anything else one sentence per line (CR stripped, empty lines skipped).
+std::vector<std::string> read_corpus(const fs::path& path) {
+  std::vector<std::string> lines;
+  const std::string ext = path.extension().string();
+  if (ext == ".tsv") {
+    for (io::GlueExample& e : io::read_glue(path, "sst2").examples) lines.push_back(std::move(e.text_a));
+  } else if (ext == ".csv") {
+    const io::E2EDataset d = io::read_e2e_csv(path);
+    check<FormatError>(d.has_refs, path.string(), ": an E2E file with references (mr,ref) was ",
+                       "expected; testset.csv holds MRs only");
+    for (const io::E2EExample& e : d.examples) lines.push_back(e.ref);
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    check<IoError>(static_cast<bool>(in), "cannot open the corpus '", path.string(), "'");
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) lines.push_back(line);
+    }
+  }
+  check<FormatError>(!lines.empty(), path.string(), ": no sentences");
+  return lines;
+}
+
+// vocab.json and merges.txt as read: a byte-level BPE tokenizer's two files.
+struct BpeFiles {
+  io::Json vocab;                   // {"token": id}
+  std::vector<std::string> merges;  // "a b", in rank order (the "#version" line left out)
+};
+
+BpeFiles read_bpe_files(const fs::path& dir) {
+  BpeFiles f;
+  f.vocab = io::read_json(dir / "vocab.json");
+  std::ifstream in(dir / "merges.txt", std::ios::binary);
+  check<IoError>(static_cast<bool>(in), "cannot open '", (dir / "merges.txt").string(), "'");
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.rfind("#version", 0) == 0) continue;
+    f.merges.push_back(line);
+  }
+  return f;
+}
+
+// The tokenizer with only its first `keep` merges: the vocabulary keeps the special tokens, the 256
+// byte symbols and the K merge results, renumbered 0.. in the original id order (so RoBERTa's
+// <s> <pad> </s> <unk> stay 0-3 and <mask> / <|endoftext|> stay last). BPE with a prefix of the
+// merge list is still a byte-level BPE: every text encodes, with more and shorter tokens.
+BpeFiles keep_first_merges(const BpeFiles& full, const io::BpeTokenizer& tokenizer, Index keep,
+                           const fs::path& dir) {
+  if (keep <= 0 || keep >= static_cast<Index>(full.merges.size())) return full;
+  std::set<std::string> kept;
+  for (int b = 0; b < 256; ++b) {
+    std::string symbol;
+    io::detail::append_utf8(symbol, io::detail::byte_to_unicode()[static_cast<std::size_t>(b)]);
+    kept.insert(symbol);
+  }
+  BpeFiles out;
+  for (Index r = 0; r < keep; ++r) {
+    const std::string& m = full.merges[static_cast<std::size_t>(r)];
+    const auto space = m.find(' ');
+    check<FormatError>(space != std::string::npos, (dir / "merges.txt").string(), ": merge ",
+                       r + 1, " '", m, "' is not two tokens separated by a space");
+    const std::string a = m.substr(0, space), b = m.substr(space + 1);
+    check<FormatError>(kept.count(a) && kept.count(b), (dir / "merges.txt").string(), ": merge ",
+                       r + 1, " '", m, "' uses a token no earlier merge made");
+    kept.insert(a + b);
+    out.merges.push_back(m);
+  }
+  std::vector<std::pair<std::int64_t, std::string>> by_id;
+  for (const auto& [token, id] : full.vocab.items()) {
+    const auto i = id.get<std::int64_t>();
+    if (kept.count(token) || tokenizer.is_special(i)) by_id.emplace_back(i, token);
+  }
+  std::sort(by_id.begin(), by_id.end());
+  out.vocab = io::Json::object();
+  for (std::size_t k = 0; k < by_id.size(); ++k) out.vocab[by_id[k].second] = static_cast<Index>(k);
+  return out;
+}
+
+void write_bpe_files(const BpeFiles& f, const fs::path& dir) {
+  fs::create_directories(dir);
+  io::write_json(dir / "vocab.json", f.vocab);
+  util::write_file_atomically(dir / "merges.txt", [&](std::ostream& out) {
+    out << "#version: 0.2\n";
+    for (const std::string& m : f.merges) out << m << '\n';
+  });
+}
+
+// The corpus as one id stream cut into blocks of T (the last partial block is dropped, as
+// run_mlm.py / run_clm.py do). mlm: "<s> line </s>" per line; clm: "line <|endoftext|>".
+std::vector<std::vector<std::int64_t>> make_blocks(const io::BpeTokenizer& tokenizer,
+                                                   const std::vector<std::string>& lines,
+                                                   bool masked_lm, std::int64_t eos, Index T) {
+  io::EncodeOptions options;
+  options.add_special_tokens = masked_lm;
+  const auto encoded = tokenizer.encode_many(lines, {}, options);
+  std::vector<std::vector<std::int64_t>> blocks(1);
+  for (const auto& ids : encoded) {
+    std::vector<std::int64_t> row = ids;
+    if (!masked_lm) row.push_back(eos);
+    for (std::int64_t id : row) {
+      blocks.back().push_back(id);
+      if (static_cast<Index>(blocks.back().size()) == T) blocks.emplace_back();
+    }
+  }
+  blocks.pop_back();  // partial (or empty)
+  return blocks;
+}
+
+// (B, T) ids of the blocks `rows`.
+Tensor<std::int64_t> stack_blocks(const std::vector<std::vector<std::int64_t>>& blocks,
+                                  std::span<const Index> rows) {
+  const auto B = static_cast<Index>(rows.size());
+  const auto T = static_cast<Index>(blocks.front().size());
+  Tensor<std::int64_t> ids({B, T});
+  for (Index b = 0; b < B; ++b)
+    std::copy_n(blocks[static_cast<std::size_t>(rows[static_cast<std::size_t>(b)])].begin(), T,
+                ids.ptr() + b * T);
+  return ids;
+}
+
+// BERT's masking (HF DataCollatorForLanguageModeling, mlm_probability 0.15): each non-special
+// token is chosen with probability p; a chosen one becomes <mask> (80%), a random non-special
+// token (10%) or stays (10%), and its label is the original id; every other label is -100.
+// At least one token per batch is chosen.
+struct MaskedBatch {
+  Tensor<std::int64_t> input_ids;  // (B, T), masked
+  Tensor<std::int64_t> labels;     // (B, T), -100 where not chosen
+};
+MaskedBatch mask_tokens(const Tensor<std::int64_t>& ids, const std::vector<bool>& special,
+                        const std::vector<std::int64_t>& ordinary, std::int64_t mask_id,
+                        double p, Rng& rng) {
+  MaskedBatch m{ids.clone(), Tensor<std::int64_t>::full(ids.shape(), -100)};
+  Index chosen = 0, first_ordinary = -1;
+  for (Index n = 0; n < ids.numel(); ++n) {
+    if (special[static_cast<std::size_t>(ids[n])]) continue;
+    if (first_ordinary < 0) first_ordinary = n;
+    if (rng.uniform() >= p) continue;
+    ++chosen;
+    m.labels[n] = ids[n];
+    const double u = rng.uniform();
+    if (u < 0.8)
+      m.input_ids[n] = mask_id;
+    else if (u < 0.9)
+      m.input_ids[n] = ordinary[rng.below(ordinary.size())];
+  }
+  if (chosen == 0 && first_ordinary >= 0) {
+    m.labels[first_ordinary] = ids[first_ordinary];
+    m.input_ids[first_ordinary] = mask_id;
+  }
+  return m;
+}
+
+// ===========================================================================================
+// The three tasks: model, a micro-batch's loss, evaluation, saving. The loop in main() is shared.
+// ===========================================================================================
+
+struct Evaluation {
+  std::string metric;  // "masked_lm_loss", "lm_loss", "accuracy"
+  double value = 0;
+  io::Json details = io::Json::object();
+  std::string line;    // "eval loss 3.2140 | masked-token accuracy 0.4012"
+};
+
+// ---- mlm and clm --------------------------------------------------------------------------
+struct TextTask {
+  bool masked_lm = true;
+  std::optional<io::BpeTokenizer> tokenizer;  // set once the files are chosen
+  fs::path tokenizer_dir;  // the (reduced) vocab.json + merges.txt, copied into the checkpoint
+  std::vector<std::vector<std::int64_t>> train, eval;  // blocks of T ids
+  std::vector<bool> special;                           // by id
+  std::vector<std::int64_t> ordinary;                  // non-special ids (random replacements)
+  std::int64_t mask_id = -1, eos_id = -1;
+  std::unique_ptr<models::RobertaForMaskedLM<float>> mlm;
+  std::unique_ptr<models::GPT2LMHeadModel<float>> clm;
+
+  nn::Module<float>& model() { return masked_lm ? static_cast<nn::Module<float>&>(*mlm) : *clm; }
+  Index size() const { return static_cast<Index>(train.size()); }
+  Index items(Index rows) const {
+    return rows * static_cast<Index>(train.front().size());
+  }
+  void reseed(std::uint64_t seed, std::uint64_t step) {
+    if (masked_lm) train::reseed_dropout(*mlm, seed, step);
+    else train::reseed_dropout(*clm, seed, step);
+  }
+
+  // The loss of blocks `rows`; masking drawn from `rng`.
+  Var<float> loss(Tape<float>& tape, const std::vector<std::vector<std::int64_t>>& blocks,
+                  std::span<const Index> rows, Rng& rng) {
+    const Tensor<std::int64_t> ids = stack_blocks(blocks, rows);
+    if (masked_lm) {
+      const MaskedBatch m = mask_tokens(ids, special, ordinary, mask_id, 0.15, rng);
+      const Var<float> hidden = mlm->roberta.forward(tape, m.input_ids);
+      return mlm->loss(tape, hidden, m.labels);
+    }
+    return models::causal_lm_loss(tape, clm->forward(tape, ids).logits, ids);
+  }
+
+  // Held-out blocks, masking fixed by the seed (the same positions every epoch): the mean loss
+  // over scored tokens, and for mlm the share of masked tokens predicted exactly.
+  Evaluation evaluate(nn::Module<float>& m, std::uint64_t seed, Index batch_size) {
+    m.eval();
+    Tape<float> tape;
+    NoGradScope<float> no_grad(tape);
+    double loss_sum = 0, scored = 0, correct = 0;
+    Rng rng = train::step_rng(seed, train::Stream::masking, 0xE7A1);
+    for (Index start = 0; start < static_cast<Index>(eval.size()); start += batch_size) {
+      std::vector<Index> rows;
+      for (Index i = start; i < std::min<Index>(static_cast<Index>(eval.size()), start + batch_size); ++i)
+        rows.push_back(i);
+      const Tensor<std::int64_t> ids = stack_blocks(eval, rows);
+      if (masked_lm) {
+        auto& model = dynamic_cast<models::RobertaForMaskedLM<float>&>(m);
+        const MaskedBatch b = mask_tokens(ids, special, ordinary, mask_id, 0.15, rng);
+        const std::vector<std::int64_t> at = models::masked_positions(b.labels);
+        const Var<float> logits =
+            model.scored_logits(tape, model.roberta.forward(tape, b.input_ids), at);
+        const Index V = logits.size(1);
+        for (std::size_t k = 0; k < at.size(); ++k) {
+          const float* row = logits.data().data() + static_cast<Index>(k) * V;
+          const float top = *std::max_element(row, row + V);
+          double sum = 0;
+          for (Index v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - top));
+          const std::int64_t label = b.labels[at[k]];
+          loss_sum += std::log(sum) - static_cast<double>(row[label] - top);
+          correct += (std::max_element(row, row + V) - row) == label ? 1 : 0;
+        }
+        scored += static_cast<double>(at.size());
+      } else {
+        auto& model = dynamic_cast<models::GPT2LMHeadModel<float>&>(m);
+        const double n = static_cast<double>(ids.size(0) * (ids.size(1) - 1));
+        loss_sum += models::causal_lm_loss(tape, model.forward(tape, ids).logits, ids).item() * n;
+        scored += n;
+      }
+      tape.clear();
+    }
+    Evaluation e;
+    e.value = scored > 0 ? loss_sum / scored : 0.0;
+    char line[160];
+    if (masked_lm) {
+      e.metric = "masked_lm_loss";
+      e.details = {{"masked_lm_loss", e.value}, {"masked_token_accuracy", correct / scored},
+                   {"scored_tokens", scored}, {"eval_blocks", eval.size()}};
+      std::snprintf(line, sizeof line, "eval masked-LM loss %.4f | masked-token accuracy %.4f",
+                    e.value, correct / scored);
+    } else {
+      e.metric = "lm_loss";
+      e.details = {{"lm_loss", e.value}, {"perplexity", std::exp(e.value)},
+                   {"scored_tokens", scored}, {"eval_blocks", eval.size()}};
+      std::snprintf(line, sizeof line, "eval LM loss %.4f | perplexity %.2f", e.value,
+                    std::exp(e.value));
+    }
+    e.line = line;
+    return e;
+  }
+
+  void save(const fs::path& dir, io::Dtype dtype) const {
+    if (masked_lm) mlm->save_pretrained(dir, dtype);
+    else clm->save_pretrained(dir, dtype);
+    fs::copy_file(tokenizer_dir / "vocab.json", dir / "vocab.json");
+    fs::copy_file(tokenizer_dir / "merges.txt", dir / "merges.txt");
+    io::write_json(dir / "tokenizer_config.json",
+                   {{"tokenizer_class", masked_lm ? "RobertaTokenizer" : "GPT2Tokenizer"},
+                    {"model_max_length", train.front().size()}});
+  }
+  // The saved folder read back the way the fine-tuning programs read it.
+  std::unique_ptr<nn::Module<float>> load(const fs::path& dir) const {
+    if (masked_lm) return models::RobertaForMaskedLM<float>::from_pretrained(dir);
+    return models::GPT2LMHeadModel<float>::from_pretrained(dir);
+  }
+};
+
+// ---- image ----------------------------------------------------------------------------------
+struct ImageTask {
+  std::unique_ptr<train::DecodedImageFolder> train_images, test_images;  // decoded once
+  io::ImageProcessor processor;
+  io::RandomResizedCropOptions crop;
+  std::unique_ptr<models::ViTForImageClassification<float>> vit;
+
+  nn::Module<float>& model() { return *vit; }
+  Index size() const { return train_images->size(); }
+  Index items(Index rows) const { return rows; }
+  void reseed(std::uint64_t seed, std::uint64_t step) { train::reseed_dropout(*vit, seed, step); }
+
+  Var<float> loss(Tape<float>& tape, std::span<const Index> rows, Rng& augment) {
+    const io::ImageBatch batch = train_images->batch(rows, processor, &augment, crop);
+    return vit->loss(tape, vit->forward(tape, batch.pixels).logits, batch.labels);
+  }
+
+  // Test accuracy, evaluation transform (deterministic: the same count for the same weights).
+  Evaluation evaluate(nn::Module<float>& m, std::uint64_t, Index batch_size) const {
+    auto& model = dynamic_cast<models::ViTForImageClassification<float>&>(m);
+    model.eval();
+    Tape<float> tape;
+    NoGradScope<float> no_grad(tape);
+    Index correct = 0;
+    std::vector<Index> per_class_correct(test_images->classes().size()), per_class(per_class_correct.size());
+    const Index N = test_images->size();
+    for (Index start = 0; start < N; start += batch_size) {
+      std::vector<Index> rows;
+      for (Index i = start; i < std::min(N, start + batch_size); ++i) rows.push_back(i);
+      const io::ImageBatch batch = test_images->batch(rows, processor);
+      const Var<float> logits = model.forward(tape, batch.pixels).logits;
+      const Index L = logits.size(1);
+      for (std::size_t b = 0; b < rows.size(); ++b) {
+        const float* row = logits.data().data() + static_cast<Index>(b) * L;
+        const auto label = static_cast<std::size_t>(batch.labels[static_cast<Index>(b)]);
+        const bool hit = static_cast<std::size_t>(std::max_element(row, row + L) - row) == label;
+        correct += hit ? 1 : 0;
+        per_class_correct[label] += hit ? 1 : 0;
+        ++per_class[label];
+      }
+      tape.clear();
+    }
+    Evaluation e;
+    e.metric = "accuracy";
+    e.value = static_cast<double>(correct) / static_cast<double>(N);
+    io::Json classes = io::Json::object();
+    for (std::size_t c = 0; c < per_class.size(); ++c)
+      classes[test_images->classes()[c]] = static_cast<double>(per_class_correct[c]) /
+                                           static_cast<double>(std::max<Index>(1, per_class[c]));
+    e.details = {{"accuracy", e.value}, {"correct", correct}, {"images", N},
+                 {"per_class_accuracy", classes}};
+    char line[96];
+    std::snprintf(line, sizeof line, "test accuracy %.4f (%lld/%lld)", e.value,
+                  static_cast<long long>(correct), static_cast<long long>(N));
+    e.line = line;
+    return e;
+  }
+
+  void save(const fs::path& dir, io::Dtype dtype) const {
+    vit->save_pretrained(dir, dtype);
+    io::write_json(dir / "preprocessor_config.json",
+                   {{"do_normalize", true}, {"do_rescale", true}, {"do_resize", true},
+                    {"image_mean", processor.image_mean}, {"image_std", processor.image_std},
+                    {"image_processor_type", "ViTImageProcessor"}, {"resample", 2},
+                    {"rescale_factor", processor.rescale_factor},
+                    {"size", {{"height", processor.height}, {"width", processor.width}}}});
+  }
+  std::unique_ptr<nn::Module<float>> load(const fs::path& dir) const {
+    return models::ViTForImageClassification<float>::from_pretrained(dir);
+  }
+};
+
+// AdamW groups: weights (2-D and more) decay; biases, norms, cls / position tables of rank < 2 do
+// not (the usual pretraining split, as HF's Trainer makes it).
+std::vector<optim::ParamGroup<float>> decay_groups(nn::Module<float>& model, double lr,
+                                                   double weight_decay) {
+  optim::ParamGroup<float> decay{.params = {}, .lr = lr, .weight_decay = weight_decay, .name = "decay"};
+  optim::ParamGroup<float> no_decay{.params = {}, .lr = lr, .weight_decay = 0.0, .name = "no_decay"};
+  for (const auto& [name, p] : model.named_parameters()) {
+    const bool is_norm = name.find("LayerNorm") != std::string::npos ||
+                         name.find("layer_norm") != std::string::npos ||
+                         name.find("layernorm") != std::string::npos ||
+                         name.find(".ln_") != std::string::npos;
+    (p.dim() >= 2 && !is_norm ? decay : no_decay).params.push_back(p);
+  }
+  return {decay, no_decay};
+}
+
+Index count_parameters(nn::Module<float>& model) {
+  Index n = 0;
+  for (const auto& [name, p] : model.named_parameters()) n += p.numel();
+  return n;
+}
+
+std::string command_line(int argc, char** argv) {
+  std::string out = "pretrain";
+  for (int i = 1; i < argc; ++i) out += std::string(" ") + argv[i];
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also into a file or a pipe
+  const auto run_start = std::chrono::steady_clock::now();
+  try {
+    // ---- options ---------------------------------------------------------------------------------
+    util::Args args(argc, argv, {"--resume", "--fast-fft", "--help"});
+    if (args.has("--help")) {
+      std::cout << usage;
+      return 0;
+    }
+    const std::string mode = args.str("--mode");
+    check(mode == "mlm" || mode == "clm" || mode == "image", "option --mode expects mlm, clm or ",
+          "image, got '", mode, "'");
+    const bool is_image = mode == "image";
+    train::RunOptions opt;
+    opt.lr = 5e-4;
+    opt.weight_decay = 0.01;
+    opt.warmup_ratio = 0.06;
+    opt.out = "out/pretrain";
+    train::read_loop_options(args, opt);
+    const Index layers = args.integer("--layers", 4), hidden = args.integer("--hidden", 128);
+    const Index heads = args.integer("--heads", 4);
+    const Index intermediate = args.integer("--intermediate", 4 * hidden);
+    const double dropout = args.real("--dropout", is_image ? 0.0 : 0.1);
+    const double attention_dropout = args.real("--attention-dropout", 0.0);
+    const std::string dtype_name = args.str("--dtype", "f32");
+    const Index max_len = args.integer("--max-len", 128);
+    const double eval_fraction = args.real("--eval-fraction", 0.02);
+    const Index vocab_merges = args.integer("--vocab-merges", 0);
+    const Index image_size = args.integer("--image-size", 32), patch = args.integer("--patch", 4);
+    const double crop_min = args.real("--crop-min", 0.35);
+    const std::string text_files = is_image ? "" : args.str("--text");
+    const fs::path tokenizer_dir = is_image ? fs::path() : fs::path(args.str("--tokenizer"));
+    const fs::path data_dir = is_image ? fs::path(args.str("--data")) : fs::path();
+    args.reject_unknown();
+    check(args.positional().empty(), "unexpected argument '",
+          args.positional().empty() ? "" : args.positional()[0], "' (options start with --)");
+    check(layers >= 1 && hidden >= 1 && heads >= 1 && intermediate >= 1,
+          "options --layers, --hidden, --heads, --intermediate must be >= 1");
+    check(hidden % heads == 0, "option --hidden (", hidden, ") must be a multiple of --heads (",
+          heads, ")");
+    check(dropout >= 0 && dropout < 1 && attention_dropout >= 0 && attention_dropout < 1,
+          "options --dropout and --attention-dropout must be in [0, 1)");
+    check(dtype_name == "f32" || dtype_name == "f16", "option --dtype expects f32 or f16, got '",
+          dtype_name, "'");
+    const io::Dtype dtype = dtype_name == "f16" ? io::Dtype::F16 : io::Dtype::F32;
+    check(max_len >= 4, "option --max-len must be >= 4, got ", max_len);
+    check(eval_fraction > 0 && eval_fraction < 1, "option --eval-fraction must be in (0, 1), got ",
+          eval_fraction);
+    check(vocab_merges >= 0, "option --vocab-merges must be >= 0, got ", vocab_merges);
+    check(image_size >= 1 && patch >= 1 && image_size % patch == 0, "option --image-size (",
+          image_size, ") must be a positive multiple of --patch (", patch, ")");
+    check(crop_min > 0 && crop_min <= 1, "option --crop-min must be in (0, 1], got ", crop_min);
+    if (opt.threads > 0) set_num_threads(opt.threads);
+    train::reproducible_fft(!opt.fast_fft);
+    std::printf("pretrain: mode %s, %d threads, seed %llu\n", mode.c_str(), num_threads(),
+                static_cast<unsigned long long>(opt.seed));
+    fs::create_directories(opt.out);
+
+    // ---- data and model --------------------------------------------------------------------------
+    TextTask text;
+    ImageTask image;
+    if (is_image) {
+      image.train_images = std::make_unique<train::DecodedImageFolder>(data_dir / "train");
+      image.test_images = std::make_unique<train::DecodedImageFolder>(data_dir / "test");
+      check<FormatError>(image.train_images->classes() == image.test_images->classes(), "'",
+                         (data_dir / "test").string(), "' has other classes than '",
+                         (data_dir / "train").string(), "': they must be the same");
+      image.processor.height = image.processor.width = image_size;
+      image.crop.scale_min = crop_min;
+      io::VitConfig c;
+      c.hidden_size = hidden;
+      c.num_hidden_layers = layers;
+      c.num_attention_heads = heads;
+      c.intermediate_size = intermediate;
+      c.image_size = image_size;
+      c.patch_size = patch;
+      c.encoder_stride = patch;
+      c.hidden_dropout_prob = dropout;
+      c.attention_probs_dropout_prob = attention_dropout;
+      c.id2label = image.train_images->classes();
+      c.problem_type = "single_label_classification";
+      image.vit = std::make_unique<models::ViTForImageClassification<float>>(c, opt.seed);
+      std::string names;
+      for (const std::string& n : c.id2label) names.append(names.empty() ? "" : ", ").append(n);
+      std::printf("data: %s: train %lld images, test %lld, %zu classes (%s); %lld x %lld, train: "
+                  "random resized crop (area %.2f..1) + flip\n", data_dir.string().c_str(),
+                  static_cast<long long>(image.train_images->size()),
+                  static_cast<long long>(image.test_images->size()), c.id2label.size(),
+                  names.c_str(), static_cast<long long>(image_size),
+                  static_cast<long long>(image_size), crop_min);
+      std::printf("model: ViTForImageClassification, %lld layers, hidden %lld, %lld heads, mlp %lld, "
+                  "patch %lld (%lld patches + CLS)\n", static_cast<long long>(layers),
+                  static_cast<long long>(hidden), static_cast<long long>(heads),
+                  static_cast<long long>(intermediate), static_cast<long long>(patch),
+                  static_cast<long long>(c.num_patches()));
+    } else {
+      text.masked_lm = mode == "mlm";
+      // The tokenizer as given, then reduced to its first K merges; the files used are kept in
+      // <out>/tokenizer/ (a resumed run reads the same ones) and copied into the checkpoint.
+      const BpeFiles full = read_bpe_files(tokenizer_dir);
+      const io::BpeTokenizer given =
+          io::BpeTokenizer::from_files(tokenizer_dir / "vocab.json", tokenizer_dir / "merges.txt");
+      text.tokenizer_dir = opt.out / "tokenizer";
+      write_bpe_files(keep_first_merges(full, given, vocab_merges, tokenizer_dir), text.tokenizer_dir);
+      text.tokenizer = io::BpeTokenizer::from_files(text.tokenizer_dir / "vocab.json",
+                                                    text.tokenizer_dir / "merges.txt");
+      const io::SpecialTokens specials = text.tokenizer->special_tokens();
+      const Index V = text.tokenizer->vocab_size();
+      text.special.assign(static_cast<std::size_t>(V), false);
+      for (std::int64_t id = 0; id < V; ++id) {
+        text.special[static_cast<std::size_t>(id)] = text.tokenizer->is_special(id);
+        if (!text.special[static_cast<std::size_t>(id)]) text.ordinary.push_back(id);
+      }
+      if (text.masked_lm) {
+        check<FormatError>(specials.mask && specials.pad && specials.bos && specials.eos,
+                           tokenizer_dir.string(), ": --mode mlm needs a RoBERTa vocabulary (<s>, ",
+                           "<pad>, </s>, <mask>)");
+        text.mask_id = *specials.mask;
+      } else {
+        check<FormatError>(specials.eos.has_value() && !specials.mask.has_value(),
+                           tokenizer_dir.string(), ": --mode clm needs a GPT-2 vocabulary ",
+                           "(<|endoftext|>, no <mask>); this one is RoBERTa's");
+        text.eos_id = *specials.eos;
+      }
+
+      std::vector<std::string> lines;
+      const std::vector<std::string> files = split_commas(text_files);
+      check(!files.empty(), "option --text needs at least one file");
+      for (const std::string& f : files) {
+        std::vector<std::string> more = read_corpus(f);
+        std::printf("corpus: %s: %zu sentences\n", f.c_str(), more.size());
+        lines.insert(lines.end(), more.begin(), more.end());
+      }
+      auto blocks = make_blocks(*text.tokenizer, lines, text.masked_lm, text.eos_id, max_len);
+      const auto n_eval = std::max<std::size_t>(1, static_cast<std::size_t>(
+                                                       eval_fraction * static_cast<double>(blocks.size())));
+      check<FormatError>(blocks.size() >= n_eval + 1, "the corpus makes ", blocks.size(),
+                         " blocks of ", max_len, " tokens: too few to train and hold out ", n_eval,
+                         " (lower --max-len or add text)");
+      text.eval.assign(blocks.end() - static_cast<std::ptrdiff_t>(n_eval), blocks.end());
+      blocks.resize(blocks.size() - n_eval);
+      text.train = std::move(blocks);
+      std::printf("tokenizer: %s%s: vocabulary %lld\n", tokenizer_dir.string().c_str(),
+                  vocab_merges > 0 ? str_cat(", first ", vocab_merges, " merges").c_str() : "",
+                  static_cast<long long>(V));
+      std::printf("data: %zu sentences -> %zu training blocks + %zu held out, %lld tokens each%s\n",
+                  lines.size(), text.train.size(), text.eval.size(), static_cast<long long>(max_len),
+                  text.masked_lm ? " (<s> sentence </s> ...), 15% masked per step" : "");
+      if (text.masked_lm) {
+        io::RobertaConfig c;
+        c.vocab_size = V;
+        c.hidden_size = hidden;
+        c.num_hidden_layers = layers;
+        c.num_attention_heads = heads;
+        c.intermediate_size = intermediate;
+        c.max_position_embeddings = max_len + 2;  // positions pad+1 .. pad+T
+        c.type_vocab_size = 1;
+        c.layer_norm_eps = 1e-5;
+        c.hidden_dropout_prob = dropout;
+        c.attention_probs_dropout_prob = attention_dropout;
+        c.pad_token_id = *specials.pad;
+        c.bos_token_id = *specials.bos;
+        c.eos_token_id = *specials.eos;
+        text.mlm = std::make_unique<models::RobertaForMaskedLM<float>>(c, opt.seed);
+        std::printf("model: RobertaForMaskedLM, %lld layers, hidden %lld, %lld heads, intermediate "
+                    "%lld, positions %lld, vocabulary %lld (decoder tied)\n",
+                    static_cast<long long>(layers), static_cast<long long>(hidden),
+                    static_cast<long long>(heads), static_cast<long long>(intermediate),
+                    static_cast<long long>(c.max_position_embeddings), static_cast<long long>(V));
+      } else {
+        io::Gpt2Config c;
+        c.vocab_size = V;
+        c.n_embd = hidden;
+        c.n_layer = layers;
+        c.n_head = heads;
+        c.n_inner = intermediate == 4 * hidden ? std::nullopt : std::optional<Index>(intermediate);
+        c.n_positions = max_len;
+        c.resid_pdrop = c.embd_pdrop = dropout;
+        c.attn_pdrop = attention_dropout;
+        c.bos_token_id = c.eos_token_id = text.eos_id;
+        text.clm = std::make_unique<models::GPT2LMHeadModel<float>>(c, opt.seed);
+        std::printf("model: GPT2LMHeadModel, %lld layers, n_embd %lld, %lld heads, inner %lld, "
+                    "n_positions %lld, vocabulary %lld (head tied)\n", static_cast<long long>(layers),
+                    static_cast<long long>(hidden), static_cast<long long>(heads),
+                    static_cast<long long>(intermediate), static_cast<long long>(max_len),
+                    static_cast<long long>(V));
+      }
+    }
+    nn::Module<float>& model = is_image ? image.model() : text.model();
+    const Index N = is_image ? image.size() : text.size();
+    std::printf("parameters: %s (%.1f MB in F32; saved as %s)\n",
+                train::with_commas(count_parameters(model)).c_str(),
+                4e-6 * static_cast<double>(count_parameters(model)), dtype_name.c_str());
+
+    // ---- optimizer, schedule, state --------------------------------------------------------------
+    optim::AdamW<float> optimizer(decay_groups(model, opt.lr, opt.weight_decay),
+                                  {.lr = opt.lr, .weight_decay = opt.weight_decay});
+    const std::int64_t steps_per_epoch = train::steps_per_epoch(N, opt.batch, opt.grad_accum);
+    const std::int64_t total_steps = steps_per_epoch * opt.epochs;
+    const std::int64_t warmup = optim::warmup_steps_for_ratio(total_steps, opt.warmup_ratio);
+    const optim::Schedule schedule = optim::linear_warmup_decay(warmup, total_steps);
+    std::printf("optim: AdamW lr %g, weight decay %g (not on biases and norms), clip %g, %d epochs "
+                "x %lld steps of %lld x %lld %s, linear schedule, warmup %lld steps\n", opt.lr,
+                opt.weight_decay, opt.clip, opt.epochs, static_cast<long long>(steps_per_epoch),
+                static_cast<long long>(opt.batch), static_cast<long long>(opt.grad_accum),
+                is_image ? "images" : "blocks", static_cast<long long>(warmup));
+
+    io::Json settings = train::resume_settings(opt);
+    settings.update({{"mode", mode}, {"layers", layers}, {"hidden", hidden}, {"heads", heads},
+                     {"intermediate", intermediate}, {"dropout", dropout},
+                     {"attention_dropout", attention_dropout}, {"examples", N},
+                     {"max_len", is_image ? 0 : max_len}, {"vocab_merges", vocab_merges},
+                     {"image_size", is_image ? image_size : 0}, {"patch", is_image ? patch : 0},
+                     {"crop_min", is_image ? crop_min : 0.0}});
+    const fs::path state_dir = opt.out / "state";
+    train::TrainState state;
+    state.record = {{"history", io::Json::array()}};
+    if (opt.resume) {
+      const auto found = train::find_train_state(state_dir);
+      check(found.has_value(), "--resume: no saved state in '", state_dir.string(),
+            "' (nothing to resume; run without --resume)");
+      state = train::load_train_state(*found, model, optimizer, settings);
+      std::printf("resumed from %s at step %lld (epoch %d, batch %lld)\n", found->string().c_str(),
+                  static_cast<long long>(state.step), state.epoch + 1,
+                  static_cast<long long>(state.next_batch));
+    } else {
+      check(!train::find_train_state(state_dir), "'", state_dir.string(), "' holds the state of an ",
+            "unfinished run: pass --resume to continue it, or choose another --out");
+      fs::remove(opt.out / "log.jsonl");
+    }
+    train::JsonlLog log(opt.out / "log.jsonl");
+    log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "pretrain"},
+               {"step", state.step}, {"settings", settings}, {"total_steps", total_steps},
+               {"command", command_line(argc, argv)}});
+
+    // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
+    train::InterruptFlag interrupt;
+    train::Progress progress(total_steps, state.step, opt.log_every, is_image ? "img" : "tok");
+    std::vector<Var<float>> params = optimizer.parameters();
+    Tape<float> tape;
+    std::int64_t step = state.step;
+    const Index eval_batch = is_image ? 100 : opt.batch;
+    for (int epoch = state.epoch; epoch < opt.epochs; ++epoch) {
+      const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
+      const auto num_batches = static_cast<Index>(batches.size());
+      const auto epoch_start = std::chrono::steady_clock::now();
+      for (Index b = epoch == state.epoch ? state.next_batch : 0; b < num_batches;
+           b += opt.grad_accum) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const Index end = std::min(num_batches, b + opt.grad_accum);
+        Index examples = 0;
+        for (Index m = b; m < end; ++m) examples += static_cast<Index>(batches[m].size());
+        model.train();
+        if (is_image) image.reseed(opt.seed, static_cast<std::uint64_t>(step));
+        else text.reseed(opt.seed, static_cast<std::uint64_t>(step));
+        double step_loss = 0;
+        for (Index m = b; m < end; ++m) {  // gradient accumulation: a weighted mean over examples
+          const std::vector<Index>& rows = batches[m];
+          // Masking (mlm) or crops and flips (image) of this micro-batch: a function of the step.
+          Rng draws = train::step_rng(opt.seed, is_image ? train::Stream::augment : train::Stream::masking,
+                                      train::mix_seed(static_cast<std::uint64_t>(step),
+                                                      static_cast<std::uint64_t>(m)));
+          const Var<float> loss = is_image ? image.loss(tape, rows, draws)
+                                           : text.loss(tape, text.train, rows, draws);
+          train::check_finite_loss(loss.item(), step + 1, epoch + 1);
+          const double weight = static_cast<double>(rows.size()) / static_cast<double>(examples);
+          step_loss += weight * loss.item();
+          tape.backward(loss, Tensor<float>::full({}, static_cast<float>(weight)));
+          tape.clear();
+        }
+        if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
+        optimizer.scale_lr(schedule(step));
+        optimizer.step();
+        optimizer.zero_grad();
+        ++step;
+
+        const Index items = is_image ? image.items(examples) : text.items(examples);
+        if (const auto w = progress.step(step, step_loss, optimizer.lr(0), seconds_since(t0), items))
+          log.write({{"event", "step"}, {"step", step}, {"epoch", epoch + 1},
+                     {"loss", train::json_number(w->loss)}, {"lr", optimizer.lr(0)}, {"ms", w->ms},
+                     {is_image ? "images_per_s" : "tokens_per_s", w->items_per_s}});
+        if (interrupt.requested() || (opt.stop_after > 0 && step == opt.stop_after)) {
+          state.step = step;
+          state.epoch = epoch;
+          state.next_batch = end;
+          train::save_train_state(state_dir, model, optimizer, state, settings);
+          log.write({{"event", "interrupt"}, {"step", step}, {"epoch", epoch + 1},
+                     {"signal", interrupt.requested()}});
+          progress.finish();
+          std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
+                      "--resume\n", interrupt.requested() ? "interrupted" : "stopped (--stop-after)",
+                      static_cast<long long>(step), state_dir.string().c_str());
+          return interrupt.requested() ? interrupt.exit_code() : 130;
+        }
+      }
+
+      // ---- evaluate after every epoch ------------------------------------------------------------
+      const Evaluation e = is_image ? image.evaluate(model, opt.seed, eval_batch)
+                                    : text.evaluate(model, opt.seed, eval_batch);
+      state.record["history"].push_back(
+          {{"epoch", epoch + 1}, {"step", step}, {e.metric, e.value}, {"details", e.details}});
+      log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"metric", e.metric},
+                 {"value", train::json_number(e.value)}, {"scores", e.details}});
+      progress.print(str_cat("epoch ", epoch + 1, " | ", e.line, " | ",
+                             train::format_duration(seconds_since(epoch_start))));
+      state.step = step;
+      state.epoch = epoch + 1;
+      state.next_batch = 0;
+      if (epoch + 1 < opt.epochs) train::save_train_state(state_dir, model, optimizer, state, settings);
+    }
+    progress.finish();
+
+    // ---- save: <out>/model.tmp, reloaded and evaluated, then renamed to <out>/model --------------
+    const fs::path model_dir = opt.out / "model", tmp_dir = opt.out / "model.tmp",
+                   old_dir = opt.out / "model.old";
+    std::error_code ec;
+    fs::remove_all(tmp_dir, ec);
+    if (is_image) image.save(tmp_dir, dtype);
+    else text.save(tmp_dir, dtype);
+    // What a user of the folder gets: the saved (maybe F16) weights, read back by the loader.
+    const std::unique_ptr<nn::Module<float>> saved = is_image ? image.load(tmp_dir) : text.load(tmp_dir);
+    const Evaluation final_eval = is_image ? image.evaluate(*saved, opt.seed, eval_batch)
+                                           : text.evaluate(*saved, opt.seed, eval_batch);
+    const double train_seconds = seconds_since(run_start);
+    const io::Json record = {{"program", "examples/pretrain.cpp"},
+                             {"command", command_line(argc, argv)},
+                             {"mode", mode},
+                             {"seed", opt.seed},
+                             {"threads", num_threads()},
+                             {"steps", step},
+                             {"epochs", opt.epochs},
+                             {"dtype", dtype_name},
+                             {"parameters", count_parameters(model)},
+                             {"eval_of_saved_weights", final_eval.details},
+                             {"seconds", train_seconds}};
+    io::write_json(tmp_dir / "pretrain.json", record);
+    if (fs::exists(model_dir, ec)) {
+      fs::remove_all(old_dir, ec);
+      fs::rename(model_dir, old_dir, ec);
+      check<IoError>(!ec, "cannot move '", model_dir.string(), "' aside: ", ec.message());
+    }
+    fs::rename(tmp_dir, model_dir, ec);
+    check<IoError>(!ec, "cannot rename '", tmp_dir.string(), "' to '", model_dir.string(), "': ",
+                   ec.message());
+    fs::remove_all(old_dir, ec);
+    io::write_json(opt.out / "results.json",
+                   {{"mode", mode}, {"steps", step}, {"history", state.record["history"]},
+                    {"eval_of_saved_weights", final_eval.details}, {"seconds", train_seconds},
+                    {"model", model_dir.string()}});
+    fs::remove_all(state_dir, ec);
+    log.write({{"event", "done"}, {"step", step}, {"metric", final_eval.metric},
+               {"value", train::json_number(final_eval.value)}, {"model", model_dir.string()}});
+    std::printf("saved %s (%s weights, reloaded): %s | total %s\n", model_dir.string().c_str(),
+                dtype_name.c_str(), final_eval.line.c_str(),
+                train::format_duration(train_seconds).c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "pretrain: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pretrain: unexpected error: %s\n", e.what());
+    return 1;
+  }
+}
