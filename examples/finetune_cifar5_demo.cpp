@@ -54,9 +54,6 @@ Fine-tunes the committed tiny ViT on five new CIFAR-10 classes with each method;
   --head-lr LR [5e-3]  --seed S [0]  --threads T [2]  --out DIR [out/cifar5]
 )";
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 }  // namespace
 
@@ -166,7 +163,7 @@ int main(int argc, char** argv) {
                   reproduced ? "identical" : "DIFFERENT");
     }
     std::printf("done in %s; adapters in %s/<method>/ (PEFT format)\n",
-                train::format_duration(seconds_since(start)).c_str(), out.string().c_str());
+                train::format_duration(train::seconds_since(start)).c_str(), out.string().c_str());
     return reproduced ? 0 : 1;
   } catch (const Error& e) {
     std::fprintf(stderr, "finetune_cifar5_demo: %s\n", e.what());

@@ -172,9 +172,6 @@ std::vector<std::string> decode_test(Model& model, const io::BpeTokenizer& token
   return outputs;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 }  // namespace
 
@@ -306,7 +303,7 @@ int main(int argc, char** argv) {
         log->write({{"event", "eval"}, {"step", step}, {"split", "test"}, {"metric", "BLEU"},
                     {"value", s.bleu}, {"scores", scores}, {"mrs", test_groups.size()}});
       std::printf("test (%zu MRs, %s): BLEU %.4f | NIST %.4f | METEOR %.4f | ROUGE-L %.4f | CIDEr "
-                  "%.4f\n", test_groups.size(), train::format_duration(seconds_since(t0)).c_str(),
+                  "%.4f\n", test_groups.size(), train::format_duration(train::seconds_since(t0)).c_str(),
                   s.bleu, s.nist, s.meteor, s.rouge_l, s.cider);
       return scores;
     };
@@ -343,21 +340,9 @@ int main(int argc, char** argv) {
     settings.update({{"format", format}, {"max_len", max_len}, {"label_smoothing", smoothing},
                      {"train_examples", N}, {"model", model_dir.string()}});
     const fs::path state_dir = opt.out / "state";
-    train::TrainState state;
-    state.record = {{"history", io::Json::array()}};
-    if (opt.resume) {
-      const auto found = train::find_train_state(state_dir);
-      check(found.has_value(), "--resume: no saved state in '", state_dir.string(),
-            "' (nothing to resume; run without --resume)");
-      state = train::load_train_state(*found, *model, optimizer, settings);
-      std::printf("resumed from %s at step %lld (epoch %d, batch %lld)\n", found->string().c_str(),
-                  static_cast<long long>(state.step), state.epoch + 1,
-                  static_cast<long long>(state.next_batch));
-    } else {
-      check(!train::find_train_state(state_dir), "'", state_dir.string(), "' holds the state of an ",
-            "unfinished run: pass --resume to continue it, or choose another --out");
-      fs::remove(opt.out / "log.jsonl");
-    }
+    train::TrainState state = train::start_or_resume(
+        opt.out, opt.resume, *model, optimizer, settings,
+        {{"history", io::Json::array()}});
     train::JsonlLog log(opt.out / "log.jsonl");
     log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "finetune_e2e"},
                {"step", state.step}, {"settings", settings}, {"preset", preset.name},
@@ -399,7 +384,7 @@ int main(int argc, char** argv) {
                  {"metric", "loss"}, {"value", train::json_number(loss)}});
       char line[160];
       std::snprintf(line, sizeof line, "epoch %d | test loss %.4f (perplexity %.2f) | %s", epoch + 1,
-                    loss, std::exp(loss), train::format_duration(seconds_since(epoch_start)).c_str());
+                    loss, std::exp(loss), train::format_duration(train::seconds_since(epoch_start)).c_str());
       progress.print(line);
       state.step = step;
       state.epoch = epoch + 1;

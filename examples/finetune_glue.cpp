@@ -206,9 +206,6 @@ std::string format_eval(const Evaluation& e) {
   return out;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 }  // namespace
 
@@ -354,21 +351,9 @@ int main(int argc, char** argv) {
     settings.update({{"task", task_key}, {"max_len", max_len}, {"train_examples", N},
                      {"model", model_dir.string()}});
     const fs::path state_dir = opt.out / "state";
-    train::TrainState state;
-    state.record = {{"best_value", nullptr}, {"best_epoch", -1}, {"history", io::Json::array()}};
-    if (opt.resume) {
-      const auto found = train::find_train_state(state_dir);
-      check(found.has_value(), "--resume: no saved state in '", state_dir.string(),
-            "' (nothing to resume; run without --resume)");
-      state = train::load_train_state(*found, *model, optimizer, settings);
-      std::printf("resumed from %s at step %lld (epoch %d, batch %lld)\n", found->string().c_str(),
-                  static_cast<long long>(state.step), state.epoch + 1,
-                  static_cast<long long>(state.next_batch));
-    } else {
-      check(!train::find_train_state(state_dir), "'", state_dir.string(), "' holds the state of an ",
-            "unfinished run: pass --resume to continue it, or choose another --out");
-      fs::remove(opt.out / "log.jsonl");
-    }
+    train::TrainState state = train::start_or_resume(
+        opt.out, opt.resume, *model, optimizer, settings,
+        {{"best_value", nullptr}, {"best_epoch", -1}, {"history", io::Json::array()}});
     train::JsonlLog log(opt.out / "log.jsonl");
     log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "finetune_glue"},
                {"step", state.step}, {"settings", settings}, {"preset", preset->name},
@@ -424,7 +409,7 @@ int main(int argc, char** argv) {
                     format_eval(e).c_str(), e.metric.c_str(),
                     record["best_value"].is_null() ? NAN : record["best_value"].get<double>(),
                     record["best_epoch"].get<int>(),
-                    train::format_duration(seconds_since(epoch_start)).c_str());
+                    train::format_duration(train::seconds_since(epoch_start)).c_str());
       progress.print(line);
       state.step = step;
       state.epoch = epoch + 1;

@@ -103,9 +103,6 @@ run:
   --fast-fft          (accepted for symmetry with the fine-tuning programs; no FFT here)
 )";
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 // "a,b,c" -> {"a", "b", "c"}
 std::vector<std::string> split_commas(const std::string& text) {
@@ -710,21 +707,9 @@ int main(int argc, char** argv) {
                      {"image_size", is_image ? image_size : 0}, {"patch", is_image ? patch : 0},
                      {"crop_min", is_image ? crop_min : 0.0}});
     const fs::path state_dir = opt.out / "state";
-    train::TrainState state;
-    state.record = {{"history", io::Json::array()}};
-    if (opt.resume) {
-      const auto found = train::find_train_state(state_dir);
-      check(found.has_value(), "--resume: no saved state in '", state_dir.string(),
-            "' (nothing to resume; run without --resume)");
-      state = train::load_train_state(*found, model, optimizer, settings);
-      std::printf("resumed from %s at step %lld (epoch %d, batch %lld)\n", found->string().c_str(),
-                  static_cast<long long>(state.step), state.epoch + 1,
-                  static_cast<long long>(state.next_batch));
-    } else {
-      check(!train::find_train_state(state_dir), "'", state_dir.string(), "' holds the state of an ",
-            "unfinished run: pass --resume to continue it, or choose another --out");
-      fs::remove(opt.out / "log.jsonl");
-    }
+    train::TrainState state = train::start_or_resume(
+        opt.out, opt.resume, model, optimizer, settings,
+        {{"history", io::Json::array()}});
     train::JsonlLog log(opt.out / "log.jsonl");
     log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "pretrain"},
                {"step", state.step}, {"settings", settings}, {"total_steps", total_steps},
@@ -772,7 +757,7 @@ int main(int argc, char** argv) {
         ++step;
 
         const Index items = is_image ? image.items(examples) : text.items(examples);
-        if (const auto w = progress.step(step, step_loss, optimizer.lr(0), seconds_since(t0), items))
+        if (const auto w = progress.step(step, step_loss, optimizer.lr(0), train::seconds_since(t0), items))
           log.write({{"event", "step"}, {"step", step}, {"epoch", epoch + 1},
                      {"loss", train::json_number(w->loss)}, {"lr", optimizer.lr(0)}, {"ms", w->ms},
                      {is_image ? "images_per_s" : "tokens_per_s", w->items_per_s}});
@@ -799,7 +784,7 @@ int main(int argc, char** argv) {
       log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"metric", e.metric},
                  {"value", train::json_number(e.value)}, {"scores", e.details}});
       progress.print(str_cat("epoch ", epoch + 1, " | ", e.line, " | ",
-                             train::format_duration(seconds_since(epoch_start))));
+                             train::format_duration(train::seconds_since(epoch_start))));
       state.step = step;
       state.epoch = epoch + 1;
       state.next_batch = 0;
@@ -818,7 +803,7 @@ int main(int argc, char** argv) {
     const std::unique_ptr<nn::Module<float>> saved = is_image ? image.load(tmp_dir) : text.load(tmp_dir);
     const Evaluation final_eval = is_image ? image.evaluate(*saved, opt.seed, eval_batch)
                                            : text.evaluate(*saved, opt.seed, eval_batch);
-    const double train_seconds = seconds_since(run_start);
+    const double train_seconds = train::seconds_since(run_start);
     const io::Json record = {{"program", "examples/pretrain.cpp"},
                              {"command", command_line(argc, argv)},
                              {"mode", mode},

@@ -219,6 +219,57 @@ TEST_CASE("LoRA, BitFit, full and head-only: what trains, merge, PEFT names") {
   }
 }
 
+TEST_CASE("lora_linear: y = x·Wᵀ + b + s·(h·Aᵀ)·Bᵀ, both layouts; gradients of x, h, W, b, A, B") {
+  using Layout = ops::WeightLayout;
+  using testing::gradcheck;
+  using testing::project;
+  for (Layout layout : {Layout::out_in, Layout::in_out})
+    for (bool separate_h : {false, true}) {
+      Rng rng(layout == Layout::out_in ? 11 : 12);
+      const Index N = 5, d_in = 6, d_out = 7, r = 3;
+      const double s = 1.75;
+      auto x = randn<double>({N, d_in}, rng), h = randn<double>({N, d_in}, rng);
+      auto w = randn<double>(layout == Layout::out_in ? Shape{d_out, d_in} : Shape{d_in, d_out}, rng);
+      auto b = randn<double>({d_out}, rng), a = randn<double>({r, d_in}, rng);
+      auto bb = randn<double>({d_out, r}, rng);
+      // in: x, h, W, b, A, B (h unused, and x used for both, unless separate_h)
+      auto forward = [&](Tape<double>& t, std::span<const Var<double>> in) {
+        return peft::lora_linear(t, in[0], separate_h ? in[1] : in[0], in[2], in[3], layout, in[4],
+                                 in[5], s);
+      };
+      Tape<double> tape;
+      std::vector<Var<double>> vars = {Var<double>(x), Var<double>(h), Var<double>(w),
+                                       Var<double>(b), Var<double>(a), Var<double>(bb)};
+      const Var<double> y = forward(tape, vars);
+      const auto& hx = separate_h ? h : x;
+      for (Index i = 0; i < N; ++i)
+        for (Index p = 0; p < d_out; ++p) {
+          double ref = b[p];
+          for (Index q = 0; q < d_in; ++q) {
+            ref += x[i * d_in + q] * (layout == Layout::out_in ? w[p * d_in + q] : w[q * d_out + p]);
+            for (Index k = 0; k < r; ++k) ref += s * hx[i * d_in + q] * a[k * d_in + q] * bb[p * r + k];
+          }
+          CHECK(y.value()[i * d_out + p] == doctest::Approx(ref).epsilon(1e-12).scale(1.0));
+        }
+      const auto r_all = gradcheck([&](Tape<double>& t, std::span<const Var<double>> in) {
+        return project(t, forward(t, in));
+      }, {x, h, w, b, a, bb}, {.atol = 1e-7});  // |L| ~ 30: central differences round off ~1e-9
+      INFO("layout ", int(layout), " separate h ", separate_h, ": ", r_all.report());
+      CHECK(r_all.ok);
+    }
+  // Frozen base weight (LoRA's case): no weight gradient is made, A and B still get theirs.
+  Rng rng(13);
+  Var<float> x(randn<float>({4, 6}, rng), true), w(randn<float>({5, 6}, rng));
+  Var<float> a(randn<float>({2, 6}, rng), true), bb(randn<float>({5, 2}, rng), true);
+  Tape<float> tape;
+  tape.backward(ops::sum(tape, peft::lora_linear(tape, x, x, w, Var<float>(), ops::WeightLayout::out_in, a, bb, 2.0f)));
+  CHECK(!w.has_grad());
+  CHECK(a.has_grad());
+  CHECK(bb.has_grad());
+  CHECK_THROWS_WITH_AS(peft::lora_linear(tape, x, x, w, Var<float>(), ops::WeightLayout::out_in, bb, a, 2.0f),
+                       doctest::Contains("do not fit"), ShapeError);
+}
+
 TEST_CASE("Adapter files: PEFT layout, train -> save -> load into a fresh model reproduces outputs") {
   for (const std::string method : {"fourierft", "fourierft-biased", "lora", "bitfit", "head"}) {
     INFO("method ", method);

@@ -199,40 +199,50 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
   }
   // W = w0 + ΔW, in w0's layout. ΔW goes to an uninitialised FFTW-aligned buffer (the c2r
   // overwrites it in place, no copies); Conv1D's (in, out) layout adds ΔWᵀ in 32 x 32 tiles.
-  Tensor<Real> w = w0.value().clone();
-  for (const SpectralBlock<Real>& b : blocks) {
-    const SpectralEntries& e = *b.entries;
-    ops::spectral::FftwBuffer<Real, Real> delta_buffer(static_cast<std::size_t>(e.d_out * e.d_in));
-    const std::span<Real> delta(delta_buffer.data(), delta_buffer.size());
-    fourierft_delta_forward<Real>(delta, b.coeffs.data(), e, b.scale);
-    Real* wp = w.ptr();
-    if (out_in) {
-      Real* dst = wp + b.out_offset * d_in;
-      for (std::size_t i = 0; i < delta.size(); ++i) dst[i] += delta[i];
-    } else {
-      constexpr Index tile = 32;
-      for (Index p0 = 0; p0 < e.d_out; p0 += tile)
-        for (Index q0 = 0; q0 < d_in; q0 += tile) {
-          const Index p1 = std::min(p0 + tile, e.d_out), q1 = std::min(q0 + tile, d_in);
-          for (Index q = q0; q < q1; ++q)
-            for (Index p = p0; p < p1; ++p) wp[q * d_out + b.out_offset + p] += delta[p * d_in + q];
-        }
+  // Built for the forward GEMM and built again in backward rather than kept: holding W between
+  // the passes would cost d_out·d_in floats per adapted layer for the whole step (85 MB on
+  // GPT-2 small), rebuilding it costs one copy and one small c2r per block (~1% of a step).
+  auto build_weight = [w0, blocks, out_in, d_in = d_in, d_out = d_out]() {
+    Tensor<Real> w = w0.value().clone();
+    for (const SpectralBlock<Real>& b : blocks) {
+      const SpectralEntries& e = *b.entries;
+      ops::spectral::FftwBuffer<Real, Real> delta_buffer(static_cast<std::size_t>(e.d_out * e.d_in));
+      const std::span<Real> delta(delta_buffer.data(), delta_buffer.size());
+      fourierft_delta_forward<Real>(delta, b.coeffs.data(), e, b.scale);
+      Real* wp = w.ptr();
+      if (out_in) {
+        Real* dst = wp + b.out_offset * d_in;
+        for (std::size_t i = 0; i < delta.size(); ++i) dst[i] += delta[i];
+      } else {
+        constexpr Index tile = 32;
+        for (Index p0 = 0; p0 < e.d_out; p0 += tile)
+          for (Index q0 = 0; q0 < d_in; q0 += tile) {
+            const Index p1 = std::min(p0 + tile, e.d_out), q1 = std::min(q0 + tile, d_in);
+            for (Index q = q0; q < q1; ++q)
+              for (Index p = p0; p < p1; ++p) wp[q * d_out + b.out_offset + p] += delta[p * d_in + q];
+          }
+      }
     }
-  }
+    return w;
+  };
   const Index T = x.numel() / d_in;
   Shape out_shape = x.shape();
   out_shape.back() = d_out;
   Var<Real> y = tape.output(out_shape);
-  ops::linear_forward<Real>(y.data(), x.data(), w.data(),
+  ops::linear_forward<Real>(y.data(), x.data(), build_weight().data(),
                             bias.defined() ? bias.data() : std::span<const Real>(), T, d_in,
                             d_out, layout);
   // Recorded if x, the bias or any block's coefficients need a gradient.
   std::vector<Var<Real>> inputs = {x, bias};
   for (const SpectralBlock<Real>& b : blocks) inputs.push_back(b.coeffs);
   tape.record("fourierft_linear", inputs, y, [=](std::span<const Real> dy) {
-    ops::linear_backward<Real>(grad_if_needed(x), {}, bias.defined() ? grad_if_needed(bias)
-                                                                      : std::span<Real>(),
-                               dy, x.data(), w.data(), T, d_in, d_out, layout);
+    const auto dx = grad_if_needed(x);
+    if (!dx.empty())
+      ops::linear_backward<Real>(dx, {}, {}, dy, x.data(), build_weight().data(), T, d_in, d_out,
+                                 layout);
+    if (bias.defined())
+      ops::linear_backward<Real>({}, {}, grad_if_needed(bias), dy, x.data(), {}, T, d_in, d_out,
+                                 layout);
     // The row spectra of x are shared by every block on the spectral path (GPT-2's q and v).
     std::vector<std::complex<Real>> X;
     for (const SpectralBlock<Real>& b : blocks) {

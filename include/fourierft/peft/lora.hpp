@@ -27,6 +27,59 @@ struct LoraConfig {
 };
 
 // ---------------------------------------------------------------------------
+// lora_linear: a linear layer plus a LoRA update, fused (no (N, d_out) temporaries besides y).
+//   x: (N, d_in) (any leading dims)   h: x or dropout(x), same shape   W, b: as ops::linear
+//   A: (r, d_in)   B: (d_out, r)      s: lora_alpha / r
+//   u = h·Aᵀ (N, r);   y = x·Wᵀ + b + s·u·Bᵀ   (the second GEMM adds into y: beta = 1)
+// backward:  dx += dy·W;  dW, db as ops::linear (skipped when frozen);
+//            du = s·dy·B (N, r);  dB += s·dyᵀ·u;  dA += duᵀ·h;  dh += du·A
+// Unfused, base(x) + s·((h·Aᵀ)·Bᵀ) costs an add and a scale over (N, d_out) in each direction —
+// on GPT-2's c_attn (d_out 2304) that was most of LoRA's overhead beyond its small GEMMs.
+template <class Real>
+Var<Real> lora_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& h, const Var<Real>& w,
+                      const Var<Real>& b, ops::WeightLayout layout, const Var<Real>& lora_a,
+                      const Var<Real>& lora_b, Real s) {
+  const auto [d_in, d_out] = ops::linear_dims("lora_linear", x, w, b, layout);
+  check<ShapeError>(h.shape() == x.shape(), "lora_linear: h has shape ", shape_str(h.shape()),
+                    " but x has ", shape_str(x.shape()));
+  check<ShapeError>(lora_a.dim() == 2 && lora_a.size(1) == d_in && lora_b.dim() == 2 &&
+                        lora_b.size(0) == d_out && lora_b.size(1) == lora_a.size(0),
+                    "lora_linear: A ", shape_str(lora_a.shape()), " and B ", shape_str(lora_b.shape()),
+                    " do not fit a (", d_out, ", ", d_in, ") weight as (r, d_in) and (d_out, r)");
+  const Index N = x.numel() / d_in, r = lora_a.size(0);
+  Shape out_shape = x.shape();
+  out_shape.back() = d_out;
+  Var<Real> y = tape.output(out_shape);
+  ops::linear_forward<Real>(y.data(), x.data(), w.data(),
+                            b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out, layout);
+  Tensor<Real> u({N, r});
+  fourierft::detail::gemm<Real>(false, true, N, r, d_in, Real(1), h.data().data(), d_in,
+                                lora_a.data().data(), d_in, Real(0), u.ptr(), r);
+  fourierft::detail::gemm<Real>(false, true, N, d_out, r, s, u.ptr(), r, lora_b.data().data(), r,
+                                Real(1), y.data().data(), d_out);
+  tape.record("lora_linear", {x, h, w, b, lora_a, lora_b}, y, [=](std::span<const Real> dy) {
+    ops::linear_backward<Real>(grad_if_needed(x), grad_if_needed(w),
+                               b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, x.data(),
+                               w.data(), N, d_in, d_out, layout);
+    const auto dB = grad_if_needed(lora_b), dA = grad_if_needed(lora_a), dh = grad_if_needed(h);
+    if (!dB.empty())
+      fourierft::detail::gemm<Real>(true, false, d_out, r, N, s, dy.data(), d_out, u.ptr(), r,
+                                    Real(1), dB.data(), r);
+    if (dA.empty() && dh.empty()) return;
+    Tensor<Real> du({N, r});
+    fourierft::detail::gemm<Real>(false, false, N, r, d_out, s, dy.data(), d_out,
+                                  lora_b.data().data(), r, Real(0), du.ptr(), r);
+    if (!dA.empty())
+      fourierft::detail::gemm<Real>(true, false, r, d_in, N, Real(1), du.ptr(), r, h.data().data(),
+                                    d_in, Real(1), dA.data(), d_in);
+    if (!dh.empty())
+      fourierft::detail::gemm<Real>(false, false, N, d_in, r, Real(1), du.ptr(), r,
+                                    lora_a.data().data(), d_in, Real(1), dh.data(), d_in);
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
 // LoraAdapter: on a frozen Linear (W0: (d_out, d_in) or Conv1D (d_in, d_out)),
 //   y = x·W0ᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ,   A: (r, d_in),  B: (d_out, r),  s = lora_alpha / r
 // A ~ kaiming_uniform(a = √5) = U(−1/√d_in, 1/√d_in), B = 0, so ΔW = s·B·A starts at zero.
@@ -51,10 +104,9 @@ class LoraAdapter : public nn::LinearAdapter<Real> {
   }
 
   Var<Real> forward(Tape<Real>& tape, const nn::Linear<Real>& base, const Var<Real>& x) override {
-    Var<Real> y = base.base_forward(tape, x);
     Var<Real> h = ops::dropout(tape, x, dropout_, rng_, this->is_training());
-    Var<Real> low = ops::linear(tape, ops::linear(tape, h, lora_A.weight), lora_B.weight);
-    return ops::add(tape, y, ops::scale(tape, low, scaling_));
+    return lora_linear(tape, x, h, base.weight, base.bias, base.layout(), lora_A.weight,
+                       lora_B.weight, scaling_);
   }
   void merge(nn::Linear<Real>& base) override {
     check(!this->merged_, "LoraAdapter::merge: already merged");

@@ -14,6 +14,7 @@
 // state + settings determine the rest of the run exactly: a resumed run matches an uninterrupted one.
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -129,6 +130,34 @@ TrainState load_train_state(const fs::path& dir, nn::Module<Real>& model,
   if (json.has("record")) state.record = json.json().at("record");
   check<FormatError>(state.step >= 0 && state.epoch >= 0 && state.next_batch >= 0, json.source(),
                      ": step, epoch and next_batch must be >= 0");
+  return state;
+}
+
+// The start of every example program's run in folder `out`: a fresh start (an unfinished run's
+// state already in out/state is an error: --resume it or choose another --out; an old log.jsonl is
+// removed) or, with `resume`, the state saved in out/state restored into `model` and `optimizer`
+// (load_train_state above: same settings required). `record` seeds TrainState::record of a fresh
+// start (the program's bookkeeping: history, best epoch, ...).
+template <class Real>
+TrainState start_or_resume(const fs::path& out, bool resume, nn::Module<Real>& model,
+                           optim::Optimizer<Real>& optimizer, const io::Json& settings,
+                           io::Json record) {
+  const fs::path state_dir = out / "state";
+  if (!resume) {
+    check(!find_train_state(state_dir), "'", state_dir.string(), "' holds the state of an ",
+          "unfinished run: pass --resume to continue it, or choose another --out");
+    fs::remove(out / "log.jsonl");
+    TrainState state;
+    state.record = std::move(record);
+    return state;
+  }
+  const auto found = find_train_state(state_dir);
+  check(found.has_value(), "--resume: no saved state in '", state_dir.string(),
+        "' (nothing to resume; run without --resume)");
+  TrainState state = load_train_state(*found, model, optimizer, settings);
+  std::printf("resumed from %s at step %lld (epoch %d, batch %lld)\n", found->string().c_str(),
+              static_cast<long long>(state.step), state.epoch + 1,
+              static_cast<long long>(state.next_batch));
   return state;
 }
 

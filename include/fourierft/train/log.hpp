@@ -74,6 +74,11 @@ inline void check_finite_loss(double loss, std::int64_t step, int epoch) {
         "last saved state (if any) is untouched");
 }
 
+// Wall-clock seconds since `start`.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // "1h02m", "3m05s", "12s".
 inline std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
