@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -95,14 +96,21 @@ TEST_CASE_TEMPLATE("gelu and tanh: long inputs (parallel chunks, with a tail) ma
                    Real, float, double) {
   Rng rng(14);
   const Index n = 5 * 16384 + 123;
-  Var<Real> x(randn<Real>({n}, rng, Real(0), Real(3)));
+  Var<Real> x(randn<Real>({n}, rng, Real(0), Real(3)), true);
   Tape<Real> tape;
   Var<Real> g = ops::gelu(tape, x, ops::GeluForm::tanh), t = ops::tanh(tape, x);
+  Var<Real> e = ops::gelu(tape, x, ops::GeluForm::exact);  // float: Eigen's rational erf
+  tape.backward(ops::sum(tape, e));                          // dx = Phi(x) + x phi(x)
   for (Index i = 0; i < n; i += 97) {
     const double v = x.value()[i];
     const double ref = 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
     REQUIRE(g.value()[i] == doctest::Approx(ref).epsilon(tol<Real>()));
     REQUIRE(t.value()[i] == doctest::Approx(std::tanh(v)).epsilon(tol<Real>()));
+    const double cdf = 0.5 * (1 + std::erf(v / std::sqrt(2.0)));
+    const double pdf = std::exp(-0.5 * v * v) / std::sqrt(2 * std::numbers::pi);
+    // Relative to max(1, |value|): for x << 0, 1 + erf(x/√2) cancels in float (PyTorch's too).
+    REQUIRE(std::abs(e.value()[i] - v * cdf) <= tol<Real>() * std::max(1.0, std::abs(v * cdf)));
+    REQUIRE(std::abs(x.grad()[i] - (cdf + v * pdf)) <= tol<Real>() * std::max(1.0, std::abs(cdf + v * pdf)));
   }
 }
 
