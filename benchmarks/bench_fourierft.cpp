@@ -17,6 +17,7 @@
 #include <functional>
 #include <vector>
 
+#include "fourierft/core/memory.hpp"
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/ops/elementwise.hpp"
 #include "fourierft/ops/linalg.hpp"
@@ -41,6 +42,9 @@ double median_ms(const std::function<void()>& run, int reps = 9) {
 
 int main() {
   if (std::getenv("FOURIERFT_NUM_THREADS") == nullptr) set_num_threads(2);
+  // As bench_step and the training programs: freed activations stay in the process, so each
+  // repetition does not page-fault its buffers in again (FOURIERFT_KEEP_MALLOC_DEFAULTS=1: off).
+  if (std::getenv("FOURIERFT_KEEP_MALLOC_DEFAULTS") == nullptr) reuse_freed_memory();
   std::printf("case\td_out\td_in\tn\tms\tratio_to_frozen\tfftw_plans\n");
   const Index T = 1024;
   for (auto [M, N] : {std::pair<Index, Index>{768, 768}, {1024, 1024}}) {

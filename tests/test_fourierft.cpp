@@ -131,7 +131,8 @@ TEST_CASE("fourierft_linear: y = x·(W0 + ΔW)ᵀ + b, gradients for coeffs, x a
   using Layout = ops::WeightLayout;
   for (auto [M, N, n] : {std::tuple<Index, Index, Index>{8, 12, 10}, {7, 5, 10}, {6, 9, 1}, {4, 4, 16}})
     for (Layout layout : {Layout::out_in, Layout::in_out})
-      for (CoeffGradPath path : {CoeffGradPath::spectral, CoeffGradPath::dense}) {
+      for (CoeffGradPath path : {CoeffGradPath::spectral, CoeffGradPath::dense})
+      for (WeightReuse reuse : {WeightReuse::hold, WeightReuse::rebuild}) {
         Rng rng(M * 100 + N);
         auto entries = std::make_shared<const SpectralEntries>(uniform_entries(M, N, n, 777));
         auto x = randn<double>({2, 3, N}, rng);
@@ -140,7 +141,7 @@ TEST_CASE("fourierft_linear: y = x·(W0 + ΔW)ᵀ + b, gradients for coeffs, x a
         auto c = randn<double>({n}, rng);
         auto forward = [&](Tape<double>& t, std::span<const Var<double>> in) {
           std::vector<SpectralBlock<double>> blocks = {{in[1], entries, 2.5, 0}};
-          return fourierft_linear(t, in[0], Var<double>(w0), in[2], blocks, layout, path);
+          return fourierft_linear(t, in[0], Var<double>(w0), in[2], blocks, layout, path, reuse);
         };
         // Forward against W0 + ΔW built by hand.
         Tape<double> tape;
@@ -160,10 +161,63 @@ TEST_CASE("fourierft_linear: y = x·(W0 + ΔW)ᵀ + b, gradients for coeffs, x a
         GradcheckResult r = gradcheck(
             [&](Tape<double>& t, std::span<const Var<double>> in) { return project(t, forward(t, in)); },
             {x, c, b});
-        INFO("shape (", M, ", ", N, ") n=", n, " layout ", int(layout), " path ", int(path), ": ",
-             r.report());
+        INFO("shape (", M, ", ", N, ") n=", n, " layout ", int(layout), " path ", int(path),
+             " reuse ", int(reuse), ": ", r.report());
         CHECK(r.ok);
       }
+}
+
+TEST_CASE_TEMPLATE("row DFTs equal the direct sum: whole blocks, a remainder, strided and unaligned rows",
+                   Real, float, double) {
+  // 203 rows of 400 (> 65536 values: the threaded loop; 25 blocks of 8 and 3 rows left over),
+  // contiguous, with a row stride of 403 (unaligned block starts) and starting one value in.
+  const Index rows = 203, N = 400, H = N / 2 + 1;
+  for (auto [ldx, offset] : {std::pair<Index, Index>{N, 0}, {403, 0}, {N, 1}}) {
+    Rng rng(ldx + offset);
+    auto x = randn<Real>({rows * ldx + offset}, rng);
+    std::vector<std::complex<Real>> half(static_cast<std::size_t>(rows * H));
+    const std::span<const Real> rows_view(x.data().data() + offset, static_cast<std::size_t>(rows * ldx));
+    ops::spectral::forward_dft_rows_r2c<Real>(rows_view, half, rows, N, ldx);
+    double worst = 0;
+    for (Index r : {Index(0), Index(7), Index(8), Index(101), Index(199), Index(200), Index(202)})
+      for (Index k : {Index(0), Index(1), Index(57), H - 1}) {
+        std::complex<double> direct = 0;
+        for (Index q = 0; q < N; ++q)
+          direct += double(rows_view[r * ldx + q]) *
+                    std::polar(1.0, -2 * std::numbers::pi * double(k * q) / double(N));
+        worst = std::max(worst, std::abs(direct - std::complex<double>(half[r * H + k])));
+      }
+    INFO("ldx ", ldx, " offset ", offset, " worst ", worst);
+    CHECK(worst < (std::is_same_v<Real, float> ? 1e-3 : 1e-9));
+  }
+}
+
+TEST_CASE("spectral and dense coefficient gradients agree at sizes that take the blocked, threaded paths") {
+  // T = 203 tokens (12 blocks of 16 and a remainder), 48 x 400, n = 400 (T·n > 65536: threaded
+  // gather); the q and v slices of a fused Conv1D weight, as GPT-2 uses them.
+  const Index T = 203, C = 48, N = 400, n = 400;
+  Rng rng(5);
+  auto entries = std::make_shared<const SpectralEntries>(uniform_entries(C, N, n, 777));
+  auto x = randn<double>({T, N}, rng), w0 = randn<double>({N, 3 * C}, rng);
+  auto cq = randn<double>({n}, rng), cv = randn<double>({n}, rng), dy = randn<double>({T, 3 * C}, rng);
+  std::vector<std::vector<double>> grads;
+  for (CoeffGradPath path : {CoeffGradPath::dense, CoeffGradPath::spectral})
+    for (WeightReuse reuse : {WeightReuse::hold, WeightReuse::rebuild}) {
+      Tape<double> tape;
+      Var<double> xv = Var<double>::parameter(x), q = Var<double>::parameter(cq),
+                  v = Var<double>::parameter(cv);
+      std::vector<SpectralBlock<double>> blocks = {{q, entries, 7.0, 0}, {v, entries, 7.0, 2 * C}};
+      auto y = fourierft_linear(tape, xv, Var<double>(w0), Var<double>(), blocks,
+                                ops::WeightLayout::in_out, path, reuse);
+      tape.backward(y, dy);
+      std::vector<double> all;
+      for (const Var<double>* var : {&q, &v, &xv})
+        for (double g : var->grad().data()) all.push_back(g);
+      grads.push_back(all);
+    }
+  for (std::size_t k = 1; k < grads.size(); ++k)
+    for (std::size_t i = 0; i < grads[0].size(); ++i)
+      REQUIRE(grads[k][i] == doctest::Approx(grads[0][i]).epsilon(1e-10).scale(1.0));
 }
 
 TEST_CASE("fourierft_linear: adapters on row blocks of a fused weight (GPT-2's q and v slices)") {

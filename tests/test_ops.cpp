@@ -36,8 +36,52 @@ TEST_CASE("elementwise: gradients match central differences (same shape, bias, s
     GradcheckResult r = gradcheck(loss, {a, b_away_from_zero, Tensor<double>::full({1}, 1.5)});
     INFO(r.report());
     CHECK(r.ok);
+    // The broadcast operand first: bias (op) x, scalar (op) (bias (op) x).
+    auto loss_swapped = [&](Tape<double>& t, std::span<const Var<double>> in) {
+      auto y = ops::binary(t, op, "op", in[1], in[0]);
+      return project(t, ops::binary(t, op, "op", in[2], y));
+    };
+    auto a_away_from_zero = a.clone();
+    for (double& v : a_away_from_zero.data()) v += v >= 0 ? 1.0 : -1.0;
+    GradcheckResult r2 = gradcheck(loss_swapped, {a_away_from_zero, b_away_from_zero, Tensor<double>::full({1}, 1.5)});
+    INFO(r2.report());
+    CHECK(r2.ok);
   }
   (void)s;
+}
+
+TEST_CASE("elementwise: large operands (threaded loops) match a plain loop, forward and backward") {
+  // 300 x 512 > 65536 elements: the parallel same-shape, bias-repeat and broadcast-first paths.
+  Rng rng(8);
+  const Index rows = 300, cols = 512;
+  auto a = randn<double>({rows, cols}, rng), b = randn<double>({rows, cols}, rng);
+  auto bias = randn<double>({cols}, rng), dy = randn<double>({rows, cols}, rng);
+  for (auto op : {ops::BinaryOp::add, ops::BinaryOp::sub, ops::BinaryOp::mul}) {
+    const double sb = op == ops::BinaryOp::sub ? -1.0 : 1.0;
+    for (int form = 0; form < 3; ++form) {  // full (op) full, full (op) bias, bias (op) full
+      Tape<double> tape;
+      Var<double> left = Var<double>::parameter(form == 2 ? bias : a);
+      Var<double> right = Var<double>::parameter(form == 0 ? b : form == 1 ? bias : b);
+      Var<double> y = ops::binary(tape, op, "op", left, right);
+      tape.backward(y, dy);
+      std::vector<double> d_left(left.value().numel(), 0.0), d_right(right.value().numel(), 0.0);
+      bool values_ok = true;
+      for (Index i = 0; i < rows * cols; ++i) {
+        const Index il = i % left.value().numel(), ir = i % right.value().numel();
+        const double u = left.value()[il], v = right.value()[ir];
+        const double expected = op == ops::BinaryOp::mul ? u * v : u + sb * v;
+        values_ok = values_ok && std::abs(y.value()[i] - expected) < 1e-12;
+        d_left[il] += dy[i] * (op == ops::BinaryOp::mul ? v : 1.0);
+        d_right[ir] += dy[i] * (op == ops::BinaryOp::mul ? u : sb);
+      }
+      INFO("op ", int(op), " form ", form);
+      CHECK(values_ok);
+      for (Index i = 0; i < left.value().numel(); ++i)
+        REQUIRE(left.grad()[i] == doctest::Approx(d_left[i]).epsilon(1e-10));
+      for (Index i = 0; i < right.value().numel(); ++i)
+        REQUIRE(right.grad()[i] == doctest::Approx(d_right[i]).epsilon(1e-10));
+    }
+  }
 }
 
 TEST_CASE_TEMPLATE("linear: both weight layouts give x·Wᵀ + b", Real, float, double) {

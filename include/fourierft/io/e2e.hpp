@@ -235,7 +235,9 @@ inline LmExample e2e_lm_example(const BpeTokenizer& gpt2, std::string_view conte
                                 std::string_view completion) {
   const auto eos = gpt2.special_tokens().eos;
   check(eos.has_value(), "e2e_lm_example: the tokenizer has no <|endoftext|> token");
-  LmExample ex{gpt2.encode(context), gpt2.encode(" " + std::string(completion))};
+  std::string spaced(1, ' ');  // " " + completion (appended: GCC 12 warns on " " + string)
+  spaced.append(completion);
+  LmExample ex{gpt2.encode(context), gpt2.encode(spaced)};
   ex.context.push_back(*eos);
   ex.completion.push_back(*eos);
   return ex;

@@ -36,11 +36,19 @@ inline Shape broadcast_shape(const char* op, const Shape& a, const Shape& b) {
   return big;
 }
 
-// Adds the gradient of a broadcast operand: dsmall[i % n_small] += dy[i] * factor(i).
+// Adds the gradient of an operand: dsmall[i % n_small] += dy[i] * factor(i). Same size: one
+// parallel pass; broadcast: dy as (rows, n_small), summed row by row (no division per element:
+// the modulo made a residual add's backward 6x slower than its forward).
 template <class Real, class Factor>
 void reduce_broadcast(std::span<Real> dsmall, std::span<const Real> dy, Factor factor) {
-  const std::size_t n = dsmall.size();
-  for (std::size_t i = 0; i < dy.size(); ++i) dsmall[i % n] += dy[i] * factor(i);
+  const std::size_t n = dsmall.size(), total = dy.size();
+  if (n == total) {
+#pragma omp parallel for if (total > 65536)
+    for (std::size_t i = 0; i < total; ++i) dsmall[i] += dy[i] * factor(i);
+    return;
+  }
+  for (std::size_t row = 0; row < total; row += n)
+    for (std::size_t j = 0; j < n; ++j) dsmall[j] += dy[row + j] * factor(row + j);
 }
 }  // namespace detail
 
@@ -59,6 +67,14 @@ void binary_forward(BinaryOp op, std::span<Real> y, std::span<const Real> a,
     if (na == n && nb == n) {
 #pragma omp parallel for if (n > 65536)
       for (std::size_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+    } else if (na == n) {  // b repeats: y as (n / nb, nb) rows
+#pragma omp parallel for if (n > 65536)
+      for (std::size_t row = 0; row < n; row += nb)
+        for (std::size_t j = 0; j < nb; ++j) y[row + j] = f(a[row + j], b[j]);
+    } else if (nb == n) {
+#pragma omp parallel for if (n > 65536)
+      for (std::size_t row = 0; row < n; row += na)
+        for (std::size_t j = 0; j < na; ++j) y[row + j] = f(a[j], b[row + j]);
     } else {
 #pragma omp parallel for if (n > 65536)
       for (std::size_t i = 0; i < n; ++i) y[i] = f(a[i % na], b[i % nb]);
@@ -75,9 +91,9 @@ void binary_forward(BinaryOp op, std::span<Real> y, std::span<const Real> a,
 template <class Real>
 void binary_backward(BinaryOp op, std::span<Real> da, std::span<Real> db, std::span<const Real> dy,
                      std::span<const Real> a, std::span<const Real> b) {
-  const std::size_t na = a.size(), nb = b.size();
-  auto A = [&](std::size_t i) { return a[i % na]; };
-  auto B = [&](std::size_t i) { return b[i % nb]; };
+  const std::size_t na = a.size(), nb = b.size(), n = dy.size();
+  auto A = [&](std::size_t i) { return a[na == n ? i : i % na]; };
+  auto B = [&](std::size_t i) { return b[nb == n ? i : i % nb]; };
   if (!da.empty()) {
     switch (op) {
       case BinaryOp::add:
