@@ -164,6 +164,11 @@ class Tape {
 
   // A fresh output Var of `shape` (zero-filled) for an op to write its result into.
   Var<Real> output(Shape shape) const { return Var<Real>(Tensor<Real>(std::move(shape))); }
+  // The same, not zero-filled: only for ops that write every element of their output (GEMMs
+  // with beta = 0, elementwise maps, row-wise normalisations).
+  Var<Real> output_uninitialized(Shape shape) const {
+    return Var<Real>(Tensor<Real>::uninitialized(std::move(shape)));
+  }
 
   // Records y = op(inputs). If gradients are enabled and any input requires one, y requires one and
   // `backward` will be called with dL/dy during backward(); otherwise nothing is stored.

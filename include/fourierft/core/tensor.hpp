@@ -11,6 +11,8 @@
 #include <numeric>
 #include <ostream>
 #include <span>
+#include <type_traits>
+#include <utility>
 #include <sstream>
 #include <vector>
 
@@ -30,6 +32,30 @@ inline Index numel_of(const Shape& shape) {
   return n;
 }
 
+namespace detail {
+// Eigen's aligned allocator, except that a bare `construct(p)` default-initialises: a Buffer(n)
+// of floats is left unwritten (Buffer(n, value) still fills). For op outputs the op overwrites
+// completely, where zero-filling would be one more pass over every activation of a step.
+template <class T>
+struct DefaultInitAllocator : Eigen::aligned_allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  DefaultInitAllocator() = default;
+  template <class U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+}  // namespace detail
+
 // Tensor<T>: `T` is float or double for values, std::int64_t / std::int32_t for ids and masks.
 // Copies share storage (like torch tensors); clone() copies the data. Storage is 64-byte aligned
 // so Eigen and BLAS see aligned rows.
@@ -45,6 +71,15 @@ class Tensor {
     storage_ = std::make_shared<Buffer>(static_cast<std::size_t>(numel_), T(0));
   }
   Tensor(std::initializer_list<Index> shape) : Tensor(Shape(shape)) {}
+  // A tensor whose values are unspecified until written: for an op's output that the op
+  // overwrites entirely (Tape::output_uninitialized), and for copies.
+  static Tensor uninitialized(Shape shape) {
+    Tensor t(Shape{0});
+    t.shape_ = std::move(shape);
+    t.numel_ = numel_of(t.shape_);
+    t.storage_ = std::make_shared<Buffer>(static_cast<std::size_t>(t.numel_));
+    return t;
+  }
 
   static Tensor zeros(Shape shape) { return Tensor(std::move(shape)); }
   static Tensor full(Shape shape, T value) {
@@ -100,7 +135,7 @@ class Tensor {
 
   void fill(T value) { std::fill(data().begin(), data().end(), value); }
   Tensor clone() const {
-    Tensor t(shape_);
+    Tensor t = uninitialized(shape_);
     std::copy(data().begin(), data().end(), t.data().begin());
     return t;
   }
@@ -131,7 +166,7 @@ class Tensor {
   }
 
  private:
-  using Buffer = std::vector<T, Eigen::aligned_allocator<T>>;
+  using Buffer = std::vector<T, detail::DefaultInitAllocator<T>>;
 
   // Bounds-checked; the messages are built only on failure (at() sits in inner loops of tests).
   Index offset(std::initializer_list<Index> index) const {

@@ -12,6 +12,7 @@
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
+#include "fourierft/detail/vector_math.hpp"
 #include "fourierft/detail/gemm.hpp"
 
 namespace fourierft::ops {
@@ -32,26 +33,31 @@ struct AttentionOptions {
 // key_mask[j] != 0 (key_mask: (Tk), or empty for none). Hidden keys get exactly 0; a row that sees
 // no key becomes all zeros (not NaN), so padded queries output 0 and pass no gradient.
 //   p_j = exp(s_j - max) / sum_visible exp(s_i - max)   (subtracting the max keeps exp <= 1)
+// Vectorised: exp_fast over the row and an 8-lane sum (a scalar std::exp per score and one serial
+// sum were most of a ViT-base attention forward).
 template <class Real>
 void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int64_t> key_mask) {
-  auto visible = [&](Index j) { return key_mask.empty() || key_mask[j] != 0; };
   Real max = -std::numeric_limits<Real>::infinity();
   bool any = false;
-  for (Index j = 0; j < limit; ++j)
-    if (visible(j)) {
-      max = std::max(max, s[j]);
-      any = true;
-    }
+  if (key_mask.empty()) {
+    any = limit > 0;
+    for (Index j = 0; j < limit; ++j) max = std::max(max, s[j]);
+  } else {
+    for (Index j = 0; j < limit; ++j)
+      if (key_mask[j] != 0) {
+        max = std::max(max, s[j]);
+        any = true;
+      }
+  }
   if (!any) {
     std::fill(s.begin(), s.end(), Real(0));
     return;
   }
-  Real sum = 0;
-  for (Index j = 0; j < limit; ++j) {
-    s[j] = visible(j) ? std::exp(s[j] - max) : Real(0);
-    sum += s[j];
-  }
-  const Real inv = Real(1) / sum;
+  for (Index j = 0; j < limit; ++j) s[j] = detail::exp_fast(s[j] - max);
+  if (!key_mask.empty())
+    for (Index j = 0; j < limit; ++j)
+      if (key_mask[j] == 0) s[j] = Real(0);
+  const Real inv = Real(1) / detail::sum_lanes(s.data(), limit);
   for (Index j = 0; j < limit; ++j) s[j] *= inv;
   std::fill(s.begin() + limit, s.end(), Real(0));
 }
@@ -157,11 +163,10 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
     if (!need_ds) return;
     fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + v_at, ldv,
                                   Real(0), ds, Tk);  // dP = dO·Vᵀ
-    for (Index i = 0; i < Tq; ++i) {
+    for (Index i = 0; i < Tq; ++i) {  // dS = P ∘ (dP − rowsum(dP ∘ P)), row by row
       Real* row = ds + i * Tk;
       const Real* p = P + i * Tk;
-      Real dot = 0;
-      for (Index j = 0; j < Tk; ++j) dot += row[j] * p[j];
+      const Real dot = detail::dot_lanes(row, p, Tk);
       for (Index j = 0; j < Tk; ++j) row[j] = p[j] * (row[j] - dot);
     }
     if (!dq.empty())  // dQ += scale·dS·K
@@ -237,8 +242,10 @@ Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, co
   // Keep P only if backward will run.
   const bool keep =
       tape.grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  Tensor<Real> probs(keep ? Shape{B, NH, Tq, Tk} : Shape{0});
-  Var<Real> y = tape.output({B, Tq, C});
+  // Every element of P and y is written: scores by a GEMM (beta = 0) then the row softmax, each
+  // head's output block by a GEMM, the heads' blocks covering all C columns.
+  Tensor<Real> probs = Tensor<Real>::uninitialized(keep ? Shape{B, NH, Tq, Tk} : Shape{0});
+  Var<Real> y = tape.output_uninitialized({B, Tq, C});
   attention_forward<Real>(y.data(), probs.data(), q.data(), k.data(), v.data(), mask, B, Tq, Tk, C,
                           NH, options.causal, scale);
   tape.record("attention", {q, k, v}, y, [=](std::span<const Real> dy) {
@@ -268,8 +275,8 @@ Var<Real> attention_packed_qkv(Tape<Real>& tape, const Var<Real>& qkv, Index num
   const Real scale = detail::attention_scale<Real>(options, HS);
 
   const bool keep = tape.grad_enabled() && qkv.requires_grad();
-  Tensor<Real> probs(keep ? Shape{B, NH, T, T} : Shape{0});
-  Var<Real> y = tape.output({B, T, C});
+  Tensor<Real> probs = Tensor<Real>::uninitialized(keep ? Shape{B, NH, T, T} : Shape{0});
+  Var<Real> y = tape.output_uninitialized({B, T, C});  // all written, as in attention()
   if (y.numel() == 0) return y;  // nothing to read (and the blocks' offsets would leave qkv)
   const std::span<const Real> x = qkv.data();  // q, k, v start at columns 0, C, 2C
   attention_forward<Real>(y.data(), probs.data(), x, x.subspan(C), x.subspan(2 * C), mask, B, T, T,

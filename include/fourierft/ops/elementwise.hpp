@@ -119,7 +119,7 @@ void binary_backward(BinaryOp op, std::span<Real> da, std::span<Real> db, std::s
 template <class Real>
 Var<Real> binary(Tape<Real>& tape, BinaryOp op, const char* name, const Var<Real>& a,
                  const Var<Real>& b) {
-  Var<Real> y = tape.output(detail::broadcast_shape(name, a.shape(), b.shape()));
+  Var<Real> y = tape.output_uninitialized(detail::broadcast_shape(name, a.shape(), b.shape()));
   binary_forward<Real>(op, y.data(), a.data(), b.data());
   tape.record(name, {a, b}, y, [=](std::span<const Real> dy) {
     binary_backward<Real>(op, grad_if_needed(a), grad_if_needed(b), dy, a.data(), b.data());
@@ -157,7 +157,7 @@ Var<Real> add(Tape<Real>& tape, const Var<Real>& a, const Tensor<Real>& b) {
 // scale: y = s * x + shift;  dx += s * dy.
 template <class Real>
 Var<Real> scale(Tape<Real>& tape, const Var<Real>& x, Real s, Real shift = Real(0)) {
-  Var<Real> y = tape.output(x.shape());
+  Var<Real> y = tape.output_uninitialized(x.shape());
   auto yd = y.data();
   auto xd = x.data();
   for (std::size_t i = 0; i < xd.size(); ++i) yd[i] = s * xd[i] + shift;
@@ -251,7 +251,7 @@ void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
 
 template <class Real>
 Var<Real> gelu(Tape<Real>& tape, const Var<Real>& x, GeluForm form = GeluForm::exact) {
-  Var<Real> y = tape.output(x.shape());
+  Var<Real> y = tape.output_uninitialized(x.shape());
   gelu_forward<Real>(form, y.data(), x.data());
   tape.record("gelu", {x}, y, [=](std::span<const Real> dy) {
     gelu_backward<Real>(form, grad_if_needed(x), dy, x.data());

@@ -80,7 +80,7 @@ Var<Real> linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
   const Index N = x.numel() / d_in;
   Shape out_shape = x.shape();
   out_shape.back() = d_out;
-  Var<Real> y = tape.output(out_shape);
+  Var<Real> y = tape.output_uninitialized(out_shape);  // the GEMM (beta = 0) writes all of y
   linear_forward<Real>(y.data(), x.data(), w.data(),
                        b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out, layout);
   tape.record("linear", {x, w, b}, y, [=](std::span<const Real> dy) {
@@ -116,7 +116,7 @@ Var<Real> matmul(Tape<Real>& tape, const Var<Real>& a, const Var<Real>& b, bool 
   Shape out_shape(a.shape().begin(), a.shape().end() - 2);
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Var<Real> y = tape.output(out_shape);
+  Var<Real> y = tape.output_uninitialized(out_shape);  // each batch's GEMM (beta = 0) writes it
   const Index a_step = M * K, b_step = shared_b ? 0 : K * N, y_step = M * N;
   const Index lda = trans_a ? M : K, ldb = trans_b ? K : N;
   for (Index i = 0; i < batches; ++i)

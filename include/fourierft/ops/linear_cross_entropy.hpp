@@ -27,38 +27,13 @@
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
+#include "fourierft/detail/vector_math.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/ops/softmax.hpp"
 
 namespace fourierft::ops {
 
 namespace detail {
-
-// exp(x) for float without a library call, so a loop over a row vectorises (SSE2 at -O3):
-// x = k·ln 2 + r with |r| <= ln 2 / 2, exp(r) by Cephes' degree-6 polynomial (relative error
-// below 2e-7, ~1 ulp), 2^k through the exponent bits. x is clamped to [-87.3, 88.3], so results
-// below ~1e-38 come out as ~1e-38 instead of 0 (harmless in a softmax over shifted logits; not for
-// masks that need exact zeros). Double uses std::exp (gradient checks want the exact function).
-template <class Real>
-inline Real exp_fast(Real x) {
-  if constexpr (std::is_same_v<Real, float>) {
-    x = std::min(std::max(x, -87.3f), 88.3f);
-    // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick (vectorises without SSE4.1).
-    const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float e = p * r * r + r + 1.0f;
-    const std::int32_t bits = (static_cast<std::int32_t>(k) + 127) << 23;
-    return e * std::bit_cast<float>(bits);
-  } else {
-    return std::exp(x);
-  }
-}
 
 // One row of logits (V) -> its loss term; with `to_gradient`, the row is overwritten by
 // g·(softmax − eps/V − (1 − eps)·onehot(t)).

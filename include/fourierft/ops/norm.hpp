@@ -114,7 +114,7 @@ Var<Real> layer_norm(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& gamm
                     shape_str(beta.shape()), " but x ", shape_str(x.shape()), " needs (", C, ")");
   check(eps >= Real(0), "layer_norm: eps = ", eps, " must be >= 0");
   Tensor<Real> mean({N}), rstd({N});  // captured below: alive until tape.clear()
-  Var<Real> y = tape.output(x.shape());
+  Var<Real> y = tape.output_uninitialized(x.shape());  // every row written
   layer_norm_forward<Real>(y.data(), mean.data(), rstd.data(), x.data(), gamma.data(),
                            beta.data(), N, C, eps);
   tape.record("layer_norm", {x, gamma, beta}, y, [=](std::span<const Real> dy) {
