@@ -51,10 +51,14 @@
 #include "fourierft/train/progress.hpp"
 #include "fourierft/train/seeds.hpp"
 #include "fourierft/train/signals.hpp"
+#include "e2e_lm.hpp"
 
 using namespace fourierft;
 namespace fs = std::filesystem;
 using Model = models::GPT2LMHeadModel<float>;
+using examples::e2e_eval_loss;
+using examples::read_e2e;
+using examples::tokenize_e2e;
 
 namespace {
 
@@ -76,70 +80,6 @@ Fine-tunes GPT-2 on E2E NLG with FourierFT on the q and v slices of c_attn, then
 The E2E training split is not in the data pack: this trains on the development set and evaluates
 on the test set (see docs/examples/finetune_e2e.md).
 )";
-
-// One E2E file: examples (context in LoRA's spelling, one reference each) and the MR groups.
-io::E2EDataset read_e2e(const fs::path& data_dir, const std::string& format, bool test) {
-  if (format == "lora") {
-    io::E2EDataset d = io::read_e2e_lora(data_dir / "lora_format" / (test ? "test.txt" : "valid.txt"));
-    check<FormatError>(!d.examples.empty(), d.path, ": no examples");
-    return d;
-  }
-  io::E2EDataset d = io::read_e2e_csv(data_dir / (test ? "testset_w_refs.csv" : "devset.csv"));
-  check<FormatError>(d.has_refs && !d.examples.empty(), d.path, ": needs mr,ref rows");
-  for (io::E2EExample& ex : d.examples) ex.mr = io::e2e_lora_context(ex.mr);
-  for (io::E2EGroup& g : d.groups) g.mr = io::e2e_lora_context(g.mr);
-  return d;
-}
-
-std::vector<io::LmExample> tokenize(const io::BpeTokenizer& tokenizer, const io::E2EDataset& d,
-                                    Index limit) {
-  std::vector<io::LmExample> out;
-  for (const io::E2EExample& ex : d.examples) {
-    if (limit > 0 && static_cast<Index>(out.size()) == limit) break;
-    out.push_back(io::e2e_lm_example(tokenizer, ex.mr, ex.ref));
-  }
-  return out;
-}
-
-// The LM loss of a batch on the reference tokens only (mask = 1), with label smoothing.
-//   input, target: (B, T), target[t] = input[t + 1]   ->   mean over the reference tokens
-Var<float> batch_loss(Tape<float>& tape, Model& model, const io::LmBatch& batch, double smoothing) {
-  // Right-padded: causal attention needs no mask. The tied LM head and the cross-entropy run fused
-  // (model.lm_loss): only the reference positions' logits are computed, a chunk of rows at a time.
-  const Var<float> hidden = model.transformer.forward(tape, batch.input);
-  std::vector<std::int64_t> targets(static_cast<std::size_t>(batch.target.numel()));
-  for (Index i = 0; i < batch.target.numel(); ++i)
-    targets[static_cast<std::size_t>(i)] = batch.mask[i] > 0 ? batch.target[i] : -100;
-  return model.lm_loss(tape, hidden, targets, {.ignore_index = -100, .label_smoothing = smoothing});
-}
-
-io::LmBatch make_batch(const std::vector<io::LmExample>& examples, std::span<const Index> rows,
-                       Index max_len) {
-  std::vector<io::LmExample> picked;
-  for (Index r : rows) picked.push_back(examples[static_cast<std::size_t>(r)]);
-  return io::e2e_lm_batch(picked, max_len);
-}
-
-// Teacher-forced loss (no smoothing) over examples, weighted by reference tokens.
-double eval_loss(Model& model, const std::vector<io::LmExample>& examples, Index batch_size,
-                 Index max_len) {
-  model.eval();
-  Tape<float> tape;
-  NoGradScope<float> no_grad(tape);
-  double sum = 0, tokens = 0;
-  const auto N = static_cast<Index>(examples.size());
-  for (Index start = 0; start < N; start += batch_size) {
-    std::vector<Index> rows;
-    for (Index i = start; i < std::min(N, start + batch_size); ++i) rows.push_back(i);
-    const io::LmBatch batch = make_batch(examples, rows, max_len);
-    double kept = 0;
-    for (float m : batch.mask.data()) kept += m;
-    sum += batch_loss(tape, model, batch, 0.0).item() * kept;
-    tokens += kept;
-    tape.clear();
-  }
-  return tokens > 0 ? sum / tokens : 0.0;
-}
 
 // Beam-search outputs for the first `limit` test MRs, decoded and stripped.
 std::vector<std::string> decode_test(Model& model, const io::BpeTokenizer& tokenizer,
@@ -250,14 +190,8 @@ int main(int argc, char** argv) {
     generation.eos_token_id = generation.pad_token_id = *tokenizer.special_tokens().eos;
 
     // ---- adapters: FourierFT on the q and v slices of c_attn (two d x d adapters per block) ------
-    train::AdapterTargets targets{.targets = {{"c_attn"}, ""},
-                                  .modules_to_save = {},
-                                  .task_type = "CAUSAL_LM",
-                                  .fan_in_fan_out = true,
-                                  .fused_slices = {{"c_attn", 3, {{"q", 0}, {"v", 2}}}},
-                                  .base_model_name_or_path = config.name_or_path.empty()
-                                                                 ? model_dir.filename().string()
-                                                                 : config.name_or_path};
+    const train::AdapterTargets targets = examples::e2e_adapter_targets(
+        config.name_or_path.empty() ? model_dir.filename().string() : config.name_or_path);
     peft::AdapterSpec spec = train::adapter_spec(opt, targets);
     if (!opt.adapter.empty()) {
       spec = peft::load_adapter(*model, opt.adapter);
@@ -275,7 +209,7 @@ int main(int argc, char** argv) {
     io::E2EDataset test_refs;  // the examples of the kept MRs, for the evaluation loss
     for (const io::E2EGroup& g : test_groups)
       for (const std::string& ref : g.refs) test_refs.examples.push_back({g.mr, ref, 0});
-    const std::vector<io::LmExample> test_examples = tokenize(tokenizer, test_refs, 0);
+    const std::vector<io::LmExample> test_examples = tokenize_e2e(tokenizer, test_refs, 0);
     fs::create_directories(opt.out);
 
     train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
@@ -308,7 +242,7 @@ int main(int argc, char** argv) {
       return scores;
     };
     if (opt.eval_only) {
-      const double loss = eval_loss(*model, test_examples, eval_batch, max_len);
+      const double loss = e2e_eval_loss(*model, test_examples, eval_batch, max_len);
       std::printf("test loss %.6f over %zu references\n", loss, test_examples.size());
       const io::Json scores = decode_and_score(nullptr, 0);
       io::write_json(opt.out / "eval.json", {{"adapter", opt.adapter.string()}, {"test_loss", loss},
@@ -316,7 +250,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     const io::E2EDataset train_set = read_e2e(data_dir, format, false);
-    const std::vector<io::LmExample> train_examples = tokenize(tokenizer, train_set, limit_train);
+    const std::vector<io::LmExample> train_examples = tokenize_e2e(tokenizer, train_set, limit_train);
     const auto N = static_cast<Index>(train_examples.size());
     std::printf("data: train %lld examples of %s (the development set: E2E's training split is not "
                 "in the data pack), test %zu MRs / %zu references of %s\n",
@@ -365,8 +299,9 @@ int main(int argc, char** argv) {
         train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step));
         const train::StepResult result = train::optimizer_step(
             tape, optimizer, schedule, opt.clip, step, epoch, sizes, [&](Tape<float>& t, Index m) {
-              return batch_loss(t, *model, make_batch(train_examples, batches[b + m], max_len),
-                                smoothing);
+              return examples::e2e_batch_loss(
+                  t, *model, examples::e2e_make_batch(train_examples, batches[b + m], max_len),
+                  smoothing);
             });
         ++step;
         train::log_step(progress, log, optimizer, step, epoch, result, "examples_per_s");
@@ -377,7 +312,7 @@ int main(int argc, char** argv) {
       }
 
       // ---- after every epoch: the teacher-forced loss on the test references -------------------
-      const double loss = eval_loss(*model, test_examples, eval_batch, max_len);
+      const double loss = e2e_eval_loss(*model, test_examples, eval_batch, max_len);
       state.record["history"].push_back({{"epoch", epoch + 1}, {"step", step}, {"test_loss", loss}});
       peft::save_adapter(*model, spec, opt.out / "adapter");
       log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"split", "test"},

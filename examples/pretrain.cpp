@@ -15,7 +15,8 @@
 //                 <data>/train/<class>/*: random resized crop (area --crop-min..1) + horizontal
 //                 flip, normalised with mean = std = 0.5; accuracy on <data>/test after each epoch.
 // AdamW (no weight decay on biases and norms), linear warm-up and decay, gradient clipping. Text
-// corpora: FILE.txt is one sentence per line; FILE.tsv a GLUE SST-2 file (its sentence column);
+// corpora: FILE.txt is one sentence per line; FILE.tsv a GLUE file (its sentences; the task is the
+// name of its folder, cola/sst2/mrpc/stsb/qnli/rte as in the data pack, else SST-2);
 // FILE.csv an E2E file (its ref column). --vocab-merges K keeps only the first K merges of the
 // --tokenizer (vocabulary = its special tokens + the 256 bytes + K merged tokens): a small output
 // layer, for laptop-sized models; the reduced vocab.json / merges.txt are what the model is saved
@@ -79,7 +80,8 @@ const char* const usage = R"(usage: pretrain --mode mlm|clm|image [options]
 Pretrains a small RoBERTa (mlm), GPT-2 (clm) or ViT (image) from scratch; writes <out>/model/,
 a Hugging Face checkpoint folder.
 data:
-  --text FILE[,FILE]  mlm, clm: .txt one sentence per line, .tsv GLUE SST-2, .csv E2E (references)
+  --text FILE[,FILE]  mlm, clm: .txt one sentence per line, .tsv GLUE (task = folder name, else
+                      SST-2; both sentences of pair tasks), .csv E2E (its references)
   --tokenizer DIR     mlm, clm: vocab.json + merges.txt (RoBERTa's for mlm, GPT-2's for clm)
   --vocab-merges K    keep the first K merges of the tokenizer (0: all)                      [0]
   --max-len T         tokens per training block                                            [128]
@@ -117,13 +119,21 @@ std::vector<std::string> split_commas(const std::string& text) {
 // Text: corpus lines, the tokenizer, blocks
 // ===========================================================================================
 
-// The sentences of one corpus file: .tsv = GLUE SST-2 (its sentence column), .csv = E2E (its ref
-// column), anything else one sentence per line (CR stripped, empty lines skipped).
+// The sentences of one corpus file: .tsv = a GLUE file (every sentence, both of a pair; the task
+// is named by the file's folder, glue/<task>/*.tsv in the data pack, SST-2 when the folder is not a
+// task name), .csv = E2E (its ref column), anything else one sentence per line (CR stripped, empty
+// lines skipped).
 std::vector<std::string> read_corpus(const fs::path& path) {
   std::vector<std::string> lines;
   const std::string ext = path.extension().string();
   if (ext == ".tsv") {
-    for (io::GlueExample& e : io::read_glue(path, "sst2").examples) lines.push_back(std::move(e.text_a));
+    std::string task = "sst2";
+    for (const char* name : {"cola", "sst2", "mrpc", "stsb", "qnli", "rte"})
+      if (path.parent_path().filename() == name) task = name;
+    for (io::GlueExample& e : io::read_glue(path, task).examples) {
+      lines.push_back(std::move(e.text_a));
+      if (e.text_b && !e.text_b->empty()) lines.push_back(std::move(*e.text_b));
+    }
   } else if (ext == ".csv") {
     const io::E2EDataset d = io::read_e2e_csv(path);
     check<FormatError>(d.has_refs, path.string(), ": an E2E file with references (mr,ref) was ",
