@@ -6,6 +6,7 @@
 //   ./build/benchmarks/bench_step --all                also GPT-2 medium and ViT-base (8 images)
 //   ./build/benchmarks/bench_step --case gpt2/fourierft --steps 3
 //   FOURIERFT_PROFILE=1 ./build/benchmarks/bench_step --case gpt2/fourierft   time per op name
+//   FOURIERFT_BENCH_EACH_STEP=1 ...      each timed step's time and minor page faults on stderr
 //
 // Models have random weights from their config structs (HF's initialisation, no checkpoint) and
 // dropout 0. FourierFT: q and v of every layer, n = 1000, scaling 150 (GPT-2: the q and v slices of
@@ -83,7 +84,15 @@ struct Result {
   Index tokens = 0, batch = 0, seq = 0, trainable = 0;
 };
 
+// Minor page faults of this process so far (first touches of fresh memory).
+long minor_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
 // Times `step` (which returns the loss value): one warm-up, then the median of opt.steps.
+// FOURIERFT_BENCH_EACH_STEP=1 prints each timed step's time and page faults on stderr.
 template <class Step>
 Result time_steps(const Options& opt, Step&& step) {
   Result r;
@@ -94,9 +103,13 @@ Result time_steps(const Options& opt, Step&& step) {
   std::uint64_t flops = 0;
   for (int s = 0; s < opt.steps; ++s) {
     const std::uint64_t f0 = detail::gemm_flop_count().load();
+    const long faults0 = minor_faults();
     const auto t0 = std::chrono::steady_clock::now();
     const float loss = step();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (std::getenv("FOURIERFT_BENCH_EACH_STEP") != nullptr)  // every timed step on stderr
+      std::fprintf(stderr, "step %d: %.1f ms, %ld minor page faults\n", s + 1, ms.back(),
+                   minor_faults() - faults0);
     flops = detail::gemm_flop_count().load() - f0;
     if (!std::isfinite(loss)) throw Error(str_cat("bench_step: loss is ", loss, " at step ", s + 1));
   }
