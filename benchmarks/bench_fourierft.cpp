@@ -8,9 +8,12 @@
 //   fourierft         forward + backward (dx and dcoeffs), merged GEMM, spectral coefficient path
 //   fourierft_dense   the same with the dense coefficient path (G = dyᵀ·x, one 2-D DFT)
 //   lora_r8           y = x·W0ᵀ + b + (α/r)·(x·Aᵀ)·Bᵀ, forward + backward (dx, dA, dB)
-//   delta_c2r         ΔW construction alone through one c2r inverse DFT (the default)
+//   delta             ΔW construction alone, the path fourierft_delta_forward picks
+//   delta_sparse      ΔW by the sparse first pass and 16-row c2r blocks
+//   delta_c2r         ΔW by FFTW's 2-D c2r of the whole half spectrum
 //   delta_c2c         ΔW through the full complex inverse DFT, as PEFT computes it
-// Columns: case, d_out, d_in, n, ms (median of reps), ratio to frozen_linear, FFTW plans made.
+// Columns: case, d_out, d_in, n, ms (median of 15 rounds; each round runs every case once, so a
+// slow spell of a noisy machine hits all cases alike), ratio to frozen_linear, FFTW plans made.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,16 +30,27 @@
 using namespace fourierft;
 
 namespace {
-double median_ms(const std::function<void()>& run, int reps = 9) {
-  run();  // warm-up: plans, page faults
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+double elapsed_ms(const std::function<void()>& run) {
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Runs the cases in turns — one repetition of each per round — and returns each case's median.
+// Interleaving keeps the ratios honest on a noisy VM: a slow spell slows every case alike
+// instead of whichever case happened to run during it.
+std::vector<double> interleaved_median_ms(const std::vector<std::function<void()>>& cases,
+                                          int rounds = 15) {
+  for (const auto& run : cases) run();  // warm-up: plans, page faults
+  std::vector<std::vector<double>> times(cases.size());
+  for (int r = 0; r < rounds; ++r)
+    for (std::size_t k = 0; k < cases.size(); ++k) times[k].push_back(elapsed_ms(cases[k]));
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    medians.push_back(t[t.size() / 2]);
   }
-  std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
-  return times[reps / 2];
+  return medians;
 }
 }  // namespace
 
@@ -65,34 +79,36 @@ int main() {
         tape.clear();
       };
     };
-    const double frozen = median_ms(step([&] { return ops::linear(tape, x, w0, b); }));
     auto fourier = [&](peft::CoeffGradPath path) {
       return step([&, path] {
         std::vector<peft::SpectralBlock<float>> blocks = {{c, entries, 150.f, 0}};
         return peft::fourierft_linear(tape, x, w0, b, blocks, ops::WeightLayout::out_in, path);
       });
     };
-    const double spectral = median_ms(fourier(peft::CoeffGradPath::spectral));
-    const double dense = median_ms(fourier(peft::CoeffGradPath::dense));
-    const double lora = median_ms(step([&] {
-      Var<float> base = ops::linear(tape, x, w0, b);
-      Var<float> low = ops::linear(tape, ops::linear(tape, x, A), B);
-      return ops::add(tape, base, ops::scale(tape, low, 2.f));
-    }));
     std::vector<float> delta(static_cast<std::size_t>(M * N));
-    const double c2r = median_ms([&] { peft::fourierft_delta_forward<float>(delta, c.data(), *entries, 150.f); });
-    const double c2c = median_ms([&] { peft::fourierft_delta_forward_c2c<float>(delta, c.data(), *entries, 150.f); });
+    const std::vector<double> ms = interleaved_median_ms({
+        step([&] { return ops::linear(tape, x, w0, b); }),
+        fourier(peft::CoeffGradPath::spectral),
+        fourier(peft::CoeffGradPath::dense),
+        step([&] {
+          Var<float> base = ops::linear(tape, x, w0, b);
+          Var<float> low = ops::linear(tape, ops::linear(tape, x, A), B);
+          return ops::add(tape, base, ops::scale(tape, low, 2.f));
+        }),
+        [&] { peft::fourierft_delta_forward<float>(delta, c.data(), *entries, 150.f); },
+        [&] { peft::fourierft_delta_forward_sparse<float>(delta, c.data(), *entries, 150.f); },
+        [&] { peft::fourierft_delta_forward_c2r<float>(delta, c.data(), *entries, 150.f); },
+        [&] { peft::fourierft_delta_forward_c2c<float>(delta, c.data(), *entries, 150.f); },
+    });
+    const double frozen = ms[0];
     const auto plans = ops::spectral::PlanCache<float>::instance().plans_made();
     auto row = [&](const char* name, double ms) {
       std::printf("%s\t%lld\t%lld\t%lld\t%.3f\t%.3f\t%zu\n", name, (long long)M, (long long)N,
                   (long long)n, ms, ms / frozen, plans);
     };
-    row("frozen_linear", frozen);
-    row("fourierft", spectral);
-    row("fourierft_dense", dense);
-    row("lora_r8", lora);
-    row("delta_c2r", c2r);
-    row("delta_c2c", c2c);
+    const char* names[] = {"frozen_linear", "fourierft", "fourierft_dense", "lora_r8",
+                           "delta",         "delta_sparse", "delta_c2r",   "delta_c2c"};
+    for (std::size_t k = 0; k < ms.size(); ++k) row(names[k], ms[k]);
   }
   return 0;
 }

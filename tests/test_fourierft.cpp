@@ -19,11 +19,12 @@ using fourierft::testing::GradcheckResult;
 
 namespace {
 // The closed form, term by term: ΔW[p,q] = scale/(M·N) Σ_l c_l cos(2π(u_l p/M + v_l q/N)).
+// Rows p with p % row_step == 0 only (the others stay 0) when row_step > 1.
 std::vector<double> brute_force_delta(const SpectralEntries& e, std::span<const double> c,
-                                      double scale) {
+                                      double scale, Index row_step = 1) {
   const Index M = e.d_out, N = e.d_in;
   std::vector<double> dW(static_cast<std::size_t>(M * N));
-  for (Index p = 0; p < M; ++p)
+  for (Index p = 0; p < M; p += row_step)
     for (Index q = 0; q < N; ++q) {
       double s = 0;
       for (Index l = 0; l < e.n(); ++l)
@@ -81,12 +82,17 @@ TEST_CASE("ΔW equals the brute-force cosine sum (odd, even, square, non-square;
     Rng rng(11);
     auto c = randn<double>({n}, rng);
     auto reference = brute_force_delta(e, c.data(), 150.0);
-    std::vector<double> fast(reference.size()), complex_path(reference.size());
+    std::vector<double> fast(reference.size()), c2r(reference.size()), sparse(reference.size()),
+        complex_path(reference.size());
     fourierft_delta_forward<double>(fast, c.data(), e, 150.0);
+    fourierft_delta_forward_c2r<double>(c2r, c.data(), e, 150.0);
+    fourierft_delta_forward_sparse<double>(sparse, c.data(), e, 150.0);
     fourierft_delta_forward_c2c<double>(complex_path, c.data(), e, 150.0);
     for (std::size_t i = 0; i < reference.size(); ++i) {
       INFO("shape (", M, ", ", N, ") n=", n, " entry ", i);
       CHECK(fast[i] == doctest::Approx(reference[i]).epsilon(1e-12).scale(1.0));
+      CHECK(c2r[i] == doctest::Approx(reference[i]).epsilon(1e-12).scale(1.0));
+      CHECK(sparse[i] == doctest::Approx(reference[i]).epsilon(1e-12).scale(1.0));
       CHECK(complex_path[i] == doctest::Approx(reference[i]).epsilon(1e-12).scale(1.0));
     }
   }
@@ -167,28 +173,65 @@ TEST_CASE("fourierft_linear: y = x·(W0 + ΔW)ᵀ + b, gradients for coeffs, x a
       }
 }
 
-TEST_CASE_TEMPLATE("row DFTs equal the direct sum: whole blocks, a remainder, strided and unaligned rows",
+TEST_CASE_TEMPLATE("blocked row DFTs equal the direct sum: whole and partial blocks, strided, unaligned",
                    Real, float, double) {
-  // 203 rows of 400 (> 65536 values: the threaded loop; 25 blocks of 8 and 3 rows left over),
-  // contiguous, with a row stride of 403 (unaligned block starts) and starting one value in.
-  const Index rows = 203, N = 400, H = N / 2 + 1;
-  for (auto [ldx, offset] : {std::pair<Index, Index>{N, 0}, {403, 0}, {N, 1}}) {
-    Rng rng(ldx + offset);
-    auto x = randn<Real>({rows * ldx + offset}, rng);
-    std::vector<std::complex<Real>> half(static_cast<std::size_t>(rows * H));
-    const std::span<const Real> rows_view(x.data().data() + offset, static_cast<std::size_t>(rows * ldx));
-    ops::spectral::forward_dft_rows_r2c<Real>(rows_view, half, rows, N, ldx);
+  // Blocks of 16 rows of 400: contiguous, with a row stride of 403, starting one value in
+  // (unaligned), and partial blocks (the rows past them must come out zero).
+  using ops::spectral::block_size;
+  const Index N = 400, H = N / 2 + 1;
+  for (auto [ldx, offset, rows] : {std::tuple<Index, Index, Index>{N, 0, 16}, {403, 0, 16},
+                                   {N, 1, 16}, {N, 0, 5}, {403, 1, 1}}) {
+    Rng rng(ldx + offset + rows);
+    auto x = randn<Real>({2 * block_size * ldx + offset}, rng);
+    const Real* first = x.data().data() + offset + block_size * ldx;  // the second block
+    ops::spectral::RowBlockDft<Real> dft(N);
+    ops::spectral::FftwBuffer<std::complex<Real>, Real> out(dft.out_size());
+    ops::spectral::FftwBuffer<Real, Real> scratch(dft.scratch_size());
+    dft(first, ldx, rows, out.data(), scratch.data());
     double worst = 0;
-    for (Index r : {Index(0), Index(7), Index(8), Index(101), Index(199), Index(200), Index(202)})
+    for (Index r = 0; r < block_size; ++r)
       for (Index k : {Index(0), Index(1), Index(57), H - 1}) {
         std::complex<double> direct = 0;
-        for (Index q = 0; q < N; ++q)
-          direct += double(rows_view[r * ldx + q]) *
-                    std::polar(1.0, -2 * std::numbers::pi * double(k * q) / double(N));
-        worst = std::max(worst, std::abs(direct - std::complex<double>(half[r * H + k])));
+        if (r < rows)
+          for (Index q = 0; q < N; ++q)
+            direct += double(first[r * ldx + q]) *
+                      std::polar(1.0, -2 * std::numbers::pi * double(k * q) / double(N));
+        worst = std::max(worst, std::abs(direct - std::complex<double>(out.data()[k * block_size + r])));
       }
-    INFO("ldx ", ldx, " offset ", offset, " worst ", worst);
+    INFO("ldx ", ldx, " offset ", offset, " rows ", rows, " worst ", worst);
     CHECK(worst < (std::is_same_v<Real, float> ? 1e-3 : 1e-9));
+  }
+}
+
+TEST_CASE_TEMPLATE("ΔW equals the cosine sum at threaded sizes, both paths, with partial row blocks",
+                   Real, float, double) {
+  // 300 x 500 > 128K values: FFTW's 2-D c2r runs on the library's 2 threads, the sparse pass's
+  // blocks of 16 rows are split between threads (18 whole blocks and 12 rows left over), and
+  // fourierft_delta_forward picks the sparse path at n = 60 and the c2r path at n = 1200.
+  // Compared on every 7th row (all blocks, and rows 294 of the partial one).
+  const Index M = 300, N = 500, row_step = 7;
+  for (Index n : {Index(60), Index(1200)}) {
+    auto e = uniform_entries(M, N, n, 777);
+    CHECK(fourierft_delta_prefers_sparse(e) == (n == 60));
+    Rng rng(3);
+    auto c = randn<double>({n}, rng);
+    auto reference = brute_force_delta(e, c.data(), 150.0, row_step);
+    std::vector<Real> cr(c.data().begin(), c.data().end());
+    double largest = 0;
+    for (double r : reference) largest = std::max(largest, std::abs(r));
+    CHECK(largest > 0.01);
+    for (int path = 0; path < 3; ++path) {
+      std::vector<Real> fast(reference.size());
+      if (path == 0) fourierft_delta_forward<Real>(fast, cr, e, Real(150));
+      if (path == 1) fourierft_delta_forward_c2r<Real>(fast, cr, e, Real(150));
+      if (path == 2) fourierft_delta_forward_sparse<Real>(fast, cr, e, Real(150));
+      double worst = 0;
+      for (Index p = 0; p < M; p += row_step)
+        for (Index q = 0; q < N; ++q)
+          worst = std::max(worst, std::abs(double(fast[p * N + q]) - reference[p * N + q]));
+      INFO("n ", n, " path ", path, " worst ", worst, " of ", largest);
+      CHECK(worst < (std::is_same_v<Real, float> ? 1e-5 : 1e-12) * largest);
+    }
   }
 }
 
@@ -243,6 +286,40 @@ TEST_CASE("fourierft_linear: adapters on row blocks of a fused weight (GPT-2's q
   for (Index t = 0; t < T; ++t)
     for (Index j = C; j < 2 * C; ++j)
       CHECK(y.value()[t * 3 * C + j] == doctest::Approx(y_base.value()[t * 3 * C + j]).epsilon(1e-14));
+}
+
+TEST_CASE("fourierft_linear: adapters on overlapping rows add up (both layouts, both ΔW paths)") {
+  // Rows 2..9 and 6..13 of a 16-row weight overlap in 6..9; one adapter's n takes the sparse
+  // ΔW path, the other's (n = 64 of 8 x 8) the 2-D c2r path.
+  const Index d_in = 8, d_out = 16, T = 5;
+  auto sparse_entries = std::make_shared<const SpectralEntries>(uniform_entries(8, d_in, 3, 777));
+  auto c2r_entries = std::make_shared<const SpectralEntries>(uniform_entries(8, d_in, 64, 778));
+  REQUIRE(fourierft_delta_prefers_sparse(*sparse_entries));
+  REQUIRE_FALSE(fourierft_delta_prefers_sparse(*c2r_entries));
+  Rng rng(4);
+  auto x = randn<double>({T, d_in}, rng), c1 = randn<double>({3}, rng), c2 = randn<double>({64}, rng);
+  std::vector<double> d1(8 * d_in), d2(8 * d_in);
+  fourierft_delta_forward<double>(d1, c1.data(), *sparse_entries, 2.0);
+  fourierft_delta_forward<double>(d2, c2.data(), *c2r_entries, 3.0);
+  for (auto layout : {ops::WeightLayout::out_in, ops::WeightLayout::in_out}) {
+    const bool out_in = layout == ops::WeightLayout::out_in;
+    auto w0 = randn<double>(out_in ? Shape{d_out, d_in} : Shape{d_in, d_out}, rng);
+    Tape<double> tape;
+    std::vector<SpectralBlock<double>> blocks = {{Var<double>(c1), sparse_entries, 2.0, 2},
+                                                 {Var<double>(c2), c2r_entries, 3.0, 6}};
+    auto y = fourierft_linear(tape, Var<double>(x), Var<double>(w0), Var<double>(), blocks, layout);
+    for (Index t = 0; t < T; ++t)
+      for (Index p = 0; p < d_out; ++p) {
+        double ref = 0;
+        for (Index q = 0; q < d_in; ++q) {
+          double w = out_in ? w0[p * d_in + q] : w0[q * d_out + p];
+          if (p >= 2 && p < 10) w += d1[(p - 2) * d_in + q];
+          if (p >= 6 && p < 14) w += d2[(p - 6) * d_in + q];
+          ref += x[t * d_in + q] * w;
+        }
+        CHECK(y.value()[t * d_out + p] == doctest::Approx(ref).epsilon(1e-12).scale(1.0));
+      }
+  }
 }
 
 TEST_CASE("fourierft_linear: a base weight that requires a gradient and bad shapes are errors") {
