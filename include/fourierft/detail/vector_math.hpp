@@ -1,7 +1,8 @@
 // fourierft/detail/vector_math.hpp — loops the compiler vectorises without -ffast-math, for the
 // softmax rows of cross-entropy and attention: a float exp, and sums and dot products over eight
 // fixed lanes (the order of additions depends only on n, never on the data's address, so results
-// are bit-reproducible run to run — unlike a reduction that first aligns its pointer).
+// are bit-reproducible run to run — unlike a reduction that first aligns its pointer); and
+// FOURIERFT_SIMD_CLONES, which also builds a kernel for AVX2.
 #pragma once
 
 #include <algorithm>
@@ -63,5 +64,16 @@ inline Real dot_lanes(const Real* x, const Real* y, std::ptrdiff_t n) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7])) +
          tail;
 }
+
+// For kernels built twice — for plain x86-64 (SSE2, what the library targets so binaries run
+// anywhere) and for AVX2 — with the version picked once at load time by the CPU (GCC's
+// target_clones, a glibc ifunc). "avx2" without FMA: both versions do the same IEEE multiplies
+// and adds in the same order, so results are bit-identical whichever runs. A call goes through
+// the ifunc (not inlined): put whole loops in such a kernel, not one iteration.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define FOURIERFT_SIMD_CLONES [[gnu::target_clones("avx2", "default")]]
+#else
+#define FOURIERFT_SIMD_CLONES
+#endif
 
 }  // namespace fourierft::ops::detail

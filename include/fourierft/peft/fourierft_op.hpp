@@ -3,16 +3,17 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <complex>
 #include <memory>
 #include <numbers>
-#include <cmath>
 #include <span>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/detail/gemm.hpp"
+#include "fourierft/detail/vector_math.hpp"
 #include "fourierft/ops/linalg.hpp"
 #include "fourierft/ops/spectral.hpp"
 #include "fourierft/peft/entries.hpp"
@@ -59,6 +60,59 @@ void fourierft_delta_forward_c2r(std::span<Real> dW, std::span<const Real> coeff
   ops::spectral::inverse_dft2_c2r<Real>(half.span(), dW, M, N);
 }
 
+namespace detail {
+// The inner loops of the sparse ΔW pass and of the coefficient gather, over blocks of 16 rows
+// (ops::spectral::block_size), each built for plain x86-64 and for AVX2 (FOURIERFT_SIMD_CLONES).
+
+struct SparseNonzero {
+  Index u, v;  // a nonzero of the half spectrum (row u, column v)
+};
+
+// A[v_k, 0..15] += z_k · (h·E_u)[0..15] for every nonzero k, z_k = e^{2πi·u_k·p0/M}; a is
+// (N/2 + 1) × 16 complex, bin-major; vectors holds h·E_u and i·h·E_u per nonzero (4·16 reals):
+//   (z.re + i·z.im)(x + i·y) = z.re·(x, y) + z.im·(−y, x), a 32-real multiply-add.
+template <class Real>
+FOURIERFT_SIMD_CLONES void sparse_columns_block(Real* a, const SparseNonzero* nonzeros,
+                                                std::size_t count, const Real* vectors,
+                                                const std::complex<Real>* twiddle, Index M,
+                                                Index p0) {
+  for (std::size_t k = 0; k < count; ++k) {
+    const std::complex<Real> z = twiddle[(nonzeros[k].u * p0) % M];
+    const Real zr = z.real(), zi = z.imag();
+    const Real* hE = vectors + k * 64;
+    const Real* ihE = hE + 32;
+    Real* column = a + 32 * nonzeros[k].v;
+    for (int j = 0; j < 32; ++j) column[j] += zr * hE[j] + zi * ihE[j];
+  }
+}
+
+template <class Real>
+struct GatherEntry {
+  Index u, v;  // folded frequencies, < M/2 + 1 and < N/2 + 1
+  Real sign;   // −1 when exactly one of u, v was conjugated
+  Index slot;  // the coefficient's place in the accumulators
+};
+
+// acc[slot_l] += Σ_{r < 16} Re(DY[r, u_l] · X[r, v_l]) (with sign_l on the imaginary products)
+// for every entry; the spectra are (bins × 16) complex, bin-major. An entry's 32 products are
+// summed in 8 fixed lanes (even: re·re, odd: im·im), in Real, then added to its double.
+template <class Real>
+FOURIERFT_SIMD_CLONES void gather_block(const Real* dy_spectra, const Real* x_spectra,
+                                        const GatherEntry<Real>* entries, std::size_t count,
+                                        double* acc) {
+  for (std::size_t k = 0; k < count; ++k) {
+    const Real* p = dy_spectra + 32 * entries[k].u;
+    const Real* q = x_spectra + 32 * entries[k].v;
+    Real lane[8] = {};
+    for (int j = 0; j < 32; j += 8)
+      for (int i = 0; i < 8; ++i) lane[i] += p[j + i] * q[j + i];
+    const Real real = (lane[0] + lane[2]) + (lane[4] + lane[6]);
+    const Real imag = (lane[1] + lane[3]) + (lane[5] + lane[7]);
+    acc[entries[k].slot] += static_cast<double>(real - entries[k].sign * imag);
+  }
+}
+}  // namespace detail
+
 // ΔW by a sparse first pass: the 2-D IDFT is separable, and its first pass — down the columns of
 // the half spectrum — has only ~n nonzeros to sum. For each block of 16 rows p = p0 + r:
 //   A[v, r] = Σ_{nonzeros (u, v, h)} h · e^{+2πi·u·(p0 + r)/M}     (bin-major: A[v, 0..15] contiguous)
@@ -82,13 +136,9 @@ void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEnt
     twiddle_double[k] = std::polar(1.0, 2 * std::numbers::pi * double(k) / double(M));
     twiddle[k] = std::complex<Real>(twiddle_double[k]);
   }
-  // Per nonzero: its column v, u, and h·E_u[r] and i·h·E_u[r] (r < 16) as 2·16 interleaved reals
-  // each, so the block update A[v, :] += z·(h·E_u) is a 32-real multiply-add without shuffles:
-  //   (z.re + i z.im)(a + i b) = z.re·(a, b) + z.im·(−b, a).
-  struct Nonzero {
-    Index u, v;
-  };
-  std::vector<Nonzero> nonzeros;
+  // Per nonzero: u, v, and h·E_u[r] and i·h·E_u[r] (r < 16) as 2·16 interleaved reals each.
+  static_assert(block_size == 16, "the kernels work on blocks of 16 rows");
+  std::vector<detail::SparseNonzero> nonzeros;
   std::vector<Real> vectors;
   fourierft_half_spectrum<Real>(coeffs, e, scale, [&](Index u, Index v, Real h) {
     nonzeros.push_back({u, v});
@@ -106,7 +156,6 @@ void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEnt
   const auto plan = ops::spectral::PlanCache<Real>::instance().get(
       ops::spectral::PlanKind::c2r_rows_binwise, 0, static_cast<int>(N));
   const Index blocks = (M + block_size - 1) / block_size;
-  const std::size_t per_nonzero = 4 * block_size;
 #pragma omp parallel if (M * N > 65536)
   {
     ops::spectral::FftwBuffer<Real, Real> A(static_cast<std::size_t>(2 * block_size * H));
@@ -116,13 +165,8 @@ void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEnt
       const Index p0 = b * block_size, rows = std::min<Index>(block_size, M - p0);
       Real* a = A.data();
       std::fill(a, a + A.size(), Real(0));
-      for (std::size_t k = 0; k < nonzeros.size(); ++k) {
-        const std::complex<Real> z = twiddle[(nonzeros[k].u * p0) % M];
-        const Real* hE = vectors.data() + k * per_nonzero;
-        const Real* ihE = hE + 2 * block_size;
-        Real* column = a + 2 * block_size * nonzeros[k].v;
-        for (Index j = 0; j < 2 * block_size; ++j) column[j] += z.real() * hE[j] + z.imag() * ihE[j];
-      }
+      detail::sparse_columns_block<Real>(a, nonzeros.data(), nonzeros.size(), vectors.data(),
+                                         twiddle.data(), M, p0);
       ops::spectral::Fftw<Real>::execute_c2r(plan, reinterpret_cast<Complex*>(a), rows_out.data());
       sink(p0, rows, static_cast<const Real*>(rows_out.data()));
     }
@@ -220,11 +264,8 @@ void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Ind
   // partner, and Re(a·b) = a.re·b.re − a.im·b.im with conjugation flipping the sign of .im:
   //   dcoeffs[l] += scale/(M·N) · Σ_t (DY[t,u'].re·X[t,v'].re − sign_l · DY[t,u'].im·X[t,v'].im)
   // Entries are visited sorted by (u', v') so neighbouring entries read the same cache lines.
-  struct Entry {
-    Index u, v;  // folded frequencies, < M/2 + 1 and < N/2 + 1
-    Real sign;   // −1 when exactly one of u, v was conjugated
-    Index slot;  // the coefficient's place in the accumulators
-  };
+  using Entry = detail::GatherEntry<Real>;
+  static_assert(block_size == 16, "the gather works on blocks of 16 rows");
   std::vector<std::vector<Entry>> sorted(targets.size());
   std::vector<ops::spectral::RowBlockDft<Real>> dy_dfts;
   Index slots = 0, max_bins = HN, max_length = d_in;
@@ -272,17 +313,7 @@ void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Ind
         dy_dfts[k](dy + t0 * ldy + targets[k].out_offset, ldy, rows, DY.data(), scratch.data());
         const Real* dy_spectra = reinterpret_cast<const Real*>(DY.data());
         const Real* x_spectra = reinterpret_cast<const Real*>(X.data());
-        for (const Entry& entry : sorted[k]) {
-          // 2·block_size reals each, re/im interleaved: even lanes sum re·re, odd lanes im·im.
-          const Real* p = dy_spectra + 2 * block_size * entry.u;
-          const Real* q = x_spectra + 2 * block_size * entry.v;
-          Real lane[8] = {};
-          for (int j = 0; j < 2 * block_size; j += 8)
-            for (int i = 0; i < 8; ++i) lane[i] += p[j + i] * q[j + i];
-          const Real real = (lane[0] + lane[2]) + (lane[4] + lane[6]);
-          const Real imag = (lane[1] + lane[3]) + (lane[5] + lane[7]);
-          acc[entry.slot] += static_cast<double>(real - entry.sign * imag);
-        }
+        detail::gather_block<Real>(dy_spectra, x_spectra, sorted[k].data(), sorted[k].size(), acc);
       }
     }
   }
