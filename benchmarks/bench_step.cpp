@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fourierft/core/parallel.hpp"
+#include "fourierft/core/profiler.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/core/memory.hpp"
 #include "fourierft/models/gpt2.hpp"

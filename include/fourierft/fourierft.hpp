@@ -5,6 +5,7 @@
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/memory.hpp"
 #include "fourierft/core/parallel.hpp"
+#include "fourierft/core/profiler.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
