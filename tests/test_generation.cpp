@@ -471,7 +471,8 @@ TEST_CASE("step_attention through a reordered StepCache equals ops::attention on
                             qkv.ptr() + n * 3 * C + 3 * C);
       }
       Tensor<float> y({N, 1, C});
-      step_attention<float>(y.data(), qkv.data(), cache, l, masks, NH, 0.125f);
+      ops::step_attention_forward<float>(y.data(), qkv.data(), cache.layer_view(l), masks, NH,
+                                         0.125f);
       // Reference: the fused op's kernel on contiguous (N, T, C) keys and values.
       Tensor<float> q({N, 1, C}), k({N, T, C}), v({N, T, C}), expected({N, 1, C});
       Tensor<std::int64_t> key_mask({N, T});

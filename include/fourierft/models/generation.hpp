@@ -8,7 +8,8 @@
 //                      token against the KV cache (or, with use_cache = false, the whole sequence
 //                      again: slow, but the reference the cache must reproduce)
 //   StepCache          that cache: keys and values appended in place, beams reordered through a
-//                      table of slots, so neither moves a key (step_attention reads through it)
+//                      table of slots, so neither moves a key (ops::step_attention_forward, in
+//                      ops/attention.hpp, reads through it)
 //   greedy_search / sample / beam_search   work on any decoder with the same three calls, so tests
 //                      can hand them a toy model whose probabilities are known
 //   generate           left-pads a batch of prompts and picks the search from the config
@@ -284,9 +285,10 @@ struct StepCache {
   Real* at(const std::unique_ptr<Real[]>& storage, Index slot, Index t) const {
     return storage.get() + (slot * capacity + t) * width;
   }
-  // Position t of row n in a layer's storage.
-  const Real* of_row(const std::unique_ptr<Real[]>& storage, Index n, Index t) const {
-    return at(storage, source[static_cast<std::size_t>(n * capacity + t)], t);
+  // Layer l as ops::step_attention_forward reads it.
+  ops::SlottedKvView<Real> layer_view(Index l) const {
+    return {key[static_cast<std::size_t>(l)].get(), value[static_cast<std::size_t>(l)].get(),
+            source.data(), rows, capacity, length, width};
   }
 
  private:
@@ -313,58 +315,6 @@ struct StepCache {
     capacity = new_capacity;
   }
 };
-
-// Attention of one new query per row against the row's cached positions 0..T-1 (T = length + 1,
-// the new one included), all heads: the Tq = 1 case of ops::attention_forward, reading keys and
-// values through the cache's slot table.
-//   qkv: (N, 1, 3C), q in columns [0, C)   masks[n]: (T) 1 / 0   ->   y: (N, 1, C)
-//   per row n and head h:  s_j = scale · q·k_j,  p = masked softmax(s),  y = sum_j p_j v_j
-// The (row, head) pairs are threaded when there are enough of them: with 1 prompt the whole layer
-// is ~70k multiply-adds, less than a fork/join costs on a busy machine.
-template <class Real>
-void step_attention(std::span<Real> y, std::span<const Real> qkv, const StepCache<Real>& cache,
-                    Index layer, const std::vector<std::vector<std::int64_t>>& masks, Index NH,
-                    Real scale) {
-  const Index N = cache.rows, C = cache.width, HS = C / NH, T = cache.length + 1;
-  check<ShapeError>(static_cast<Index>(masks.size()) == N, "step_attention: ", masks.size(),
-                    " masks for a cache of ", N, " rows");
-  for (const auto& m : masks)
-    check<ShapeError>(static_cast<Index>(m.size()) == T, "step_attention: a mask of ", m.size(),
-                      " positions for ", T, " (cached + new)");
-  const auto& K = cache.key[static_cast<std::size_t>(layer)];
-  const auto& V = cache.value[static_cast<std::size_t>(layer)];
-  auto head = [&](Index nh, Real* s) {
-    const Index n = nh / NH, h = nh % NH;
-    const std::span<const std::int64_t> mask(masks[static_cast<std::size_t>(n)].data(),
-                                             static_cast<std::size_t>(T));
-    const Real* q = qkv.data() + n * 3 * C + h * HS;
-    for (Index j = 0; j < T; ++j) {
-      if (mask[j] == 0) continue;  // masked_softmax_row skips it
-      const Real* k = cache.of_row(K, n, j) + h * HS;
-      Real dot = 0;
-#pragma omp simd reduction(+ : dot)
-      for (Index i = 0; i < HS; ++i) dot += q[i] * k[i];
-      s[j] = scale * dot;
-    }
-    ops::masked_softmax_row(std::span<Real>(s, static_cast<std::size_t>(T)), T, mask);
-    Real* o = y.data() + n * C + h * HS;
-    std::fill_n(o, HS, Real(0));
-    for (Index j = 0; j < T; ++j) {
-      if (s[j] == Real(0)) continue;
-      const Real* v = cache.of_row(V, n, j) + h * HS;
-      const Real p = s[j];
-#pragma omp simd
-      for (Index i = 0; i < HS; ++i) o[i] += p * v[i];
-    }
-  };
-  const bool threaded = num_threads() > 1 && N * NH * T * HS >= (Index(1) << 18);
-#pragma omp parallel if (threaded)
-  {
-    std::vector<Real> s(static_cast<std::size_t>(T));
-#pragma omp for schedule(static)
-    for (Index nh = 0; nh < N * NH; ++nh) head(nh, s.data());
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Gpt2Decoder: the calls the searches make, on a GPT2LMHeadModel, without gradients.
@@ -470,7 +420,8 @@ class Gpt2Decoder {
     return model_.lm_head(tape, ops::select(tape, hidden, 1, -1)).value();
   }
   // One token per row against the StepCache: GPT2Model::forward's blocks for T = 1, with
-  // GPT2Attention's q·k / softmax / ·v done by step_attention. ids, positions: (N, 1).
+  // GPT2Attention's q·k / softmax / ·v done by ops::step_attention_forward.
+  // ids, positions: (N, 1).
   Tensor<Real> step(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& positions) {
     auto& tr = model_.transformer;
     const io::Gpt2Config& config = model_.config;
@@ -500,8 +451,9 @@ class Gpt2Decoder {
                          : 1.0;
       if (config.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(l + 1);
       Tensor<Real> y({N, 1, C});
-      step_attention<Real>(y.data(), qkv.value().data(), steps_, static_cast<Index>(l), masks_,
-                           config.n_head, static_cast<Real>(scale));
+      ops::step_attention_forward<Real>(y.data(), qkv.value().data(),
+                                        steps_.layer_view(static_cast<Index>(l)), masks_,
+                                        config.n_head, static_cast<Real>(scale));
       const Var<Real> a = block.attn.resid_dropout.forward(
           tape, block.attn.c_proj.forward(tape, Var<Real>(y)), block.attn.is_training());
       x = ops::add(tape, x, a);
