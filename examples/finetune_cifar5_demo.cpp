@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
       check(m == "head" || m == "fourierft" || m == "lora" || m == "bitfit" || m == "full",
             "option --methods: '", m, "' is not one of head, fourierft, lora, bitfit, full");
     set_num_threads(threads);
-    train::reproducible_fft(true);
+    ops::spectral::reproducible_fft(true);
     const auto start = std::chrono::steady_clock::now();
 
     // ---- data and the pre-trained checkpoint ---------------------------------------------------

@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
     check(limit_train >= 0 && limit_test >= 0, "options --limit-train and --limit-test must be >= 0");
     if (opt.threads > 0) set_num_threads(opt.threads);
     reuse_freed_memory();  // keep freed activations for the next step (core/memory.hpp)
-    train::reproducible_fft(!opt.fast_fft);
+    ops::spectral::reproducible_fft(!opt.fast_fft);
     std::printf("finetune_e2e: preset %s (flags override it), %d threads\n", preset.name,
                 num_threads());
 

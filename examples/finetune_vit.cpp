@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
     check(eval_batch >= 1, "option --eval-batch must be >= 1, got ", eval_batch);
     if (opt.threads > 0) set_num_threads(opt.threads);
     reuse_freed_memory();  // keep freed activations for the next step (core/memory.hpp)
-    train::reproducible_fft(!opt.fast_fft);
+    ops::spectral::reproducible_fft(!opt.fast_fft);
     std::printf("finetune_vit: preset %s (flags override it), %d threads\n", preset.name,
                 num_threads());
 

@@ -555,7 +555,7 @@ int main(int argc, char** argv) {
           image_size, ") must be a positive multiple of --patch (", patch, ")");
     check(crop_min > 0 && crop_min <= 1, "option --crop-min must be in (0, 1], got ", crop_min);
     if (opt.threads > 0) set_num_threads(opt.threads);
-    train::reproducible_fft(!opt.fast_fft);
+    ops::spectral::reproducible_fft(!opt.fast_fft);
     std::printf("pretrain: mode %s, %d threads, seed %llu\n", mode.c_str(), num_threads(),
                 static_cast<unsigned long long>(opt.seed));
     fs::create_directories(opt.out);

@@ -396,7 +396,7 @@ int main(int argc, char** argv) {
           args.positional().empty() ? "" : args.positional()[0], "' (options start with --)");
     set_num_threads(threads);
     reuse_freed_memory();
-    train::reproducible_fft(true);
+    ops::spectral::reproducible_fft(true);
     return task == "e2e" ? study_e2e(args, small, out, threads) : study_vit(args, small, out, threads);
   } catch (const Error& e) {
     std::fprintf(stderr, "study_efficiency: %s\n", e.what());

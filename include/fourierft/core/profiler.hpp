@@ -1,5 +1,5 @@
 // fourierft/core/profiler.hpp — the optional per-op profile (FOURIERFT_PROFILE=1): a process-wide
-// table of forward / backward milliseconds per op name, filled by Tape and printed to stderr at exit.
+// table of forward / backward milliseconds per op name, filled by Tape, printed to stderr at exit.
 #pragma once
 
 #include <algorithm>

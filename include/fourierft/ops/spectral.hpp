@@ -144,6 +144,13 @@ inline unsigned& planner_flags() {
   return flags;
 }
 
+// FFTW plans chosen without timing, so two processes compute bit-identical spectra (a few ms more
+// per 768 x 768 transform than FFTW_MEASURE's plans; the GEMMs dominate a step anyway). Call it
+// before the first plan is made: plans are cached with the flags they were made with.
+inline void reproducible_fft(bool on = true) {
+  planner_flags() = on ? FFTW_ESTIMATE : FFTW_MEASURE;
+}
+
 // The process-wide plan cache: one plan per (kind, m, n, threads). Planning takes the lock
 // (FFTW's planner is not thread-safe); executing a cached plan on new arrays is thread-safe.
 template <class Real>

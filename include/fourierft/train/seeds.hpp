@@ -9,9 +9,10 @@
 //   reseed_dropout(model, seed, step)  every dropout site of GPT-2 / RoBERTa / ViT, before a step
 //   step_rng(seed, Stream::masking, step)   the masked-LM positions of a pretraining step
 // so a run resumed at step s draws exactly what the uninterrupted run drew from step s on.
-// Floating-point results must repeat too: reproducible_fft() makes FFTW choose its algorithms by
-// estimate instead of by timing (FFTW_MEASURE can pick another algorithm in another process, which
-// changes the last bits of ΔW). BLAS and OpenMP loops repeat for a fixed thread count.
+// Floating-point results must repeat too: ops::spectral::reproducible_fft() makes FFTW choose its
+// algorithms by estimate instead of by timing (FFTW_MEASURE can pick another algorithm in another
+// process, which changes the last bits of ΔW). BLAS and OpenMP loops repeat for a fixed thread
+// count.
 
 #include <algorithm>
 #include <cstdint>
@@ -23,7 +24,6 @@
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
-#include "fourierft/ops/spectral.hpp"
 
 namespace fourierft::train {
 
@@ -68,12 +68,6 @@ inline std::vector<std::vector<Index>> epoch_batches(Index n, Index batch, std::
 inline std::int64_t steps_per_epoch(Index n, Index batch, Index accum) {
   const Index batches = (n + batch - 1) / batch;
   return (batches + accum - 1) / accum;
-}
-
-// FFTW plans chosen without timing, so two processes compute bit-identical spectra (a few ms more
-// per 768 x 768 transform than FFTW_MEASURE's plans; the GEMMs dominate a step anyway).
-inline void reproducible_fft(bool on = true) {
-  ops::spectral::planner_flags() = on ? FFTW_ESTIMATE : FFTW_MEASURE;
 }
 
 namespace detail {
