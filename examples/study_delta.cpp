@@ -54,10 +54,10 @@
 #include "fourierft/peft/lora.hpp"
 #include "fourierft/util/args.hpp"
 #include "fourierft/util/atomic_file.hpp"
-#include "fourierft/util/plot.hpp"
+#include "plot.hpp"
 
 using namespace fourierft;
-namespace plot = fourierft::util::plot;
+namespace plot = fourierft::examples::plot;
 using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // ---------------------------------------------------------------------------

@@ -50,8 +50,8 @@
 #include "fourierft/train/seeds.hpp"
 #include "fourierft/util/args.hpp"
 #include "fourierft/util/atomic_file.hpp"
-#include "fourierft/util/plot.hpp"
 #include "e2e_lm.hpp"
+#include "plot.hpp"
 #include "vit_transfer.hpp"
 
 using namespace fourierft;
@@ -121,8 +121,8 @@ void write_chart(const fs::path& file, const std::vector<Point>& points, bool e2
   }
   if (x_max <= 0) x_min = 1, x_max = 10;
   const double pad = y_hi > y_lo ? y_hi - y_lo : 1.0;
-  std::vector<util::plot::Series> series;
-  util::plot::Series fourier{.label = "FourierFT (n per matrix)"}, lora{.label = "LoRA (rank r)"};
+  std::vector<examples::plot::Series> series;
+  examples::plot::Series fourier{.label = "FourierFT (n per matrix)"}, lora{.label = "LoRA (rank r)"};
   for (const Point& p : points) {
     if (p.method == "fourierft") fourier.x.push_back(double(p.adapter_params)), fourier.y.push_back(p.after);
     if (p.method == "lora") lora.x.push_back(double(p.adapter_params)), lora.y.push_back(p.after);
@@ -135,17 +135,17 @@ void write_chart(const fs::path& file, const std::vector<Point>& points, bool e2
           p.method == "full" ? str_cat("full fine-tuning (", train::with_commas(p.adapter_params), ")")
                              : p.method == "head" ? std::string("head only") : std::string("no adaptation");
       series.push_back({.label = label, .x = {x_min, x_max}, .y = {p.after, p.after},
-                        .marker = util::plot::Marker::none, .dashed = true});
+                        .marker = examples::plot::Marker::none, .dashed = true});
     }
-  util::plot::write_png(
-      file, util::plot::line_chart(
+  examples::plot::write_png(
+      file, examples::plot::line_chart(
                 series, {.title = title,
                          .x_label = e2e ? "trainable adapter parameters"
                                         : "trainable adapter parameters (classifier excluded)",
                          .y_label = y_label, .log_x = true,
                          .y_min = e2e ? std::optional<double>(y_lo - 0.45 * pad) : std::nullopt,
                          .y_max = e2e ? std::optional<double>(y_hi + 0.05 * pad) : std::nullopt,
-                         .legend = e2e ? util::plot::Legend::bottom_left : util::plot::Legend::top_right}));
+                         .legend = e2e ? examples::plot::Legend::bottom_left : examples::plot::Legend::top_right}));
 }
 
 // ===========================================================================================

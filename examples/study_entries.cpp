@@ -41,10 +41,10 @@
 #include "fourierft/peft/fourierft_op.hpp"
 #include "fourierft/util/args.hpp"
 #include "fourierft/util/atomic_file.hpp"
-#include "fourierft/util/plot.hpp"
+#include "plot.hpp"
 
 using namespace fourierft;
-namespace plot = fourierft::util::plot;
+namespace plot = fourierft::examples::plot;
 
 namespace {
 // Signed frequency of index u in a length-d DFT (what eq. 5 measures distance with).

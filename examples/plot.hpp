@@ -1,4 +1,4 @@
-// fourierft/util/plot.hpp — just enough plotting for the study programs: an RGB image with lines,
+// examples/plot.hpp — just enough plotting for the study programs: an RGB image with lines,
 // markers and text (stb_easy_font), heatmaps with a colormap and colorbar, line charts, PNG output.
 #pragma once
 
@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
-#include "fourierft/detail/stb_image_write.hpp"
+#include "stb_image_write.hpp"
 #include "fourierft/util/atomic_file.hpp"
 
-namespace fourierft::util::plot {
+namespace fourierft::examples::plot {
 
 struct Rgb {
   std::uint8_t r = 0, g = 0, b = 0;
@@ -163,7 +163,7 @@ inline void write_png(const std::filesystem::path& path, const Image& image) {
   const int ok = stbi_write_png_to_func(append, &bytes, image.width(), image.height(), 3,
                                         image.pixels().data(), image.width() * 3);
   check<IoError>(ok != 0 && !bytes.empty(), "write_png: cannot encode '", path.string(), "'");
-  write_file_atomically(path, bytes);
+  util::write_file_atomically(path, bytes);
 }
 
 // Panels laid out left to right, `columns` per row, `gap` pixels apart, on a white background.
@@ -497,4 +497,4 @@ inline Image line_chart(const std::vector<Series>& series, const ChartOptions& o
   return img;
 }
 
-}  // namespace fourierft::util::plot
+}  // namespace fourierft::examples::plot

@@ -1,10 +1,10 @@
-// fourierft/detail/stb_image_write.hpp — stb_image_write's PNG encoder and stb_easy_font's quad font
-// (Debian libstb-dev), compiled into each translation unit as private static functions. Used by util/plot.
+// examples/stb_image_write.hpp — stb_image_write's PNG encoder and stb_easy_font's quad font
+// (Debian libstb-dev), compiled into each translation unit as private static functions. For plot.hpp.
 #pragma once
 
 // fourierft is header-only, so there is no library to hold stb's implementation: every translation
 // unit that includes this header gets its own static copy (STB_IMAGE_WRITE_STATIC), which cannot
-// clash at link time. Files are written by util/plot.hpp through util/atomic_file.hpp, so stb's own
+// clash at link time. Files are written by plot.hpp through util/atomic_file.hpp, so stb's own
 // stdio writers are compiled out (STBI_WRITE_NO_STDIO). stb_easy_font is static since its v1.1.
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
