@@ -30,8 +30,8 @@
 #include <vector>
 
 #include "fourierft/fourierft.hpp"
+#include "fourierft/io/image_batches.hpp"
 #include "fourierft/models/vit.hpp"
-#include "fourierft/train/image_batches.hpp"
 #include "fourierft/train/log.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/seeds.hpp"
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
 
     // ---- data and the pre-trained checkpoint ---------------------------------------------------
-    const train::DecodedImageFolder train_set(data_dir / "train"), test_set(data_dir / "test");
+    const io::DecodedImageFolder train_set(data_dir / "train"), test_set(data_dir / "test");
     check<FormatError>(train_set.classes() == test_set.classes(), "'", (data_dir / "test").string(),
                        "' has other classes than '", (data_dir / "train").string(), "'");
     const std::vector<Index> train_items = examples::pick_balanced(train_set, limit_train);

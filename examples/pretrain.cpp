@@ -58,12 +58,12 @@
 #include "fourierft/fourierft.hpp"
 #include "fourierft/io/e2e.hpp"
 #include "fourierft/io/glue.hpp"
+#include "fourierft/io/image_batches.hpp"
 #include "fourierft/io/image_folder.hpp"
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/train/checkpoint.hpp"
-#include "fourierft/train/image_batches.hpp"
 #include "fourierft/train/log.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/progress.hpp"
@@ -401,7 +401,7 @@ struct TextTask {
 
 // ---- image ----------------------------------------------------------------------------------
 struct ImageTask {
-  std::unique_ptr<train::DecodedImageFolder> train_images, test_images;  // decoded once
+  std::unique_ptr<io::DecodedImageFolder> train_images, test_images;  // decoded once
   io::ImageProcessor processor;
   io::RandomResizedCropOptions crop;
   std::unique_ptr<models::ViTForImageClassification<float>> vit;
@@ -564,8 +564,8 @@ int main(int argc, char** argv) {
     TextTask text;
     ImageTask image;
     if (is_image) {
-      image.train_images = std::make_unique<train::DecodedImageFolder>(data_dir / "train");
-      image.test_images = std::make_unique<train::DecodedImageFolder>(data_dir / "test");
+      image.train_images = std::make_unique<io::DecodedImageFolder>(data_dir / "train");
+      image.test_images = std::make_unique<io::DecodedImageFolder>(data_dir / "test");
       check<FormatError>(image.train_images->classes() == image.test_images->classes(), "'",
                          (data_dir / "test").string(), "' has other classes than '",
                          (data_dir / "train").string(), "': they must be the same");

@@ -321,7 +321,7 @@ int study_vit(util::Args& args, bool small, const fs::path& out, int threads) {
   args.reject_unknown();
   check(base.epochs >= 1 && base.batch_size >= 1, "options --epochs and --batch must be >= 1");
 
-  const train::DecodedImageFolder train_set(data_dir / "train"), test_set(data_dir / "test");
+  const io::DecodedImageFolder train_set(data_dir / "train"), test_set(data_dir / "test");
   const std::vector<Index> items = examples::pick_balanced(train_set, limit_train);
   const io::ImageProcessor processor =
       io::ImageProcessor::from_json(model_dir / "preprocessor_config.json");

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "fourierft/fourierft.hpp"
+#include "fourierft/io/image_batches.hpp"
 #include "fourierft/models/vit.hpp"
-#include "fourierft/train/image_batches.hpp"
 #include "fourierft/train/log.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/seeds.hpp"
@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 using VitModel = models::ViTForImageClassification<float>;
 
 // The first `limit` items in round-robin class order (every class equally), or all (limit <= 0).
-inline std::vector<Index> pick_balanced(const train::DecodedImageFolder& folder, Index limit) {
+inline std::vector<Index> pick_balanced(const io::DecodedImageFolder& folder, Index limit) {
   std::vector<std::vector<Index>> by_class(folder.classes().size());
   for (Index i = 0; i < folder.size(); ++i)
     by_class[static_cast<std::size_t>(folder.label(i))].push_back(i);
@@ -41,7 +41,7 @@ inline std::vector<Index> pick_balanced(const train::DecodedImageFolder& folder,
 }
 
 // Test accuracy with the evaluation transform (resize, normalise): deterministic.
-inline double test_accuracy(VitModel& model, const train::DecodedImageFolder& test,
+inline double test_accuracy(VitModel& model, const io::DecodedImageFolder& test,
                             const io::ImageProcessor& processor) {
   model.eval();
   Tape<float> tape;
@@ -101,9 +101,9 @@ struct TransferResult {
 // pre-trained model), trains with AdamW (linear decay, no warmup) and measures test accuracy
 // before and after. With save_dir non-empty, the adapter is saved there (PEFT format).
 inline TransferResult run_transfer(const fs::path& model_dir,
-                                   const train::DecodedImageFolder& train_set,
+                                   const io::DecodedImageFolder& train_set,
                                    const std::vector<Index>& train_items,
-                                   const train::DecodedImageFolder& test_set,
+                                   const io::DecodedImageFolder& test_set,
                                    const io::ImageProcessor& processor, TransferSettings s,
                                    const fs::path& save_dir = {}) {
   const auto start = std::chrono::steady_clock::now();

@@ -24,13 +24,13 @@
 #include <vector>
 
 #include "fourierft/io/image.hpp"
+#include "fourierft/io/image_batches.hpp"
 #include "fourierft/io/image_folder.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
-#include "fourierft/train/image_batches.hpp"
 #include "gradcheck.hpp"
 
 using namespace fourierft;
@@ -393,7 +393,7 @@ TEST_CASE("pretrain/vit-tiny-cifar5: the committed checkpoint reproduces its rec
   CHECK(report.unexpected.empty());
   CHECK(io::read_json(ckpt / "config.json").at("torch_dtype") == "float16");
   const io::Json recorded = io::read_json(ckpt / "pretrain.json").at("eval_of_saved_weights");
-  const train::DecodedImageFolder test(test_dir);
+  const io::DecodedImageFolder test(test_dir);
   CHECK(test.classes() == model->config.id2label);
   const io::ImageProcessor processor = io::ImageProcessor::from_json(ckpt / "preprocessor_config.json");
   Tape<float> tape;

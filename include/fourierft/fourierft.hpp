@@ -41,6 +41,7 @@
 #include "fourierft/io/glue.hpp"
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/io/image.hpp"
+#include "fourierft/io/image_batches.hpp"
 #include "fourierft/io/image_folder.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/io/safetensors.hpp"

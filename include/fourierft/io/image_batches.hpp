@@ -1,4 +1,4 @@
-// fourierft/train/image_batches.hpp — DecodedImageFolder: an image folder decoded once into memory
+// fourierft/io/image_batches.hpp — DecodedImageFolder: an image folder decoded once into memory
 // (small data sets such as the bundled CIFAR-10 slices) and its batches, augmented or plain.
 #pragma once
 
@@ -23,7 +23,7 @@
 #include "fourierft/io/image.hpp"
 #include "fourierft/io/image_folder.hpp"
 
-namespace fourierft::train {
+namespace fourierft::io {
 
 class DecodedImageFolder {
  public:
@@ -74,4 +74,4 @@ class DecodedImageFolder {
   std::vector<io::Image> images_;
 };
 
-}  // namespace fourierft::train
+}  // namespace fourierft::io
