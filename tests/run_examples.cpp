@@ -9,8 +9,6 @@
 // training loss falls. CTest runs each case as its own test (tests/CMakeLists.txt).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -27,59 +25,18 @@
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/peft/adapter_io.hpp"
+#include "process.hpp"
 
 using namespace fourierft;
+using namespace fourierft::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
 const fs::path fixtures = FOURIERFT_FIXTURES_DIR;
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-struct Run {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs `program args` (each argument single-quoted) and returns its exit status and output.
-Run run(const std::string& program, const std::vector<std::string>& args, const fs::path& log) {
-  std::string command = "'" + program + "'";
-  for (const std::string& a : args) command += " '" + a + "'";
-  command += " > '" + log.string() + "' 2>&1";
-  const int rc = std::system(command.c_str());
-  Run r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.output = read_file(log);
-  return r;
-}
-
-std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-// The records of a log.jsonl with the given "event".
-std::vector<io::Json> events(const fs::path& log, const std::string& event) {
-  std::vector<io::Json> out;
-  std::istringstream lines(read_file(log));
-  for (std::string line; std::getline(lines, line);) {
-    const io::Json j = io::parse_json(line, log.string());
-    if (j.at("event") == event) out.push_back(j);
-  }
-  return out;
-}
-
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(FOURIERFT_BINARY_DIR) / "run_examples" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
+  return testing::fresh_dir(fs::path(FOURIERFT_BINARY_DIR) / "run_examples", name);
 }
 
 // The training loss of the first logged window, and the mean of the last `k` windows.

@@ -12,14 +12,10 @@
 //   pretrain/cifar5-demo    the README's main job, shortened: runs and reloads its adapter exactly
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -31,9 +27,12 @@
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
+#include "../examples/vit_transfer.hpp"
 #include "gradcheck.hpp"
+#include "process.hpp"
 
 using namespace fourierft;
+using namespace fourierft::testing;
 namespace fs = std::filesystem;
 
 namespace {
@@ -41,50 +40,8 @@ namespace {
 const fs::path fixtures = FOURIERFT_FIXTURES_DIR;
 const fs::path source_dir = FOURIERFT_SOURCE_DIR;
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-struct Run {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs `program args` (each argument single-quoted); its exit status and output.
-Run run(const std::string& program, const std::vector<std::string>& args, const fs::path& log) {
-  std::string command = "'" + program + "'";
-  for (const std::string& a : args) command += " '" + a + "'";
-  command += " > '" + log.string() + "' 2>&1";
-  const int rc = std::system(command.c_str());
-  Run r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.output = read_file(log);
-  return r;
-}
-
-std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(FOURIERFT_BINARY_DIR) / "run_pretrain" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::vector<io::Json> events(const fs::path& log, const std::string& event) {
-  std::vector<io::Json> out;
-  std::istringstream lines(read_file(log));
-  for (std::string line; std::getline(lines, line);) {
-    const io::Json j = io::parse_json(line, log.string());
-    if (j.at("event") == event) out.push_back(j);
-  }
-  return out;
+  return testing::fresh_dir(fs::path(FOURIERFT_BINARY_DIR) / "run_pretrain", name);
 }
 
 std::vector<std::string> safetensors_keys(const fs::path& path) {
@@ -396,20 +353,9 @@ TEST_CASE("pretrain/vit-tiny-cifar5: the committed checkpoint reproduces its rec
   const io::DecodedImageFolder test(test_dir);
   CHECK(test.classes() == model->config.id2label);
   const io::ImageProcessor processor = io::ImageProcessor::from_json(ckpt / "preprocessor_config.json");
-  Tape<float> tape;
-  NoGradScope<float> no_grad(tape);
-  Index correct = 0;
-  for (Index start = 0; start < test.size(); start += 100) {
-    std::vector<Index> rows;
-    for (Index i = start; i < std::min(test.size(), start + 100); ++i) rows.push_back(i);
-    const io::ImageBatch batch = test.batch(rows, processor);
-    const Var<float> logits = model->forward(tape, batch.pixels).logits;
-    for (std::size_t b = 0; b < rows.size(); ++b) {
-      const float* row = logits.data().data() + static_cast<Index>(b) * 5;
-      correct += (std::max_element(row, row + 5) - row) == batch.labels[static_cast<Index>(b)];
-    }
-    tape.clear();
-  }
+  // The demo's own evaluation (examples/vit_transfer.hpp), as a count of correct images.
+  const double accuracy = examples::test_accuracy(*model, test, processor);
+  const Index correct = std::llround(accuracy * static_cast<double>(test.size()));
   MESSAGE("vit-tiny-cifar5: ", correct, "/", test.size(), " correct");
   CHECK(test.size() == recorded.at("images").get<Index>());
   CHECK(correct == recorded.at("correct").get<Index>());
