@@ -16,10 +16,6 @@
 // Columns: impl mode batch prompt_len new_tokens tokens_per_s ms peak_rss_mb, where tokens_per_s
 // counts the returned tokens (batch * new_tokens, not the beams) over the whole generate call
 // (prompt included) and ms is that call's wall time.
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,6 +27,7 @@
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/models/generation.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "bench_process.hpp"
 
 using namespace fourierft;
 
@@ -87,43 +84,26 @@ Result run_case(const std::string& mode, Index batch, bool use_cache, const Opti
     r.generated = 0;
     for (const auto& g : out) r.generated = std::max<Index>(r.generated, static_cast<Index>(g.tokens.size()));
   }
-  std::sort(ms.begin(), ms.end());
-  r.ms = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  r.ms = bench::median(std::move(ms));
   return r;
 }
 
-// Runs one case in a forked child (fresh heap: the peak RSS is this case's).
+// One case ("mode/batch") in a forked child: its TSV row.
 bool run_forked(const std::string& c, bool use_cache, const Options& opt) {
-  std::fflush(stdout);
-  const pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    try {
-      const auto slash = c.find('/');
-      if (slash == std::string::npos)
-        throw ValueError(str_cat("bench_generate: case '", c, "' is not mode/batch (e.g. beam/4)"));
-      const std::string mode = c.substr(0, slash);
-      const Index batch = std::stoll(c.substr(slash + 1));
-      const Result r = run_case(mode, batch, use_cache, opt);
-      rusage ru{};
-      getrusage(RUSAGE_SELF, &ru);
-      const double tokens = static_cast<double>(batch * r.generated);
-      std::printf("%s\t%s\t%lld\t%lld\t%lld\t%.2f\t%.1f\t%.0f\n",
-                  use_cache ? "fourierft" : "fourierft_nocache", mode.c_str(),
-                  static_cast<long long>(batch), static_cast<long long>(opt.prompt_len),
-                  static_cast<long long>(r.generated), tokens / (r.ms * 1e-3), r.ms,
-                  static_cast<double>(ru.ru_maxrss) / 1024.0);
-      std::fflush(stdout);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench_generate %s: %s\n", c.c_str(), e.what());
-      std::fflush(stderr);
-      std::_Exit(1);
-    }
-    std::exit(0);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return bench::run_forked("bench_generate", c, [&] {
+    const auto slash = c.find('/');
+    if (slash == std::string::npos)
+      throw ValueError(str_cat("bench_generate: case '", c, "' is not mode/batch (e.g. beam/4)"));
+    const std::string mode = c.substr(0, slash);
+    const Index batch = std::stoll(c.substr(slash + 1));
+    const Result r = run_case(mode, batch, use_cache, opt);
+    const double tokens = static_cast<double>(batch * r.generated);
+    std::printf("%s\t%s\t%lld\t%lld\t%lld\t%.2f\t%.1f\t%.0f\n",
+                use_cache ? "fourierft" : "fourierft_nocache", mode.c_str(),
+                static_cast<long long>(batch), static_cast<long long>(opt.prompt_len),
+                static_cast<long long>(r.generated), tokens / (r.ms * 1e-3), r.ms,
+                bench::peak_rss_mb());
+  });
 }
 
 }  // namespace
@@ -134,13 +114,7 @@ int main(int argc, char** argv) {
   bool header = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_generate: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return bench::option_value("bench_generate", argc, argv, i); };
     if (a == "--case") cases.push_back(value());
     else if (a == "--prompt-len") opt.prompt_len = std::stoll(value());
     else if (a == "--new-tokens") opt.new_tokens = std::stoll(value());

@@ -16,8 +16,6 @@
 // Columns: impl model method batch seq tokens_per_s ms_per_step peak_rss_mb trainable gemm_gflop
 // gflop_per_s (the GEMM FLOPs of one step, 2·M·N·K summed over every detail::gemm call).
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -37,6 +35,7 @@
 #include "fourierft/optim/adamw.hpp"
 #include "fourierft/peft/fourierft.hpp"
 #include "fourierft/peft/lora.hpp"
+#include "bench_process.hpp"
 
 using namespace fourierft;
 
@@ -114,9 +113,25 @@ Result time_steps(const Options& opt, Step&& step) {
     flops = detail::gemm_flop_count().load() - f0;
     if (!std::isfinite(loss)) throw Error(str_cat("bench_step: loss is ", loss, " at step ", s + 1));
   }
-  std::sort(ms.begin(), ms.end());
-  r.ms = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  r.ms = bench::median(std::move(ms));
   r.gflop = static_cast<double>(flops) * 1e-9;
+  return r;
+}
+
+// One training step from a loss just recorded on `tape`: backward, AdamW step, zero_grad, clear.
+float train_step(Tape<float>& tape, optim::AdamW<float>& optimizer, const Var<float>& loss) {
+  tape.backward(loss);
+  optimizer.step();
+  optimizer.zero_grad();
+  tape.clear();
+  return loss.item();
+}
+
+// r with the case's sizes: `batch` sequences (or images) of `seq` tokens (or patches + 1).
+Result with_sizes(Result r, Index batch, Index seq, const std::vector<Var<float>>& params) {
+  r.batch = batch;
+  r.seq = seq;
+  for (const auto& p : params) r.trainable += p.numel();
   return r;
 }
 
@@ -144,19 +159,12 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     optim::AdamW<float> optimizer(params, adam);
     const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 0, config.vocab_size);
     const std::vector<std::int64_t> targets = models::causal_lm_targets(models::causal_lm_labels(ids));
-    Result r = time_steps(opt, [&] {
+    const Result r = time_steps(opt, [&] {
       // Hidden states, then the tied LM head + cross-entropy fused over row chunks.
-      Var<float> loss = model.lm_loss(tape, model.transformer.forward(tape, ids), targets);
-      tape.backward(loss);
-      optimizer.step();
-      optimizer.zero_grad();
-      tape.clear();
-      return loss.item();
+      return train_step(tape, optimizer,
+                        model.lm_loss(tape, model.transformer.forward(tape, ids), targets));
     });
-    r.batch = opt.batch;
-    r.seq = opt.seq;
-    for (const auto& p : params) r.trainable += p.numel();
-    return r;
+    return with_sizes(r, opt.batch, opt.seq, params);
   }
   if (model_name == "roberta") {
     io::RobertaConfig config;
@@ -169,19 +177,10 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     optim::AdamW<float> optimizer(params, adam);
     const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 3, config.vocab_size);
     const Tensor<std::int64_t> labels = random_ids(opt.batch, 1, 0, 2).reshape({opt.batch});
-    Result r = time_steps(opt, [&] {
-      auto out = model.forward(tape, ids);
-      Var<float> loss = model.loss(tape, out.logits, labels);
-      tape.backward(loss);
-      optimizer.step();
-      optimizer.zero_grad();
-      tape.clear();
-      return loss.item();
+    const Result r = time_steps(opt, [&] {
+      return train_step(tape, optimizer, model.loss(tape, model.forward(tape, ids).logits, labels));
     });
-    r.batch = opt.batch;
-    r.seq = opt.seq;
-    for (const auto& p : params) r.trainable += p.numel();
-    return r;
+    return with_sizes(r, opt.batch, opt.seq, params);
   }
   if (model_name == "vit") {
     io::VitConfig config;
@@ -193,52 +192,28 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     Rng rng(5);
     const Tensor<float> pixels = randn<float>({opt.images, 3, 224, 224}, rng);
     const Tensor<std::int64_t> labels = random_ids(opt.images, 1, 0, 10).reshape({opt.images});
-    Result r = time_steps(opt, [&] {
-      auto out = model.forward(tape, pixels);
-      Var<float> loss = model.loss(tape, out.logits, labels);
-      tape.backward(loss);
-      optimizer.step();
-      optimizer.zero_grad();
-      tape.clear();
-      return loss.item();
+    const Result r = time_steps(opt, [&] {
+      return train_step(tape, optimizer,
+                        model.loss(tape, model.forward(tape, pixels).logits, labels));
     });
-    r.batch = opt.images;
-    r.seq = config.num_patches() + 1;
-    for (const auto& p : params) r.trainable += p.numel();
-    return r;
+    return with_sizes(r, opt.images, config.num_patches() + 1, params);
   }
   throw ValueError(str_cat("bench_step: unknown model '", model_name,
                            "' (gpt2, gpt2-medium, roberta, vit)"));
 }
 
-// Runs one case in a forked child (fresh heap: the peak RSS is this case's).
+// One case ("model/method") in a forked child: its TSV row.
 bool run_forked(const std::string& c, const Options& opt) {
-  std::fflush(stdout);
-  const pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    try {
-      const auto slash = c.find('/');
-      const std::string model = c.substr(0, slash), method = slash == std::string::npos ? "" : c.substr(slash + 1);
-      const Result r = run_case(model, method, opt);
-      rusage ru{};
-      getrusage(RUSAGE_SELF, &ru);
-      const double tokens = static_cast<double>(r.batch * r.seq);
-      std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\n", model.c_str(),
-                  method.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.seq),
-                  tokens / (r.ms * 1e-3), r.ms, static_cast<double>(ru.ru_maxrss) / 1024.0,
-                  static_cast<long long>(r.trainable), r.gflop, r.gflop / (r.ms * 1e-3));
-      std::fflush(stdout);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench_step %s: %s\n", c.c_str(), e.what());
-      std::fflush(stderr);
-      std::_Exit(1);
-    }
-    std::exit(0);  // runs static destructors: FOURIERFT_PROFILE prints its table here
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return bench::run_forked("bench_step", c, [&] {
+    const auto slash = c.find('/');
+    const std::string model = c.substr(0, slash), method = slash == std::string::npos ? "" : c.substr(slash + 1);
+    const Result r = run_case(model, method, opt);
+    const double tokens = static_cast<double>(r.batch * r.seq);
+    std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\n", model.c_str(),
+                method.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.seq),
+                tokens / (r.ms * 1e-3), r.ms, bench::peak_rss_mb(),
+                static_cast<long long>(r.trainable), r.gflop, r.gflop / (r.ms * 1e-3));
+  });
 }
 
 }  // namespace
@@ -249,13 +224,7 @@ int main(int argc, char** argv) {
   bool all = false, header = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_step: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return bench::option_value("bench_step", argc, argv, i); };
     if (a == "--case") cases.push_back(value());
     else if (a == "--all") all = true;
     else if (a == "--batch") opt.batch = std::stoll(value());
