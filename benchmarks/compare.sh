@@ -10,26 +10,11 @@
 # Needs /usr/bin/python3 with torch (Debian's python3-torch) and a build with
 # FOURIERFT_BUILD_BENCHMARKS=ON. Threads: FOURIERFT_NUM_THREADS (default 2) for both sides.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-build="${BUILD:-$here/../build}"
-if [[ $# -gt 0 && "$1" != "--" ]]; then build="$1"; shift; fi
-[[ $# -gt 0 && "$1" == "--" ]] && shift
-bench="$build/benchmarks/bench_step"
-[[ -x "$bench" ]] || { echo "compare.sh: $bench not found (configure with -DFOURIERFT_BUILD_BENCHMARKS=ON and make bench_step)" >&2; exit 1; }
-python="${PYTHON:-/usr/bin/python3}"
-export FOURIERFT_NUM_THREADS="${FOURIERFT_NUM_THREADS:-2}"
+program=bench_step
+source "$(dirname "$0")/compare_common.sh"
 
-# The case list: --case arguments, else the defaults (plus --all's).
-cases=()
-args=()
-all=0
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --case) cases+=("$2"); shift 2 ;;
-    --all) all=1; shift ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
+# The case list: --case arguments, else the defaults (plus --all's); other arguments go to both.
+parse_cases "" "$@"
 if [[ ${#cases[@]} -eq 0 ]]; then
   models=(gpt2 roberta)
   [[ $all -eq 1 ]] && models+=(gpt2-medium vit)
@@ -38,12 +23,12 @@ fi
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-echo "# $(date -u '+%F %T UTC') | $(nproc) cores | threads $FOURIERFT_NUM_THREADS | load: $(cut -d' ' -f1-3 /proc/loadavg)"
+print_run_header
 for c in "${cases[@]}"; do
-  "$bench" --no-header --case "$c" "${args[@]}" | sed 's/^fourierft/fourierft_default/' | tee -a "$out/fourierft.tsv"
-  OMP_WAIT_POLICY=PASSIVE "$bench" --no-header --case "$c" "${args[@]}" | sed 's/^fourierft/fourierft_passive/' | tee -a "$out/fourierft.tsv"
-  "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}" | sed 's/^pytorch/pytorch_default/' | tee -a "$out/pytorch.tsv"
-  OMP_WAIT_POLICY=PASSIVE "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}" | sed 's/^pytorch/pytorch_passive/' | tee -a "$out/pytorch.tsv"
+  run_side fourierft default "$bench" --no-header --case "$c" "${args[@]}"
+  run_side fourierft passive "$bench" --no-header --case "$c" "${args[@]}"
+  run_side pytorch default "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}"
+  run_side pytorch passive "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}"
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

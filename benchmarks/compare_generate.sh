@@ -15,26 +15,10 @@
 # with torch (Debian's python3-torch) and a build with FOURIERFT_BUILD_BENCHMARKS=ON. Threads:
 # FOURIERFT_NUM_THREADS (default 2) for both sides.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-build="${BUILD:-$here/../build}"
-if [[ $# -gt 0 && "$1" != "--" ]]; then build="$1"; shift; fi
-[[ $# -gt 0 && "$1" == "--" ]] && shift
-bench="$build/benchmarks/bench_generate"
-[[ -x "$bench" ]] || { echo "compare_generate.sh: $bench not found (configure with -DFOURIERFT_BUILD_BENCHMARKS=ON and make bench_generate)" >&2; exit 1; }
-python="${PYTHON:-/usr/bin/python3}"
-export FOURIERFT_NUM_THREADS="${FOURIERFT_NUM_THREADS:-2}"
+program=bench_generate
+source "$(dirname "$0")/compare_common.sh"
 
-cases=()
-args=()
-all=0
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --case) cases+=("$2"); shift 2 ;;
-    --all) all=1; shift ;;
-    --prompt-len|--new-tokens|--beams) args+=("$1" "$2"); shift 2 ;;
-    *) echo "compare_generate.sh: unknown argument $1 (--case, --all, --prompt-len, --new-tokens, --beams)" >&2; exit 2 ;;
-  esac
-done
+parse_cases "--prompt-len --new-tokens --beams" "$@"
 if [[ ${#cases[@]} -eq 0 ]]; then
   cases=(greedy/1 greedy/4 beam/1)
   [[ $all -eq 1 ]] && cases+=(beam/4)
@@ -42,12 +26,12 @@ fi
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-echo "# $(date -u '+%F %T UTC') | $(nproc) cores | threads $FOURIERFT_NUM_THREADS | load: $(cut -d' ' -f1-3 /proc/loadavg)"
+print_run_header
 for c in "${cases[@]}"; do
-  "$bench" --no-header --case "$c" "${args[@]}" | sed 's/^fourierft/fourierft_default/' | tee -a "$out/fourierft.tsv"
-  "$python" "$here/pytorch_reference.py" --generate --no-header --case "$c" "${args[@]}" | sed 's/^pytorch/pytorch_default/' | tee -a "$out/pytorch.tsv"
-  OMP_WAIT_POLICY=PASSIVE "$bench" --no-header --case "$c" "${args[@]}" | sed 's/^fourierft/fourierft_passive/' | tee -a "$out/fourierft.tsv"
-  OMP_WAIT_POLICY=PASSIVE "$python" "$here/pytorch_reference.py" --generate --no-header --case "$c" "${args[@]}" | sed 's/^pytorch/pytorch_passive/' | tee -a "$out/pytorch.tsv"
+  run_side fourierft default "$bench" --no-header --case "$c" "${args[@]}"
+  run_side pytorch default "$python" "$here/pytorch_reference.py" --generate --no-header --case "$c" "${args[@]}"
+  run_side fourierft passive "$bench" --no-header --case "$c" "${args[@]}"
+  run_side pytorch passive "$python" "$here/pytorch_reference.py" --generate --no-header --case "$c" "${args[@]}"
   echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
