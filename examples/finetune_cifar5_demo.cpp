@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
     check(epochs >= 1 && batch_size >= 1 && opt.n >= 1 && opt.lora_r >= 1 && threads >= 1,
           "options --epochs, --batch, --n, --lora-r, --threads must be >= 1");
     for (const std::string& m : methods)
-      check(m == "head" || m == "fourierft" || m == "lora" || m == "bitfit" || m == "full",
-            "option --methods: '", m, "' is not one of head, fourierft, lora, bitfit, full");
+      check(peft::find_method(m) != nullptr, "option --methods: '", m, "' is not one of ",
+            peft::method_names(", "));
     set_num_threads(threads);
     ops::spectral::reproducible_fft(true);
     const auto start = std::chrono::steady_clock::now();

@@ -212,17 +212,20 @@ int main(int argc, char** argv) {
       model.load_safetensors(out / "pretrained.safetensors")  // the head's shape differs: re-init
           .require_complete();
       model.classifier.weight.value() = nn::Linear<float>(hidden, 5, method_rng).weight.value();
-      peft::AdapterSpec spec;
-      spec.method = method;
+      peft::AdapterSpec spec{.config = peft::method_config(method)};  // its defaults, then:
       spec.modules_to_save = {"classifier"};
       spec.task_type = "SEQ_CLS";
-      spec.fourierft.n_frequency = n;
-      spec.fourierft.scaling = 300;
-      spec.fourierft.init_weights = true;  // zeros: start exactly at the pre-trained model
-      spec.fourierft.target_modules = {targets, ""};
-      spec.lora.r = r;
-      spec.lora.lora_alpha = 2 * r;
-      spec.lora.target_modules = {targets, ""};
+      if (auto* fourierft = spec.config.find<peft::FourierFTConfig>()) {
+        fourierft->n_frequency = n;
+        fourierft->scaling = 300;
+        fourierft->init_weights = true;  // zeros: start exactly at the pre-trained model
+        fourierft->target_modules = {targets, ""};
+      }
+      if (auto* lora = spec.config.find<peft::LoraConfig>()) {
+        lora->r = r;
+        lora->lora_alpha = 2 * r;
+        lora->target_modules = {targets, ""};
+      }
       const auto applied = peft::apply_adapter(model, spec, method_rng);
       const double before = accuracy(model, target_test);
       train(model, target_train, epochs, 3e-3, 5e-2, method_rng);

@@ -333,7 +333,7 @@ int main(int argc, char** argv) {
 
     // ---- save: results, the merged model on request; the run is complete, so its state goes ----
     io::write_json(opt.out / "results.json",
-                   {{"preset", preset.name}, {"method", spec.method}, {"format", format},
+                   {{"preset", preset.name}, {"method", spec.method()}, {"format", format},
                     {"train", train_set.path}, {"test", test_set.path},
                     {"test_mrs", test_groups.size()}, {"scores", scores},
                     {"history", state.record["history"]}, {"steps", step},

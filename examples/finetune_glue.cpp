@@ -421,7 +421,7 @@ int main(int argc, char** argv) {
     // ---- save: results, the merged model on request; the run is complete, so its state goes ----
     const io::Json& record = state.record;
     io::write_json(opt.out / "results.json",
-                   {{"task", task_key}, {"preset", preset->name}, {"method", spec.method},
+                   {{"task", task_key}, {"preset", preset->name}, {"method", spec.method()},
                     {"metric", record["history"].back()["metric"]},
                     {"best_epoch", record["best_epoch"]}, {"best_value", record["best_value"]},
                     {"last_value", record["history"].back()["value"]},

@@ -79,7 +79,7 @@ int main() {
     config.random_loc_seed = 777;  // PEFT's default seed for the entries
     config.target_modules = {{"layer"}, ""};
     const peft::AppliedAdapters applied = peft::apply_fourierft(model, config, rng);
-    auto* adapter = dynamic_cast<peft::FourierFTAdapter<double>*>(model.layer.adapters()[0].second.get());
+    auto* adapter = peft::attached_adapter<peft::FourierFTAdapter<double>>(model.layer);
     check(adapter != nullptr, "fourierft_minimal: no FourierFT adapter on 'layer'");
     Var<double> coeffs = adapter->blocks()[0].spectrum;  // a handle to the model's own parameter
     const peft::SpectralEntries& e = *adapter->blocks()[0].entries;

@@ -173,8 +173,8 @@ int main(int argc, char** argv) {
     Rng adapter_rng(seed + 2);
     const auto fourier_applied = peft::apply_fourierft(fourier_model, fourier_config, adapter_rng);
     const auto lora_applied = peft::apply_lora(lora_model, lora_config, adapter_rng);
-    auto* fourier = dynamic_cast<peft::FourierFTAdapter<float>*>(fourier_model.proj.adapters()[0].second.get());
-    auto* lora = dynamic_cast<peft::LoraAdapter<float>*>(lora_model.proj.adapters()[0].second.get());
+    auto* fourier = peft::attached_adapter<peft::FourierFTAdapter<float>>(fourier_model.proj);
+    auto* lora = peft::attached_adapter<peft::LoraAdapter<float>>(lora_model.proj);
     check(fourier != nullptr && lora != nullptr, "study_delta: the adapters were not attached");
     std::printf("layer %lld x %lld | FourierFT %s\n", (long long)d, (long long)d,
                 fourier_applied.params.str().c_str());

@@ -183,7 +183,7 @@ Point run_e2e(const std::string& method, Index setting, double lr, const E2EData
   opt.lora_alpha = 2.0 * static_cast<double>(setting);
   peft::AdapterSpec spec =
       train::adapter_spec(opt, examples::e2e_adapter_targets(s.model_dir.filename().string()));
-  spec.fourierft.init_weights = true;  // zero spectra
+  if (auto* f = spec.config.find<peft::FourierFTConfig>()) f->init_weights = true;  // zero spectra
   Rng init_rng(train::mix_seed(s.seed, 0xADA));
   const peft::AppliedAdapters applied = peft::apply_adapter(*model, spec, init_rng);
   Point p{method, setting, applied.params.trainable, applied.params.trainable, lr, 0, 0, 0};

@@ -112,7 +112,7 @@ inline TransferResult run_transfer(const fs::path& model_dir,
   peft::AdapterSpec spec = train::adapter_spec(
       s.opt, {.targets = {{"query", "value"}, ""}, .modules_to_save = {"classifier"},
               .task_type = "", .base_model_name_or_path = model_dir.filename().string()});
-  spec.fourierft.init_weights = true;  // zero spectra
+  if (auto* f = spec.config.find<peft::FourierFTConfig>()) f->init_weights = true;  // zero spectra
   Rng init_rng(train::mix_seed(s.opt.seed, 0xADA));
   const peft::AppliedAdapters applied = peft::apply_adapter(*model, spec, init_rng);
   TransferResult r;

@@ -770,11 +770,10 @@ TEST_CASE("CLI forward and lm-grad compute the references") {
 TEST_CASE("CLI forward --adapter: a saved FourierFT adapter folder is applied before the forward") {
   const fs::path inputs = model_dir("roberta-cls") / "reference.safetensors";
   auto model = RobertaForSequenceClassification<float>::from_pretrained(model_dir("roberta-cls"));
-  peft::AdapterSpec spec;
-  spec.method = "fourierft";
-  spec.fourierft.n_frequency = 20;
-  spec.fourierft.target_modules = {{"query", "value"}, ""};
-  spec.modules_to_save = {"classifier"};
+  peft::FourierFTConfig config;
+  config.n_frequency = 20;
+  config.target_modules = {{"query", "value"}, ""};
+  const peft::AdapterSpec spec{.config = config, .modules_to_save = {"classifier"}};
   Rng rng(5);
   peft::apply_adapter(*model, spec, rng);  // coefficients ~ N(0, 1): the outputs move
   const fs::path dir = scratch("adapter");

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <set>
 
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/nn/linear.hpp"
@@ -14,7 +15,11 @@
 #include "fourierft/peft/adapter_io.hpp"
 #include "fourierft/peft/fourierft.hpp"
 #include "fourierft/peft/lora.hpp"
+#include "fourierft/peft/method.hpp"
+#include "fourierft/peft/registry.hpp"
+#include "fourierft/train/options.hpp"
 #include "gradcheck.hpp"
+#include "toy_method.hpp"
 
 using namespace fourierft;
 namespace fs = std::filesystem;
@@ -71,13 +76,11 @@ fs::path temp_dir(const std::string& name) {
 }
 
 peft::AdapterSpec fourierft_spec(Index n) {
-  peft::AdapterSpec spec;
-  spec.method = "fourierft";
-  spec.fourierft.n_frequency = n;
-  spec.fourierft.scaling = 40;
-  spec.fourierft.target_modules = {{"query", "value"}, ""};
-  spec.modules_to_save = {"classifier"};
-  return spec;
+  peft::FourierFTConfig config;
+  config.n_frequency = n;
+  config.scaling = 40;
+  config.target_modules = {{"query", "value"}, ""};
+  return {.config = config, .modules_to_save = {"classifier"}};
 }
 }  // namespace
 
@@ -98,8 +101,8 @@ TEST_CASE("apply_fourierft: targets by PEFT's name rule, shared entries, PEFT pa
   CHECK_FALSE(net.parameter("layer.0.query.weight").requires_grad());
   CHECK(net.parameter("classifier.weight").requires_grad());
   // Every layer of the same shape shares one entry matrix (the paper's shared entries).
-  auto* q0 = dynamic_cast<peft::FourierFTAdapter<float>*>(net.layer[0].query.adapters()[0].second.get());
-  auto* v1 = dynamic_cast<peft::FourierFTAdapter<float>*>(net.layer[1].value.adapters()[0].second.get());
+  auto* q0 = peft::attached_adapter<peft::FourierFTAdapter<float>>(net.layer[0].query);
+  auto* v1 = peft::attached_adapter<peft::FourierFTAdapter<float>>(net.layer[1].value);
   REQUIRE(q0 != nullptr);
   REQUIRE(v1 != nullptr);
   CHECK(q0->blocks()[0].entries.get() == v1->blocks()[0].entries.get());
@@ -276,14 +279,12 @@ TEST_CASE("Adapter files: PEFT layout, train -> save -> load into a fresh model 
     Rng rng(5);
     TinyNet<float> net(8, rng);
     peft::AdapterSpec spec = fourierft_spec(12);
-    if (method == "fourierft-biased") spec.fourierft.frequency_bias = peft::FrequencyBias{2.0, 3.0};
-    if (method == "lora") {
-      spec.method = "lora";
-      spec.lora.r = 2;
-      spec.lora.lora_alpha = 4;
-      spec.lora.target_modules = {{"query", "value"}, ""};
-    }
-    if (method == "bitfit" || method == "head") spec.method = method;
+    if (method == "fourierft-biased")
+      spec.config.get<peft::FourierFTConfig>().frequency_bias = peft::FrequencyBias{2.0, 3.0};
+    if (method == "lora")
+      spec.config = peft::LoraConfig{.r = 2, .lora_alpha = 4, .target_modules = {{"query", "value"}, ""}};
+    if (method == "bitfit") spec.config = peft::BitFitConfig{};
+    if (method == "head") spec.config = peft::HeadOnlyConfig{};
     peft::apply_adapter(net, spec, rng);
     // A few AdamW steps on a toy objective, so every trainable tensor moves.
     optim::AdamW<float> opt(net.trainable_parameters(), {.lr = 1e-2, .weight_decay = 0});
@@ -320,7 +321,7 @@ TEST_CASE("Adapter files: PEFT layout, train -> save -> load into a fresh model 
       for (auto& [name, p] : fresh.named_parameters())
         if (net.parameter(name).requires_grad()) p.value().fill(0);
     const auto loaded = peft::load_adapter(fresh, dir);
-    CHECK(loaded.method == spec.method);
+    CHECK(loaded.method() == spec.method());
     const auto a = outputs(net, x), b = outputs(fresh, x);
     for (std::size_t i = 0; i < a.size(); ++i) CHECK(b[i] == a[i]);
   }
@@ -339,7 +340,7 @@ TEST_CASE("Adapter files: an adapter that does not fit the model is a clear erro
                                          "model's parameter has shape (3, 10)"), FormatError);
   // Other targets than the model has.
   peft::AdapterSpec other = fourierft_spec(12);
-  other.fourierft.target_modules = {{"out_proj"}, ""};
+  other.config.get<peft::FourierFTConfig>().target_modules = {{"out_proj"}, ""};
   io::write_json(dir / "adapter_config.json", peft::adapter_config_json(other));
   TinyNet<float> fresh(8, rng);
   CHECK_THROWS_WITH_AS(peft::load_adapter(fresh, dir),
@@ -377,4 +378,128 @@ TEST_CASE("FourierFT linear matches PEFT computed by PyTorch (tests/fixtures/fou
     const auto delta_ref = ref.load<double>(name + ".delta_w");
     for (Index i = 0; i < M * N; ++i) CHECK(delta[i] == doctest::Approx(delta_ref[i]).epsilon(1e-12).scale(1.0));
   }
+}
+
+// ---------------------------------------------------------------------------
+// The worked example of docs/adding_a_peft_method.md: a method defined outside the library
+// (tests/toy_method.hpp), registered with one line, goes through the same calls as the built-ins.
+
+TEST_CASE("toy scale method: scale_linear's gradients match central differences, both layouts") {
+  for (const auto layout : {ops::WeightLayout::out_in, ops::WeightLayout::in_out}) {
+    Rng rng(21);
+    const Shape w_shape = layout == ops::WeightLayout::out_in ? Shape{5, 6} : Shape{6, 5};
+    auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+      return testing::project(t, toy::scale_linear(t, in[0], in[1], in[2], layout, in[3]));
+    };
+    testing::GradcheckResult r =
+        testing::gradcheck(loss, {randn<double>({2, 4, 6}, rng), randn<double>(w_shape, rng),
+                                  randn<double>({5}, rng), randn<double>({5}, rng)},
+                           {.eps = 1e-6, .rtol = 1e-6});
+    INFO(r.report());
+    CHECK(r.ok);
+  }
+}
+
+TEST_CASE("toy scale method: registered by name and peft_type; apply, train, save, reload, merge") {
+  REQUIRE(peft::find_method("scale") != nullptr);
+  CHECK(peft::methods().find_peft_type("TOY_SCALE")->name == "scale");
+  CHECK(peft::method_config("scale").name() == "scale");
+
+  Rng rng(7);
+  TinyNet<float> net(8, rng);
+  const Tensor<float> w0 = net.layer[1].c_attn.weight.value().clone();
+  Var<float> x(randn<float>({6, 8}, rng));
+  const auto base = outputs(net, x);
+  const peft::AdapterSpec spec{.config = toy::ScaleConfig{{{"query", "c_attn"}, ""}},
+                               .modules_to_save = {"classifier"}};
+  const peft::AppliedAdapters applied = peft::apply_adapter(net, spec, rng);
+  CHECK(applied.adapted == std::vector<std::string>{"layer.0.query", "layer.0.c_attn",
+                                                    "layer.1.query", "layer.1.c_attn"});
+  CHECK(outputs(net, x) == base);  // s = 0: the pre-trained model
+  CHECK(peft::adapter_parameters(net, spec) ==
+        std::set<std::string>{"layer.0.c_attn.toy_scale", "layer.0.query.toy_scale",
+                              "layer.1.c_attn.toy_scale", "layer.1.query.toy_scale"});
+  CHECK(train::parameter_report(net, spec).starts_with(
+      "method: scale on 4 weights\ntrainable params: 91 of 1,011 (9.0010%): adapter 64 + head 27"));
+
+  optim::AdamW<float> opt(net.trainable_parameters(), {.lr = 1e-2, .weight_decay = 0});
+  const std::vector<std::int64_t> labels = {0, 1, 2, 0, 1, 2};
+  for (int step = 0; step < 2; ++step) {
+    Tape<float> tape;
+    tape.backward(ops::cross_entropy(tape, net.forward(tape, x), labels));
+    opt.step();
+    opt.zero_grad();
+  }
+  CHECK(net.parameter("layer.1.c_attn.toy_scale").value()[0] != 0.0f);
+  const auto adapted = outputs(net, x);
+
+  const fs::path dir = temp_dir("toy_scale");
+  peft::save_adapter(net, spec, dir);
+  const io::SafetensorsFile file(dir / "adapter_model.safetensors");
+  CHECK(file.contains("base_model.model.layer.0.query.toy_scale"));
+  CHECK(file.size() == 4 + 2);
+  const auto config = io::read_json(dir / "adapter_config.json");
+  CHECK(config.at("peft_type") == "TOY_SCALE");
+  CHECK(config.at("target_modules") == io::Json({"query", "c_attn"}));
+
+  Rng other_rng(99);
+  TinyNet<float> fresh(8, other_rng);
+  for (auto& [name, p] : fresh.named_parameters()) p.value() = net.parameter(name).value().clone();
+  const peft::AdapterSpec loaded = peft::load_adapter(fresh, dir);
+  CHECK(loaded.method() == "scale");
+  CHECK(loaded.config.get<toy::ScaleConfig>().target_modules.names ==
+        std::vector<std::string>{"query", "c_attn"});
+  CHECK(outputs(fresh, x) == adapted);
+
+  peft::merge_adapters(net);  // W0 <- diag(1 + s)·W0: a plain Linear again
+  const auto merged = outputs(net, x);
+  for (std::size_t i = 0; i < merged.size(); ++i)
+    CHECK(merged[i] == doctest::Approx(adapted[i]).epsilon(1e-5));
+  peft::unmerge_adapters(net);
+  for (Index i = 0; i < w0.numel(); ++i)
+    CHECK(net.layer[1].c_attn.weight.value()[i] == doctest::Approx(w0[i]).epsilon(1e-6));
+}
+
+TEST_CASE("Method registry: built-in names and peft_types; unknown ones are clear errors") {
+  CHECK(peft::method_names() == "fourierft, lora, bitfit, full, head or scale");
+  for (const char* name : {"fourierft", "lora", "bitfit", "full", "head"})
+    CHECK(peft::method_config(name).name() == name);
+  CHECK(peft::method_config("lora").find<peft::LoraConfig>() != nullptr);
+  CHECK(peft::method_config("lora").find<peft::FourierFTConfig>() == nullptr);
+  CHECK_THROWS_WITH_AS(peft::method_config("dora"),
+                       doctest::Contains("unknown fine-tuning method 'dora' (expected fourierft, "
+                                         "lora, bitfit, full, head or scale)"),
+                       ValueError);
+  const fs::path dir = temp_dir("unknown_type");
+  fs::create_directories(dir);
+  io::write_json(dir / "adapter_config.json", io::Json{{"peft_type", "IA3"}});
+  CHECK_THROWS_WITH_AS(peft::adapter_spec_from_json(io::JsonObject::read(dir / "adapter_config.json")),
+                       doctest::Contains("peft_type 'IA3' is not supported (FOURIERFT, LORA, BITFIT, "
+                                         "FULL, HEAD, TOY_SCALE)"),
+                       FormatError);
+  peft::AdapterSpec empty;
+  Rng rng(1);
+  TinyNet<float> net(4, rng);
+  CHECK_THROWS_WITH_AS(peft::apply_adapter(net, empty, rng),
+                       doctest::Contains("no fine-tuning method given"), ValueError);
+}
+
+TEST_CASE("Adapter and head parameters: decided by the module tree, not by names") {
+  Rng rng(3);
+  TinyNet<float> net(4, rng);
+  peft::FourierFTConfig config;
+  config.n_frequency = 5;
+  config.target_modules = {{"query"}, ""};
+  config.bias = "all";  // every bias trains too: the head's group, as before
+  const peft::AdapterSpec spec{.config = config, .modules_to_save = {"classifier"}};
+  peft::apply_adapter(net, spec, rng);
+  CHECK(peft::adapter_parameters(net, spec) ==
+        std::set<std::string>{"layer.0.query.fourierft_spectrum", "layer.1.query.fourierft_spectrum"});
+  const peft::AdapterSpec bitfit{.config = peft::BitFitConfig{}, .modules_to_save = {"classifier"}};
+  TinyNet<float> body(4, rng);
+  peft::apply_adapter(body, bitfit, rng);
+  const auto names = peft::adapter_parameters(body, bitfit);
+  CHECK(names.count("layer.0.query.bias") == 1);
+  CHECK(names.count("classifier.bias") == 0);  // the head's
+  CHECK(names.size() == 7);  // 2 blocks x 3 biases + mix.bias
 }

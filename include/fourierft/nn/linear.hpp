@@ -70,6 +70,10 @@ class Linear : public Module<Real> {
   Index d_out() const { return d_out_; }
   WeightLayout layout() const { return layout_; }
   bool has_bias() const { return bias.defined(); }
+  // Where W[out, in] sits in weight's storage: out·d_in + in (out_in) or in·d_out + out (in_out).
+  Index weight_index(Index out, Index in) const {
+    return layout_ == WeightLayout::out_in ? out * d_in_ + in : in * d_out_ + out;
+  }
 
   // x: (..., d_in) -> (..., d_out), through the attached adapter (if any, and not merged).
   Var<Real> forward(Tape<Real>& tape, const Var<Real>& x) const {

@@ -105,6 +105,20 @@ struct SaveOptions {
   std::map<std::string, std::string> metadata{{"format", "pt"}};  // as torch's save_file writes
 };
 
+// Which parameters load_parameters fills and how their file keys are formed.
+struct ParameterSelection {
+  std::string prefix;                   // file key = prefix + parameter name ("base_model.model.")
+  bool trainable_only = false;          // only parameters with requires_grad (adapters, train state)
+  std::set<std::string> read_elsewhere;  // file keys the caller reads itself: not leftovers
+};
+
+template <class Real>
+class Module;
+template <class Real>
+LoadReport load_parameters(Module<Real>& model, const io::SafetensorsFile& file,
+                           const ParameterSelection& select = {}, bool strict = false,
+                           std::string_view leftover_hint = "");
+
 template <class Real>
 class Module {
  public:
@@ -182,6 +196,11 @@ class Module {
     collect_modules("", out);
     return out;
   }
+  std::vector<std::pair<std::string, const Module*>> named_modules() const {
+    std::vector<std::pair<std::string, const Module*>> out;
+    for (auto& [name, m] : const_cast<Module*>(this)->named_modules()) out.emplace_back(name, m);
+    return out;
+  }
   std::vector<std::pair<std::string, Module*>> named_children() const { return children_; }
   // The module at a dotted path ("" is this one), or nullptr.
   Module* find_module(std::string_view dotted_name) {
@@ -241,30 +260,9 @@ class Module {
   // Copies every parameter whose key (prefix + name) is in the file into the parameter's storage
   // (so optimizers holding it see the new values). Nothing is thrown for missing, unexpected or
   // mismatched tensors: they are reported. An integer tensor where a parameter expects floats, or
-  // a malformed file, throws FormatError.
+  // a malformed file, throws FormatError. (load_parameters below, with everything selected.)
   LoadReport load_safetensors(const io::SafetensorsFile& file, const LoadOptions& options = {}) {
-    LoadReport report;
-    report.file = file.path();
-    std::set<std::string> used;
-    for (auto& [name, p] : named_parameters()) {
-      const std::string key = options.prefix + name;
-      if (!file.contains(key)) {
-        report.missing.push_back(name);
-        continue;
-      }
-      used.insert(key);
-      const io::TensorInfo& info = file.info(key);
-      if (info.shape != p.shape()) {
-        report.mismatched.push_back({name, p.shape(), info.shape});
-        continue;
-      }
-      const Tensor<Real> value = file.load<Real>(key);
-      std::copy(value.data().begin(), value.data().end(), p.value().data().begin());
-      report.loaded.push_back(name);
-    }
-    for (const std::string& key : file.names())
-      if (!used.count(key)) report.unexpected.push_back(key);
-    return report;
+    return load_parameters(*this, file, {.prefix = options.prefix});
   }
   LoadReport load_safetensors(const std::filesystem::path& path, const LoadOptions& options = {}) {
     return load_safetensors(io::SafetensorsFile(path), options);
@@ -328,6 +326,54 @@ class Module {
   std::vector<std::pair<std::string, Module*>> children_;   // "" = spliced in
   bool training_ = true;
 };
+
+// ---------------------------------------------------------------------------
+// load_parameters: the one loader behind model checkpoints (Module::load_safetensors), adapters
+// (peft::load_adapter) and training state (train::load_train_state). For each selected parameter,
+// in named_parameters() order, the tensor `prefix + name` is copied into the parameter's storage
+// when present with the same shape. Not strict: missing, misfit and leftover tensors are reported
+// (LoadReport). Strict: the first missing or misfit tensor, then the first leftover one (a file key
+// neither loaded nor in read_elsewhere), throws FormatError naming the file and the tensor;
+// `leftover_hint` says what a leftover suggests ("another method?").
+template <class Real>
+LoadReport load_parameters(Module<Real>& model, const io::SafetensorsFile& file,
+                           const ParameterSelection& select, bool strict,
+                           std::string_view leftover_hint) {
+  const char* which = select.trainable_only ? "trainable parameter" : "parameter";
+  LoadReport report;
+  report.file = file.path();
+  std::set<std::string> used = select.read_elsewhere;
+  for (auto& [name, p] : model.named_parameters()) {
+    if (select.trainable_only && !p.requires_grad()) continue;
+    const std::string key = select.prefix + name;
+    if (!file.contains(key)) {
+      check<FormatError>(!strict, file.path(), ": no tensor '", key, "' for the model's ", which,
+                         " ", name);
+      report.missing.push_back(name);
+      continue;
+    }
+    used.insert(key);
+    const io::TensorInfo& info = file.info(key);
+    if (info.shape != p.shape()) {
+      check<FormatError>(!strict, file.path(), ": tensor '", key, "' has shape ",
+                         shape_str(info.shape), " but the model's parameter has shape ",
+                         shape_str(p.shape()));
+      report.mismatched.push_back({name, p.shape(), info.shape});
+      continue;
+    }
+    const Tensor<Real> value = file.load<Real>(key);
+    std::copy(value.data().begin(), value.data().end(), p.value().data().begin());
+    report.loaded.push_back(name);
+  }
+  for (const std::string& key : file.names()) {
+    if (used.count(key)) continue;
+    check<FormatError>(!strict, file.path(), ": tensor '", key, "' matches no ", which,
+                       " of the model", leftover_hint.empty() ? "" : " (", leftover_hint,
+                       leftover_hint.empty() ? "" : ")");
+    report.unexpected.push_back(key);
+  }
+  return report;
+}
 
 // ModuleList: numbered children ("0", "1", ...), like torch's nn.ModuleList — the `layer` in
 // `encoder.layer.3.attention`. Items live on the heap, so adding one never moves the others.

@@ -1,19 +1,26 @@
 // fourierft/peft/fourierft.hpp — FourierFT as a PEFT method: the adapter a Linear layer carries
-// (n trainable spectral coefficients, merge / unmerge) and apply_fourierft() over a whole model.
+// (n trainable spectral coefficients, merge / unmerge), apply_fourierft() and FourierFTMethod.
 #pragma once
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
 #include <regex>
+#include <set>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
 #include "fourierft/core/random.hpp"
+#include "fourierft/io/json.hpp"
+#include "fourierft/io/safetensors.hpp"
 #include "fourierft/nn/linear.hpp"
+#include "fourierft/peft/adapter.hpp"
 #include "fourierft/peft/entries.hpp"
 #include "fourierft/peft/fourierft_op.hpp"
+#include "fourierft/peft/method.hpp"
 #include "fourierft/peft/targets.hpp"
 
 namespace fourierft::peft {
@@ -34,8 +41,11 @@ struct FusedSlices {
   std::vector<std::pair<std::string, Index>> slices;  // (suffix, block index)
 };
 
+struct FourierFTMethod;
+
 // The settings, named as in PEFT's FourierFTConfig (adapter_config.json) where PEFT has them.
 struct FourierFTConfig {
+  using Method = FourierFTMethod;
   Index n_frequency = 1000;           // n: coefficients per adapted weight
   double scaling = 150.0;             // the paper's α (PEFT's `scaling`; ΔW carries 1/(d_out·d_in))
   std::uint64_t random_loc_seed = 777;
@@ -132,20 +142,11 @@ class FourierFTAdapter : public nn::LinearAdapter<Real> {
   Real scaling() const { return scaling_; }
 
  private:
-  // W0 += sign·ΔW at the block's rows (transposed for Conv1D's (in, out) layout).
+  // W0 += sign·ΔW at each block's rows.
   void add_delta(nn::Linear<Real>& base, Real sign) {
-    const bool out_in = base.layout() == ops::WeightLayout::out_in;
-    const Index d_in = base.d_in(), d_out = base.d_out();
-    Tensor<Real>& w = base.weight.value();
-    for (std::size_t k = 0; k < blocks_.size(); ++k) {
-      const Tensor<Real> dW = delta_weight(k);
-      const Block& b = blocks_[k];
-      for (Index p = 0; p < b.entries->d_out; ++p)
-        for (Index q = 0; q < d_in; ++q) {
-          const Index row = b.out_offset + p;
-          w[out_in ? row * d_in + q : q * d_out + row] += sign * dW[p * d_in + q];
-        }
-    }
+    for (std::size_t k = 0; k < blocks_.size(); ++k)
+      add_delta_weight<Real>(base, delta_weight(k).data(), blocks_[k].entries->d_out,
+                             blocks_[k].out_offset, sign);
   }
 
   Real scaling_;
@@ -202,15 +203,144 @@ AppliedAdapters apply_fourierft(nn::Module<Real>& model, const FourierFTConfig& 
   return applied;
 }
 
-// Merges (or unmerges) every attached adapter of the model into its base weights.
-template <class Real>
-void merge_adapters(nn::Module<Real>& model, bool merge = true) {
-  for (auto& [name, module] : model.named_modules())
-    if (auto* linear = dynamic_cast<nn::Linear<Real>*>(module))
-      for (auto& [aname, adapter] : linear->adapters()) {
-        if (merge && !adapter->merged()) adapter->merge(*linear);
-        if (!merge && adapter->merged()) adapter->unmerge(*linear);
+// ---------------------------------------------------------------------------
+// FourierFTMethod: FourierFT behind the PEFT method interface (peft/method.hpp). adapter_config.json
+// holds PEFT's FourierFTConfig fields; frequency-biased entries (not PEFT's) are saved as tensors
+// fourierft_entries.<d_out>x<d_in>.n<n>, I64 (2, n): rows then cols.
+struct FourierFTMethod {
+  using Config = FourierFTConfig;
+  static constexpr std::string_view name = "fourierft";
+  static constexpr std::string_view peft_type = "FOURIERFT";
+  static constexpr bool attaches_adapters = true;
+
+  template <class Real>
+  static AppliedAdapters apply(nn::Module<Real>& model, const Config& config,
+                               const std::vector<std::string>& modules_to_save, Rng& rng,
+                               EntryBank* bank = nullptr) {
+    Config c = config;
+    c.modules_to_save = modules_to_save;
+    return apply_fourierft(model, c, rng, bank);
+  }
+
+  static void write_config(const Config& c, io::Json& j) {
+    io::Json pattern = io::Json::object();
+    for (const auto& [k, n] : c.n_frequency_pattern) pattern[k] = n;
+    j.update({{"n_frequency", c.n_frequency}, {"scaling", c.scaling},
+              {"random_loc_seed", c.random_loc_seed}, {"init_weights", c.init_weights},
+              {"target_modules", targets_json(c.target_modules)}, {"bias", c.bias},
+              {"n_frequency_pattern", pattern}, {"exclude_modules", nullptr}});
+    // fourierft's own extensions, written only when used (PEFT cannot rebuild these adapters).
+    if (c.frequency_bias)
+      j["fourierft_frequency_bias"] = {{"fc", c.frequency_bias->fc}, {"W", c.frequency_bias->W}};
+    if (!c.fused_slices.empty()) {
+      io::Json slices = io::Json::array();
+      for (const FusedSlices& f : c.fused_slices) {
+        io::Json s = io::Json::object();
+        for (const auto& [name, index] : f.slices) s[name] = index;
+        slices.push_back({{"module", f.module}, {"num_blocks", f.num_blocks}, {"slices", s}});
       }
-}
+      j["fourierft_fused_slices"] = slices;
+    }
+  }
+
+  static Config read_config(const io::JsonObject& c) {
+    Config f;
+    f.n_frequency = c.get_or<Index>("n_frequency", 1000);
+    f.scaling = c.get_or<double>("scaling", 150.0);
+    f.random_loc_seed = c.get_or<std::uint64_t>("random_loc_seed", 777);
+    f.init_weights = c.get_or<bool>("init_weights", false);
+    f.target_modules = targets_from_json(c);
+    f.bias = c.get_or<std::string>("bias", "none");
+    for (const auto& [k, n] : c.get_or<std::map<std::string, Index>>("n_frequency_pattern", {}))
+      f.n_frequency_pattern.emplace_back(k, n);
+    if (c.has("fourierft_frequency_bias")) {
+      const io::JsonObject b = c.get<io::JsonObject>("fourierft_frequency_bias");
+      f.frequency_bias = FrequencyBias{b.get<double>("fc"), b.get<double>("W")};
+    }
+    if (c.has("fourierft_fused_slices")) {
+      for (const io::Json& s : c.json().at("fourierft_fused_slices")) {
+        const io::JsonObject o(s, c.source(), "fourierft_fused_slices[]");
+        FusedSlices fused{o.get<std::string>("module"), o.get<Index>("num_blocks"), {}};
+        for (const auto& [name, index] : o.get<std::map<std::string, Index>>("slices"))
+          fused.slices.emplace_back(name, index);
+        f.fused_slices.push_back(fused);
+      }
+    }
+    return f;
+  }
+
+  // "FourierFT on 24 weights, n = 1000 coefficients each, scaling 150, entries uniform (seed 777)"
+  template <class Real>
+  static std::string describe(nn::Module<Real>& model, const Config& c) {
+    const Index layers = adapted_layers(model), blocks = adapted_blocks(model);
+    return str_cat("FourierFT on ", blocks, " weights",
+                   blocks != layers ? str_cat(" (slices of ", layers, " fused layers)")
+                                    : std::string(),
+                   ", n = ", c.n_frequency, " coefficients each, scaling ", c.scaling, ", entries ",
+                   c.frequency_bias ? str_cat("eq. 5 band-pass (fc ", c.frequency_bias->fc, ", W ",
+                                              c.frequency_bias->W, ")")
+                                    : std::string("uniform"),
+                   " (seed ", c.random_loc_seed, ")");
+  }
+
+  // Frequency-biased entries, one tensor per weight shape (uniform ones come from the seed).
+  template <class Real>
+  static void save_tensors(const nn::Module<Real>& model, const Config& c,
+                           io::SafetensorsWriter& writer) {
+    if (!c.frequency_bias) return;
+    std::set<std::string> written;
+    for (const auto& [name, module] : model.named_modules())
+      if (auto* adapter = dynamic_cast<const FourierFTAdapter<Real>*>(module))
+        for (const auto& block : adapter->blocks()) {
+          const SpectralEntries& e = *block.entries;
+          if (!written.insert(entries_key(e)).second) continue;
+          Tensor<std::int64_t> rc({2, e.n()});
+          for (Index l = 0; l < e.n(); ++l) {
+            rc[l] = e.rows[l];
+            rc[e.n() + l] = e.cols[l];
+          }
+          writer.add(entries_key(e), rc);
+        }
+  }
+
+  // apply, with the entries the file stores (frequency-biased adapters) instead of drawn ones.
+  template <class Real>
+  static AppliedAdapters load(nn::Module<Real>& model, const Config& c,
+                              const std::vector<std::string>& modules_to_save,
+                              const io::SafetensorsFile& file, std::set<std::string>& used) {
+    EntryBank bank(c.random_loc_seed, c.frequency_bias);
+    for (const std::string& key : file.names()) {
+      if (!key.starts_with("fourierft_entries.")) continue;
+      const Tensor<std::int64_t> rc = file.load_int(key);
+      check<FormatError>(rc.dim() == 2 && rc.size(0) == 2, file.path(), ": tensor '", key,
+                         "' should have shape (2, n) but has ", shape_str(rc.shape()));
+      Index d_out = 0, d_in = 0, n = 0;
+      check<FormatError>(std::sscanf(key.c_str(), "fourierft_entries.%lldx%lld.n%lld",
+                                     reinterpret_cast<long long*>(&d_out),
+                                     reinterpret_cast<long long*>(&d_in),
+                                     reinterpret_cast<long long*>(&n)) == 3 && n == rc.size(1),
+                         file.path(), ": cannot read the entry shape from tensor name '", key, "'");
+      std::vector<std::int64_t> rows(rc.data().begin(), rc.data().begin() + n),
+          cols(rc.data().begin() + n, rc.data().end());
+      bank.put(std::make_shared<const SpectralEntries>(explicit_entries(d_out, d_in, rows, cols)));
+      used.insert(key);
+    }
+    Rng rng(0);  // the spectra drawn here are overwritten by the file's
+    return apply(model, c, modules_to_save, rng, &bank);
+  }
+
+  // The adapted weights: one per adapted layer, or one per slice of a fused layer (GPT-2's q, v).
+  template <class Real>
+  static Index adapted_blocks(const nn::Module<Real>& model) {
+    Index count = 0;
+    for (const auto& [name, module] : model.named_modules())
+      if (auto* adapter = dynamic_cast<const FourierFTAdapter<Real>*>(module))
+        count += static_cast<Index>(adapter->blocks().size());
+    return count;
+  }
+  static std::string entries_key(const SpectralEntries& e) {
+    return str_cat("fourierft_entries.", e.d_out, "x", e.d_in, ".n", e.n());
+  }
+};
 
 }  // namespace fourierft::peft

@@ -1,23 +1,33 @@
-// fourierft/peft/lora.hpp — the baselines FourierFT is compared with, behind the same interface:
-// LoRA (low-rank ΔW = (α/r)·B·A), BitFit (biases only), full fine-tuning and head-only.
+// fourierft/peft/lora.hpp — the baselines FourierFT is compared with, behind the same interface
+// (peft/method.hpp): LoRA (low-rank ΔW = (α/r)·B·A), BitFit (biases only), full and head-only.
 #pragma once
 
 #include <cmath>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fourierft/core/random.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/nn/linear.hpp"
 #include "fourierft/ops/elementwise.hpp"
+#include "fourierft/io/json.hpp"
 #include "fourierft/ops/linalg.hpp"
+#include "fourierft/peft/adapter.hpp"
+#include "fourierft/peft/method.hpp"
 #include "fourierft/peft/targets.hpp"
 
 namespace fourierft::peft {
 
+struct LoraMethod;
+struct BitFitMethod;
+struct FullMethod;
+struct HeadOnlyMethod;
+
 // Named as in PEFT's LoraConfig (adapter_config.json).
 struct LoraConfig {
+  using Method = LoraMethod;
   Index r = 8;
   double lora_alpha = 8;     // scaling = lora_alpha / r
   double lora_dropout = 0.0;
@@ -130,13 +140,7 @@ class LoraAdapter : public nn::LinearAdapter<Real> {
 
  private:
   void add_delta(nn::Linear<Real>& base, Real sign_scaling) {
-    const Tensor<Real> dW = delta_weight();
-    const Real factor = sign_scaling / scaling_;  // ±1
-    const bool out_in = base.layout() == ops::WeightLayout::out_in;
-    const Index d_in = base.d_in(), d_out = base.d_out();
-    Tensor<Real>& w = base.weight.value();
-    for (Index p = 0; p < d_out; ++p)
-      for (Index q = 0; q < d_in; ++q) w[out_in ? p * d_in + q : q * d_out + p] += factor * dW[p * d_in + q];
+    add_delta_weight<Real>(base, delta_weight().data(), base.d_out(), 0, sign_scaling / scaling_);
   }
 
   Index r_;
@@ -193,5 +197,105 @@ AppliedAdapters apply_head_only(nn::Module<Real>& model, const std::vector<std::
   unfreeze_modules(model, modules_to_save);
   return {{}, parameter_summary(model)};
 }
+
+// ---------------------------------------------------------------------------
+// The five methods behind the PEFT method interface (peft/method.hpp). BitFit, full and head-only
+// are not PEFT adapter types: adapter_config.json names them with fourierft's own peft_types.
+
+struct LoraMethod {
+  using Config = LoraConfig;
+  static constexpr std::string_view name = "lora";
+  static constexpr std::string_view peft_type = "LORA";
+  static constexpr bool attaches_adapters = true;
+
+  template <class Real>
+  static AppliedAdapters apply(nn::Module<Real>& model, const Config& config,
+                               const std::vector<std::string>& modules_to_save, Rng& rng) {
+    Config c = config;
+    c.modules_to_save = modules_to_save;
+    return apply_lora(model, c, rng);
+  }
+  static void write_config(const Config& c, io::Json& j) {
+    j.update({{"r", c.r}, {"lora_alpha", c.lora_alpha}, {"lora_dropout", c.lora_dropout},
+              {"target_modules", targets_json(c.target_modules)}, {"bias", c.bias},
+              {"init_lora_weights", true}, {"rank_pattern", io::Json::object()},
+              {"alpha_pattern", io::Json::object()}, {"use_rslora", false}, {"use_dora", false}});
+  }
+  static Config read_config(const io::JsonObject& c) {
+    Config l;
+    l.r = c.get<Index>("r");
+    l.lora_alpha = c.get_or<double>("lora_alpha", 8.0);
+    l.lora_dropout = c.get_or<double>("lora_dropout", 0.0);
+    l.target_modules = targets_from_json(c);
+    l.bias = c.get_or<std::string>("bias", "none");
+    return l;
+  }
+  // "LoRA on 24 weights, r = 8, alpha 8"
+  template <class Real>
+  static std::string describe(nn::Module<Real>& model, const Config& c) {
+    return str_cat("LoRA on ", adapted_layers(model), " weights, r = ", c.r, ", alpha ",
+                   c.lora_alpha);
+  }
+};
+
+// The settings-free methods: their configs are empty, their behaviour is their name.
+struct BitFitConfig {
+  using Method = BitFitMethod;
+};
+struct FullConfig {
+  using Method = FullMethod;
+};
+struct HeadOnlyConfig {
+  using Method = HeadOnlyMethod;
+};
+
+// What the three share: no fields in adapter_config.json besides peft_type, no adapters.
+template <class Derived, class ConfigType>
+struct BodyMethod {
+  using Config = ConfigType;
+  static constexpr bool attaches_adapters = false;
+  static void write_config(const Config&, io::Json&) {}
+  static Config read_config(const io::JsonObject&) { return {}; }
+  template <class Real>
+  static std::string describe(nn::Module<Real>&, const Config&) {
+    return std::string(Derived::description);
+  }
+};
+
+struct BitFitMethod : BodyMethod<BitFitMethod, BitFitConfig> {
+  static constexpr std::string_view name = "bitfit";
+  static constexpr std::string_view peft_type = "BITFIT";
+  static constexpr std::string_view description =
+      "BitFit: every bias, at --lr (the presets' --lr is FourierFT's spectrum rate: set it)";
+  template <class Real>
+  static AppliedAdapters apply(nn::Module<Real>& model, const Config&,
+                               const std::vector<std::string>& modules_to_save, Rng&) {
+    return apply_bitfit(model, modules_to_save);
+  }
+};
+
+struct FullMethod : BodyMethod<FullMethod, FullConfig> {
+  static constexpr std::string_view name = "full";
+  static constexpr std::string_view peft_type = "FULL";
+  static constexpr std::string_view description =
+      "full fine-tuning: every weight, at --lr (the presets' --lr is FourierFT's spectrum rate: "
+      "set it, e.g. --lr 2e-5)";
+  template <class Real>
+  static AppliedAdapters apply(nn::Module<Real>& model, const Config&,
+                               const std::vector<std::string>&, Rng&) {
+    return apply_full(model);
+  }
+};
+
+struct HeadOnlyMethod : BodyMethod<HeadOnlyMethod, HeadOnlyConfig> {
+  static constexpr std::string_view name = "head";
+  static constexpr std::string_view peft_type = "HEAD";
+  static constexpr std::string_view description = "head only";
+  template <class Real>
+  static AppliedAdapters apply(nn::Module<Real>& model, const Config&,
+                               const std::vector<std::string>& modules_to_save, Rng&) {
+    return apply_head_only(model, modules_to_save);
+  }
+};
 
 }  // namespace fourierft::peft

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/io/json.hpp"
 #include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
 
@@ -41,6 +42,17 @@ struct TargetSpec {
     return out + "]";
   }
 };
+
+// target_modules in adapter_config.json: a list of names, or one regex string.
+inline io::Json targets_json(const TargetSpec& t) {
+  if (!t.regex.empty()) return t.regex;
+  return t.names;
+}
+inline TargetSpec targets_from_json(const io::JsonObject& config) {
+  const io::Json& j = config.json().at("target_modules");
+  if (j.is_string()) return {{}, j.get<std::string>()};
+  return {config.get<std::vector<std::string>>("target_modules"), ""};
+}
 
 // The Linear layers of `model` matching `targets`, with their dotted names, in model order.
 // No match at all is an error: a typo in a target name must not silently train nothing.

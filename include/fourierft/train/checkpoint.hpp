@@ -106,21 +106,8 @@ TrainState load_train_state(const fs::path& dir, nn::Module<Real>& model,
           " (use the same options, or a new --out folder)");
   }
 
-  const io::SafetensorsFile file(dir / "trainable.safetensors");
-  std::set<std::string> used;
-  for (auto& [name, p] : model.named_parameters()) {
-    if (!p.requires_grad()) continue;
-    check<FormatError>(file.contains(name), file.path(), ": no tensor '", name,
-                       "' for the trainable parameter of that name");
-    const Tensor<Real> value = file.load<Real>(name);
-    check<FormatError>(value.shape() == p.shape(), file.path(), ": tensor '", name, "' has shape ",
-                       shape_str(value.shape()), " but the parameter has ", shape_str(p.shape()));
-    std::copy(value.data().begin(), value.data().end(), p.value().data().begin());
-    used.insert(name);
-  }
-  for (const std::string& key : file.names())
-    check<FormatError>(used.count(key) != 0, file.path(), ": tensor '", key,
-                       "' is not a trainable parameter of this model (another method?)");
+  nn::load_parameters(model, io::SafetensorsFile(dir / "trainable.safetensors"),
+                      {.trainable_only = true}, /*strict=*/true, "another method?");
   optimizer.load_state(dir / "optimizer.safetensors");
 
   TrainState state;

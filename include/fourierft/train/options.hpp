@@ -6,7 +6,7 @@
 //   RunOptions o = ...preset...;  read_run_options(args, o);
 // adapter_spec() turns the method flags into a peft::AdapterSpec (targets and head are the
 // program's), param_groups() splits the trainable parameters into the adapter (--lr) and the rest
-// (--head-lr), and parameter_report() prints trainable / total parameters and the adapter's bytes.
+// (--head-lr) as peft::adapter_parameters says, and parameter_report() prints trainable / total parameters and the adapter's bytes.
 
 #include <cmath>
 #include <cstdint>
@@ -22,6 +22,10 @@
 #include "fourierft/nn/module.hpp"
 #include "fourierft/optim/optimizer.hpp"
 #include "fourierft/peft/adapter_io.hpp"
+#include "fourierft/peft/fourierft.hpp"
+#include "fourierft/peft/lora.hpp"
+#include "fourierft/peft/method.hpp"
+#include "fourierft/peft/registry.hpp"
 #include "fourierft/util/args.hpp"
 
 namespace fourierft::train {
@@ -162,9 +166,8 @@ inline void read_run_options(util::Args& args, RunOptions& o) {
   if (args.has("--adapter")) o.adapter = args.str("--adapter");
   o.eval_only = args.has("--eval-only");
 
-  check(o.method == "fourierft" || o.method == "lora" || o.method == "bitfit" ||
-            o.method == "full" || o.method == "head",
-        "option --method expects fourierft, lora, bitfit, full or head, got '", o.method, "'");
+  check(peft::find_method(o.method) != nullptr, "option --method expects ", peft::method_names(),
+        ", got '", o.method, "'");
   check(o.n >= 1, "option --n must be >= 1, got ", o.n);
   check(o.lora_r >= 1, "option --lora-r must be >= 1, got ", o.lora_r);
   check(o.head_lr >= 0, "options --lr and --head-lr must be >= 0");
@@ -184,35 +187,28 @@ struct AdapterTargets {
   std::string base_model_name_or_path;
 };
 
+// The method named by --method with its defaults, then the flags of FourierFT (--n, --scaling,
+// --entry-seed, --freq-bias) or LoRA (--lora-r, --lora-alpha) and the program's targets.
 inline peft::AdapterSpec adapter_spec(const RunOptions& o, const AdapterTargets& t) {
-  peft::AdapterSpec spec;
-  spec.method = o.method;
-  spec.modules_to_save = t.modules_to_save;
-  spec.task_type = t.task_type;
-  spec.base_model_name_or_path = t.base_model_name_or_path;
-  spec.fan_in_fan_out = t.fan_in_fan_out;
-  spec.fourierft.n_frequency = o.n;
-  spec.fourierft.scaling = o.scaling;
-  spec.fourierft.random_loc_seed = o.entry_seed;
-  spec.fourierft.target_modules = t.targets;
-  spec.fourierft.frequency_bias = o.freq_bias;
-  spec.fourierft.fused_slices = t.fused_slices;
-  spec.lora.r = o.lora_r;
-  spec.lora.lora_alpha = o.lora_alpha;
-  spec.lora.target_modules = t.targets;
+  peft::AdapterSpec spec{.config = peft::method_config(o.method),
+                         .modules_to_save = t.modules_to_save,
+                         .task_type = t.task_type,
+                         .base_model_name_or_path = t.base_model_name_or_path,
+                         .fan_in_fan_out = t.fan_in_fan_out};
+  if (auto* f = spec.config.find<peft::FourierFTConfig>()) {
+    f->n_frequency = o.n;
+    f->scaling = o.scaling;
+    f->random_loc_seed = o.entry_seed;
+    f->target_modules = t.targets;
+    f->frequency_bias = o.freq_bias;
+    f->fused_slices = t.fused_slices;
+  }
+  if (auto* l = spec.config.find<peft::LoraConfig>()) {
+    l->r = o.lora_r;
+    l->lora_alpha = o.lora_alpha;
+    l->target_modules = t.targets;
+  }
   return spec;
-}
-
-// Whether a trainable parameter belongs to the adapter proper (spectra, LoRA factors) or, for
-// BitFit and full fine-tuning, to the body; everything else (the head) is trained at --head-lr.
-inline bool is_adapter_parameter(const std::string& name, const peft::AdapterSpec& spec) {
-  if (spec.method == "fourierft") return name.find("fourierft_spectrum") != std::string::npos;
-  if (spec.method == "lora")
-    return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
-  if (spec.method == "head") return false;
-  for (const std::string& m : spec.modules_to_save)  // bitfit, full: the body, not the head
-    if (name.starts_with(m + ".") || name.find("." + m + ".") != std::string::npos) return false;
-  return true;
 }
 
 // Two AdamW groups: "adapter" at --lr and "head" at --head-lr (empty groups are left out).
@@ -224,12 +220,13 @@ std::vector<optim::ParamGroup<Real>> param_groups(const nn::Module<Real>& model,
                                   .name = "adapter"};
   optim::ParamGroup<Real> head{.params = {}, .lr = o.head_lr, .weight_decay = o.weight_decay,
                                .name = "head"};
+  const std::set<std::string> adapter_names = peft::adapter_parameters(model, spec);
   for (const auto& [name, p] : model.named_parameters())
-    if (p.requires_grad()) (is_adapter_parameter(name, spec) ? adapter : head).params.push_back(p);
+    if (p.requires_grad()) (adapter_names.count(name) ? adapter : head).params.push_back(p);
   std::vector<optim::ParamGroup<Real>> groups;
   if (!adapter.params.empty()) groups.push_back(adapter);
   if (!head.params.empty()) groups.push_back(head);
-  check(!groups.empty(), "nothing to train: method ", spec.method, " left no trainable parameter");
+  check(!groups.empty(), "nothing to train: method ", spec.method(), " left no trainable parameter");
   return groups;
 }
 
@@ -243,68 +240,26 @@ inline std::string with_commas(std::int64_t v) {
   return (v < 0 ? "-" : "") + out;
 }
 
-// The Linear layers of the model that carry an adapter (after apply_adapter or load_adapter).
-template <class Real>
-Index adapted_layers(nn::Module<Real>& model) {
-  Index count = 0;
-  for (auto& [name, module] : model.named_modules())
-    if (auto* linear = dynamic_cast<nn::Linear<Real>*>(module); linear && !linear->adapters().empty())
-      ++count;
-  return count;
-}
-
-// The adapted weights: one per adapted layer, or one per slice of a fused layer (GPT-2's q and v).
-template <class Real>
-Index adapted_blocks(nn::Module<Real>& model) {
-  Index count = 0;
-  for (auto& [name, module] : model.named_modules())
-    if (auto* adapter = dynamic_cast<peft::FourierFTAdapter<Real>*>(module))
-      count += static_cast<Index>(adapter->blocks().size());
-  return count;
-}
-
-// The lines printed at start: what the method adapts, trainable / total parameters (adapter and
-// head apart) and the adapter's size in bytes (F32 tensors, as save_adapter writes them).
+// The lines printed at start: what the method adapts (its describe()), trainable / total
+// parameters (adapter and head apart, as param_groups splits them) and the adapter's size in bytes
+// (F32 tensors, as save_adapter writes them).
 template <class Real>
 std::string parameter_report(nn::Module<Real>& model, const peft::AdapterSpec& spec) {
+  const std::set<std::string> adapter_names = peft::adapter_parameters(model, spec);
   Index adapter = 0, other = 0, total = 0;
   for (const auto& [name, p] : model.named_parameters()) {
     total += p.numel();
-    if (p.requires_grad()) (is_adapter_parameter(name, spec) ? adapter : other) += p.numel();
+    if (p.requires_grad()) (adapter_names.count(name) ? adapter : other) += p.numel();
   }
-  const bool peft_method = spec.method == "fourierft" || spec.method == "lora";
-  std::string what;
-  if (spec.method == "fourierft")
-    what = str_cat("FourierFT on ", adapted_blocks(model), " weights",
-                   adapted_blocks(model) != adapted_layers(model)
-                       ? str_cat(" (slices of ", adapted_layers(model), " fused layers)")
-                       : std::string(),
-                   ", n = ", spec.fourierft.n_frequency, " coefficients each, scaling ",
-                   spec.fourierft.scaling, ", entries ",
-                   spec.fourierft.frequency_bias
-                       ? str_cat("eq. 5 band-pass (fc ", spec.fourierft.frequency_bias->fc, ", W ",
-                                 spec.fourierft.frequency_bias->W, ")")
-                       : std::string("uniform"),
-                   " (seed ", spec.fourierft.random_loc_seed, ")");
-  else if (spec.method == "lora")
-    what = str_cat("LoRA on ", adapted_layers(model), " weights, r = ", spec.lora.r, ", alpha ",
-                   spec.lora.lora_alpha);
-  else if (spec.method == "bitfit")
-    what = "BitFit: every bias, at --lr (the presets' --lr is FourierFT's spectrum rate: set it)";
-  else if (spec.method == "full")
-    what = "full fine-tuning: every weight, at --lr (the presets' --lr is FourierFT's spectrum rate: "
-           "set it, e.g. --lr 2e-5)";
-  else
-    what = "head only";
   const Index trainable = adapter + other;
   char pct[32];
   std::snprintf(pct, sizeof pct, "%.4f%%", total ? 100.0 * double(trainable) / double(total) : 0.0);
-  const char* part = peft_method ? "adapter " : "body ";
-  return str_cat("method: ", what, "\ntrainable params: ", with_commas(trainable), " of ",
-                 with_commas(total), " (", pct, "): ", part, with_commas(adapter), " + head ",
-                 with_commas(other), "\nadapter size: ", with_commas(4 * trainable),
-                 " bytes of F32 tensors (", part, with_commas(4 * adapter), " + head ",
-                 with_commas(4 * other), ")");
+  const char* part = spec.config.attaches_adapters() ? "adapter " : "body ";
+  return str_cat("method: ", spec.config.describe(model), "\ntrainable params: ",
+                 with_commas(trainable), " of ", with_commas(total), " (", pct, "): ", part,
+                 with_commas(adapter), " + head ", with_commas(other), "\nadapter size: ",
+                 with_commas(4 * trainable), " bytes of F32 tensors (", part,
+                 with_commas(4 * adapter), " + head ", with_commas(4 * other), ")");
 }
 
 // The settings of RunOptions that fix a run's trajectory (checked on --resume), as JSON.
