@@ -155,14 +155,7 @@ class RobertaLayer : public nn::Module<Real> {
 };
 
 template <class Real>
-class RobertaEncoder : public nn::Module<Real> {
- public:
-  nn::ModuleList<RobertaLayer<Real>> layer;
-  RobertaEncoder(const io::RobertaConfig& c, Rng& rng) {
-    for (Index i = 0; i < c.num_hidden_layers; ++i) layer.emplace_back(c, rng);
-    this->register_module("layer", layer);
-  }
-};
+using RobertaEncoder = Encoder<RobertaLayer<Real>>;
 
 // `roberta`: RobertaModel without the pooler (add_pooling_layer=False, as the classifier has it).
 template <class Real>

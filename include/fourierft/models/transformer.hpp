@@ -1,5 +1,5 @@
 // fourierft/models/transformer.hpp — the encoder pieces BERT-style models share (RoBERTa, ViT):
-// self-attention with dropout on the probabilities, the intermediate MLP, the dense outputs.
+// self-attention with dropout on the probabilities, the intermediate MLP, dense outputs, encoder.
 #pragma once
 
 // Members keep HF's names (query, key, value, dropout; dense; LayerNorm), so the composing model's
@@ -101,6 +101,18 @@ class DenseOutput : public nn::Module<Real> {
 
  private:
   bool post_norm_;
+};
+
+// encoder: `layer`, num_hidden_layers blocks of type Layer, each built from (config, rng) in turn.
+template <class Layer>
+class Encoder : public nn::Module<typename Layer::real_type> {
+ public:
+  nn::ModuleList<Layer> layer;
+  template <class Config>
+  Encoder(const Config& c, Rng& rng) {
+    for (Index i = 0; i < c.num_hidden_layers; ++i) layer.emplace_back(c, rng);
+    this->register_module("layer", layer);
+  }
 };
 
 }  // namespace fourierft::models

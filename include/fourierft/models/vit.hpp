@@ -198,14 +198,7 @@ class ViTLayer : public nn::Module<Real> {
 };
 
 template <class Real>
-class ViTEncoder : public nn::Module<Real> {
- public:
-  nn::ModuleList<ViTLayer<Real>> layer;
-  ViTEncoder(const io::VitConfig& c, Rng& rng) {
-    for (Index i = 0; i < c.num_hidden_layers; ++i) layer.emplace_back(c, rng);
-    this->register_module("layer", layer);
-  }
-};
+using ViTEncoder = Encoder<ViTLayer<Real>>;
 
 // `vit`: ViTModel without the pooler (add_pooling_layer=False, as the classifier builds it).
 template <class Real>
