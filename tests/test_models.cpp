@@ -904,7 +904,7 @@ TEST_CASE("Model registry: model_type's default class, architectures, unknown ty
   CHECK(registry.resolve(model_dir("roberta-reg")).task == Task::sequence_classification);
   CHECK_THROWS_WITH_AS(registry.for_model_type("bert", "x/config.json"),
                        doctest::Contains("x/config.json: model_type 'bert' is not supported "
-                                         "(registered: 'gpt2', 'roberta', 'vit'"),
+                                         "(fourierft runs gpt2, roberta, vit"),
                        FormatError);
   // A loaded model through the interface: the reference logits, and the MLM's loss.
   const auto ref = reference("roberta-mlm");
@@ -958,4 +958,10 @@ TEST_CASE("Adding a model: the toy MLP, registered with one line, saved and load
   CHECK(loss.item() == doctest::Approx(std::log(3.0)).epsilon(0.05));  // near-uniform at init
   tape.backward(loss);
   CHECK(loaded->module().parameter("fc2.weight").has_grad());
+  // The CLI runs it too: the registry, not a list of types, decides what `forward` accepts.
+  io::SafetensorsWriter inputs;
+  inputs.add("pixel_values", in.pixel_values);
+  inputs.save(dir / "inputs.safetensors");
+  const cli::ForwardResult r = cli::run_forward(dir, dir / "inputs.safetensors");
+  CHECK(max_abs_diff(r.logits, expected.logits.value()) == 0.0);
 }

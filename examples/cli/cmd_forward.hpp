@@ -1,9 +1,9 @@
-// fourierft forward — runs a Hugging Face checkpoint folder (gpt2, roberta, vit) on inputs saved in
-// a safetensors file and writes the model's logits and last hidden state.
+// fourierft forward — runs a Hugging Face checkpoint folder (gpt2, roberta, vit, or any model in
+// models/registry.hpp) on inputs saved in a safetensors file; writes logits and last hidden state.
 //
 //   fourierft forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--adapter DIR]
 //
-// IN holds, by DIR/config.json's model_type:
+// IN holds, by the inputs DIR/config.json's model_type reads (models::InputKind):
 //   gpt2, roberta   input_ids I64 (B, T) and, optionally, attention_mask I64 (B, T) (1 / 0 = pad)
 //   vit             pixel_values F32 (B, 3, H, W), already resized and normalised
 // OUT (written atomically) holds logits F32 (gpt2 (B, T, V); roberta / vit (B, num_labels)) and
@@ -67,8 +67,8 @@ struct ForwardResult {
 inline ForwardResult run_forward(const std::filesystem::path& model_dir,
                                  const std::filesystem::path& inputs_path,
                                  const std::string& adapter_dir = "") {
-  const std::string type = io::read_model_type(model_dir);
-  const auto& entry = models::model_registry<float>().for_model_type(type);
+  const auto& entry = models::model_registry<float>().for_config(model_dir);
+  const std::string& type = entry.model_type;
   const io::SafetensorsFile inputs(inputs_path);
   const models::ModelInputs<float> in = read_model_inputs(inputs, entry.inputs, type);
   ForwardResult result;

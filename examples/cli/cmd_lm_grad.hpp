@@ -38,8 +38,8 @@ struct LmGradResult {
 // What `fourierft lm-grad` computes, as a function (tests call it directly).
 inline LmGradResult run_lm_grad(const std::filesystem::path& model_dir,
                                 const std::filesystem::path& inputs_path) {
-  const std::string type = io::read_model_type(model_dir);
-  const auto& entry = models::model_registry<float>().for_model_type(type);
+  const auto& entry = models::model_registry<float>().for_config(model_dir);
+  const std::string& type = entry.model_type;
   check(entry.task == models::Task::causal_lm, "'", model_dir.string(), "' holds a ", type,
         " model; lm-grad computes the causal-LM loss of a GPT-2 (model_type gpt2) checkpoint");
   const io::SafetensorsFile inputs(inputs_path);

@@ -9,6 +9,7 @@
 //   auto model = models::model_registry<float>().from_pretrained(dir, &report);
 //   models::ModelOutput<float> out = model->forward(tape, inputs);   // inputs by model->inputs()
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -110,16 +111,24 @@ class ModelRegistry {
   }
 
   const std::vector<Entry>& entries() const { return entries_; }
-  // The default class of a model_type; FormatError naming `source` if none is registered.
+  // The default class of a model_type; FormatError naming `source` if none is registered:
+  // "<source>: model_type 'bert' is not supported (fourierft runs gpt2, roberta, vit)".
   const Entry& for_model_type(std::string_view type, std::string_view source = "config") const {
     for (const Entry& e : entries_)
       if (e.model_type == type) return e;
-    std::string known;
+    std::vector<std::string> known;
     for (const Entry& e : entries_)
-      if (known.find("'" + e.model_type + "'") == std::string::npos)
-        known += (known.empty() ? "'" : ", '") + e.model_type + "'";
-    throw FormatError(str_cat(source, ": model_type '", type, "' is not supported (registered: ",
-                              known, ")"));
+      if (std::find(known.begin(), known.end(), e.model_type) == known.end())
+        known.push_back(e.model_type);
+    std::string list;
+    for (const std::string& t : known) list += (list.empty() ? "" : ", ") + t;
+    throw FormatError(str_cat(source, ": model_type '", type,
+                              "' is not supported (fourierft runs ", list, ")"));
+  }
+  // The default class of a checkpoint folder's (or config file's) model_type.
+  const Entry& for_config(const std::filesystem::path& dir_or_file) const {
+    const io::JsonObject j = io::JsonObject::read(io::config_path(dir_or_file));
+    return for_model_type(j.get<std::string>("model_type"), j.source());
   }
   const Entry* for_architecture(std::string_view architecture) const {
     for (const Entry& e : entries_)
