@@ -90,7 +90,8 @@ inline CheckpointFiles find_checkpoint_files(const fs::path& dir) {
 // ---------------------------------------------------------------------------
 // What an architecture tells the loader about its keys.
 struct CheckpointLayout {
-  std::string base;  // the base model's child: "transformer", "roberta", "vit"; "" for none
+  std::string base;                  // the base model's child: "transformer", "roberta", "vit";
+                                     // "" if the model has none (its keys are its own names)
   std::vector<std::string> ignored;  // globs of file keys dropped without a report line
   std::vector<std::string> head;     // globs of parameter names that may be missing (initialised)
   double initializer_range = 0.02;   // std of a fresh head's weights (HF's _init_weights)

@@ -56,8 +56,7 @@ class PretrainedModel : public nn::Module<Real> {
                                                   CheckpointReport* report = nullptr,
                                                   const CheckpointOptions& options = {}) {
     const CheckpointFiles files = find_checkpoint_files(dir);
-    auto model =
-        std::make_unique<Derived>(io::read_config<Config>(dir), 0, WeightInit::skip);
+    auto model = std::make_unique<Derived>(io::read_config<Config>(dir), 0, WeightInit::skip);
     CheckpointReport r =
         load_checkpoint_weights(*model, files, model->checkpoint_layout(), options);
     if (report != nullptr) *report = std::move(r);
