@@ -332,3 +332,13 @@ TEST_CASE("hf_config: to_json reproduces save_pretrained's config.json and round
   CHECK(vb.extra["label2id"]["z"] == 2);
   CHECK(vb.extra["pooler_act"] == "tanh");  // kept from the fixture
 }
+
+TEST_CASE("hf_config: read_config<Config> is the typed reader, by type") {
+  CHECK(to_json(read_config<Gpt2Config>(models / "gpt2")) ==
+        to_json(read_gpt2_config(models / "gpt2")));
+  CHECK(to_json(read_config<RobertaConfig>(models / "roberta-cls")) ==
+        to_json(read_roberta_config(models / "roberta-cls")));
+  CHECK(read_config<VitConfig>(models / "vit").num_labels() ==
+        read_vit_config(models / "vit").num_labels());
+  CHECK_THROWS_AS(read_config<VitConfig>(models / "gpt2"), FormatError);  // model_type differs
+}

@@ -16,13 +16,16 @@
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/registry.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/nn/embedding.hpp"
 #include "fourierft/nn/layer_norm.hpp"
 #include "fourierft/ops/reduce.hpp"
 #include "fourierft/peft/adapter_io.hpp"
+#include "fourierft/train/seeds.hpp"
 #include "gradcheck.hpp"
+#include "toy_model.hpp"
 
 using namespace fourierft;
 using namespace fourierft::models;
@@ -832,3 +835,132 @@ TEST_CASE("CLI smoke run: fourierft forward / lm-grad write what the references 
   CHECK_FALSE(fs::exists(dir / "x.safetensors"));
 }
 #endif
+
+// ===========================================================================
+// The module tree as the single source of truth: Dropout sites, the registry, a toy plug-in model.
+namespace {
+// The names of the model's Dropout modules, in named_modules() order.
+template <class Real>
+std::vector<std::string> dropout_names(nn::Module<Real>& model) {
+  std::vector<std::string> names;
+  for (auto& [name, m] : model.named_modules())
+    if (dynamic_cast<nn::Dropout<Real>*>(m) != nullptr) names.push_back(name);
+  return names;
+}
+}  // namespace
+
+TEST_CASE("Dropout sites are modules under HF's names, reseeded k = 0, 1, ... in tree order") {
+  io::Gpt2Config g;
+  g.vocab_size = 20, g.n_positions = 8, g.n_embd = 8, g.n_layer = 2, g.n_head = 2;
+  GPT2LMHeadModel<float> gpt2(g, 1);
+  CHECK(dropout_names(gpt2) ==
+        std::vector<std::string>{"transformer.drop", "transformer.h.0.attn.attn_dropout",
+                                 "transformer.h.0.attn.resid_dropout", "transformer.h.0.mlp.dropout",
+                                 "transformer.h.1.attn.attn_dropout",
+                                 "transformer.h.1.attn.resid_dropout",
+                                 "transformer.h.1.mlp.dropout"});
+  io::RobertaConfig r;
+  r.vocab_size = 20, r.hidden_size = 8, r.num_hidden_layers = 1, r.num_attention_heads = 2;
+  r.intermediate_size = 16, r.max_position_embeddings = 12;
+  RobertaForSequenceClassification<float> roberta(r, 1);
+  CHECK(dropout_names(roberta) ==
+        std::vector<std::string>{"roberta.embeddings.dropout",
+                                 "roberta.encoder.layer.0.attention.self.dropout",
+                                 "roberta.encoder.layer.0.attention.output.dropout",
+                                 "roberta.encoder.layer.0.output.dropout", "classifier.dropout"});
+  io::VitConfig v;
+  v.hidden_size = 8, v.num_hidden_layers = 1, v.num_attention_heads = 2, v.intermediate_size = 16;
+  v.image_size = 4, v.patch_size = 2;
+  ViTForImageClassification<float> vit(v, 1);
+  CHECK(dropout_names(vit) == std::vector<std::string>{
+                                  "vit.embeddings.dropout",
+                                  "vit.encoder.layer.0.attention.attention.dropout",
+                                  "vit.encoder.layer.0.attention.output.dropout",
+                                  "vit.encoder.layer.0.output.dropout"});
+  // No checkpoint key comes from them: LayerNorm only where HF has one (RoBERTa's outputs).
+  for (const auto& [name, p] : vit.named_parameters())
+    CHECK(name.find("output.LayerNorm") == std::string::npos);
+  CHECK(roberta.find_module("roberta.encoder.layer.0.output.LayerNorm") != nullptr);
+
+  train::reseed_dropout(roberta, 7, 3);
+  std::uint64_t k = 0;
+  for (auto& [name, m] : roberta.named_modules())
+    if (auto* site = dynamic_cast<nn::Dropout<float>*>(m)) {
+      CAPTURE(name);
+      Rng expected(train::mix_seed(
+          train::mix_seed(7, static_cast<std::uint64_t>(train::Stream::dropout), 3), k++));
+      CHECK(site->rng.normal() == expected.normal());
+    }
+  CHECK(k == 5);
+}
+
+TEST_CASE("Model registry: model_type's default class, architectures, unknown types") {
+  auto& registry = model_registry<float>();
+  CHECK(registry.for_model_type("gpt2").architecture == "GPT2LMHeadModel");
+  CHECK(registry.for_model_type("roberta").architecture == "RobertaForSequenceClassification");
+  CHECK(registry.for_model_type("vit").inputs == InputKind::pixels);
+  CHECK(registry.resolve(model_dir("roberta-mlm")).architecture == "RobertaForMaskedLM");
+  CHECK(registry.resolve(model_dir("roberta-reg")).task == Task::sequence_classification);
+  CHECK_THROWS_WITH_AS(registry.for_model_type("bert", "x/config.json"),
+                       doctest::Contains("x/config.json: model_type 'bert' is not supported "
+                                         "(fourierft runs gpt2, roberta, vit"),
+                       FormatError);
+  // A loaded model through the interface: the reference logits, and the MLM's loss.
+  const auto ref = reference("roberta-mlm");
+  auto mlm = registry.from_pretrained(model_dir("roberta-mlm"));
+  CHECK(mlm->architecture() == "RobertaForMaskedLM");
+  ModelInputs<float> in;
+  in.input_ids = ref.load_int("input_ids");
+  in.attention_mask = ref.load_int("attention_mask");
+  Tape<float> tape;
+  const ModelOutput<float> out = mlm->forward(tape, in);
+  CHECK(out.logits.shape() == Shape{in.input_ids.size(0), in.input_ids.size(1),
+                                    mlm->module().parameter("roberta.embeddings.word_embeddings."
+                                                            "weight").size(0)});
+  in.labels = Tensor<std::int64_t>(in.input_ids.shape());
+  in.labels.fill(-100);
+  in.labels[1] = in.input_ids[1];
+  CHECK(std::isfinite(mlm->loss(tape, out, in).item()));
+}
+
+TEST_CASE("Adding a model: the toy MLP, registered with one line, saved and loaded back") {
+  register_model<toy::ToyMlpClassifier>();  // the one registry line
+  toy::ToyMlpConfig config;
+  config.num_features = 12, config.hidden_size = 8, config.id2label = {"a", "b", "c"};
+  toy::ToyMlpClassifier<float> model(config, 3);
+  CHECK(model.fc1.bias.value()[0] == 0.0f);  // HF-style init through init_module
+  CHECK(dropout_names(model) == std::vector<std::string>{"dropout"});
+  const fs::path dir = scratch("toy");
+  model.save_pretrained(dir);
+  CHECK(io::read_config<toy::ToyMlpConfig>(dir).architectures ==
+        std::vector<std::string>{"ToyMlpClassifier"});
+
+  CheckpointReport report;
+  auto loaded = model_registry<float>().from_pretrained(dir, &report);
+  CHECK(report.loaded.size() == 4);
+  CHECK(loaded->architecture() == "ToyMlpClassifier");
+  CHECK(loaded->inputs() == InputKind::pixels);
+  CHECK(loaded->config().num_labels() == 3);
+  CHECK_FALSE(loaded->module().is_training());
+
+  Rng rng(4);
+  ModelInputs<float> in;
+  in.pixel_values = randn<float>({2, 3, 2, 2}, rng);
+  in.labels = Tensor<std::int64_t>::from_data({2}, {0, 2});
+  model.eval();
+  Tape<float> tape;
+  const ModelOutput<float> expected = model.forward(tape, in);
+  const ModelOutput<float> out = loaded->forward(tape, in);
+  CHECK(out.logits.shape() == Shape{2, 3});
+  CHECK(max_abs_diff(out.logits.value(), expected.logits.value()) == 0.0);
+  const Var<float> loss = loaded->loss(tape, out, in);
+  CHECK(loss.item() == doctest::Approx(std::log(3.0)).epsilon(0.05));  // near-uniform at init
+  tape.backward(loss);
+  CHECK(loaded->module().parameter("fc2.weight").has_grad());
+  // The CLI runs it too: the registry, not a list of types, decides what `forward` accepts.
+  io::SafetensorsWriter inputs;
+  inputs.add("pixel_values", in.pixel_values);
+  inputs.save(dir / "inputs.safetensors");
+  const cli::ForwardResult r = cli::run_forward(dir, dir / "inputs.safetensors");
+  CHECK(max_abs_diff(r.logits, expected.logits.value()) == 0.0);
+}

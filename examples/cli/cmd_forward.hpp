@@ -1,9 +1,9 @@
-// fourierft forward — runs a Hugging Face checkpoint folder (gpt2, roberta, vit) on inputs saved in
-// a safetensors file and writes the model's logits and last hidden state.
+// fourierft forward — runs a Hugging Face checkpoint folder (gpt2, roberta, vit, or any model in
+// models/registry.hpp) on inputs saved in a safetensors file; writes logits and last hidden state.
 //
 //   fourierft forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--adapter DIR]
 //
-// IN holds, by DIR/config.json's model_type:
+// IN holds, by the inputs DIR/config.json's model_type reads (models::InputKind):
 //   gpt2, roberta   input_ids I64 (B, T) and, optionally, attention_mask I64 (B, T) (1 / 0 = pad)
 //   vit             pixel_values F32 (B, 3, H, W), already resized and normalised
 // OUT (written atomically) holds logits F32 (gpt2 (B, T, V); roberta / vit (B, num_labels)) and
@@ -21,9 +21,9 @@
 #include "fourierft/core/tape.hpp"
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/io/safetensors.hpp"
-#include "fourierft/models/gpt2.hpp"
-#include "fourierft/models/roberta.hpp"
-#include "fourierft/models/vit.hpp"
+#include "fourierft/models/checkpoint.hpp"
+#include "fourierft/models/common.hpp"
+#include "fourierft/models/registry.hpp"
 #include "fourierft/peft/adapter_io.hpp"
 #include "fourierft/util/args.hpp"
 
@@ -40,12 +40,21 @@ inline Tensor<std::int64_t> optional_mask(const io::SafetensorsFile& inputs) {
                                            : Tensor<std::int64_t>();
 }
 
-// Applies a saved PEFT adapter folder (adapter_config.json + adapter_model.safetensors) to the
-// loaded base model: peft::load_adapter attaches the method it names and loads its tensors.
-template <class Model>
-void load_adapter_into(Model& model, const std::string& adapter_dir) {
-  peft::load_adapter(model, adapter_dir);
-  model.eval();
+// The inputs a model of `kind` reads from the file; FormatError naming the tensor it lacks.
+inline models::ModelInputs<float> read_model_inputs(const io::SafetensorsFile& inputs,
+                                                    models::InputKind kind,
+                                                    const std::string& model_type) {
+  models::ModelInputs<float> in;
+  if (kind == models::InputKind::tokens) {
+    require_input(inputs, "input_ids", model_type,
+                  "input_ids I64 (B, T) and optionally attention_mask I64 (B, T)");
+    in.input_ids = inputs.load_int("input_ids");
+    in.attention_mask = optional_mask(inputs);
+  } else {
+    require_input(inputs, "pixel_values", model_type, "pixel_values F32 (B, 3, H, W)");
+    in.pixel_values = inputs.load<float>("pixel_values");
+  }
+  return in;
 }
 
 struct ForwardResult {
@@ -53,38 +62,24 @@ struct ForwardResult {
   models::CheckpointReport report;
 };
 
-// What `fourierft forward` computes, as a function (tests call it directly).
+// What `fourierft forward` computes, as a function (tests call it directly). The class is the
+// registry's default for config.json's model_type (roberta: the sequence classifier).
 inline ForwardResult run_forward(const std::filesystem::path& model_dir,
                                  const std::filesystem::path& inputs_path,
                                  const std::string& adapter_dir = "") {
-  const std::string type = io::read_model_type(model_dir);
+  const auto& entry = models::model_registry<float>().for_config(model_dir);
+  const std::string& type = entry.model_type;
   const io::SafetensorsFile inputs(inputs_path);
+  const models::ModelInputs<float> in = read_model_inputs(inputs, entry.inputs, type);
   ForwardResult result;
+  auto model = entry.from_pretrained(model_dir, &result.report, {});
+  if (!adapter_dir.empty()) {  // a saved PEFT adapter folder: the method it names, its tensors
+    peft::load_adapter(model->module(), adapter_dir);
+    model->module().eval();
+  }
   Tape<float> tape;
   NoGradScope<float> no_grad(tape);
-  models::ModelOutput<float> out;
-  if (type == "gpt2" || type == "roberta") {
-    require_input(inputs, "input_ids", type,
-                  "input_ids I64 (B, T) and optionally attention_mask I64 (B, T)");
-    const Tensor<std::int64_t> ids = inputs.load_int("input_ids");
-    const Tensor<std::int64_t> mask = optional_mask(inputs);
-    if (type == "gpt2") {
-      auto model = models::GPT2LMHeadModel<float>::from_pretrained(model_dir, &result.report);
-      if (!adapter_dir.empty()) load_adapter_into(*model, adapter_dir);
-      out = model->forward(tape, ids, mask);
-    } else {
-      auto model = models::RobertaForSequenceClassification<float>::from_pretrained(model_dir,
-                                                                                    &result.report);
-      if (!adapter_dir.empty()) load_adapter_into(*model, adapter_dir);
-      out = model->forward(tape, ids, mask);
-    }
-  } else {  // vit (read_model_type accepts nothing else)
-    require_input(inputs, "pixel_values", type, "pixel_values F32 (B, 3, H, W)");
-    auto model =
-        models::ViTForImageClassification<float>::from_pretrained(model_dir, &result.report);
-    if (!adapter_dir.empty()) load_adapter_into(*model, adapter_dir);
-    out = model->forward(tape, inputs.load<float>("pixel_values"));
-  }
+  const models::ModelOutput<float> out = model->forward(tape, in);
   result.logits = out.logits.value();
   result.last_hidden_state = out.last_hidden_state.value();
   return result;

@@ -24,7 +24,8 @@
 #include "fourierft/core/tape.hpp"
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/io/safetensors.hpp"
-#include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/common.hpp"
+#include "fourierft/models/registry.hpp"
 #include "fourierft/util/args.hpp"
 
 namespace fourierft::cli {
@@ -37,25 +38,22 @@ struct LmGradResult {
 // What `fourierft lm-grad` computes, as a function (tests call it directly).
 inline LmGradResult run_lm_grad(const std::filesystem::path& model_dir,
                                 const std::filesystem::path& inputs_path) {
-  const std::string type = io::read_model_type(model_dir);
-  check(type == "gpt2", "'", model_dir.string(), "' holds a ", type,
+  const auto& entry = models::model_registry<float>().for_config(model_dir);
+  const std::string& type = entry.model_type;
+  check(entry.task == models::Task::causal_lm, "'", model_dir.string(), "' holds a ", type,
         " model; lm-grad computes the causal-LM loss of a GPT-2 (model_type gpt2) checkpoint");
   const io::SafetensorsFile inputs(inputs_path);
-  require_input(inputs, "input_ids", type,
-                "input_ids I64 (B, T) and optionally attention_mask I64 (B, T)");
-  const Tensor<std::int64_t> ids = inputs.load_int("input_ids");
-  const Tensor<std::int64_t> mask = optional_mask(inputs);
+  const models::ModelInputs<float> in = read_model_inputs(inputs, entry.inputs, type);
 
-  auto model = models::GPT2LMHeadModel<float>::from_pretrained(model_dir);  // eval mode
-  model->zero_grad();
+  auto model = entry.from_pretrained(model_dir, nullptr, {});  // eval mode
+  model->module().zero_grad();
   Tape<float> tape;
-  const models::ModelOutput<float> out = model->forward(tape, ids, mask);
-  const Var<float> loss =
-      models::causal_lm_loss(tape, out.logits, models::causal_lm_labels(ids, mask));
+  const Var<float> loss = model->loss(tape, model->forward(tape, in), in);  // labels: the ids
   tape.backward(loss);
   LmGradResult result;
   result.loss = loss.item();
-  for (const auto& [name, p] : model->named_parameters()) result.grads.emplace_back(name, p.grad());
+  for (const auto& [name, p] : model->module().named_parameters())
+    result.grads.emplace_back(name, p.grad());
   return result;
 }
 

@@ -20,6 +20,7 @@
 #include "fourierft/ops/softmax.hpp"
 #include "fourierft/ops/spectral.hpp"
 
+#include "fourierft/nn/dropout.hpp"
 #include "fourierft/nn/embedding.hpp"
 #include "fourierft/nn/layer_norm.hpp"
 #include "fourierft/nn/linear.hpp"
@@ -49,7 +50,10 @@
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/generation.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/pretrained.hpp"
+#include "fourierft/models/registry.hpp"
 #include "fourierft/models/roberta.hpp"
+#include "fourierft/models/transformer.hpp"
 #include "fourierft/models/vit.hpp"
 
 #include "fourierft/metrics/classification.hpp"

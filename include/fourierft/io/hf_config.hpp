@@ -396,6 +396,23 @@ inline VitConfig read_vit_config(const std::filesystem::path& dir_or_file) {
   return parse_vit_config(JsonObject::read(config_path(dir_or_file)));
 }
 
+// The same by type, for generic code (models/pretrained.hpp): `parse_config(j, c)` is found by
+// argument-dependent lookup, so a model's own config struct brings its parser along with it.
+inline void parse_config(const JsonObject& j, Gpt2Config& c) { c = parse_gpt2_config(j); }
+inline void parse_config(const JsonObject& j, RobertaConfig& c) { c = parse_roberta_config(j); }
+inline void parse_config(const JsonObject& j, VitConfig& c) { c = parse_vit_config(j); }
+template <class Config>
+Config read_config(const std::filesystem::path& dir_or_file) {
+  Config c;
+  parse_config(JsonObject::read(config_path(dir_or_file)), c);
+  return c;
+}
+
+// The PretrainedConfig fields of every config, for the parser / writer of a new model's config.
+using detail::read_common;
+using detail::write_common;
+using detail::start_object;
+
 // ---------------------------------------------------------------------------
 // Writers: the config.json save_pretrained would write for the struct (sorted keys; class fields
 // always, base fields only where they differ from PretrainedConfig's defaults; unknown keys kept).

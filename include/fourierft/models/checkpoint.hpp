@@ -90,7 +90,8 @@ inline CheckpointFiles find_checkpoint_files(const fs::path& dir) {
 // ---------------------------------------------------------------------------
 // What an architecture tells the loader about its keys.
 struct CheckpointLayout {
-  std::string base;                  // the base model's child: "transformer", "roberta", "vit"
+  std::string base;                  // the base model's child: "transformer", "roberta", "vit";
+                                     // "" if the model has none (its keys are its own names)
   std::vector<std::string> ignored;  // globs of file keys dropped without a report line
   std::vector<std::string> head;     // globs of parameter names that may be missing (initialised)
   double initializer_range = 0.02;   // std of a fresh head's weights (HF's _init_weights)
@@ -181,7 +182,7 @@ CheckpointReport load_checkpoint_weights(nn::Module<Real>& model, const Checkpoi
 
   // Which layout: keys with the base prefix, or the old base-model file without it.
   const std::string prefix = layout.base + ".";
-  report.prefixed = false;
+  report.prefixed = layout.base.empty();  // no base model: keys are the parameter names
   for (const io::SafetensorsFile& s : shards)
     for (const std::string& key : s.names())
       if (key.rfind(prefix, 0) == 0) report.prefixed = true;

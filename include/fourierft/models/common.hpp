@@ -1,5 +1,5 @@
-// fourierft/models/common.hpp — pieces GPT-2, RoBERTa and ViT share: ModelOutput, seeded Dropout,
-// the configs' activations, attention with dropout on the probabilities, HF's initialisation.
+// fourierft/models/common.hpp — pieces every model shares: ModelInputs / ModelOutput, the configs'
+// activations, attention with dropout on the probabilities, HF's initialisation, classifier losses.
 #pragma once
 
 #include <algorithm>
@@ -14,9 +14,12 @@
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
+#include "fourierft/io/hf_config.hpp"
+#include "fourierft/nn/dropout.hpp"
 #include "fourierft/nn/embedding.hpp"
 #include "fourierft/nn/layer_norm.hpp"
 #include "fourierft/nn/linear.hpp"
+#include "fourierft/nn/module.hpp"
 #include "fourierft/ops/attention.hpp"
 #include "fourierft/ops/elementwise.hpp"
 #include "fourierft/ops/linalg.hpp"
@@ -33,22 +36,23 @@ struct ModelOutput {
                                 // last encoder layer (RoBERTa, post-LN)
 };
 
-// Whether a model is built with Hugging Face's initialisation (`_init_weights`: N(0, 0.02) weights,
-// zero biases, LayerNorm 1 / 0) or left with the layers' defaults because a checkpoint will
-// overwrite every weight anyway (what from_pretrained uses: it skips drawing millions of normals).
-enum class WeightInit { hf, skip };
 
-// ---------------------------------------------------------------------------
-// Dropout as HF's nn.Dropout(p): inverted dropout in training mode, the identity in evaluation.
-// Each site owns a seeded stream, so a training run is reproducible whatever the thread count.
+// What a model reads, by kind (a model uses the fields of its InputKind; the rest stay empty).
+enum class InputKind { tokens, pixels };
 template <class Real>
-struct Dropout {
-  double p = 0.0;
-  Rng rng;
-  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x, bool training) {
-    return ops::dropout(tape, x, static_cast<Real>(p), rng, training);
-  }
+struct ModelInputs {
+  Tensor<std::int64_t> input_ids;       // tokens: (B, T)
+  Tensor<std::int64_t> attention_mask;  // tokens: (B, T) of 1 / 0, or empty (no padding)
+  Tensor<Real> pixel_values;            // pixels: (B, Ch, H, W), resized and normalised
+  Tensor<std::int64_t> labels;          // for loss(): class ids (B), or token ids (B, T)
+  Tensor<Real> targets;                 // for loss() of a regressor: (B)
 };
+
+// What a model's loss() computes: the head HF's class puts on the base model.
+enum class Task { causal_lm, masked_lm, sequence_classification, image_classification };
+
+// Dropout is nn::Dropout, a registered module (fourierft/nn/dropout.hpp).
+using nn::Dropout;
 
 // ---------------------------------------------------------------------------
 // The activations configs name (HF's ACT2FN): "gelu" is the exact erf form (RoBERTa, ViT);
@@ -117,8 +121,8 @@ Var<Real> eager_attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>&
 template <class Real>
 Var<Real> multi_head_attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k,
                                const Var<Real>& v, Index NH, const ops::AttentionOptions& options,
-                               Dropout<Real>& attn_dropout, bool training) {
-  if (!training || attn_dropout.p == 0.0) return ops::attention(tape, q, k, v, NH, options);
+                               nn::Dropout<Real>& attn_dropout) {
+  if (!attn_dropout.is_training() || attn_dropout.p == 0.0) return ops::attention(tape, q, k, v, NH, options);
   return eager_attention(tape, q, k, v, NH, options, static_cast<Real>(attn_dropout.p),
                          attn_dropout.rng);
 }
@@ -147,6 +151,24 @@ void init_embedding(nn::Embedding<Real>& table, Rng& rng, double std) {
                 Real(0));
 }
 
+// HF's `_init_weights(module)` for the standard layers, the per-module step of a model's
+// init_weights walk: Linear -> weight N(0, std) (truncated if asked), bias 0; Embedding -> N(0, std),
+// padding row 0; LayerNorm -> 1 / 0. Returns false for any other module (the model's policy decides).
+template <class Real>
+bool init_standard_layer(nn::Module<Real>& module, Rng& rng, double std, bool truncated = false) {
+  if (auto* linear = dynamic_cast<nn::Linear<Real>*>(&module)) {
+    init_linear(*linear, rng, std, truncated);
+  } else if (auto* table = dynamic_cast<nn::Embedding<Real>*>(&module)) {
+    init_embedding(*table, rng, std);
+  } else if (auto* norm = dynamic_cast<nn::LayerNorm<Real>*>(&module)) {
+    norm->weight.value().fill(Real(1));
+    norm->bias.value().fill(Real(0));
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------------------
 // Sequence-classification losses, as HF's heads choose them from config.problem_type / num_labels.
 // Classification: logits (B, L), labels (B) ints in [0, L) -> mean cross-entropy.
@@ -166,6 +188,27 @@ Var<Real> regression_loss(Tape<Real>& tape, const Var<Real>& logits, const Tenso
                     "regression_loss: logits ", shape_str(logits.shape()), " and labels ",
                     shape_str(labels.shape()), " should be (B, 1) and (B)");
   return ops::mse_loss(tape, logits, labels.reshape(logits.shape()));
+}
+
+// HF's sequence-classification head loss, chosen by config.problem_type / num_labels; `model`
+// names the class in errors. Integer labels (B): classification; float labels (B): regression.
+template <class Real>
+Var<Real> sequence_classification_loss(Tape<Real>& tape, const Var<Real>& logits,
+                                       const Tensor<std::int64_t>& labels,
+                                       const io::HfCommonConfig& config, std::string_view model) {
+  check(!config.is_regression(), model, "::loss: this model is a regressor ",
+        "(num_labels = 1 / problem_type regression): pass float labels");
+  check(config.problem_type != "multi_label_classification", model,
+        "::loss: problem_type multi_label_classification is not supported");
+  return classification_loss(tape, logits, labels);
+}
+template <class Real>
+Var<Real> sequence_classification_loss(Tape<Real>& tape, const Var<Real>& logits,
+                                       const Tensor<Real>& labels,
+                                       const io::HfCommonConfig& config, std::string_view model) {
+  check(config.is_regression(), model, "::loss: this model classifies into ", config.num_labels(),
+        " labels: pass integer labels");
+  return regression_loss(tape, logits, labels);
 }
 
 // Input checks with messages that name the model and the argument.

@@ -18,6 +18,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
@@ -27,6 +28,8 @@
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/common.hpp"
+#include "fourierft/models/pretrained.hpp"
+#include "fourierft/nn/dropout.hpp"
 #include "fourierft/nn/embedding.hpp"
 #include "fourierft/nn/layer_norm.hpp"
 #include "fourierft/nn/linear.hpp"
@@ -89,16 +92,18 @@ class GPT2Attention : public nn::Module<Real> {
  public:
   nn::Linear<Real> c_attn;  // weight (C, 3C), in x out: columns [q | k | v]
   nn::Linear<Real> c_proj;  // weight (C, C)
-  Dropout<Real> attn_dropout, resid_dropout;
+  nn::Dropout<Real> attn_dropout, resid_dropout;
 
   GPT2Attention(const io::Gpt2Config& config, Index layer_idx, Rng& rng)
       : c_attn(config.n_embd, 3 * config.n_embd, rng, true, nn::WeightLayout::in_out),
         c_proj(config.n_embd, config.n_embd, rng, true, nn::WeightLayout::in_out),
-        attn_dropout{config.attn_pdrop, rng.split()},
-        resid_dropout{config.resid_pdrop, rng.split()},
+        attn_dropout(config.attn_pdrop, rng.split()),
+        resid_dropout(config.resid_pdrop, rng.split()),
         num_heads_(config.n_head) {
     this->register_module("c_attn", c_attn);
     this->register_module("c_proj", c_proj);
+    this->register_module("attn_dropout", attn_dropout);
+    this->register_module("resid_dropout", resid_dropout);
     // HF: scores / sqrt(HS) if scale_attn_weights; also / (layer_idx + 1) if
     // scale_attn_by_inverse_layer_idx.
     scale_ =
@@ -132,10 +137,9 @@ class GPT2Attention : public nn::Module<Real> {
         *past_key = k.value();
         *past_value = v.value();
       }
-      y = multi_head_attention(tape, q, k, v, num_heads_, options, attn_dropout,
-                               this->is_training());
+      y = multi_head_attention(tape, q, k, v, num_heads_, options, attn_dropout);
     }
-    return resid_dropout.forward(tape, c_proj.forward(tape, y), this->is_training());
+    return resid_dropout.forward(tape, c_proj.forward(tape, y));
   }
 
  private:
@@ -148,19 +152,20 @@ template <class Real>
 class GPT2MLP : public nn::Module<Real> {
  public:
   nn::Linear<Real> c_fc, c_proj;
-  Dropout<Real> dropout;
+  nn::Dropout<Real> dropout;
 
   GPT2MLP(const io::Gpt2Config& config, Rng& rng)
       : c_fc(config.n_embd, config.inner_dim(), rng, true, nn::WeightLayout::in_out),
         c_proj(config.inner_dim(), config.n_embd, rng, true, nn::WeightLayout::in_out),
-        dropout{config.resid_pdrop, rng.split()},
+        dropout(config.resid_pdrop, rng.split()),
         act_(parse_activation(config.activation_function, "activation_function")) {
     this->register_module("c_fc", c_fc);
     this->register_module("c_proj", c_proj);
+    this->register_module("dropout", dropout);
   }
   Var<Real> forward(Tape<Real>& tape, const Var<Real>& x) {
     const Var<Real> m = activation(tape, c_fc.forward(tape, x), act_);
-    return dropout.forward(tape, c_proj.forward(tape, m), this->is_training());
+    return dropout.forward(tape, c_proj.forward(tape, m));
   }
 
  private:
@@ -203,15 +208,16 @@ class GPT2Model : public nn::Module<Real> {
   nn::Embedding<Real> wpe;  // (n_positions, C): learned absolute positions
   nn::ModuleList<GPT2Block<Real>> h;
   nn::LayerNorm<Real> ln_f;
-  Dropout<Real> drop;
+  nn::Dropout<Real> drop;  // on wte + wpe
 
   GPT2Model(const io::Gpt2Config& config, Rng& rng)
       : wte(config.vocab_size, config.n_embd),
         wpe(config.n_positions, config.n_embd),
         ln_f(config.n_embd, config.layer_norm_epsilon),
-        drop{config.embd_pdrop, rng.split()} {
+        drop(config.embd_pdrop, rng.split()) {
     this->register_module("wte", wte);
     this->register_module("wpe", wpe);
+    this->register_module("drop", drop);  // HF's order: before the blocks (and reseeded first)
     for (Index i = 0; i < config.n_layer; ++i) h.emplace_back(config, i, rng);
     this->register_module("h", h);
     this->register_module("ln_f", ln_f);
@@ -269,109 +275,11 @@ class GPT2Model : public nn::Module<Real> {
     if (!has_padding(key_mask)) key_mask = Tensor<std::int64_t>();  // none: the fast path
 
     Var<Real> x = ops::add(tape, wte.forward(tape, input_ids), wpe.forward(tape, positions));
-    x = drop.forward(tape, x, this->is_training());
+    x = drop.forward(tape, x);
     for (std::size_t i = 0; i < h.size(); ++i)
       x = h[i].forward(tape, x, key_mask, cache ? &cache->key[i] : nullptr,
                        cache ? &cache->value[i] : nullptr);
     return ln_f.forward(tape, x);
-  }
-};
-
-// ---------------------------------------------------------------------------
-// GPT2LMHeadModel: `transformer` plus the LM head tied to transformer.wte.weight. The head is not a
-// parameter of its own, so named_parameters() lists no `lm_head.weight` (as HF's files omit it) and
-// the gradient of wte collects both the embedding and the output-projection parts.
-template <class Real>
-class GPT2LMHeadModel : public nn::Module<Real> {
- public:
-  io::Gpt2Config config;
-  Rng rng;  // initialisation, then the seeds of the dropout streams (declared before the layers)
-  GPT2Model<Real> transformer;
-
-  explicit GPT2LMHeadModel(const io::Gpt2Config& cfg, std::uint64_t seed = 0,
-                           WeightInit init = WeightInit::hf)
-      : config(checked(cfg)), rng(seed), transformer(config, rng) {
-    this->register_module("transformer", transformer);
-    if (init == WeightInit::hf) init_weights(rng);
-  }
-
-  // logits (B, T, V) and last_hidden_state (B, T, C). Arguments as GPT2Model::forward.
-  ModelOutput<Real> forward(Tape<Real>& tape, const Tensor<std::int64_t>& input_ids,
-                            const Tensor<std::int64_t>& attention_mask = {},
-                            KvCache<Real>* cache = nullptr,
-                            const Tensor<std::int64_t>& position_ids = {}) {
-    const Var<Real> hidden =
-        transformer.forward(tape, input_ids, attention_mask, cache, position_ids);
-    return {lm_head(tape, hidden), hidden};
-  }
-  // logits = hidden · wteᵀ: (..., C) -> (..., V). Generation applies it to the last position only.
-  Var<Real> lm_head(Tape<Real>& tape, const Var<Real>& hidden) const {
-    return ops::linear(tape, hidden, transformer.wte.weight);
-  }
-  // The LM loss from the hidden states: cross_entropy(lm_head(hidden), targets, options), computed
-  // by ops::linear_cross_entropy in chunks of rows, so the (B·T, V) logits and their gradient are
-  // never in memory whole and rows with target ignore_index cost nothing. Training uses this.
-  //   hidden: (B, T, C)   targets: (B·T), e.g. causal_lm_targets(labels)   ->   scalar
-  Var<Real> lm_loss(Tape<Real>& tape, const Var<Real>& hidden,
-                    std::span<const std::int64_t> targets,
-                    const ops::CrossEntropyOptions& options = {}) const {
-    return ops::linear_cross_entropy(tape, hidden, transformer.wte.weight, Var<Real>(), targets,
-                                     options);
-  }
-
-  // HF's _init_weights: Linear / Embedding weights N(0, initializer_range), biases 0, LayerNorm
-  // 1 / 0, and the residual projections (attn.c_proj, mlp.c_proj) N(0, range / sqrt(2 n_layer)).
-  void init_weights(Rng& rng) {
-    const double std = config.initializer_range;
-    const double proj_std = std / std::sqrt(2.0 * static_cast<double>(config.n_layer));
-    init_embedding(transformer.wte, rng, std);
-    init_embedding(transformer.wpe, rng, std);
-    for (auto& block : transformer.h) {
-      init_linear(block.attn.c_attn, rng, std);
-      init_linear(block.attn.c_proj, rng, proj_std);
-      init_linear(block.mlp.c_fc, rng, std);
-      init_linear(block.mlp.c_proj, rng, proj_std);
-    }
-  }
-
-  // Keys: `transformer.*` (or the old layout without the prefix); the causal-mask buffers of old
-  // files and a stored copy of the tied lm_head are dropped.
-  static CheckpointLayout checkpoint_layout() {
-    return {.base = "transformer",
-            .ignored = {"*.attn.bias", "*.attn.masked_bias", "lm_head.weight"},
-            .head = {}};
-  }
-
-  // Reads config.json and the weights of a Hugging Face folder; evaluation mode. `report` (if
-  // given) says what was loaded. IoError for missing files, FormatError for missing or misfit
-  // weights.
-  static std::unique_ptr<GPT2LMHeadModel> from_pretrained(const std::filesystem::path& dir,
-                                                          CheckpointReport* report = nullptr,
-                                                          const CheckpointOptions& options = {}) {
-    const CheckpointFiles files = find_checkpoint_files(dir);
-    auto model = std::make_unique<GPT2LMHeadModel>(io::read_gpt2_config(dir), 0, WeightInit::skip);
-    CheckpointReport r = load_checkpoint_weights(*model, files, checkpoint_layout(), options);
-    if (report != nullptr) *report = std::move(r);
-    return model;
-  }
-  // config.json + model.safetensors as transformers writes them (no lm_head.weight), atomically.
-  void save_pretrained(const std::filesystem::path& dir, io::Dtype dtype = io::Dtype::F32) const {
-    io::Gpt2Config c = config;
-    c.architectures = {"GPT2LMHeadModel"};
-    c.torch_dtype = torch_dtype_name(dtype);
-    save_checkpoint(*this, io::to_json(c), dir, dtype);
-  }
-
- private:
-  static const io::Gpt2Config& checked(const io::Gpt2Config& c) {
-    check(c.n_embd > 0 && c.n_head > 0 && c.n_embd % c.n_head == 0,
-          "GPT2LMHeadModel: n_embd = ", c.n_embd,
-          " must be a positive multiple of n_head = ", c.n_head);
-    check(c.tie_word_embeddings,
-          "GPT2LMHeadModel: tie_word_embeddings = false (a separate lm_head) ",
-          "is not supported; GPT-2's LM head is its token embedding");
-    (void)parse_activation(c.activation_function, "activation_function");
-    return c;
   }
 };
 
@@ -422,5 +330,90 @@ Var<Real> causal_lm_loss(Tape<Real>& tape, const Var<Real>& logits,
   options.label_smoothing = label_smoothing;
   return ops::cross_entropy(tape, logits, causal_lm_targets(labels), options);
 }
+
+// ---------------------------------------------------------------------------
+// GPT2LMHeadModel: `transformer` plus the LM head tied to transformer.wte.weight. The head is not a
+// parameter of its own, so named_parameters() lists no `lm_head.weight` (as HF's files omit it) and
+// the gradient of wte collects both the embedding and the output-projection parts.
+template <class Real>
+class GPT2LMHeadModel : public PretrainedModel<GPT2LMHeadModel<Real>, io::Gpt2Config, Real> {
+  using Base = PretrainedModel<GPT2LMHeadModel<Real>, io::Gpt2Config, Real>;
+
+ public:
+  static constexpr std::string_view architecture = "GPT2LMHeadModel";
+  static constexpr Task task = Task::causal_lm;
+  static constexpr InputKind inputs = InputKind::tokens;
+  using Base::config;
+  using Base::rng;
+  GPT2Model<Real> transformer;
+
+  explicit GPT2LMHeadModel(const io::Gpt2Config& cfg, std::uint64_t seed = 0,
+                           WeightInit init = WeightInit::hf)
+      : Base(cfg, seed), transformer(config, rng) {
+    this->register_module("transformer", transformer);
+    this->finish_init(init);
+  }
+
+  // logits (B, T, V) and last_hidden_state (B, T, C). Arguments as GPT2Model::forward.
+  ModelOutput<Real> forward(Tape<Real>& tape, const Tensor<std::int64_t>& input_ids,
+                            const Tensor<std::int64_t>& attention_mask = {},
+                            KvCache<Real>* cache = nullptr,
+                            const Tensor<std::int64_t>& position_ids = {}) {
+    const Var<Real> hidden =
+        transformer.forward(tape, input_ids, attention_mask, cache, position_ids);
+    return {lm_head(tape, hidden), hidden};
+  }
+  ModelOutput<Real> forward(Tape<Real>& tape, const ModelInputs<Real>& in) {
+    return forward(tape, in.input_ids, in.attention_mask);
+  }
+  // HF's causal-LM loss of the logits; labels in.labels, or causal_lm_labels(ids, mask) if empty.
+  Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
+    return causal_lm_loss(tape, out.logits,
+                          in.labels.empty() ? causal_lm_labels(in.input_ids, in.attention_mask)
+                                            : in.labels);
+  }
+  // logits = hidden · wteᵀ: (..., C) -> (..., V). Generation applies it to the last position only.
+  Var<Real> lm_head(Tape<Real>& tape, const Var<Real>& hidden) const {
+    return ops::linear(tape, hidden, transformer.wte.weight);
+  }
+  // The LM loss from the hidden states: cross_entropy(lm_head(hidden), targets, options), computed
+  // by ops::linear_cross_entropy in chunks of rows, so the (B·T, V) logits and their gradient are
+  // never in memory whole and rows with target ignore_index cost nothing. Training uses this.
+  //   hidden: (B, T, C)   targets: (B·T), e.g. causal_lm_targets(labels)   ->   scalar
+  Var<Real> lm_loss(Tape<Real>& tape, const Var<Real>& hidden,
+                    std::span<const std::int64_t> targets,
+                    const ops::CrossEntropyOptions& options = {}) const {
+    return ops::linear_cross_entropy(tape, hidden, transformer.wte.weight, Var<Real>(), targets,
+                                     options);
+  }
+
+  static void validate(const io::Gpt2Config& c) {
+    check(c.n_embd > 0 && c.n_head > 0 && c.n_embd % c.n_head == 0,
+          "GPT2LMHeadModel: n_embd = ", c.n_embd,
+          " must be a positive multiple of n_head = ", c.n_head);
+    check(c.tie_word_embeddings,
+          "GPT2LMHeadModel: tie_word_embeddings = false (a separate lm_head) ",
+          "is not supported; GPT-2's LM head is its token embedding");
+    (void)parse_activation(c.activation_function, "activation_function");
+  }
+  // HF's _init_weights: Linear / Embedding weights N(0, initializer_range), biases 0, LayerNorm
+  // 1 / 0, and the residual projections (attn.c_proj, mlp.c_proj) N(0, range / sqrt(2 n_layer)).
+  void init_module(const std::string& name, nn::Module<Real>& module, Rng& init_rng) {
+    const double std = config.initializer_range;
+    const bool residual_projection = name.ends_with(".c_proj");
+    init_standard_layer(module, init_rng,
+                        residual_projection
+                            ? std / std::sqrt(2.0 * static_cast<double>(config.n_layer))
+                            : std);
+  }
+  // Keys: `transformer.*` (or the old layout without the prefix); the causal-mask buffers of old
+  // files and a stored copy of the tied lm_head are dropped. save_pretrained writes no
+  // lm_head.weight.
+  CheckpointLayout checkpoint_layout() const {
+    return {.base = "transformer",
+            .ignored = {"*.attn.bias", "*.attn.masked_bias", "lm_head.weight"},
+            .head = {}};
+  }
+};
 
 }  // namespace fourierft::models

@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
@@ -29,6 +30,9 @@
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/common.hpp"
+#include "fourierft/models/pretrained.hpp"
+#include "fourierft/models/transformer.hpp"
+#include "fourierft/nn/dropout.hpp"
 #include "fourierft/nn/embedding.hpp"
 #include "fourierft/nn/layer_norm.hpp"
 #include "fourierft/nn/linear.hpp"
@@ -66,19 +70,20 @@ class RobertaEmbeddings : public nn::Module<Real> {
   nn::Embedding<Real> position_embeddings;    // (max_position_embeddings, C), padding_idx = pad
   nn::Embedding<Real> token_type_embeddings;  // (type_vocab_size, C): row 0 for every token
   nn::LayerNorm<Real> LayerNorm;
-  Dropout<Real> dropout;
+  nn::Dropout<Real> dropout;
 
   RobertaEmbeddings(const io::RobertaConfig& config, Rng& rng)
       : word_embeddings(config.vocab_size, config.hidden_size, pad_of(config)),
         position_embeddings(config.max_position_embeddings, config.hidden_size, pad_of(config)),
         token_type_embeddings(config.type_vocab_size, config.hidden_size),
         LayerNorm(config.hidden_size, config.layer_norm_eps),
-        dropout{config.hidden_dropout_prob, rng.split()},
+        dropout(config.hidden_dropout_prob, rng.split()),
         pad_(pad_of(config)) {
     this->register_module("word_embeddings", word_embeddings);
     this->register_module("position_embeddings", position_embeddings);
     this->register_module("token_type_embeddings", token_type_embeddings);
     this->register_module("LayerNorm", LayerNorm);
+    this->register_module("dropout", dropout);
   }
 
   // ids: (B, T); token_type_ids: (B, T), or empty for all zeros (HF's default).  -> (B, T, C)
@@ -101,7 +106,7 @@ class RobertaEmbeddings : public nn::Module<Real> {
                         shape_str(input_ids.shape()));
       x = ops::add(tape, x, token_type_embeddings.forward(tape, token_type_ids));
     }
-    return dropout.forward(tape, LayerNorm.forward(tape, x), this->is_training());
+    return dropout.forward(tape, LayerNorm.forward(tape, x));
   }
 
  private:
@@ -109,65 +114,16 @@ class RobertaEmbeddings : public nn::Module<Real> {
   Index pad_;
 };
 
-// encoder.layer.{i}.attention.self
-template <class Real>
-class RobertaSelfAttention : public nn::Module<Real> {
- public:
-  nn::Linear<Real> query, key, value;  // (C, C) each, out x in
-  Dropout<Real> dropout;               // on the attention probabilities
-
-  RobertaSelfAttention(Index C, Index num_heads, double p_drop, Rng& rng)
-      : query(C, C, rng),
-        key(C, C, rng),
-        value(C, C, rng),
-        dropout{p_drop, rng.split()},
-        num_heads_(num_heads) {
-    this->register_module("query", query);
-    this->register_module("key", key);
-    this->register_module("value", value);
-  }
-  // x: (B, T, C), mask: (B, T) or empty  ->  (B, T, C), heads concatenated
-  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x, const Tensor<std::int64_t>& mask) {
-    ops::AttentionOptions options;
-    if (!mask.empty()) options.key_padding_mask = mask.data();
-    return multi_head_attention(tape, query.forward(tape, x), key.forward(tape, x),
-                                value.forward(tape, x), num_heads_, options, dropout,
-                                this->is_training());
-  }
-
- private:
-  Index num_heads_;
-};
-
-// attention.output and output: LayerNorm(input + dropout(dense(x))), the post-LN residual.
-template <class Real>
-class RobertaResidualOutput : public nn::Module<Real> {
- public:
-  nn::Linear<Real> dense;
-  nn::LayerNorm<Real> LayerNorm;
-  Dropout<Real> dropout;
-
-  RobertaResidualOutput(Index d_in, Index C, double eps, double p_drop, Rng& rng)
-      : dense(d_in, C, rng), LayerNorm(C, eps), dropout{p_drop, rng.split()} {
-    this->register_module("dense", dense);
-    this->register_module("LayerNorm", LayerNorm);
-  }
-  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& input) {
-    const Var<Real> y = dropout.forward(tape, dense.forward(tape, x), this->is_training());
-    return LayerNorm.forward(tape, ops::add(tape, y, input));
-  }
-};
-
-// encoder.layer.{i}.attention
+// encoder.layer.{i}.attention: self (SelfAttention), then output = LayerNorm(x + dropout(dense(.)))
 template <class Real>
 class RobertaAttention : public nn::Module<Real> {
  public:
-  RobertaSelfAttention<Real> self;
-  RobertaResidualOutput<Real> output;
+  SelfAttention<Real> self;
+  DenseOutput<Real> output;
 
   RobertaAttention(const io::RobertaConfig& c, Rng& rng)
       : self(c.hidden_size, c.num_attention_heads, c.attention_probs_dropout_prob, rng),
-        output(c.hidden_size, c.hidden_size, c.layer_norm_eps, c.hidden_dropout_prob, rng) {
+        output(c.hidden_size, c.hidden_size, c.hidden_dropout_prob, rng, c.layer_norm_eps) {
     this->register_module("self", self);
     this->register_module("output", output);
   }
@@ -176,36 +132,18 @@ class RobertaAttention : public nn::Module<Real> {
   }
 };
 
-// encoder.layer.{i}.intermediate: dense (C -> intermediate_size) then the activation.
-template <class Real>
-class RobertaIntermediate : public nn::Module<Real> {
- public:
-  nn::Linear<Real> dense;
-  RobertaIntermediate(const io::RobertaConfig& c, Rng& rng)
-      : dense(c.hidden_size, c.intermediate_size, rng),
-        act_(parse_activation(c.hidden_act, "hidden_act")) {
-    this->register_module("dense", dense);
-  }
-  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x) {
-    return activation(tape, dense.forward(tape, x), act_);
-  }
-
- private:
-  Activation act_;
-};
-
 // encoder.layer.{i}
 template <class Real>
 class RobertaLayer : public nn::Module<Real> {
  public:
   RobertaAttention<Real> attention;
-  RobertaIntermediate<Real> intermediate;
-  RobertaResidualOutput<Real> output;
+  Intermediate<Real> intermediate;
+  DenseOutput<Real> output;  // LayerNorm(a + dropout(dense(.)))
 
   RobertaLayer(const io::RobertaConfig& c, Rng& rng)
       : attention(c, rng),
-        intermediate(c, rng),
-        output(c.intermediate_size, c.hidden_size, c.layer_norm_eps, c.hidden_dropout_prob, rng) {
+        intermediate(c.hidden_size, c.intermediate_size, c.hidden_act, rng),
+        output(c.intermediate_size, c.hidden_size, c.hidden_dropout_prob, rng, c.layer_norm_eps) {
     this->register_module("attention", attention);
     this->register_module("intermediate", intermediate);
     this->register_module("output", output);
@@ -217,14 +155,7 @@ class RobertaLayer : public nn::Module<Real> {
 };
 
 template <class Real>
-class RobertaEncoder : public nn::Module<Real> {
- public:
-  nn::ModuleList<RobertaLayer<Real>> layer;
-  RobertaEncoder(const io::RobertaConfig& c, Rng& rng) {
-    for (Index i = 0; i < c.num_hidden_layers; ++i) layer.emplace_back(c, rng);
-    this->register_module("layer", layer);
-  }
-};
+using RobertaEncoder = Encoder<RobertaLayer<Real>>;
 
 // `roberta`: RobertaModel without the pooler (add_pooling_layer=False, as the classifier has it).
 template <class Real>
@@ -259,39 +190,66 @@ class RobertaClassificationHead : public nn::Module<Real> {
  public:
   nn::Linear<Real> dense;     // (C, C)
   nn::Linear<Real> out_proj;  // (num_labels, C)
-  Dropout<Real> dropout;
+  nn::Dropout<Real> dropout;
 
   RobertaClassificationHead(const io::RobertaConfig& c, Rng& rng)
       : dense(c.hidden_size, c.hidden_size, rng),
         out_proj(c.hidden_size, c.num_labels(), rng),
-        dropout{c.classifier_dropout_prob(), rng.split()} {
+        dropout(c.classifier_dropout_prob(), rng.split()) {
     this->register_module("dense", dense);
+    this->register_module("dropout", dropout);
     this->register_module("out_proj", out_proj);
   }
   // hidden: (B, T, C) -> logits (B, num_labels)
   Var<Real> forward(Tape<Real>& tape, const Var<Real>& hidden) {
-    const bool training = this->is_training();
-    Var<Real> x = dropout.forward(tape, ops::select(tape, hidden, 1, 0), training);
-    x = dropout.forward(tape, ops::tanh(tape, dense.forward(tape, x)), training);
+    Var<Real> x = dropout.forward(tape, ops::select(tape, hidden, 1, 0));
+    x = dropout.forward(tape, ops::tanh(tape, dense.forward(tape, x)));
     return out_proj.forward(tape, x);
   }
 };
 
 // ---------------------------------------------------------------------------
+// The config checks both RoBERTa heads make; `model` names the class in the message.
+inline void validate_roberta_config(const io::RobertaConfig& c, std::string_view model) {
+  check(c.hidden_size % c.num_attention_heads == 0, model, ": hidden_size = ", c.hidden_size,
+        " must be a multiple of num_attention_heads = ", c.num_attention_heads);
+  check(c.position_embedding_type == "absolute", model, ": position_embedding_type '",
+        c.position_embedding_type, "' is not supported (absolute)");
+  const Index pad = c.pad_token_id.value_or(1);
+  check(pad >= 0 && pad < c.vocab_size && pad < c.max_position_embeddings, model,
+        ": pad_token_id = ", pad, " must index both the vocabulary (", c.vocab_size,
+        ") and the positions (", c.max_position_embeddings, ")");
+  (void)parse_activation(c.hidden_act, "hidden_act");
+}
+
+// HF's _init_weights for RoBERTa's standard layers: Linear / Embedding weights
+// N(0, initializer_range) (padding rows 0), biases 0, LayerNorm 1 / 0.
 template <class Real>
-class RobertaForSequenceClassification : public nn::Module<Real> {
+void init_roberta_module(nn::Module<Real>& module, Rng& rng, const io::RobertaConfig& c) {
+  init_standard_layer(module, rng, c.initializer_range);
+}
+
+// ---------------------------------------------------------------------------
+template <class Real>
+class RobertaForSequenceClassification
+    : public PretrainedModel<RobertaForSequenceClassification<Real>, io::RobertaConfig, Real> {
+  using Base = PretrainedModel<RobertaForSequenceClassification<Real>, io::RobertaConfig, Real>;
+
  public:
-  io::RobertaConfig config;
-  Rng rng;  // initialisation, then the seeds of the dropout streams (declared before the layers)
+  static constexpr std::string_view architecture = "RobertaForSequenceClassification";
+  static constexpr Task task = Task::sequence_classification;
+  static constexpr InputKind inputs = InputKind::tokens;
+  using Base::config;
+  using Base::rng;
   RobertaModel<Real> roberta;
   RobertaClassificationHead<Real> classifier;
 
   explicit RobertaForSequenceClassification(const io::RobertaConfig& cfg, std::uint64_t seed = 0,
                                             WeightInit init = WeightInit::hf)
-      : config(checked(cfg)), rng(seed), roberta(config, rng), classifier(config, rng) {
+      : Base(cfg, seed), roberta(config, rng), classifier(config, rng) {
     this->register_module("roberta", roberta);
     this->register_module("classifier", classifier);
-    if (init == WeightInit::hf) init_weights(rng);
+    this->finish_init(init);
   }
 
   Index num_labels() const { return config.num_labels(); }
@@ -304,42 +262,28 @@ class RobertaForSequenceClassification : public nn::Module<Real> {
     const Var<Real> hidden = roberta.forward(tape, input_ids, attention_mask, token_type_ids);
     return {classifier.forward(tape, hidden), hidden};
   }
+  ModelOutput<Real> forward(Tape<Real>& tape, const ModelInputs<Real>& in) {
+    return forward(tape, in.input_ids, in.attention_mask);
+  }
 
   // Classification: labels (B) in [0, num_labels) -> cross-entropy.
   Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits,
                  const Tensor<std::int64_t>& labels) const {
-    check(!is_regression(), "RobertaForSequenceClassification::loss: this model is a regressor ",
-          "(num_labels = 1 / problem_type regression): pass float labels");
-    check(config.problem_type != "multi_label_classification", "RobertaForSequenceClassification",
-          "::loss: problem_type multi_label_classification is not supported");
-    return classification_loss(tape, logits, labels);
+    return sequence_classification_loss(tape, logits, labels, config, architecture);
   }
   // Regression: labels (B) floats -> mean squared error.
   Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits, const Tensor<Real>& labels) const {
-    check(is_regression(), "RobertaForSequenceClassification::loss: this model classifies into ",
-          num_labels(), " labels: pass integer labels");
-    return regression_loss(tape, logits, labels);
+    return sequence_classification_loss(tape, logits, labels, config, architecture);
+  }
+  // in.labels (classes) or in.targets (regression).
+  Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
+    return is_regression() ? loss(tape, out.logits, in.targets) : loss(tape, out.logits, in.labels);
   }
 
-  // HF's _init_weights: Linear / Embedding weights N(0, initializer_range) (padding rows 0),
-  // biases 0, LayerNorm 1 / 0.
-  void init_weights(Rng& init_rng) {
-    const double std = config.initializer_range;
-    init_embedding(roberta.embeddings.word_embeddings, init_rng, std);
-    init_embedding(roberta.embeddings.position_embeddings, init_rng, std);
-    init_embedding(roberta.embeddings.token_type_embeddings, init_rng, std);
-    for (auto& layer : roberta.encoder.layer) {
-      init_linear(layer.attention.self.query, init_rng, std);
-      init_linear(layer.attention.self.key, init_rng, std);
-      init_linear(layer.attention.self.value, init_rng, std);
-      init_linear(layer.attention.output.dense, init_rng, std);
-      init_linear(layer.intermediate.dense, init_rng, std);
-      init_linear(layer.output.dense, init_rng, std);
-    }
-    init_linear(classifier.dense, init_rng, std);
-    init_linear(classifier.out_proj, init_rng, std);
+  static void validate(const io::RobertaConfig& c) { validate_roberta_config(c, architecture); }
+  void init_module(const std::string&, nn::Module<Real>& module, Rng& init_rng) {
+    init_roberta_module(module, init_rng, config);
   }
-
   // Keys: `roberta.*` + `classifier.*`. A pre-trained hub checkpoint (RobertaForMaskedLM:
   // `lm_head.*`, maybe a pooler) has no classifier: it is initialised fresh and reported, and its
   // lm_head is reported unused.
@@ -348,40 +292,6 @@ class RobertaForSequenceClassification : public nn::Module<Real> {
             .ignored = {"*embeddings.position_ids"},
             .head = {"classifier.*"},
             .initializer_range = config.initializer_range};
-  }
-
-  static std::unique_ptr<RobertaForSequenceClassification> from_pretrained(
-      const std::filesystem::path& dir, CheckpointReport* report = nullptr,
-      const CheckpointOptions& options = {}) {
-    const CheckpointFiles files = find_checkpoint_files(dir);
-    auto model = std::make_unique<RobertaForSequenceClassification>(io::read_roberta_config(dir), 0,
-                                                                    WeightInit::skip);
-    CheckpointReport r =
-        load_checkpoint_weights(*model, files, model->checkpoint_layout(), options);
-    if (report != nullptr) *report = std::move(r);
-    return model;
-  }
-  void save_pretrained(const std::filesystem::path& dir, io::Dtype dtype = io::Dtype::F32) const {
-    io::RobertaConfig c = config;
-    c.architectures = {"RobertaForSequenceClassification"};
-    c.torch_dtype = torch_dtype_name(dtype);
-    save_checkpoint(*this, io::to_json(c), dir, dtype);
-  }
-
- private:
-  static const io::RobertaConfig& checked(const io::RobertaConfig& c) {
-    check(c.hidden_size % c.num_attention_heads == 0,
-          "RobertaForSequenceClassification: ", "hidden_size = ", c.hidden_size,
-          " must be a multiple of num_attention_heads = ", c.num_attention_heads);
-    check(c.position_embedding_type == "absolute",
-          "RobertaForSequenceClassification: ", "position_embedding_type '",
-          c.position_embedding_type, "' is not supported (absolute)");
-    const Index pad = c.pad_token_id.value_or(1);
-    check(pad >= 0 && pad < c.vocab_size && pad < c.max_position_embeddings,
-          "RobertaForSequenceClassification: pad_token_id = ", pad, " must index both the ",
-          "vocabulary (", c.vocab_size, ") and the positions (", c.max_position_embeddings, ")");
-    (void)parse_activation(c.hidden_act, "hidden_act");
-    return c;
   }
 };
 
@@ -425,19 +335,25 @@ inline std::vector<std::int64_t> masked_positions(const Tensor<std::int64_t>& la
 // ---------------------------------------------------------------------------
 // RobertaForMaskedLM: `roberta` (no pooler) + `lm_head`, the layout of roberta-base on the hub.
 template <class Real>
-class RobertaForMaskedLM : public nn::Module<Real> {
+class RobertaForMaskedLM
+    : public PretrainedModel<RobertaForMaskedLM<Real>, io::RobertaConfig, Real> {
+  using Base = PretrainedModel<RobertaForMaskedLM<Real>, io::RobertaConfig, Real>;
+
  public:
-  io::RobertaConfig config;
-  Rng rng;  // initialisation, then the seeds of the dropout streams (declared before the layers)
+  static constexpr std::string_view architecture = "RobertaForMaskedLM";
+  static constexpr Task task = Task::masked_lm;
+  static constexpr InputKind inputs = InputKind::tokens;
+  using Base::config;
+  using Base::rng;
   RobertaModel<Real> roberta;
   RobertaLMHead<Real> lm_head;
 
   explicit RobertaForMaskedLM(const io::RobertaConfig& cfg, std::uint64_t seed = 0,
                               WeightInit init = WeightInit::hf)
-      : config(checked(cfg)), rng(seed), roberta(config, rng), lm_head(config, rng) {
+      : Base(cfg, seed), roberta(config, rng), lm_head(config, rng) {
     this->register_module("roberta", roberta);
     this->register_module("lm_head", lm_head);
-    if (init == WeightInit::hf) init_weights(rng);
+    this->finish_init(init);
   }
 
   // logits (B, T, V) at every position, and last_hidden_state (B, T, C).
@@ -446,6 +362,9 @@ class RobertaForMaskedLM : public nn::Module<Real> {
                             const Tensor<std::int64_t>& token_type_ids = {}) {
     const Var<Real> hidden = roberta.forward(tape, input_ids, attention_mask, token_type_ids);
     return {lm_head.forward(tape, hidden, roberta.embeddings.word_embeddings.weight), hidden};
+  }
+  ModelOutput<Real> forward(Tape<Real>& tape, const ModelInputs<Real>& in) {
+    return forward(tape, in.input_ids, in.attention_mask);
   }
 
   // HF's masked-LM loss, labels (B, T) with -100 where no prediction is scored: the mean
@@ -465,6 +384,9 @@ class RobertaForMaskedLM : public nn::Module<Real> {
     for (std::int64_t n : rows) targets.push_back(labels[n]);
     return ops::cross_entropy(tape, logits, targets);
   }
+  Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
+    return loss(tape, out.last_hidden_state, in.labels);
+  }
   // The head's logits (N, V) at flat positions `rows` (b·T + t) of hidden (B, T, C).
   Var<Real> scored_logits(Tape<Real>& tape, const Var<Real>& hidden,
                           std::span<const std::int64_t> rows) {
@@ -475,70 +397,26 @@ class RobertaForMaskedLM : public nn::Module<Real> {
     return lm_head.forward(tape, picked, roberta.embeddings.word_embeddings.weight);
   }
 
-  // HF's _init_weights: Linear / Embedding weights N(0, initializer_range) (padding rows 0), biases
-  // 0, LayerNorm 1 / 0; lm_head.bias 0.
-  void init_weights(Rng& init_rng) {
-    const double std = config.initializer_range;
-    init_embedding(roberta.embeddings.word_embeddings, init_rng, std);
-    init_embedding(roberta.embeddings.position_embeddings, init_rng, std);
-    init_embedding(roberta.embeddings.token_type_embeddings, init_rng, std);
-    for (auto& layer : roberta.encoder.layer) {
-      init_linear(layer.attention.self.query, init_rng, std);
-      init_linear(layer.attention.self.key, init_rng, std);
-      init_linear(layer.attention.self.value, init_rng, std);
-      init_linear(layer.attention.output.dense, init_rng, std);
-      init_linear(layer.intermediate.dense, init_rng, std);
-      init_linear(layer.output.dense, init_rng, std);
-    }
-    init_linear(lm_head.dense, init_rng, std);
-    lm_head.bias.value().fill(Real(0));
+  static void validate(const io::RobertaConfig& c) {
+    validate_roberta_config(c, architecture);
+    check(c.tie_word_embeddings, "RobertaForMaskedLM: tie_word_embeddings = false (a separate ",
+          "decoder) is not supported; the decoder is the word embedding");
   }
-
+  // RoBERTa's layers as the classifier's; lm_head.bias 0.
+  void init_module(const std::string&, nn::Module<Real>& module, Rng& init_rng) {
+    if (&module == &lm_head) lm_head.bias.value().fill(Real(0));
+    init_roberta_module(module, init_rng, config);
+  }
   // Keys: `roberta.*` + `lm_head.*`. The tied decoder copies some files carry
   // (lm_head.decoder.weight / .bias, e.g. converted from pytorch_model.bin) are dropped; an
-  // encoder-only file gets a fresh head, reported.
+  // encoder-only file gets a fresh head, reported. save_pretrained writes roberta.*,
+  // lm_head.{dense, layer_norm, bias}; no decoder keys (tied).
   CheckpointLayout checkpoint_layout() const {
     return {.base = "roberta",
             .ignored = {"*embeddings.position_ids", "lm_head.decoder.weight",
                         "lm_head.decoder.bias"},
             .head = {"lm_head.*"},
             .initializer_range = config.initializer_range};
-  }
-
-  static std::unique_ptr<RobertaForMaskedLM> from_pretrained(
-      const std::filesystem::path& dir, CheckpointReport* report = nullptr,
-      const CheckpointOptions& options = {}) {
-    const CheckpointFiles files = find_checkpoint_files(dir);
-    auto model =
-        std::make_unique<RobertaForMaskedLM>(io::read_roberta_config(dir), 0, WeightInit::skip);
-    CheckpointReport r =
-        load_checkpoint_weights(*model, files, model->checkpoint_layout(), options);
-    if (report != nullptr) *report = std::move(r);
-    return model;
-  }
-  // config.json + model.safetensors as transformers writes them: roberta.*, lm_head.{dense,
-  // layer_norm, bias}; no decoder keys (tied).
-  void save_pretrained(const std::filesystem::path& dir, io::Dtype dtype = io::Dtype::F32) const {
-    io::RobertaConfig c = config;
-    c.architectures = {"RobertaForMaskedLM"};
-    c.torch_dtype = torch_dtype_name(dtype);
-    save_checkpoint(*this, io::to_json(c), dir, dtype);
-  }
-
- private:
-  static const io::RobertaConfig& checked(const io::RobertaConfig& c) {
-    check(c.hidden_size % c.num_attention_heads == 0, "RobertaForMaskedLM: hidden_size = ",
-          c.hidden_size, " must be a multiple of num_attention_heads = ", c.num_attention_heads);
-    check(c.position_embedding_type == "absolute", "RobertaForMaskedLM: position_embedding_type '",
-          c.position_embedding_type, "' is not supported (absolute)");
-    check(c.tie_word_embeddings, "RobertaForMaskedLM: tie_word_embeddings = false (a separate ",
-          "decoder) is not supported; the decoder is the word embedding");
-    const Index pad = c.pad_token_id.value_or(1);
-    check(pad >= 0 && pad < c.vocab_size && pad < c.max_position_embeddings,
-          "RobertaForMaskedLM: pad_token_id = ", pad, " must index both the vocabulary (",
-          c.vocab_size, ") and the positions (", c.max_position_embeddings, ")");
-    (void)parse_activation(c.hidden_act, "hidden_act");
-    return c;
   }
 };
 

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
@@ -28,6 +29,9 @@
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/common.hpp"
+#include "fourierft/models/pretrained.hpp"
+#include "fourierft/models/transformer.hpp"
+#include "fourierft/nn/dropout.hpp"
 #include "fourierft/nn/layer_norm.hpp"
 #include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
@@ -106,16 +110,17 @@ class ViTEmbeddings : public nn::Module<Real> {
   Var<Real> cls_token;            // (1, 1, C)
   Var<Real> position_embeddings;  // (1, NP + 1, C)
   ViTPatchEmbeddings<Real> patch_embeddings;
-  Dropout<Real> dropout;
+  nn::Dropout<Real> dropout;
 
   ViTEmbeddings(const io::VitConfig& c, Rng& rng)
-      : patch_embeddings(c, rng), dropout{c.hidden_dropout_prob, rng.split()}, config_(c) {
+      : patch_embeddings(c, rng), dropout(c.hidden_dropout_prob, rng.split()), config_(c) {
     cls_token = Var<Real>::parameter(Tensor<Real>({1, 1, c.hidden_size}));
     position_embeddings =
         Var<Real>::parameter(Tensor<Real>({1, c.num_patches() + 1, c.hidden_size}));
     this->register_parameter("cls_token", cls_token);
     this->register_parameter("position_embeddings", position_embeddings);
     this->register_module("patch_embeddings", patch_embeddings);
+    this->register_module("dropout", dropout);
   }
 
   // pixel_values: (B, Ch, image_size, image_size) -> (B, NP + 1, C)
@@ -136,87 +141,29 @@ class ViTEmbeddings : public nn::Module<Real> {
     Var<Real> x = ops::concat(tape, {cls, patches}, 1);
     const Index T = config_.num_patches() + 1;
     x = ops::add(tape, x, ops::reshape(tape, position_embeddings, {T, C}));
-    return dropout.forward(tape, x, this->is_training());
+    return dropout.forward(tape, x);
   }
 
  private:
   io::VitConfig config_;
 };
 
-// encoder.layer.{i}.attention.attention
-template <class Real>
-class ViTSelfAttention : public nn::Module<Real> {
- public:
-  nn::Linear<Real> query, key, value;
-  Dropout<Real> dropout;  // on the attention probabilities
-
-  ViTSelfAttention(const io::VitConfig& c, Rng& rng)
-      : query(c.hidden_size, c.hidden_size, rng, c.qkv_bias),
-        key(c.hidden_size, c.hidden_size, rng, c.qkv_bias),
-        value(c.hidden_size, c.hidden_size, rng, c.qkv_bias),
-        dropout{c.attention_probs_dropout_prob, rng.split()},
-        num_heads_(c.num_attention_heads) {
-    this->register_module("query", query);
-    this->register_module("key", key);
-    this->register_module("value", value);
-  }
-  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x) {
-    return multi_head_attention(tape, query.forward(tape, x), key.forward(tape, x),
-                                value.forward(tape, x), num_heads_, {}, dropout,
-                                this->is_training());
-  }
-
- private:
-  Index num_heads_;
-};
-
-// attention.output and output: dropout(dense(x)); ViT adds the residual in the layer (pre-LN).
-template <class Real>
-class ViTDenseOutput : public nn::Module<Real> {
- public:
-  nn::Linear<Real> dense;
-  Dropout<Real> dropout;
-  ViTDenseOutput(Index d_in, Index C, double p_drop, Rng& rng)
-      : dense(d_in, C, rng), dropout{p_drop, rng.split()} {
-    this->register_module("dense", dense);
-  }
-  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x) {
-    return dropout.forward(tape, dense.forward(tape, x), this->is_training());
-  }
-};
-
-// encoder.layer.{i}.attention
+// encoder.layer.{i}.attention: attention (SelfAttention, qkv_bias), then output = dropout(dense(.))
 template <class Real>
 class ViTAttention : public nn::Module<Real> {
  public:
-  ViTSelfAttention<Real> attention;
-  ViTDenseOutput<Real> output;
+  SelfAttention<Real> attention;
+  DenseOutput<Real> output;
   ViTAttention(const io::VitConfig& c, Rng& rng)
-      : attention(c, rng), output(c.hidden_size, c.hidden_size, c.hidden_dropout_prob, rng) {
+      : attention(c.hidden_size, c.num_attention_heads, c.attention_probs_dropout_prob, rng,
+                  c.qkv_bias),
+        output(c.hidden_size, c.hidden_size, c.hidden_dropout_prob, rng) {
     this->register_module("attention", attention);
     this->register_module("output", output);
   }
   Var<Real> forward(Tape<Real>& tape, const Var<Real>& x) {
     return output.forward(tape, attention.forward(tape, x));
   }
-};
-
-// encoder.layer.{i}.intermediate
-template <class Real>
-class ViTIntermediate : public nn::Module<Real> {
- public:
-  nn::Linear<Real> dense;
-  ViTIntermediate(const io::VitConfig& c, Rng& rng)
-      : dense(c.hidden_size, c.intermediate_size, rng),
-        act_(parse_activation(c.hidden_act, "hidden_act")) {
-    this->register_module("dense", dense);
-  }
-  Var<Real> forward(Tape<Real>& tape, const Var<Real>& x) {
-    return activation(tape, dense.forward(tape, x), act_);
-  }
-
- private:
-  Activation act_;
 };
 
 // encoder.layer.{i}
@@ -226,14 +173,14 @@ class ViTLayer : public nn::Module<Real> {
   nn::LayerNorm<Real> layernorm_before;
   ViTAttention<Real> attention;
   nn::LayerNorm<Real> layernorm_after;
-  ViTIntermediate<Real> intermediate;
-  ViTDenseOutput<Real> output;
+  Intermediate<Real> intermediate;
+  DenseOutput<Real> output;  // dropout(dense(.)); the residual is added here (pre-LN)
 
   ViTLayer(const io::VitConfig& c, Rng& rng)
       : layernorm_before(c.hidden_size, c.layer_norm_eps),
         attention(c, rng),
         layernorm_after(c.hidden_size, c.layer_norm_eps),
-        intermediate(c, rng),
+        intermediate(c.hidden_size, c.intermediate_size, c.hidden_act, rng),
         output(c.intermediate_size, c.hidden_size, c.hidden_dropout_prob, rng) {
     this->register_module("layernorm_before", layernorm_before);
     this->register_module("attention", attention);
@@ -251,14 +198,7 @@ class ViTLayer : public nn::Module<Real> {
 };
 
 template <class Real>
-class ViTEncoder : public nn::Module<Real> {
- public:
-  nn::ModuleList<ViTLayer<Real>> layer;
-  ViTEncoder(const io::VitConfig& c, Rng& rng) {
-    for (Index i = 0; i < c.num_hidden_layers; ++i) layer.emplace_back(c, rng);
-    this->register_module("layer", layer);
-  }
-};
+using ViTEncoder = Encoder<ViTLayer<Real>>;
 
 // `vit`: ViTModel without the pooler (add_pooling_layer=False, as the classifier builds it).
 template <class Real>
@@ -284,22 +224,25 @@ class ViTModel : public nn::Module<Real> {
 
 // ---------------------------------------------------------------------------
 template <class Real>
-class ViTForImageClassification : public nn::Module<Real> {
+class ViTForImageClassification
+    : public PretrainedModel<ViTForImageClassification<Real>, io::VitConfig, Real> {
+  using Base = PretrainedModel<ViTForImageClassification<Real>, io::VitConfig, Real>;
+
  public:
-  io::VitConfig config;
-  Rng rng;  // initialisation, then the seeds of the dropout streams (declared before the layers)
+  static constexpr std::string_view architecture = "ViTForImageClassification";
+  static constexpr Task task = Task::image_classification;
+  static constexpr InputKind inputs = InputKind::pixels;
+  using Base::config;
+  using Base::rng;
   ViTModel<Real> vit;
   nn::Linear<Real> classifier;  // (num_labels, C)
 
   explicit ViTForImageClassification(const io::VitConfig& cfg, std::uint64_t seed = 0,
                                      WeightInit init = WeightInit::hf)
-      : config(checked(cfg)),
-        rng(seed),
-        vit(config, rng),
-        classifier(config.hidden_size, config.num_labels(), rng) {
+      : Base(cfg, seed), vit(config, rng), classifier(config.hidden_size, config.num_labels(), rng) {
     this->register_module("vit", vit);
     this->register_module("classifier", classifier);
-    if (init == WeightInit::hf) init_weights(rng);
+    this->finish_init(init);
   }
 
   Index num_labels() const { return config.num_labels(); }
@@ -309,40 +252,47 @@ class ViTForImageClassification : public nn::Module<Real> {
     const Var<Real> hidden = vit.forward(tape, pixel_values);
     return {classifier.forward(tape, ops::select(tape, hidden, 1, 0)), hidden};
   }
+  ModelOutput<Real> forward(Tape<Real>& tape, const ModelInputs<Real>& in) {
+    return forward(tape, in.pixel_values);
+  }
 
-  // labels (B) in [0, num_labels) -> cross-entropy (HF: num_labels > 1, single-label).
+  // labels (B) in [0, num_labels) -> cross-entropy; float labels (regression) -> MSE.
   Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits,
                  const Tensor<std::int64_t>& labels) const {
-    check(!config.is_regression(), "ViTForImageClassification::loss: this model is a regressor ",
-          "(num_labels = 1 / problem_type regression): pass float labels");
-    return classification_loss(tape, logits, labels);
+    return sequence_classification_loss(tape, logits, labels, config, architecture);
   }
   Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits, const Tensor<Real>& labels) const {
-    check(config.is_regression(), "ViTForImageClassification::loss: this model classifies into ",
-          num_labels(), " labels: pass integer labels");
-    return regression_loss(tape, logits, labels);
+    return sequence_classification_loss(tape, logits, labels, config, architecture);
+  }
+  Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
+    return config.is_regression() ? loss(tape, out.logits, in.targets)
+                                  : loss(tape, out.logits, in.labels);
   }
 
+  static void validate(const io::VitConfig& c) {
+    check(c.hidden_size % c.num_attention_heads == 0,
+          "ViTForImageClassification: hidden_size = ", c.hidden_size,
+          " must be a multiple of num_attention_heads = ", c.num_attention_heads);
+    check(c.image_size % c.patch_size == 0,
+          "ViTForImageClassification: image_size = ", c.image_size,
+          " must be a multiple of patch_size = ", c.patch_size);
+    (void)parse_activation(c.hidden_act, "hidden_act");
+  }
   // HF's _init_weights: Linear and Conv2d weights, cls_token and position_embeddings from
-  // trunc_normal(0, initializer_range); biases 0; LayerNorm 1 / 0.
-  void init_weights(Rng& init_rng) {
+  // trunc_normal(0, initializer_range); biases 0; LayerNorm 1 / 0. The embeddings module comes
+  // before its patch projection in the walk, so cls_token and positions are drawn first.
+  void init_module(const std::string&, nn::Module<Real>& module, Rng& init_rng) {
     const double std = config.initializer_range;
-    init_normal(vit.embeddings.cls_token, init_rng, std, true);
-    init_normal(vit.embeddings.position_embeddings, init_rng, std, true);
-    auto& projection = vit.embeddings.patch_embeddings.projection;
-    init_normal(projection.weight, init_rng, std, true);
-    projection.bias.value().fill(Real(0));
-    for (auto& layer : vit.encoder.layer) {
-      init_linear(layer.attention.attention.query, init_rng, std, true);
-      init_linear(layer.attention.attention.key, init_rng, std, true);
-      init_linear(layer.attention.attention.value, init_rng, std, true);
-      init_linear(layer.attention.output.dense, init_rng, std, true);
-      init_linear(layer.intermediate.dense, init_rng, std, true);
-      init_linear(layer.output.dense, init_rng, std, true);
+    if (auto* embeddings = dynamic_cast<ViTEmbeddings<Real>*>(&module)) {
+      init_normal(embeddings->cls_token, init_rng, std, true);
+      init_normal(embeddings->position_embeddings, init_rng, std, true);
+    } else if (auto* projection = dynamic_cast<PatchProjection<Real>*>(&module)) {
+      init_normal(projection->weight, init_rng, std, true);
+      projection->bias.value().fill(Real(0));
+    } else {
+      init_standard_layer(module, init_rng, std, true);
     }
-    init_linear(classifier, init_rng, std, true);
   }
-
   // Keys: `vit.*` + `classifier.*`. ImageNet-21k checkpoints (ViTModel: no classifier, a pooler)
   // get a fresh classifier, reported; their pooler is reported unused.
   CheckpointLayout checkpoint_layout() const {
@@ -351,36 +301,6 @@ class ViTForImageClassification : public nn::Module<Real> {
             .head = {"classifier.*"},
             .initializer_range = config.initializer_range,
             .truncated_init = true};
-  }
-
-  static std::unique_ptr<ViTForImageClassification> from_pretrained(
-      const std::filesystem::path& dir, CheckpointReport* report = nullptr,
-      const CheckpointOptions& options = {}) {
-    const CheckpointFiles files = find_checkpoint_files(dir);
-    auto model =
-        std::make_unique<ViTForImageClassification>(io::read_vit_config(dir), 0, WeightInit::skip);
-    CheckpointReport r =
-        load_checkpoint_weights(*model, files, model->checkpoint_layout(), options);
-    if (report != nullptr) *report = std::move(r);
-    return model;
-  }
-  void save_pretrained(const std::filesystem::path& dir, io::Dtype dtype = io::Dtype::F32) const {
-    io::VitConfig c = config;
-    c.architectures = {"ViTForImageClassification"};
-    c.torch_dtype = torch_dtype_name(dtype);
-    save_checkpoint(*this, io::to_json(c), dir, dtype);
-  }
-
- private:
-  static const io::VitConfig& checked(const io::VitConfig& c) {
-    check(c.hidden_size % c.num_attention_heads == 0,
-          "ViTForImageClassification: hidden_size = ", c.hidden_size,
-          " must be a multiple of num_attention_heads = ", c.num_attention_heads);
-    check(c.image_size % c.patch_size == 0,
-          "ViTForImageClassification: image_size = ", c.image_size,
-          " must be a multiple of patch_size = ", c.patch_size);
-    (void)parse_activation(c.hidden_act, "hidden_act");
-    return c;
   }
 };
 

@@ -6,7 +6,7 @@
 // from (run seed, what, epoch or step) before use:
 //   epoch_order(n, seed, epoch)        the shuffled example order of an epoch
 //   step_rng(seed, stream, step)       e.g. the crops and flips of a step's images
-//   reseed_dropout(model, seed, step)  every dropout site of GPT-2 / RoBERTa / ViT, before a step
+//   reseed_dropout(model, seed, step)  every nn::Dropout of the model's tree, before a step
 //   step_rng(seed, Stream::masking, step)   the masked-LM positions of a pretraining step
 // so a run resumed at step s draws exactly what the uninterrupted run drew from step s on.
 // Floating-point results must repeat too: ops::spectral::reproducible_fft() makes FFTW choose its
@@ -20,10 +20,8 @@
 #include <vector>
 
 #include "fourierft/core/random.hpp"
-#include "fourierft/models/common.hpp"
-#include "fourierft/models/gpt2.hpp"
-#include "fourierft/models/roberta.hpp"
-#include "fourierft/models/vit.hpp"
+#include "fourierft/nn/dropout.hpp"
+#include "fourierft/nn/module.hpp"
 
 namespace fourierft::train {
 
@@ -70,57 +68,19 @@ inline std::int64_t steps_per_epoch(Index n, Index batch, Index accum) {
   return (batches + accum - 1) / accum;
 }
 
-namespace detail {
+// Re-seeds every dropout site of the model for optimizer step `step` (call before its forward):
+// the k-th nn::Dropout of named_modules() (registration order, k = 0, 1, 2, ...) gets the stream
+// mix_seed(mix_seed(seed, dropout, step), k). GPT-2: transformer.drop, then per block
+// attn.attn_dropout, attn.resid_dropout, mlp.dropout; RoBERTa: embeddings.dropout, per layer
+// attention.self.dropout, attention.output.dropout, output.dropout, then classifier.dropout; ViT
+// alike (attention.attention.dropout).
 template <class Real>
-void reseed(models::Dropout<Real>& site, std::uint64_t seed, std::uint64_t step, std::uint64_t& k) {
-  site.rng = Rng(mix_seed(mix_seed(seed, static_cast<std::uint64_t>(Stream::dropout), step), k++));
-}
-}  // namespace detail
-
-// Re-seeds every dropout site of the model for optimizer step `step` (call before its forward).
-template <class Real>
-void reseed_dropout(models::GPT2LMHeadModel<Real>& model, std::uint64_t seed, std::uint64_t step) {
+void reseed_dropout(nn::Module<Real>& model, std::uint64_t seed, std::uint64_t step) {
+  const std::uint64_t step_seed = mix_seed(seed, static_cast<std::uint64_t>(Stream::dropout), step);
   std::uint64_t k = 0;
-  detail::reseed(model.transformer.drop, seed, step, k);
-  for (auto& block : model.transformer.h) {
-    detail::reseed(block.attn.attn_dropout, seed, step, k);
-    detail::reseed(block.attn.resid_dropout, seed, step, k);
-    detail::reseed(block.mlp.dropout, seed, step, k);
-  }
-}
-template <class Real>
-void reseed_dropout(models::RobertaForSequenceClassification<Real>& model, std::uint64_t seed,
-                    std::uint64_t step) {
-  std::uint64_t k = 0;
-  detail::reseed(model.roberta.embeddings.dropout, seed, step, k);
-  for (auto& layer : model.roberta.encoder.layer) {
-    detail::reseed(layer.attention.self.dropout, seed, step, k);
-    detail::reseed(layer.attention.output.dropout, seed, step, k);
-    detail::reseed(layer.output.dropout, seed, step, k);
-  }
-  detail::reseed(model.classifier.dropout, seed, step, k);
-}
-template <class Real>
-void reseed_dropout(models::RobertaForMaskedLM<Real>& model, std::uint64_t seed,
-                    std::uint64_t step) {
-  std::uint64_t k = 0;
-  detail::reseed(model.roberta.embeddings.dropout, seed, step, k);
-  for (auto& layer : model.roberta.encoder.layer) {
-    detail::reseed(layer.attention.self.dropout, seed, step, k);
-    detail::reseed(layer.attention.output.dropout, seed, step, k);
-    detail::reseed(layer.output.dropout, seed, step, k);
-  }
-}
-template <class Real>
-void reseed_dropout(models::ViTForImageClassification<Real>& model, std::uint64_t seed,
-                    std::uint64_t step) {
-  std::uint64_t k = 0;
-  detail::reseed(model.vit.embeddings.dropout, seed, step, k);
-  for (auto& layer : model.vit.encoder.layer) {
-    detail::reseed(layer.attention.attention.dropout, seed, step, k);
-    detail::reseed(layer.attention.output.dropout, seed, step, k);
-    detail::reseed(layer.output.dropout, seed, step, k);
-  }
+  for (auto& [name, module] : model.named_modules())
+    if (auto* site = dynamic_cast<nn::Dropout<Real>*>(module))
+      site->rng = Rng(mix_seed(step_seed, k++));
 }
 
 }  // namespace fourierft::train
