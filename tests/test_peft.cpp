@@ -381,8 +381,9 @@ TEST_CASE("FourierFT linear matches PEFT computed by PyTorch (tests/fixtures/fou
 }
 
 // ---------------------------------------------------------------------------
-// The worked example of docs/adding_a_peft_method.md: a method defined outside the library
-// (tests/toy_method.hpp), registered with one line, goes through the same calls as the built-ins.
+// The worked example of docs/architecture.md ("Adding a PEFT method"): a method defined outside the
+// library (tests/toy_method.hpp), registered with one line, goes through the same calls as the
+// built-ins.
 
 TEST_CASE("toy scale method: scale_linear's gradients match central differences, both layouts") {
   for (const auto layout : {ops::WeightLayout::out_in, ops::WeightLayout::in_out}) {

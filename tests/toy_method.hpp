@@ -1,5 +1,5 @@
-// tests/toy_method.hpp — a toy PEFT method defined outside the library, the worked example of
-// docs/adding_a_peft_method.md: "scale", a learned per-output-channel scale on a frozen Linear.
+// tests/toy_method.hpp — the worked example of docs/architecture.md's "Adding a PEFT method": "scale",
+// a learned per-output-channel scale on a frozen Linear, defined outside the library.
 #pragma once
 
 // y = (x·W0ᵀ)·(1 + s) + b,  s: (d_out) trainable, zeros at the start (so the adapted model starts

@@ -1,5 +1,5 @@
-// tests/toy_model.hpp — the worked example of adding a model: a 2-layer MLP classifier over
-// flattened pixels, with its own config.json type, registered with one line (see test_models.cpp).
+// tests/toy_model.hpp — the worked example of docs/architecture.md's "Adding a model": a 2-layer MLP
+// classifier over flattened pixels with its own config.json type, registered with one line.
 #pragma once
 
 // config.json: {"model_type": "toy-mlp", "num_features": 12, "hidden_size": 8,
