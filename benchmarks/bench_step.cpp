@@ -34,6 +34,7 @@
 #include "fourierft/models/vit.hpp"
 #include "fourierft/optim/adamw.hpp"
 #include "fourierft/peft/fourierft.hpp"
+#include "fourierft/peft/bitfit.hpp"
 #include "fourierft/peft/lora.hpp"
 #include "bench_process.hpp"
 

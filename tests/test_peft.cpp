@@ -14,6 +14,7 @@
 #include "fourierft/optim/adamw.hpp"
 #include "fourierft/peft/adapter_io.hpp"
 #include "fourierft/peft/fourierft.hpp"
+#include "fourierft/peft/bitfit.hpp"
 #include "fourierft/peft/lora.hpp"
 #include "fourierft/peft/method.hpp"
 #include "fourierft/peft/registry.hpp"

@@ -35,6 +35,7 @@
 #include "fourierft/peft/entries.hpp"
 #include "fourierft/peft/fourierft.hpp"
 #include "fourierft/peft/fourierft_op.hpp"
+#include "fourierft/peft/bitfit.hpp"
 #include "fourierft/peft/lora.hpp"
 
 #include "fourierft/io/bpe_tokenizer.hpp"

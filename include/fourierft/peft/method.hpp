@@ -2,8 +2,8 @@
 // method's typed settings) and AdapterSpec (what to fine-tune: a method's config plus the head).
 #pragma once
 
-// A PEFT method is one type M; FourierFTMethod (peft/fourierft.hpp) and LoraMethod, BitFitMethod,
-// FullMethod, HeadOnlyMethod (peft/lora.hpp) are the built-in ones. It has
+// A PEFT method is one type M; FourierFTMethod (peft/fourierft.hpp), LoraMethod (peft/lora.hpp),
+// BitFitMethod, FullMethod and HeadOnlyMethod (peft/bitfit.hpp) are the built-in ones. It has
 //   using Config = ...;   its settings, named as adapter_config.json's fields, with
 //                         `using Method = M;` inside Config (so a Config alone names its method)
 //   name, peft_type       "lora" (--method, AdapterSpec::method()) and "LORA" (adapter_config.json)

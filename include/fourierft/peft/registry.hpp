@@ -12,6 +12,7 @@
 #include "fourierft/core/error.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/peft/fourierft.hpp"
+#include "fourierft/peft/bitfit.hpp"
 #include "fourierft/peft/lora.hpp"
 #include "fourierft/peft/method.hpp"
 
