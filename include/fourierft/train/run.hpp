@@ -7,18 +7,22 @@
 //   for (int epoch = run.epoch(); epoch < opt.epochs; ++epoch) {
 //     const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
 //     for (const train::Step& step : run.steps(epoch, batches)) {    // resumes mid-epoch
+//       optimizer.scale_lr(schedule(step.index));
+//       ...model->train(), reseed dropout for step.index...
 //       for (Index m = step.begin; m < step.end; ++m) {               // gradient accumulation
 //         const Var<float> loss = ...forward batches[m]...;
 //         tape.backward(loss, run.accumulate(step, loss, batches[m].size()));
 //         tape.clear();
 //       }
-//       ...clip, optimizer.scale_lr(schedule(step.index)), step, zero_grad...
+//       ...clip, optimizer.step(), optimizer.zero_grad()...
 //       if (const auto code = run.end_step(step)) return *code;       // Ctrl-C / --stop-after
 //     }
-//     ...evaluate...;  run.record_epoch(epoch, {...}, value);  run.end_epoch(epoch, line);
+//     ...evaluate...;  run.record_epoch(epoch, {...}, value);  ...;  run.end_epoch(epoch, line);
 //   }
 //   run.end_loop();  ...;  run.write_results({...});  run.finish({...});
+// Files and events are those of train/checkpoint.hpp (state/) and train/log.hpp (log.jsonl).
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -27,6 +31,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fourierft/core/tape.hpp"
@@ -92,7 +97,6 @@ class Run {
     const io::Json& v = state_.record["best_value"];
     return v.is_null() ? NAN : v.get<double>();
   }
-  io::Json best_value_json() const { return state_.record["best_value"]; }
 
   // The optimizer steps of `epoch` over its micro-batches `batches` (grad_accum per step), from the
   // resume position on; their indices continue the step counter.
