@@ -49,8 +49,8 @@ struct Options {
 };
 
 // Applies the method (any registered one: peft/registry.hpp) and returns the trainable parameters.
-// FourierFT n = 1000, scaling 150 and LoRA r = 8, alpha 8 on query / value (GPT-2: on c_attn, FourierFT
-// on its q and v slices); the classifier head, where there is one, trains fully.
+// FourierFT n = 1000, scaling 150 and LoRA r = 8, alpha 8 on query / value (GPT-2: on c_attn,
+// FourierFT on its q and v slices); the classifier head, where there is one, trains fully.
 template <class Model>
 std::vector<Var<float>> apply_method(Model& model, const std::string& method, bool gpt2) {
   const peft::TargetSpec targets = {gpt2 ? std::vector<std::string>{"c_attn"}

@@ -271,7 +271,9 @@ int main(int argc, char** argv) {
         optimizer.scale_lr(schedule(step.index));  // lr of this step
         model->train();
         train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step.index));
-        for (Index m = step.begin; m < step.end; ++m) {  // micro-batches: weights |m| / Σ |m|
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
           const io::LmBatch batch = examples::e2e_make_batch(train_examples, batches[m], max_len);
           const Var<float> loss = examples::e2e_batch_loss(tape, *model, batch, smoothing);
           tape.backward(loss, run.accumulate(step, loss, batch.lengths.size()));

@@ -352,8 +352,11 @@ int main(int argc, char** argv) {
         optimizer.scale_lr(schedule(step.index));  // lr of this step
         model->train();
         train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step.index));
-        for (Index m = step.begin; m < step.end; ++m) {  // micro-batches: weights |m| / Σ |m|
-          const Var<float> loss = batch_loss(tape, *model, make_batch(train_split, batches[m], pad));
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
+          const Batch batch = make_batch(train_split, batches[m], pad);
+          const Var<float> loss = batch_loss(tape, *model, batch);
           tape.backward(loss, run.accumulate(step, loss, batches[m].size()));
           tape.clear();
         }
@@ -365,8 +368,9 @@ int main(int argc, char** argv) {
 
       // ---- evaluate on dev after every epoch; keep the best ----------------------------------
       const Evaluation e = evaluate(*model, dev, eval_batch, pad);
-      const bool best = run.record_epoch(epoch, {{"metric", e.metric}, {"value", train::json_number(e.value)},
-                                                 {"scores", e.scores}}, e.value);
+      const io::Json entry = {{"metric", e.metric}, {"value", train::json_number(e.value)},
+                              {"scores", e.scores}};
+      const bool best = run.record_epoch(epoch, entry, e.value);
       if (best) peft::save_adapter(*model, spec, opt.out / "best_adapter");
       peft::save_adapter(*model, spec, opt.out / "adapter");
       write_predictions(opt.out / "dev_predictions.tsv", dev, e);
@@ -397,7 +401,8 @@ int main(int argc, char** argv) {
     run.finish();
     std::printf("done: best dev %s %.4f at epoch %d; adapter in %s, best in %s\n",
                 last["metric"].get<std::string>().c_str(), run.best_value(), run.best_epoch(),
-                (opt.out / "adapter").string().c_str(), (opt.out / "best_adapter").string().c_str());
+                (opt.out / "adapter").string().c_str(),
+                (opt.out / "best_adapter").string().c_str());
     return 0;
   } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
     return train::report_error("finetune_glue", e);

@@ -264,14 +264,17 @@ int main(int argc, char** argv) {
         optimizer.scale_lr(schedule(step.index));  // lr of this step
         model->train();
         train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step.index));
-        for (Index m = step.begin; m < step.end; ++m) {  // micro-batches: weights |m| / Σ |m|
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
           std::vector<Index> rows;  // micro-batch m, augmented from its own seeded stream
           for (Index i : batches[m]) rows.push_back(train_items[static_cast<std::size_t>(i)]);
           Rng augment = train::step_rng(opt.seed, train::Stream::augment,
                                         train::mix_seed(static_cast<std::uint64_t>(step.index),
                                                         static_cast<std::uint64_t>(m)));
           const io::ImageBatch batch = train_folder.batch(rows, processor, &augment);
-          const Var<float> loss = model->loss(tape, model->forward(tape, batch.pixels).logits, batch.labels);
+          const Var<float> logits = model->forward(tape, batch.pixels).logits;  // (B, classes)
+          const Var<float> loss = model->loss(tape, logits, batch.labels);
           tape.backward(loss, run.accumulate(step, loss, rows.size()));
           tape.clear();
         }

@@ -734,7 +734,9 @@ int main(int argc, char** argv) {
         model.train();
         if (is_image) image.reseed(opt.seed, static_cast<std::uint64_t>(step.index));
         else text.reseed(opt.seed, static_cast<std::uint64_t>(step.index));
-        for (Index m = step.begin; m < step.end; ++m) {  // micro-batches: weights |m| / Σ |m|
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
           // Masking (mlm) or crops and flips (image) of this micro-batch: a function of the step.
           Rng draws = train::step_rng(opt.seed, is_image ? train::Stream::augment : train::Stream::masking,
                                       train::mix_seed(static_cast<std::uint64_t>(step.index),

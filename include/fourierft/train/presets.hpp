@@ -142,7 +142,7 @@ const Preset& find_preset(const std::vector<Preset>& all, std::string_view name)
 
 // A program's options: the preset's values, then every flag given overrides them
 // (read_run_options); `out` is the default --out. E2E runs the preset's 128 examples per step as
-// micro-batches of 8, 16 accumulated; GLUE and ViT take the preset's micro-batch (and accumulation).
+// micro-batches of 8, 16 accumulated; GLUE and ViT take the preset's micro-batch and accumulation.
 template <class Preset>
 RunOptions run_options(const Preset& p, util::Args& args, const std::filesystem::path& out) {
   RunOptions o{.n = p.n, .scaling = p.scaling, .lr = p.lr, .epochs = p.epochs,

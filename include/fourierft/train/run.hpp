@@ -1,8 +1,8 @@
-// fourierft/train/run.hpp — train::Run: the bookkeeping of an example program's training run (start
-// or resume, log.jsonl and progress, step counter, data position, stop requests, best epoch, cleanup).
+// fourierft/train/run.hpp — train::Run, the bookkeeping of an example program's training: start or
+// resume, log.jsonl and progress, step counter, data position, stop requests, best epoch, cleanup.
 #pragma once
 
-// The program writes the training step itself in main; Run is called at the step's and epoch's ends:
+// The program writes the training step itself in main and calls Run at the step's and epoch's end:
 //   train::Run run(opt, *model, optimizer, interrupt, {.program = "finetune_glue", ...});
 //   for (int epoch = run.epoch(); epoch < opt.epochs; ++epoch) {
 //     const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
@@ -55,8 +55,8 @@ struct RunSetup {
   io::Json start_fields = io::Json::object();  // more fields of the start / resume event
   const char* unit = "ex";               // the progress bar's unit: ex | img | tok
   const char* rate_key = "examples_per_s";  // the step event's throughput field
-  bool keeps_best = false;               // record the best epoch (record_epoch's value, higher wins)
-  bool save_after_last_epoch = false;    // keep a state after the last epoch (e2e: decoding follows)
+  bool keeps_best = false;               // track the best epoch (record_epoch's value; higher wins)
+  bool save_after_last_epoch = false;    // keep a state after the last epoch (e2e decodes after)
   bool lr_per_group = true;              // the step event's "lr": one per group, or group 0's alone
 };
 
@@ -150,8 +150,8 @@ class Run {
     log_.write({{"event", "interrupt"}, {"step", step_}, {"epoch", step.epoch + 1},
                 {"signal", interrupt_.requested()}});
     progress_.finish();
-    std::printf("%s at step %lld: state saved to %s; continue with the same command plus --resume\n",
-                interrupt_.requested() ? "interrupted" : "stopped (--stop-after)",
+    std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
+                "--resume\n", interrupt_.requested() ? "interrupted" : "stopped (--stop-after)",
                 static_cast<long long>(step_), state_dir().string().c_str());
     return interrupt_.requested() ? interrupt_.exit_code() : 130;
   }
