@@ -36,6 +36,8 @@
 #include "fourierft/peft/fourierft.hpp"
 #include "fourierft/peft/bitfit.hpp"
 #include "fourierft/peft/lora.hpp"
+#include "fourierft/peft/method.hpp"
+#include "fourierft/peft/registry.hpp"
 #include "bench_process.hpp"
 
 using namespace fourierft;
@@ -47,35 +49,29 @@ struct Options {
   int steps = 2;  // timed steps after one warm-up step
 };
 
-// Applies the method and returns the trainable parameters.
+// Applies the method (any registered one: peft/registry.hpp) and returns the trainable parameters.
+// FourierFT n = 1000, scaling 150 and LoRA r = 8, alpha 8 on query / value (GPT-2: on c_attn,
+// FourierFT on its q and v slices); the classifier head, where there is one, trains fully.
 template <class Model>
 std::vector<Var<float>> apply_method(Model& model, const std::string& method, bool gpt2) {
-  Rng rng(7);
-  const std::vector<std::string> head = gpt2 ? std::vector<std::string>{} : std::vector<std::string>{"classifier"};
-  if (method == "fourierft") {
-    peft::FourierFTConfig config;
-    config.n_frequency = 1000;
-    config.scaling = 150.0;
-    config.modules_to_save = head;
-    if (gpt2) {
-      config.target_modules = {{"c_attn"}, ""};
-      config.fused_slices = {{"c_attn", 3, {{"q", 0}, {"v", 2}}}};
-    } else {
-      config.target_modules = {{"query", "value"}, ""};
-    }
-    peft::apply_fourierft(model, config, rng);
-  } else if (method == "lora") {
-    peft::LoraConfig config;
-    config.r = 8;
-    config.lora_alpha = 8;
-    config.target_modules = {gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"query", "value"}, ""};
-    config.modules_to_save = head;
-    peft::apply_lora(model, config, rng);
-  } else if (method == "full") {
-    peft::apply_full(model);
-  } else {
-    throw ValueError(str_cat("bench_step: unknown method '", method, "' (fourierft, lora, full)"));
+  const peft::TargetSpec targets = {gpt2 ? std::vector<std::string>{"c_attn"}
+                                         : std::vector<std::string>{"query", "value"}, ""};
+  peft::AdapterSpec spec{.config = peft::method_config(method),
+                         .modules_to_save = gpt2 ? std::vector<std::string>{}
+                                                 : std::vector<std::string>{"classifier"}};
+  if (auto* f = spec.config.find<peft::FourierFTConfig>()) {
+    f->n_frequency = 1000;
+    f->scaling = 150.0;
+    f->target_modules = targets;
+    if (gpt2) f->fused_slices = {{"c_attn", 3, {{"q", 0}, {"v", 2}}}};
   }
+  if (auto* l = spec.config.find<peft::LoraConfig>()) {
+    l->r = 8;
+    l->lora_alpha = 8;
+    l->target_modules = targets;
+  }
+  Rng rng(7);
+  peft::apply_adapter(model, spec, rng);
   model.train();
   return model.trainable_parameters();
 }

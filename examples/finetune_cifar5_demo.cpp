@@ -140,14 +140,16 @@ int main(int argc, char** argv) {
     for (const std::string& method : methods) {  // examples/vit_transfer.hpp: load, adapt, train
       examples::TransferSettings settings{.opt = opt, .epochs = epochs, .batch_size = batch_size};
       settings.opt.method = method;
-      settings.lr = method == "fourierft" ? spectrum_lr : method == "lora" ? lora_lr : full_lr;
+      const peft::MethodConfig config = peft::method_config(method);  // the lr by the method's kind
+      const bool spectral = config.find<peft::FourierFTConfig>() != nullptr;
+      settings.lr = spectral ? spectrum_lr : config.find<peft::LoraConfig>() ? lora_lr : full_lr;
       const examples::TransferResult r = examples::run_transfer(
           model_dir, train_set, train_items, test_set, processor, settings, out / method);
       const auto bytes = fs::file_size(out / method / "adapter_model.safetensors");
       std::printf("%-10s %10lld %10llu %11.4f %10.4f %8.1f\n", method.c_str(),
                   static_cast<long long>(r.trainable), static_cast<unsigned long long>(bytes),
                   r.accuracy_before, r.accuracy_after, r.seconds);
-      if (method == "fourierft") fourierft_accuracy = r.accuracy_after;
+      if (spectral) fourierft_accuracy = r.accuracy_after;
     }
 
     // ---- the saved FourierFT adapter alone reproduces its accuracy ------------------------------
@@ -165,11 +167,7 @@ int main(int argc, char** argv) {
     std::printf("done in %s; adapters in %s/<method>/ (PEFT format)\n",
                 train::format_duration(train::seconds_since(start)).c_str(), out.string().c_str());
     return reproduced ? 0 : 1;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "finetune_cifar5_demo: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "finetune_cifar5_demo: unexpected error: %s\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
+    return train::report_error("finetune_cifar5_demo", e);
   }
 }

@@ -43,12 +43,10 @@
 #include "fourierft/fourierft.hpp"
 #include "fourierft/models/generation.hpp"
 #include "fourierft/models/gpt2.hpp"
-#include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
-#include "fourierft/train/loop.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/presets.hpp"
-#include "fourierft/train/progress.hpp"
+#include "fourierft/train/run.hpp"
 #include "fourierft/train/seeds.hpp"
 #include "fourierft/train/signals.hpp"
 #include "e2e_lm.hpp"
@@ -126,18 +124,8 @@ int main(int argc, char** argv) {
     }
     const train::E2EPreset& preset =
         train::find_preset(train::e2e_presets(), args.str("--preset", "gpt2-medium-e2e"));
-    train::RunOptions opt;
-    opt.n = preset.n;
-    opt.scaling = preset.scaling;
-    opt.lr = preset.lr;
-    opt.head_lr = preset.other_lr;
-    opt.epochs = preset.epochs;
-    opt.batch = 8;  // micro-batches of 8, 16 per step: the paper's 128 examples per update
-    opt.grad_accum = preset.batch / 8;
-    opt.warmup_ratio = preset.warmup_ratio;
-    opt.weight_decay = preset.weight_decay;
-    opt.out = "out/e2e";
-    train::read_run_options(args, opt);
+    // Micro-batches of 8, 16 per step: the paper's 128 examples per update.
+    const train::RunOptions opt = train::run_options(preset, args, "out/e2e");
     const fs::path model_dir = args.str("--model");
     const fs::path tokenizer_dir = args.str("--tokenizer", model_dir.string());
     const fs::path data_dir = args.str("--data");
@@ -215,7 +203,7 @@ int main(int argc, char** argv) {
     train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
 
     // Decoding and scoring, after training or on its own (--eval-only).
-    auto decode_and_score = [&](train::JsonlLog* log, std::int64_t step) {
+    auto decode_and_score = [&] {
       const auto t0 = std::chrono::steady_clock::now();
       const std::vector<std::string> hyps =
           decode_test(*model, tokenizer, test_groups, generation, decode_batch, interrupt);
@@ -233,9 +221,6 @@ int main(int argc, char** argv) {
       });
       const io::Json scores = {{"BLEU", s.bleu}, {"NIST", s.nist}, {"METEOR", s.meteor},
                                {"ROUGE_L", s.rouge_l}, {"CIDEr", s.cider}};
-      if (log != nullptr)
-        log->write({{"event", "eval"}, {"step", step}, {"split", "test"}, {"metric", "BLEU"},
-                    {"value", s.bleu}, {"scores", scores}, {"mrs", test_groups.size()}});
       std::printf("test (%zu MRs, %s): BLEU %.4f | NIST %.4f | METEOR %.4f | ROUGE-L %.4f | CIDEr "
                   "%.4f\n", test_groups.size(), train::format_duration(train::seconds_since(t0)).c_str(),
                   s.bleu, s.nist, s.meteor, s.rouge_l, s.cider);
@@ -244,7 +229,7 @@ int main(int argc, char** argv) {
     if (opt.eval_only) {
       const double loss = e2e_eval_loss(*model, test_examples, eval_batch, max_len);
       std::printf("test loss %.6f over %zu references\n", loss, test_examples.size());
-      const io::Json scores = decode_and_score(nullptr, 0);
+      const io::Json scores = decode_and_score();
       io::write_json(opt.out / "eval.json", {{"adapter", opt.adapter.string()}, {"test_loss", loss},
                                              {"mrs", test_groups.size()}, {"scores", scores}});
       return 0;
@@ -273,74 +258,59 @@ int main(int argc, char** argv) {
     io::Json settings = train::resume_settings(opt);
     settings.update({{"format", format}, {"max_len", max_len}, {"label_smoothing", smoothing},
                      {"train_examples", N}, {"model", model_dir.string()}});
-    const fs::path state_dir = opt.out / "state";
-    train::TrainState state = train::start_or_resume(
-        opt.out, opt.resume, *model, optimizer, settings,
-        {{"history", io::Json::array()}});
-    train::JsonlLog log(opt.out / "log.jsonl");
-    log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "finetune_e2e"},
-               {"step", state.step}, {"settings", settings}, {"preset", preset.name},
-               {"total_steps", total_steps}});
+    train::Run run(opt, *model, optimizer, interrupt,
+                   {.program = "finetune_e2e", .settings = settings, .total_steps = total_steps,
+                    .start_fields = {{"preset", preset.name}}, .save_after_last_epoch = true});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
-    train::Progress progress(total_steps, state.step, opt.log_every, "ex");
+    const std::vector<Var<float>> params = optimizer.parameters();
     Tape<float> tape;
-    std::int64_t step = state.step;
-    for (int epoch = state.epoch; epoch < opt.epochs; ++epoch) {
+    for (int epoch = run.epoch(); epoch < opt.epochs; ++epoch) {
       const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
-      const auto num_batches = static_cast<Index>(batches.size());
-      const auto epoch_start = std::chrono::steady_clock::now();
-      for (Index b = epoch == state.epoch ? state.next_batch : 0; b < num_batches;
-           b += opt.grad_accum) {
-        const Index end = std::min(num_batches, b + opt.grad_accum);
-        std::vector<Index> sizes;  // examples per micro-batch
-        for (Index m = b; m < end; ++m) sizes.push_back(static_cast<Index>(batches[m].size()));
+      for (const train::Step& step : run.steps(epoch, batches)) {
+        optimizer.scale_lr(schedule(step.index));  // lr of this step
         model->train();
-        train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step));
-        const train::StepResult result = train::optimizer_step(
-            tape, optimizer, schedule, opt.clip, step, epoch, sizes, [&](Tape<float>& t, Index m) {
-              return examples::e2e_batch_loss(
-                  t, *model, examples::e2e_make_batch(train_examples, batches[b + m], max_len),
-                  smoothing);
-            });
-        ++step;
-        train::log_step(progress, log, optimizer, step, epoch, result, "examples_per_s");
-        if (const auto code = train::stop_requested(interrupt, opt.stop_after, state_dir, *model,
-                                                    optimizer, state, settings, log, progress, step,
-                                                    epoch, end))
-          return *code;
+        train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step.index));
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
+          const io::LmBatch batch = examples::e2e_make_batch(train_examples, batches[m], max_len);
+          const Var<float> loss = examples::e2e_batch_loss(tape, *model, batch, smoothing);
+          tape.backward(loss, run.accumulate(step, loss, batch.lengths.size()));
+          tape.clear();
+        }
+        if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
+        optimizer.step();
+        optimizer.zero_grad();
+        if (const auto code = run.end_step(step)) return *code;  // Ctrl-C or --stop-after
       }
 
       // ---- after every epoch: the teacher-forced loss on the test references -------------------
       const double loss = e2e_eval_loss(*model, test_examples, eval_batch, max_len);
-      state.record["history"].push_back({{"epoch", epoch + 1}, {"step", step}, {"test_loss", loss}});
+      run.record_epoch(epoch, {{"test_loss", loss}});
       peft::save_adapter(*model, spec, opt.out / "adapter");
-      log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"split", "test"},
-                 {"metric", "loss"}, {"value", train::json_number(loss)}});
+      run.log({{"event", "eval"}, {"step", run.step()}, {"epoch", epoch + 1}, {"split", "test"},
+               {"metric", "loss"}, {"value", train::json_number(loss)}});
       char line[160];
       std::snprintf(line, sizeof line, "epoch %d | test loss %.4f (perplexity %.2f) | %s", epoch + 1,
-                    loss, std::exp(loss), train::format_duration(train::seconds_since(epoch_start)).c_str());
-      progress.print(line);
-      state.step = step;
-      state.epoch = epoch + 1;
-      state.next_batch = 0;
-      train::save_train_state(state_dir, *model, optimizer, state, settings);
+                    loss, std::exp(loss), train::format_duration(run.epoch_seconds()).c_str());
+      run.end_epoch(epoch, line);  // the state stays until decoding is done: --resume decodes again
     }
-    progress.finish();
+    run.end_loop();
 
     // ---- evaluate: beam search on the test MRs, then the E2E metrics ------------------------------
-    const io::Json scores = decode_and_score(&log, step);
+    const io::Json scores = decode_and_score();
+    run.log({{"event", "eval"}, {"step", run.step()}, {"split", "test"}, {"metric", "BLEU"},
+             {"value", scores["BLEU"]}, {"scores", scores}, {"mrs", test_groups.size()}});
 
     // ---- save: results, the merged model on request; the run is complete, so its state goes ----
-    io::write_json(opt.out / "results.json",
-                   {{"preset", preset.name}, {"method", spec.method()}, {"format", format},
-                    {"train", train_set.path}, {"test", test_set.path},
-                    {"test_mrs", test_groups.size()}, {"scores", scores},
-                    {"history", state.record["history"]}, {"steps", step},
-                    {"decoding", {{"beam", generation.num_beams},
-                                  {"length_penalty", generation.length_penalty},
-                                  {"no_repeat_ngram", generation.no_repeat_ngram_size},
-                                  {"max_new_tokens", generation.max_new_tokens}}}});
+    run.write_results({{"preset", preset.name}, {"method", spec.method()}, {"format", format},
+                       {"train", train_set.path}, {"test", test_set.path},
+                       {"test_mrs", test_groups.size()}, {"scores", scores},
+                       {"decoding", {{"beam", generation.num_beams},
+                                     {"length_penalty", generation.length_penalty},
+                                     {"no_repeat_ngram", generation.no_repeat_ngram_size},
+                                     {"max_new_tokens", generation.max_new_tokens}}}});
     if (opt.save_merged) {
       peft::merge_adapters(*model);
       model->save_pretrained(opt.out / "merged");
@@ -350,17 +320,11 @@ int main(int argc, char** argv) {
                         fs::copy_options::overwrite_existing);
       std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
     }
-    std::error_code ec;
-    fs::remove_all(state_dir, ec);
-    log.write({{"event", "done"}, {"step", step}, {"scores", scores}});
+    run.finish({{"scores", scores}});
     std::printf("done: adapter in %s, predictions in %s\n", (opt.out / "adapter").string().c_str(),
                 (opt.out / "predictions.txt").string().c_str());
     return 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "finetune_e2e: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "finetune_e2e: unexpected error: %s\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
+    return train::report_error("finetune_e2e", e);
   }
 }

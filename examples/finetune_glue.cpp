@@ -36,12 +36,10 @@
 
 #include "fourierft/fourierft.hpp"
 #include "fourierft/models/roberta.hpp"
-#include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
-#include "fourierft/train/loop.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/presets.hpp"
-#include "fourierft/train/progress.hpp"
+#include "fourierft/train/run.hpp"
 #include "fourierft/train/seeds.hpp"
 #include "fourierft/train/signals.hpp"
 
@@ -231,17 +229,7 @@ int main(int argc, char** argv) {
                                    "roberta-base-" + (task == io::GlueTask::mnli ? "sst2" : task_key));
     check(task_key == preset->task || (task == io::GlueTask::mnli && !args.has("--preset")),
           "--preset ", preset->name, " is for task ", preset->task, " but --task is ", task_key);
-    train::RunOptions opt;
-    opt.n = preset->n;
-    opt.scaling = preset->scaling;
-    opt.lr = preset->lr;
-    opt.head_lr = preset->head_lr;
-    opt.epochs = preset->epochs;
-    opt.batch = preset->batch;
-    opt.warmup_ratio = preset->warmup_ratio;
-    opt.weight_decay = preset->weight_decay;
-    opt.out = "out/glue-" + task_key;
-    train::read_run_options(args, opt);
+    const train::RunOptions opt = train::run_options(*preset, args, "out/glue-" + task_key);
     const fs::path model_dir = args.str("--model");
     const fs::path tokenizer_dir = args.str("--tokenizer", model_dir.string());
     const fs::path data_dir = args.str("--data", "");
@@ -350,82 +338,57 @@ int main(int argc, char** argv) {
     io::Json settings = train::resume_settings(opt);
     settings.update({{"task", task_key}, {"max_len", max_len}, {"train_examples", N},
                      {"model", model_dir.string()}});
-    const fs::path state_dir = opt.out / "state";
-    train::TrainState state = train::start_or_resume(
-        opt.out, opt.resume, *model, optimizer, settings,
-        {{"best_value", nullptr}, {"best_epoch", -1}, {"history", io::Json::array()}});
-    train::JsonlLog log(opt.out / "log.jsonl");
-    log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "finetune_glue"},
-               {"step", state.step}, {"settings", settings}, {"preset", preset->name},
-               {"total_steps", total_steps}});
+    train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
+    train::Run run(opt, *model, optimizer, interrupt,
+                   {.program = "finetune_glue", .settings = settings, .total_steps = total_steps,
+                    .start_fields = {{"preset", preset->name}}, .keeps_best = true});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
-    train::InterruptFlag interrupt;
-    train::Progress progress(total_steps, state.step, opt.log_every, "ex");
+    const std::vector<Var<float>> params = optimizer.parameters();
     Tape<float> tape;
-    std::int64_t step = state.step;
-    for (int epoch = state.epoch; epoch < opt.epochs; ++epoch) {
+    for (int epoch = run.epoch(); epoch < opt.epochs; ++epoch) {
       const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
-      const auto num_batches = static_cast<Index>(batches.size());
-      const auto epoch_start = std::chrono::steady_clock::now();
-      for (Index b = epoch == state.epoch ? state.next_batch : 0; b < num_batches;
-           b += opt.grad_accum) {
-        const Index end = std::min(num_batches, b + opt.grad_accum);
-        std::vector<Index> sizes;  // examples per micro-batch
-        for (Index m = b; m < end; ++m) sizes.push_back(static_cast<Index>(batches[m].size()));
+      for (const train::Step& step : run.steps(epoch, batches)) {
+        optimizer.scale_lr(schedule(step.index));  // lr of this step
         model->train();
-        train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step));
-        const train::StepResult result = train::optimizer_step(
-            tape, optimizer, schedule, opt.clip, step, epoch, sizes, [&](Tape<float>& t, Index m) {
-              return batch_loss(t, *model, make_batch(train_split, batches[b + m], pad));
-            });
-        ++step;
-        train::log_step(progress, log, optimizer, step, epoch, result, "examples_per_s");
-        if (const auto code = train::stop_requested(interrupt, opt.stop_after, state_dir, *model,
-                                                    optimizer, state, settings, log, progress, step,
-                                                    epoch, end))
-          return *code;
+        train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step.index));
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
+          const Batch batch = make_batch(train_split, batches[m], pad);
+          const Var<float> loss = batch_loss(tape, *model, batch);
+          tape.backward(loss, run.accumulate(step, loss, batches[m].size()));
+          tape.clear();
+        }
+        if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
+        optimizer.step();
+        optimizer.zero_grad();
+        if (const auto code = run.end_step(step)) return *code;  // Ctrl-C or --stop-after
       }
 
       // ---- evaluate on dev after every epoch; keep the best ----------------------------------
       const Evaluation e = evaluate(*model, dev, eval_batch, pad);
-      io::Json& record = state.record;
-      const bool best = std::isfinite(e.value) &&
-                        (record["best_value"].is_null() || e.value > record["best_value"].get<double>());
-      if (best) {
-        record["best_value"] = e.value;
-        record["best_epoch"] = epoch + 1;
-        peft::save_adapter(*model, spec, opt.out / "best_adapter");
-      }
-      record["history"].push_back({{"epoch", epoch + 1}, {"step", step}, {"metric", e.metric},
-                                   {"value", train::json_number(e.value)}, {"scores", e.scores}});
+      const io::Json entry = {{"metric", e.metric}, {"value", train::json_number(e.value)},
+                              {"scores", e.scores}};
+      const bool best = run.record_epoch(epoch, entry, e.value);
+      if (best) peft::save_adapter(*model, spec, opt.out / "best_adapter");
       peft::save_adapter(*model, spec, opt.out / "adapter");
       write_predictions(opt.out / "dev_predictions.tsv", dev, e);
-      log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"split", "dev"},
-                 {"metric", e.metric}, {"value", train::json_number(e.value)}, {"scores", e.scores},
-                 {"best_epoch", record["best_epoch"]}});
+      run.log({{"event", "eval"}, {"step", run.step()}, {"epoch", epoch + 1}, {"split", "dev"},
+               {"metric", e.metric}, {"value", train::json_number(e.value)}, {"scores", e.scores},
+               {"best_epoch", run.best_epoch()}});
       char line[256];
       std::snprintf(line, sizeof line, "epoch %d | dev %s | best %s %.4f at epoch %d | %s", epoch + 1,
-                    format_eval(e).c_str(), e.metric.c_str(),
-                    record["best_value"].is_null() ? NAN : record["best_value"].get<double>(),
-                    record["best_epoch"].get<int>(),
-                    train::format_duration(train::seconds_since(epoch_start)).c_str());
-      progress.print(line);
-      state.step = step;
-      state.epoch = epoch + 1;
-      state.next_batch = 0;
-      if (epoch + 1 < opt.epochs) train::save_train_state(state_dir, *model, optimizer, state, settings);
+                    format_eval(e).c_str(), e.metric.c_str(), run.best_value(), run.best_epoch(),
+                    train::format_duration(run.epoch_seconds()).c_str());
+      run.end_epoch(epoch, line);
     }
-    progress.finish();
+    run.end_loop();
 
     // ---- save: results, the merged model on request; the run is complete, so its state goes ----
-    const io::Json& record = state.record;
-    io::write_json(opt.out / "results.json",
-                   {{"task", task_key}, {"preset", preset->name}, {"method", spec.method()},
-                    {"metric", record["history"].back()["metric"]},
-                    {"best_epoch", record["best_epoch"]}, {"best_value", record["best_value"]},
-                    {"last_value", record["history"].back()["value"]},
-                    {"history", record["history"]}, {"steps", step}});
+    const io::Json& last = run.history().back();
+    run.write_results({{"task", task_key}, {"preset", preset->name}, {"method", spec.method()},
+                       {"metric", last["metric"]}, {"last_value", last["value"]}});
     if (opt.save_merged) {
       peft::merge_adapters(*model);
       model->save_pretrained(opt.out / "merged");
@@ -435,21 +398,13 @@ int main(int argc, char** argv) {
                         fs::copy_options::overwrite_existing);
       std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
     }
-    std::error_code ec;
-    fs::remove_all(state_dir, ec);
-    log.write({{"event", "done"}, {"step", step}, {"best_epoch", record["best_epoch"]},
-               {"best_value", record["best_value"]}});
+    run.finish();
     std::printf("done: best dev %s %.4f at epoch %d; adapter in %s, best in %s\n",
-                record["history"].back()["metric"].get<std::string>().c_str(),
-                record["best_value"].is_null() ? NAN : record["best_value"].get<double>(),
-                record["best_epoch"].get<int>(), (opt.out / "adapter").string().c_str(),
+                last["metric"].get<std::string>().c_str(), run.best_value(), run.best_epoch(),
+                (opt.out / "adapter").string().c_str(),
                 (opt.out / "best_adapter").string().c_str());
     return 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "finetune_glue: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "finetune_glue: unexpected error: %s\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
+    return train::report_error("finetune_glue", e);
   }
 }

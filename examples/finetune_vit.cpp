@@ -39,12 +39,10 @@
 
 #include "fourierft/fourierft.hpp"
 #include "fourierft/models/vit.hpp"
-#include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
-#include "fourierft/train/loop.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/presets.hpp"
-#include "fourierft/train/progress.hpp"
+#include "fourierft/train/run.hpp"
 #include "fourierft/train/seeds.hpp"
 #include "fourierft/train/signals.hpp"
 
@@ -139,18 +137,7 @@ int main(int argc, char** argv) {
     }
     const train::VitPreset& preset =
         train::find_preset(train::vit_presets(), args.str("--preset", "vit-base-cifar10"));
-    train::RunOptions opt;
-    opt.n = preset.n;
-    opt.scaling = preset.scaling;
-    opt.lr = preset.lr;
-    opt.head_lr = preset.head_lr;
-    opt.epochs = preset.epochs;
-    opt.batch = preset.batch;
-    opt.grad_accum = preset.grad_accum;
-    opt.warmup_ratio = preset.warmup_ratio;
-    opt.weight_decay = preset.weight_decay;
-    opt.out = "out/vit";
-    train::read_run_options(args, opt);
+    const train::RunOptions opt = train::run_options(preset, args, "out/vit");
     const fs::path model_dir = args.str("--model");
     const fs::path data_dir = args.str("--data", "");
     fs::path test_default = data_dir / "test";
@@ -262,83 +249,61 @@ int main(int argc, char** argv) {
     io::Json settings = train::resume_settings(opt);
     settings.update({{"train_images", N}, {"classes", train_folder.classes()},
                      {"model", model_dir.string()}});
-    const fs::path state_dir = opt.out / "state";
-    train::TrainState state = train::start_or_resume(
-        opt.out, opt.resume, *model, optimizer, settings,
-        {{"best_value", nullptr}, {"best_epoch", -1}, {"history", io::Json::array()}});
-    train::JsonlLog log(opt.out / "log.jsonl");
-    log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "finetune_vit"},
-               {"step", state.step}, {"settings", settings}, {"preset", preset.name},
-               {"total_steps", total_steps}});
+    train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
+    train::Run run(opt, *model, optimizer, interrupt,
+                   {.program = "finetune_vit", .settings = settings, .total_steps = total_steps,
+                    .start_fields = {{"preset", preset.name}}, .unit = "img",
+                    .rate_key = "images_per_s", .keeps_best = true});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
-    train::InterruptFlag interrupt;
-    train::Progress progress(total_steps, state.step, opt.log_every, "img");
+    const std::vector<Var<float>> params = optimizer.parameters();
     Tape<float> tape;
-    std::int64_t step = state.step;
-    for (int epoch = state.epoch; epoch < opt.epochs; ++epoch) {
+    for (int epoch = run.epoch(); epoch < opt.epochs; ++epoch) {
       const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
-      const auto num_batches = static_cast<Index>(batches.size());
-      const auto epoch_start = std::chrono::steady_clock::now();
-      for (Index b = epoch == state.epoch ? state.next_batch : 0; b < num_batches;
-           b += opt.grad_accum) {
-        const Index end = std::min(num_batches, b + opt.grad_accum);
-        std::vector<Index> sizes;  // examples per micro-batch
-        for (Index m = b; m < end; ++m) sizes.push_back(static_cast<Index>(batches[m].size()));
+      for (const train::Step& step : run.steps(epoch, batches)) {
+        optimizer.scale_lr(schedule(step.index));  // lr of this step
         model->train();
-        train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step));
-        const train::StepResult result = train::optimizer_step(
-            tape, optimizer, schedule, opt.clip, step, epoch, sizes, [&](Tape<float>& t, Index m) {
-              std::vector<Index> rows;  // micro-batch b + m, augmented from its own seeded stream
-              for (Index i : batches[b + m]) rows.push_back(train_items[static_cast<std::size_t>(i)]);
-              Rng augment = train::step_rng(opt.seed, train::Stream::augment,
-                                            train::mix_seed(static_cast<std::uint64_t>(step),
-                                                            static_cast<std::uint64_t>(b + m)));
-              const io::ImageBatch batch = train_folder.batch(rows, processor, &augment);
-              return model->loss(t, model->forward(t, batch.pixels).logits, batch.labels);
-            });
-        ++step;
-        train::log_step(progress, log, optimizer, step, epoch, result, "images_per_s");
-        if (const auto code = train::stop_requested(interrupt, opt.stop_after, state_dir, *model,
-                                                    optimizer, state, settings, log, progress, step,
-                                                    epoch, end))
-          return *code;
+        train::reseed_dropout(*model, opt.seed, static_cast<std::uint64_t>(step.index));
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
+          std::vector<Index> rows;  // micro-batch m, augmented from its own seeded stream
+          for (Index i : batches[m]) rows.push_back(train_items[static_cast<std::size_t>(i)]);
+          Rng augment = train::step_rng(opt.seed, train::Stream::augment,
+                                        train::mix_seed(static_cast<std::uint64_t>(step.index),
+                                                        static_cast<std::uint64_t>(m)));
+          const io::ImageBatch batch = train_folder.batch(rows, processor, &augment);
+          const Var<float> logits = model->forward(tape, batch.pixels).logits;  // (B, classes)
+          const Var<float> loss = model->loss(tape, logits, batch.labels);
+          tape.backward(loss, run.accumulate(step, loss, rows.size()));
+          tape.clear();
+        }
+        if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
+        optimizer.step();
+        optimizer.zero_grad();
+        if (const auto code = run.end_step(step)) return *code;  // Ctrl-C or --stop-after
       }
 
       // ---- evaluate on the test images after every epoch; keep the best ----------------------
       const Evaluation e = evaluate(*model, test_folder, test_items, processor, eval_batch);
-      io::Json& record = state.record;
-      if (record["best_value"].is_null() || e.accuracy > record["best_value"].get<double>()) {
-        record["best_value"] = e.accuracy;
-        record["best_epoch"] = epoch + 1;
+      if (run.record_epoch(epoch, {{"accuracy", e.accuracy}}, e.accuracy))
         peft::save_adapter(*model, spec, opt.out / "best_adapter");
-      }
-      record["history"].push_back({{"epoch", epoch + 1}, {"step", step}, {"accuracy", e.accuracy}});
       peft::save_adapter(*model, spec, opt.out / "adapter");
       write_predictions(opt.out / "test_predictions.tsv", test_folder, test_items, e);
-      log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"split", "test"},
-                 {"metric", "accuracy"}, {"value", e.accuracy}, {"best_epoch", record["best_epoch"]}});
+      run.log({{"event", "eval"}, {"step", run.step()}, {"epoch", epoch + 1}, {"split", "test"},
+               {"metric", "accuracy"}, {"value", e.accuracy}, {"best_epoch", run.best_epoch()}});
       char line[160];
       std::snprintf(line, sizeof line, "epoch %d | test accuracy %.4f | best %.4f at epoch %d | %s",
-                    epoch + 1, e.accuracy, record["best_value"].get<double>(),
-                    record["best_epoch"].get<int>(),
-                    train::format_duration(train::seconds_since(epoch_start)).c_str());
-      progress.print(line);
-      state.step = step;
-      state.epoch = epoch + 1;
-      state.next_batch = 0;
-      if (epoch + 1 < opt.epochs) train::save_train_state(state_dir, *model, optimizer, state, settings);
+                    epoch + 1, e.accuracy, run.best_value(), run.best_epoch(),
+                    train::format_duration(run.epoch_seconds()).c_str());
+      run.end_epoch(epoch, line);
     }
-    progress.finish();
+    run.end_loop();
 
     // ---- save: results, the merged model on request; the run is complete, so its state goes ----
-    const io::Json& record = state.record;
-    io::write_json(opt.out / "results.json",
-                   {{"preset", preset.name}, {"method", spec.method()}, {"metric", "accuracy"},
-                    {"best_epoch", record["best_epoch"]}, {"best_value", record["best_value"]},
-                    {"last_value", record["history"].back()["accuracy"]},
-                    {"history", record["history"]}, {"steps", step},
-                    {"classes", train_folder.classes()}});
+    run.write_results({{"preset", preset.name}, {"method", spec.method()}, {"metric", "accuracy"},
+                       {"last_value", run.history().back()["accuracy"]},
+                       {"classes", train_folder.classes()}});
     if (opt.save_merged) {
       peft::merge_adapters(*model);
       model->save_pretrained(opt.out / "merged");
@@ -348,19 +313,12 @@ int main(int argc, char** argv) {
                       fs::copy_options::overwrite_existing);
       std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
     }
-    std::error_code ec;
-    fs::remove_all(state_dir, ec);
-    log.write({{"event", "done"}, {"step", step}, {"best_epoch", record["best_epoch"]},
-               {"best_value", record["best_value"]}});
+    run.finish();
     std::printf("done: best test accuracy %.4f at epoch %d; adapter in %s, best in %s\n",
-                record["best_value"].get<double>(), record["best_epoch"].get<int>(),
-                (opt.out / "adapter").string().c_str(), (opt.out / "best_adapter").string().c_str());
+                run.best_value(), run.best_epoch(), (opt.out / "adapter").string().c_str(),
+                (opt.out / "best_adapter").string().c_str());
     return 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "finetune_vit: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "finetune_vit: unexpected error: %s\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
+    return train::report_error("finetune_vit", e);
   }
 }

@@ -63,10 +63,9 @@
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
-#include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
 #include "fourierft/train/options.hpp"
-#include "fourierft/train/progress.hpp"
+#include "fourierft/train/run.hpp"
 #include "fourierft/train/seeds.hpp"
 #include "fourierft/train/signals.hpp"
 
@@ -716,91 +715,54 @@ int main(int argc, char** argv) {
                      {"max_len", is_image ? 0 : max_len}, {"vocab_merges", vocab_merges},
                      {"image_size", is_image ? image_size : 0}, {"patch", is_image ? patch : 0},
                      {"crop_min", is_image ? crop_min : 0.0}});
-    const fs::path state_dir = opt.out / "state";
-    train::TrainState state = train::start_or_resume(
-        opt.out, opt.resume, model, optimizer, settings,
-        {{"history", io::Json::array()}});
-    train::JsonlLog log(opt.out / "log.jsonl");
-    log.write({{"event", opt.resume ? "resume" : "start"}, {"program", "pretrain"},
-               {"step", state.step}, {"settings", settings}, {"total_steps", total_steps},
-               {"command", command_line(argc, argv)}});
+    train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
+    train::Run run(opt, model, optimizer, interrupt,
+                   {.program = "pretrain", .settings = settings, .total_steps = total_steps,
+                    .start_fields = {{"command", command_line(argc, argv)}},
+                    .unit = is_image ? "img" : "tok",
+                    .rate_key = is_image ? "images_per_s" : "tokens_per_s",
+                    .lr_per_group = false});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
-    train::InterruptFlag interrupt;
-    train::Progress progress(total_steps, state.step, opt.log_every, is_image ? "img" : "tok");
-    std::vector<Var<float>> params = optimizer.parameters();
+    const std::vector<Var<float>> params = optimizer.parameters();
     Tape<float> tape;
-    std::int64_t step = state.step;
     const Index eval_batch = is_image ? 100 : opt.batch;
-    for (int epoch = state.epoch; epoch < opt.epochs; ++epoch) {
+    for (int epoch = run.epoch(); epoch < opt.epochs; ++epoch) {
       const auto batches = train::epoch_batches(N, opt.batch, opt.seed, epoch);
-      const auto num_batches = static_cast<Index>(batches.size());
-      const auto epoch_start = std::chrono::steady_clock::now();
-      for (Index b = epoch == state.epoch ? state.next_batch : 0; b < num_batches;
-           b += opt.grad_accum) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const Index end = std::min(num_batches, b + opt.grad_accum);
-        Index examples = 0;
-        for (Index m = b; m < end; ++m) examples += static_cast<Index>(batches[m].size());
+      for (const train::Step& step : run.steps(epoch, batches)) {
+        optimizer.scale_lr(schedule(step.index));  // lr of this step
         model.train();
-        if (is_image) image.reseed(opt.seed, static_cast<std::uint64_t>(step));
-        else text.reseed(opt.seed, static_cast<std::uint64_t>(step));
-        double step_loss = 0;
-        for (Index m = b; m < end; ++m) {  // gradient accumulation: a weighted mean over examples
-          const std::vector<Index>& rows = batches[m];
+        if (is_image) image.reseed(opt.seed, static_cast<std::uint64_t>(step.index));
+        else text.reseed(opt.seed, static_cast<std::uint64_t>(step.index));
+        // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
+        // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
+        for (Index m = step.begin; m < step.end; ++m) {
           // Masking (mlm) or crops and flips (image) of this micro-batch: a function of the step.
           Rng draws = train::step_rng(opt.seed, is_image ? train::Stream::augment : train::Stream::masking,
-                                      train::mix_seed(static_cast<std::uint64_t>(step),
+                                      train::mix_seed(static_cast<std::uint64_t>(step.index),
                                                       static_cast<std::uint64_t>(m)));
-          const Var<float> loss = is_image ? image.loss(tape, rows, draws)
-                                           : text.loss(tape, text.train, rows, draws);
-          train::check_finite_loss(loss.item(), step + 1, epoch + 1);
-          const double weight = static_cast<double>(rows.size()) / static_cast<double>(examples);
-          step_loss += weight * loss.item();
-          tape.backward(loss, Tensor<float>::full({}, static_cast<float>(weight)));
+          const Var<float> loss = is_image ? image.loss(tape, batches[m], draws)
+                                           : text.loss(tape, text.train, batches[m], draws);
+          tape.backward(loss, run.accumulate(step, loss, batches[m].size()));
           tape.clear();
         }
         if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
-        optimizer.scale_lr(schedule(step));
         optimizer.step();
         optimizer.zero_grad();
-        ++step;
-
-        const Index items = is_image ? image.items(examples) : text.items(examples);
-        if (const auto w = progress.step(step, step_loss, optimizer.lr(0), train::seconds_since(t0), items))
-          log.write({{"event", "step"}, {"step", step}, {"epoch", epoch + 1},
-                     {"loss", train::json_number(w->loss)}, {"lr", optimizer.lr(0)}, {"ms", w->ms},
-                     {is_image ? "images_per_s" : "tokens_per_s", w->items_per_s}});
-        if (interrupt.requested() || (opt.stop_after > 0 && step == opt.stop_after)) {
-          state.step = step;
-          state.epoch = epoch;
-          state.next_batch = end;
-          train::save_train_state(state_dir, model, optimizer, state, settings);
-          log.write({{"event", "interrupt"}, {"step", step}, {"epoch", epoch + 1},
-                     {"signal", interrupt.requested()}});
-          progress.finish();
-          std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
-                      "--resume\n", interrupt.requested() ? "interrupted" : "stopped (--stop-after)",
-                      static_cast<long long>(step), state_dir.string().c_str());
-          return interrupt.requested() ? interrupt.exit_code() : 130;
-        }
+        const Index items = is_image ? image.items(step.examples) : text.items(step.examples);
+        if (const auto code = run.end_step(step, items)) return *code;  // Ctrl-C or --stop-after
       }
 
       // ---- evaluate after every epoch ------------------------------------------------------------
       const Evaluation e = is_image ? image.evaluate(model, opt.seed, eval_batch)
                                     : text.evaluate(model, opt.seed, eval_batch);
-      state.record["history"].push_back(
-          {{"epoch", epoch + 1}, {"step", step}, {e.metric, e.value}, {"details", e.details}});
-      log.write({{"event", "eval"}, {"step", step}, {"epoch", epoch + 1}, {"metric", e.metric},
-                 {"value", train::json_number(e.value)}, {"scores", e.details}});
-      progress.print(str_cat("epoch ", epoch + 1, " | ", e.line, " | ",
-                             train::format_duration(train::seconds_since(epoch_start))));
-      state.step = step;
-      state.epoch = epoch + 1;
-      state.next_batch = 0;
-      if (epoch + 1 < opt.epochs) train::save_train_state(state_dir, model, optimizer, state, settings);
+      run.record_epoch(epoch, {{e.metric, e.value}, {"details", e.details}});
+      run.log({{"event", "eval"}, {"step", run.step()}, {"epoch", epoch + 1}, {"metric", e.metric},
+               {"value", train::json_number(e.value)}, {"scores", e.details}});
+      run.end_epoch(epoch, str_cat("epoch ", epoch + 1, " | ", e.line, " | ",
+                                   train::format_duration(run.epoch_seconds())));
     }
-    progress.finish();
+    run.end_loop();
 
     // ---- save: <out>/model.tmp, reloaded and evaluated, then renamed to <out>/model --------------
     const fs::path model_dir = opt.out / "model", tmp_dir = opt.out / "model.tmp",
@@ -819,7 +781,7 @@ int main(int argc, char** argv) {
                              {"mode", mode},
                              {"seed", opt.seed},
                              {"threads", num_threads()},
-                             {"steps", step},
+                             {"steps", run.step()},
                              {"epochs", opt.epochs},
                              {"dtype", dtype_name},
                              {"parameters", count_parameters(model)},
@@ -835,22 +797,15 @@ int main(int argc, char** argv) {
     check<IoError>(!ec, "cannot rename '", tmp_dir.string(), "' to '", model_dir.string(), "': ",
                    ec.message());
     fs::remove_all(old_dir, ec);
-    io::write_json(opt.out / "results.json",
-                   {{"mode", mode}, {"steps", step}, {"history", state.record["history"]},
-                    {"eval_of_saved_weights", final_eval.details}, {"seconds", train_seconds},
-                    {"model", model_dir.string()}});
-    fs::remove_all(state_dir, ec);
-    log.write({{"event", "done"}, {"step", step}, {"metric", final_eval.metric},
-               {"value", train::json_number(final_eval.value)}, {"model", model_dir.string()}});
+    run.write_results({{"mode", mode}, {"eval_of_saved_weights", final_eval.details},
+                       {"seconds", train_seconds}, {"model", model_dir.string()}});
+    run.finish({{"metric", final_eval.metric}, {"value", train::json_number(final_eval.value)},
+                {"model", model_dir.string()}});
     std::printf("saved %s (%s weights, reloaded): %s | total %s\n", model_dir.string().c_str(),
                 dtype_name.c_str(), final_eval.line.c_str(),
                 train::format_duration(train_seconds).c_str());
     return 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "pretrain: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pretrain: unexpected error: %s\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
+    return train::report_error("pretrain", e);
   }
 }

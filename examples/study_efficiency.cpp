@@ -45,7 +45,6 @@
 #include "fourierft/fourierft.hpp"
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/train/log.hpp"
-#include "fourierft/train/loop.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/seeds.hpp"
 #include "fourierft/util/args.hpp"
@@ -199,19 +198,22 @@ Point run_e2e(const std::string& method, Index setting, double lr, const E2EData
   const auto N = static_cast<Index>(data.train.size());
   const std::int64_t total_steps = train::steps_per_epoch(N, s.batch, 1) * s.epochs;
   const optim::Schedule schedule = optim::linear_warmup_decay(0, total_steps);
+  const std::vector<Var<float>> params = optimizer.parameters();
   Tape<float> tape;
   std::int64_t step = 0;
   for (int epoch = 0; epoch < s.epochs; ++epoch)
     for (const std::vector<Index>& batch : train::epoch_batches(N, s.batch, s.seed, epoch)) {
       model->train();
       train::reseed_dropout(*model, s.seed, static_cast<std::uint64_t>(step));
-      const Index sizes[] = {static_cast<Index>(batch.size())};
-      train::optimizer_step(tape, optimizer, schedule, 1.0, step, epoch, sizes,
-                            [&](Tape<float>& t, Index) {
-                              return examples::e2e_batch_loss(
-                                  t, *model, examples::e2e_make_batch(data.train, batch, s.max_len), 0.0);
-                            });
-      ++step;
+      const io::LmBatch lm_batch = examples::e2e_make_batch(data.train, batch, s.max_len);
+      const Var<float> loss = examples::e2e_batch_loss(tape, *model, lm_batch, 0.0);
+      train::check_finite_loss(loss.item(), step + 1, epoch + 1);
+      tape.backward(loss);
+      tape.clear();
+      optim::clip_grad_norm(params, 1.0);  // global norm 1
+      optimizer.scale_lr(schedule(step++));
+      optimizer.step();
+      optimizer.zero_grad();
     }
   p.after = examples::e2e_eval_loss(*model, data.test, s.eval_batch, s.max_len);
   p.seconds = train::seconds_since(start);
@@ -398,11 +400,7 @@ int main(int argc, char** argv) {
     reuse_freed_memory();
     ops::spectral::reproducible_fft(true);
     return task == "e2e" ? study_e2e(args, small, out, threads) : study_vit(args, small, out, threads);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "study_efficiency: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "study_efficiency: unexpected error: %s\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
+    return train::report_error("study_efficiency", e);
   }
 }

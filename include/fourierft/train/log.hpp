@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -72,6 +73,15 @@ inline void check_finite_loss(double loss, std::int64_t step, int epoch) {
   check(std::isfinite(loss), "the training loss is ", loss, " at step ", step, " (epoch ", epoch,
         "); the run stopped there. Lower --lr / --head-lr or --scaling, or check the data; the ",
         "last saved state (if any) is untouched");
+}
+
+// The line a program prints when an exception ends its main, and the exit status (1):
+// "<program>: <what>" for a fourierft::Error (its message names the file, tensor or option),
+// "<program>: unexpected error: <what>" for any other exception.
+inline int report_error(const char* program, const std::exception& e) {
+  const bool ours = dynamic_cast<const Error*>(&e) != nullptr;
+  std::fprintf(stderr, "%s: %s%s\n", program, ours ? "" : "unexpected error: ", e.what());
+  return 1;
 }
 
 // Wall-clock seconds since `start`.

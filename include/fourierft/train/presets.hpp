@@ -13,11 +13,15 @@
 //   ViT:  query and value, n = 3000, scaling 300, classifier fully trained, 10 epochs, batch 200 as
 //         50 x 4 gradient accumulation, linear schedule without warmup.
 
+#include <filesystem>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/train/options.hpp"
+#include "fourierft/util/args.hpp"
 
 namespace fourierft::train {
 
@@ -134,6 +138,26 @@ const Preset& find_preset(const std::vector<Preset>& all, std::string_view name)
     known += (known.empty() ? "" : ", ") + std::string(p.name);
   }
   throw ValueError(str_cat("--preset: unknown preset '", name, "' (known: ", known, ")"));
+}
+
+// A program's options: the preset's values, then every flag given overrides them
+// (read_run_options); `out` is the default --out. E2E runs the preset's 128 examples per step as
+// micro-batches of 8, 16 accumulated; GLUE and ViT take the preset's micro-batch and accumulation.
+template <class Preset>
+RunOptions run_options(const Preset& p, util::Args& args, const std::filesystem::path& out) {
+  RunOptions o{.n = p.n, .scaling = p.scaling, .lr = p.lr, .epochs = p.epochs,
+               .warmup_ratio = p.warmup_ratio, .weight_decay = p.weight_decay, .out = out};
+  if constexpr (std::is_same_v<Preset, E2EPreset>) {
+    o.head_lr = p.other_lr;
+    o.batch = 8;
+    o.grad_accum = p.batch / 8;
+  } else {
+    o.head_lr = p.head_lr;
+    o.batch = p.batch;
+  }
+  if constexpr (std::is_same_v<Preset, VitPreset>) o.grad_accum = p.grad_accum;
+  read_run_options(args, o);
+  return o;
 }
 
 }  // namespace fourierft::train

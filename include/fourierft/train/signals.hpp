@@ -2,7 +2,7 @@
 // stop at the next optimizer-step boundary, save its state and exit; a second Ctrl-C quits at once.
 #pragma once
 
-// Usage (the example programs):
+// Usage (the example programs; train::Run::end_step checks the flag after every optimizer step):
 //   train::InterruptFlag interrupt;              // installs the handlers; restored by the destructor
 //   for (...) { ...one optimizer step...; if (interrupt.requested()) { save state; return 130; } }
 // The handler only sets an atomic flag and writes one line with write(2) (async-signal-safe), then
