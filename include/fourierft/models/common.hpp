@@ -211,6 +211,33 @@ Var<Real> sequence_classification_loss(Tape<Real>& tape, const Var<Real>& logits
   return regression_loss(tape, logits, labels);
 }
 
+// The losses of a model with a classification head (RoBERTa's, ViT's), written once: a base of
+// Derived, which has `config` (an io::HfCommonConfig) and `architecture` (named in errors).
+template <class Derived, class Real>
+class ClassifierLosses {
+ public:
+  // Classification: logits (B, num_labels), labels (B) in [0, num_labels) -> cross-entropy.
+  Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits,
+                 const Tensor<std::int64_t>& labels) const {
+    return sequence_classification_loss(tape, logits, labels, self().config,
+                                        Derived::architecture);
+  }
+  // Regression (num_labels = 1): logits (B, 1), float labels (B) -> mean squared error.
+  Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits, const Tensor<Real>& labels) const {
+    return sequence_classification_loss(tape, logits, labels, self().config,
+                                        Derived::architecture);
+  }
+  // in.labels (classes) or in.targets (regression).
+  Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out,
+                 const ModelInputs<Real>& in) const {
+    return self().config.is_regression() ? loss(tape, out.logits, in.targets)
+                                         : loss(tape, out.logits, in.labels);
+  }
+
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+};
+
 // Input checks with messages that name the model and the argument.
 inline void check_ids(const char* where, const char* what, const Tensor<std::int64_t>& t) {
   check<ShapeError>(t.dim() == 2 && t.size(0) > 0 && t.size(1) > 0, where, ": ", what,

@@ -232,7 +232,8 @@ void init_roberta_module(nn::Module<Real>& module, Rng& rng, const io::RobertaCo
 // ---------------------------------------------------------------------------
 template <class Real>
 class RobertaForSequenceClassification
-    : public PretrainedModel<RobertaForSequenceClassification<Real>, io::RobertaConfig, Real> {
+    : public PretrainedModel<RobertaForSequenceClassification<Real>, io::RobertaConfig, Real>,
+      public ClassifierLosses<RobertaForSequenceClassification<Real>, Real> {  // loss(...)
   using Base = PretrainedModel<RobertaForSequenceClassification<Real>, io::RobertaConfig, Real>;
 
  public:
@@ -264,20 +265,6 @@ class RobertaForSequenceClassification
   }
   ModelOutput<Real> forward(Tape<Real>& tape, const ModelInputs<Real>& in) {
     return forward(tape, in.input_ids, in.attention_mask);
-  }
-
-  // Classification: labels (B) in [0, num_labels) -> cross-entropy.
-  Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits,
-                 const Tensor<std::int64_t>& labels) const {
-    return sequence_classification_loss(tape, logits, labels, config, architecture);
-  }
-  // Regression: labels (B) floats -> mean squared error.
-  Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits, const Tensor<Real>& labels) const {
-    return sequence_classification_loss(tape, logits, labels, config, architecture);
-  }
-  // in.labels (classes) or in.targets (regression).
-  Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
-    return is_regression() ? loss(tape, out.logits, in.targets) : loss(tape, out.logits, in.labels);
   }
 
   static void validate(const io::RobertaConfig& c) { validate_roberta_config(c, architecture); }

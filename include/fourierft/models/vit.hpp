@@ -225,7 +225,8 @@ class ViTModel : public nn::Module<Real> {
 // ---------------------------------------------------------------------------
 template <class Real>
 class ViTForImageClassification
-    : public PretrainedModel<ViTForImageClassification<Real>, io::VitConfig, Real> {
+    : public PretrainedModel<ViTForImageClassification<Real>, io::VitConfig, Real>,
+      public ClassifierLosses<ViTForImageClassification<Real>, Real> {  // loss(...)
   using Base = PretrainedModel<ViTForImageClassification<Real>, io::VitConfig, Real>;
 
  public:
@@ -254,19 +255,6 @@ class ViTForImageClassification
   }
   ModelOutput<Real> forward(Tape<Real>& tape, const ModelInputs<Real>& in) {
     return forward(tape, in.pixel_values);
-  }
-
-  // labels (B) in [0, num_labels) -> cross-entropy; float labels (regression) -> MSE.
-  Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits,
-                 const Tensor<std::int64_t>& labels) const {
-    return sequence_classification_loss(tape, logits, labels, config, architecture);
-  }
-  Var<Real> loss(Tape<Real>& tape, const Var<Real>& logits, const Tensor<Real>& labels) const {
-    return sequence_classification_loss(tape, logits, labels, config, architecture);
-  }
-  Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
-    return config.is_regression() ? loss(tape, out.logits, in.targets)
-                                  : loss(tape, out.logits, in.labels);
   }
 
   static void validate(const io::VitConfig& c) {
