@@ -1,9 +1,9 @@
 // Tests of include/fourierft/models/generation.hpp: greedy, sampling and beam search on a toy model
 // whose probabilities are written down (so results can be checked by hand), then on the GPT-2
 // fixture: the KV cache against recomputing the sequence, beam 1 against greedy, batches against
-// single prompts, and beam scores against the model's own log-probabilities; then the decoder's
-// StepCache against decoding through the model's KvCache (the previous way) and its attention
-// against ops::attention_forward.
+// single prompts, and beam scores against the model's own log-probabilities; then decoding through
+// the model's KvCache (steps in place, beams reordered through a slot table) against recomputing
+// every sequence from scratch, and the single-token attention kernel against ops::attention_forward.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -232,7 +232,7 @@ TEST_CASE("GPT-2 beam search: beam 1 is greedy; beam scores are the model's log-
   const auto greedy = generate(*model, prompts, c);
   c.num_beams = 1;
   // generate() takes the greedy path for one beam; call beam_search itself.
-  Gpt2Decoder<float> decoder(*model, true);
+  LmDecoder decoder(*model, true);
   Tensor<std::int64_t> ids({2, 4}), mask({2, 4});
   for (Index t = 0; t < 4; ++t) {
     ids[t] = prompts[0][t];
@@ -292,47 +292,12 @@ TEST_CASE("generate: bad prompts and options are errors that say what to do") {
 }
 
 // ===========================================================================
-// The decoder's StepCache (keys appended in place, beams reordered through a slot table) against
-// the way Gpt2Decoder decoded before it: every step through GPT2Model::forward with a KvCache,
-// reordered by KvCache::select_rows (which copies every layer's keys and values).
+// Decoding with the KvCache (each token a T = 1 pass through the model's blocks, keys appended in
+// place, beams reordered through a slot table) against use_cache = false, which runs every row's
+// whole sequence through the model again at each step. (These tests compared the slotted cache
+// against the model's former concatenating KvCache; that type is gone, so the reference is now the
+// full recomputation, with the same assertions and tolerances.)
 namespace {
-
-struct ModelKvCacheDecoder {
-  using real_type = float;
-  GPT2LMHeadModel<float>& model;
-  KvCache<float> cache;
-  std::vector<std::int64_t> count;  // per row: real tokens so far
-
-  Tensor<float> run(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask,
-                    const Tensor<std::int64_t>& positions) {
-    Tape<float> tape;
-    NoGradScope<float> no_grad(tape);
-    const Var<float> hidden = model.transformer.forward(tape, ids, mask, &cache, positions);
-    return model.lm_head(tape, ops::select(tape, hidden, 1, -1)).value();
-  }
-  Tensor<float> start(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask) {
-    cache.clear();
-    count.assign(static_cast<std::size_t>(ids.size(0)), 0);
-    for (Index n = 0; n < ids.size(0); ++n)
-      for (Index t = 0; t < ids.size(1); ++t) count[n] += mask.at({n, t});
-    return run(ids, mask, Gpt2Decoder<float>::positions_from_mask(mask));
-  }
-  Tensor<float> next(std::span<const std::int64_t> tokens) {
-    const Index N = static_cast<Index>(tokens.size());
-    Tensor<std::int64_t> ids({N, 1}), positions({N, 1});
-    for (Index n = 0; n < N; ++n) {
-      ids[n] = tokens[n];
-      positions[n] = count[n]++;
-    }
-    return run(ids, Tensor<std::int64_t>::ones({N, 1}), positions);
-  }
-  void select_rows(std::span<const Index> rows) {
-    std::vector<std::int64_t> c;
-    for (Index r : rows) c.push_back(count[r]);
-    count = c;
-    cache.select_rows(rows);
-  }
-};
 
 double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
   REQUIRE(a.shape() == b.shape());
@@ -343,14 +308,14 @@ double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
 
 }  // namespace
 
-TEST_CASE("StepCache: logits through expansions, reorders and growth match the model's KvCache") {
+TEST_CASE("KvCache: logits through expansions, reorders and growth match recomputing everything") {
   auto model = GPT2LMHeadModel<float>::from_pretrained(gpt2_dir());
   // Two left-padded prompts; no size hint, so the cache starts one position past the prompt
   // and grows (by copying) several times.
   const auto ids = Tensor<std::int64_t>::from_data({2, 5}, {5, 17, 42, 8, 99, 100, 100, 12, 30, 7});
   const auto mask = Tensor<std::int64_t>::from_data({2, 5}, {1, 1, 1, 1, 1, 0, 0, 1, 1, 1});
-  Gpt2Decoder<float> decoder(*model, true);
-  ModelKvCacheDecoder reference{*model, {}, {}};
+  LmDecoder decoder(*model, true);
+  LmDecoder reference(*model, false);
   double worst = max_abs_diff(decoder.start(ids, mask), reference.start(ids, mask));
   // Expand to 3 rows per prompt, then each step reorder by a fixed pseudo-random parent list
   // (rows may repeat or vanish, as in beam search) and append a token per row.
@@ -369,11 +334,11 @@ TEST_CASE("StepCache: logits through expansions, reorders and growth match the m
     reference.select_rows(parents);
     worst = std::max(worst, max_abs_diff(decoder.next(tokens), reference.next(tokens)));
   }
-  MESSAGE("StepCache vs KvCache logits: ", worst);
+  MESSAGE("KvCache vs full recomputation logits: ", worst);
   CHECK(worst < 1e-5);
 }
 
-TEST_CASE("GPT-2 beam search with the StepCache returns what the KvCache decoding returned") {
+TEST_CASE("GPT-2 beam search with the KvCache returns what recomputing everything returns") {
   auto model = GPT2LMHeadModel<float>::from_pretrained(gpt2_dir());
   const std::vector<std::vector<std::int64_t>> prompts = {{5, 17, 42, 8, 99, 3}, {7, 7}, {64}};
   Tensor<std::int64_t> ids({3, 6}), mask({3, 6});
@@ -401,8 +366,8 @@ TEST_CASE("GPT-2 beam search with the StepCache returns what the KvCache decodin
     c.length_penalty = k.length_penalty;
     c.no_repeat_ngram_size = k.ngram;
     c.eos_token_id = k.eos;
-    Gpt2Decoder<float> decoder(*model, true, c.max_new_tokens);
-    ModelKvCacheDecoder reference{*model, {}, {}};
+    LmDecoder decoder(*model, true, c.max_new_tokens);
+    LmDecoder reference(*model, false);
     const auto now = beam_search(decoder, ids, mask, c);
     const auto before = beam_search(reference, ids, mask, c);
     for (std::size_t b = 0; b < 3; ++b) {
@@ -418,28 +383,34 @@ TEST_CASE("GPT-2 beam search with the StepCache returns what the KvCache decodin
   }
 }
 
-TEST_CASE("step_attention through a reordered StepCache equals ops::attention on gathered rows") {
+TEST_CASE("step_attention through a reordered KvCache equals ops::attention on gathered rows") {
   // Large enough for the threaded branch (N·NH·T·HS >= 2^18), with padding in the prompts.
   const Index N = 16, T0 = 299, C = 64, NH = 4, L = 2;
   Rng rng(5);
-  KvCache<float> prompt;
+  std::vector<Tensor<float>> prompt_keys, prompt_values;  // per layer: (N, T0, C)
   for (Index l = 0; l < L; ++l) {
-    prompt.key.push_back(randn<float>({N, T0, C}, rng));
-    prompt.value.push_back(randn<float>({N, T0, C}, rng));
+    prompt_keys.push_back(randn<float>({N, T0, C}, rng));
+    prompt_values.push_back(randn<float>({N, T0, C}, rng));
   }
-  StepCache<float> cache;
-  cache.reset(prompt, 0);  // capacity T0 + 1: the second position below grows it
   std::vector<std::vector<std::int64_t>> masks(static_cast<std::size_t>(N));
+  Tensor<std::int64_t> prompt_mask({N, T0});
   for (Index n = 0; n < N; ++n)
-    for (Index t = 0; t < T0; ++t) masks[n].push_back(t < n ? 0 : 1);  // row n: n pads
+    for (Index t = 0; t < T0; ++t) {
+      masks[n].push_back(t < n ? 0 : 1);  // row n: n pads
+      prompt_mask[n * T0 + t] = masks[n].back();
+    }
+  KvCache<float> cache;
+  cache.append(prompt_mask, L, C);  // capacity T0 + 1: the second position below grows it
+  for (Index l = 0; l < L; ++l) cache.store(l, prompt_keys[l].ptr(), prompt_values[l].ptr(), C);
   // Full contiguous copies of every row's keys / values, reordered the same way.
   std::vector<std::vector<std::vector<float>>> keys(static_cast<std::size_t>(L)),
       values(static_cast<std::size_t>(L));  // [layer][row]: (T, C)
   for (Index l = 0; l < L; ++l)
     for (Index n = 0; n < N; ++n) {
-      keys[l].emplace_back(prompt.key[l].ptr() + n * T0 * C, prompt.key[l].ptr() + (n + 1) * T0 * C);
-      values[l].emplace_back(prompt.value[l].ptr() + n * T0 * C,
-                             prompt.value[l].ptr() + (n + 1) * T0 * C);
+      keys[l].emplace_back(prompt_keys[l].ptr() + n * T0 * C,
+                           prompt_keys[l].ptr() + (n + 1) * T0 * C);
+      values[l].emplace_back(prompt_values[l].ptr() + n * T0 * C,
+                             prompt_values[l].ptr() + (n + 1) * T0 * C);
     }
   double worst = 0;
   for (int step = 0; step < 3; ++step) {
@@ -458,21 +429,19 @@ TEST_CASE("step_attention through a reordered StepCache equals ops::attention on
       keys[l] = k;
       values[l] = v;
     }
-    cache.open_position();
-    const Index T = cache.length + 1;
+    cache.append(Tensor<std::int64_t>::ones({N, 1}), L, C);
+    const Index T = cache.length();
     for (auto& row : masks) row.push_back(1);
     for (Index l = 0; l < L; ++l) {
       const Tensor<float> qkv = randn<float>({N, 1, 3 * C}, rng);
+      cache.store(l, qkv.ptr() + C, qkv.ptr() + 2 * C, 3 * C);
       for (Index n = 0; n < N; ++n) {
-        std::copy_n(qkv.ptr() + n * 3 * C + C, C, cache.at(cache.key[l], n, cache.length));
-        std::copy_n(qkv.ptr() + n * 3 * C + 2 * C, C, cache.at(cache.value[l], n, cache.length));
         keys[l][n].insert(keys[l][n].end(), qkv.ptr() + n * 3 * C + C, qkv.ptr() + n * 3 * C + 2 * C);
         values[l][n].insert(values[l][n].end(), qkv.ptr() + n * 3 * C + 2 * C,
                             qkv.ptr() + n * 3 * C + 3 * C);
       }
       Tensor<float> y({N, 1, C});
-      ops::step_attention_forward<float>(y.data(), qkv.data(), cache.layer_view(l), masks, NH,
-                                         0.125f);
+      ops::step_attention_forward<float>(y.data(), qkv.data(), cache.layer_view(l), NH, 0.125f);
       // Reference: the fused op's kernel on contiguous (N, T, C) keys and values.
       Tensor<float> q({N, 1, C}), k({N, T, C}), v({N, T, C}), expected({N, 1, C});
       Tensor<std::int64_t> key_mask({N, T});
@@ -485,10 +454,15 @@ TEST_CASE("step_attention through a reordered StepCache equals ops::attention on
       ops::attention_forward<float>(expected.data(), {}, q.data(), k.data(), v.data(),
                                     key_mask.data(), N, 1, T, C, NH, true, 0.125f);
       worst = std::max(worst, max_abs_diff(y, expected));
+      // The gathered form the model's multi-token path reads equals the contiguous copies.
+      CHECK(max_abs_diff(cache.past_keys(l, T), k) == 0.0);
+      CHECK(max_abs_diff(cache.past_values(l, T), v) == 0.0);
+      const Tensor<std::int64_t> cached_mask = cache.key_padding_mask();
+      CHECK(std::equal(cached_mask.data().begin(), cached_mask.data().end(),
+                       key_mask.data().begin()));
     }
-    ++cache.length;
   }
-  CHECK(cache.capacity > T0 + 1);  // it grew
+  CHECK(cache.capacity() > T0 + 1);  // it grew
   MESSAGE("step_attention vs attention_forward: ", worst);
   CHECK(worst < 1e-5);
 }

@@ -1,17 +1,17 @@
-// fourierft/models/generation.hpp — text generation with GPT-2 as Hugging Face's generate() does
-// it: greedy, temperature / top-k / top-p sampling (seeded), and beam search, with the KV cache.
+// fourierft/models/generation.hpp — text generation as Hugging Face's generate() does it (GPT-2, or
+// any causal LM with a KV cache): greedy, temperature / top-k / top-p sampling (seeded), beam search.
 #pragma once
 
 // The pieces:
 //   GenerationConfig   HF's generation options that matter here (max_new_tokens, num_beams, ...)
-//   Gpt2Decoder        drives GPT2LMHeadModel one token at a time: the prompts once, then each new
-//                      token against the KV cache (or, with use_cache = false, the whole sequence
-//                      again: slow, but the reference the cache must reproduce)
-//   StepCache          that cache: keys and values appended in place, beams reordered through a
-//                      table of slots, so neither moves a key (ops::step_attention_forward, in
-//                      ops/attention.hpp, reads through it)
-//   greedy_search / sample / beam_search   work on any decoder with the same three calls, so tests
-//                      can hand them a toy model whose probabilities are known
+//   LmDecoder          drives a model (DecodableLm: GPT2LMHeadModel) one token at a time: the
+//                      prompts once, then each new token as a T = 1 pass through the model's own
+//                      blocks against its KvCache (models/kv_cache.hpp: keys appended in place,
+//                      beams reordered through a slot table); with use_cache = false the whole
+//                      sequence again (slow, but the reference the cache must reproduce)
+//   greedy_or_sample / beam_search   work on any decoder with the same three calls (start,
+//                      next, select_rows), so tests can hand them a toy model with known
+//                      probabilities
 //   generate           left-pads a batch of prompts and picks the search from the config
 // Batched prompts are left-padded (pad = eos, GPT-2 has none), with attention_mask 0 on the pads
 // and positions counted over real tokens only (HF: cumsum(mask) - 1, pads at 1), so a padded prompt
@@ -21,21 +21,17 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <map>
-#include <memory>
 #include <numeric>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
-#include "fourierft/core/parallel.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/models/gpt2.hpp"
-#include "fourierft/ops/attention.hpp"
-#include "fourierft/ops/indexing.hpp"
+#include "fourierft/models/kv_cache.hpp"
 
 namespace fourierft::models {
 
@@ -221,172 +217,86 @@ inline void check_config(const GenerationConfig& c) {
 }  // namespace generation
 
 // ---------------------------------------------------------------------------
-// StepCache: the keys and values Gpt2Decoder's one-token steps attend to, stored so that neither
-// appending a token nor reordering rows (beam search) moves a key or a value.
-//   key[l], value[l]: layer l, (slots, capacity, C): slot (p, t) holds position t of the row that
-//                     was row p when position t was appended
-//   source: (rows, capacity): row n's position t is in slot (source[n·capacity + t], t)
-// Appending position t writes slot (n, t) for every row n, and every row appends the same t, so no
-// slot is written twice. select_rows copies rows·length ints of `source` and no key: continuing
-// beam i from parent r[i] shares the parent's slots. (The model-level KvCache::select_rows, like HF's
-// _reorder_cache, gathers every layer's (N, T, C) keys and values instead: at GPT-2 small, 40 beams
-// of 96 tokens, that moved 280 MB per step, and appending through the model concatenated them
-// again.) Storage is allocated for prompt + max_new_tokens positions up front, uninitialised, so
-// only the slots written are ever touched; it grows (by copying) only if a caller goes past it.
-template <class Real>
-struct StepCache {
-  Index rows = 0, slots = 0, capacity = 0, length = 0, width = 0;  // width = C
-  std::vector<std::unique_ptr<Real[]>> key, value;                  // per layer
-  std::vector<std::int32_t> source;                                 // (rows, capacity)
-
-  // From the prompt pass through the model: cache.key[l], cache.value[l] are (N, T, C).
-  void reset(const KvCache<Real>& cache, Index reserve_positions) {
-    const Index N = cache.key.at(0).size(0), T = cache.key[0].size(1);
-    width = cache.key[0].size(2);
-    rows = slots = N;
-    length = T;
-    capacity = std::max(T + reserve_positions, T + 1);
-    key.clear();
-    value.clear();
-    for (std::size_t l = 0; l < cache.key.size(); ++l) {
-      key.push_back(allocate(slots, capacity));
-      value.push_back(allocate(slots, capacity));
-      for (Index n = 0; n < N; ++n) {
-        std::copy_n(cache.key[l].ptr() + n * T * width, T * width, at(key[l], n, 0));
-        std::copy_n(cache.value[l].ptr() + n * T * width, T * width, at(value[l], n, 0));
-      }
-    }
-    source.assign(static_cast<std::size_t>(rows * capacity), 0);
-    for (Index n = 0; n < N; ++n)
-      std::fill_n(source.begin() + n * capacity, T, static_cast<std::int32_t>(n));
-  }
-
-  // Row i continues old row r[i] (beam reordering; B prompts -> B * num_beams rows).
-  void select_rows(std::span<const Index> r) {
-    for (Index i : r)
-      check<IndexError>(i >= 0 && i < rows, "StepCache::select_rows: row ", i,
-                        " out of range for ", rows, " rows");
-    const Index N = static_cast<Index>(r.size());
-    std::vector<std::int32_t> next(static_cast<std::size_t>(N * capacity), 0);
-    for (Index n = 0; n < N; ++n)
-      std::copy_n(source.begin() + r[n] * capacity, length, next.begin() + n * capacity);
-    source = std::move(next);
-    rows = N;
-    if (rows > slots) resize(rows, capacity);  // row n appends into slot row n
-  }
-
-  // Room for one more position; the new position's slots are row n's own.
-  void open_position() {
-    if (length == capacity) resize(slots, 2 * capacity);
-    for (Index n = 0; n < rows; ++n)
-      source[static_cast<std::size_t>(n * capacity + length)] = static_cast<std::int32_t>(n);
-  }
-
-  Real* at(const std::unique_ptr<Real[]>& storage, Index slot, Index t) const {
-    return storage.get() + (slot * capacity + t) * width;
-  }
-  // Layer l as ops::step_attention_forward reads it.
-  ops::SlottedKvView<Real> layer_view(Index l) const {
-    return {key[static_cast<std::size_t>(l)].get(), value[static_cast<std::size_t>(l)].get(),
-            source.data(), rows, capacity, length, width};
-  }
-
- private:
-  std::unique_ptr<Real[]> allocate(Index s, Index c) const {
-    return std::make_unique_for_overwrite<Real[]>(static_cast<std::size_t>(s * c * width));
-  }
-  void resize(Index new_slots, Index new_capacity) {
-    auto move_layer = [&](std::unique_ptr<Real[]>& storage) {
-      auto grown = allocate(new_slots, new_capacity);
-      for (Index p = 0; p < slots; ++p)
-        std::copy_n(at(storage, p, 0), length * width,
-                    grown.get() + p * new_capacity * width);
-      storage = std::move(grown);
-    };
-    for (auto& s : key) move_layer(s);
-    for (auto& s : value) move_layer(s);
-    if (new_capacity != capacity) {
-      std::vector<std::int32_t> wider(static_cast<std::size_t>(rows * new_capacity), 0);
-      for (Index n = 0; n < rows; ++n)
-        std::copy_n(source.begin() + n * capacity, length, wider.begin() + n * new_capacity);
-      source = std::move(wider);
-    }
-    slots = new_slots;
-    capacity = new_capacity;
-  }
+// A model LmDecoder can drive: the next-token logits (N, V) after appending ids (N, T) with their
+// attention_mask and position_ids to a KvCache (null: no cache, the whole sequence). Its blocks
+// own the cached forward (GPT2LMHeadModel::last_token_logits).
+template <class Model>
+concept DecodableLm = requires(Model& model, Tape<typename Model::real_type>& tape,
+                               const Tensor<std::int64_t>& ids,
+                               KvCache<typename Model::real_type>* cache) {
+  { model.last_token_logits(tape, ids, ids, cache, ids) };
 };
 
-// ---------------------------------------------------------------------------
-// Gpt2Decoder: the calls the searches make, on a GPT2LMHeadModel, without gradients.
+// LmDecoder: the calls the searches make, on any DecodableLm, without gradients.
 //   start(ids, mask) -> (N, V) next-token logits after the left-padded prompts (N, T)
 //   next(tokens)     -> (N, V) logits after appending tokens[n] to row n
 //   select_rows(r)   -> row i continues old row r[i] (beam reordering, expanding prompts to beams)
-// With the cache, the prompts run through the model (GPT2Model::forward with a KvCache); each new
-// token then runs the blocks' own layers (ln_1, c_attn, c_proj, mlp, ln_2: adapters included) with
-// the attention against a StepCache, so a step appends in place and a beam reorder moves no keys.
-// The one exception is a model in training mode with attn_pdrop > 0 (dropout on the attention
-// probabilities): its steps go through GPT2Model::forward and the KvCache, as the model defines.
-// max_new_tokens (optional) sizes the cache up front.
-template <class Real>
-class Gpt2Decoder {
+// With the cache, the prompts run through the model once, filling the KvCache; each new token is
+// then a T = 1 pass through the model's own blocks against it (adapters included), appending in
+// place, and a beam reorder moves no keys. With use_cache = false every call runs the whole
+// sequence again: slow, but the reference the cache must reproduce. Positions count real tokens
+// only (positions_from_mask). max_new_tokens (optional) sizes the cache up front.
+template <DecodableLm Model>
+class LmDecoder {
  public:
-  using real_type = Real;
+  using real_type = typename Model::real_type;
 
-  Gpt2Decoder(GPT2LMHeadModel<Real>& model, bool use_cache, Index max_new_tokens = 0)
-      : model_(model),
-        use_cache_(use_cache),
-        steps_in_place_(use_cache &&
-                        !(model.transformer.is_training() && model.config.attn_pdrop > 0.0)),
-        reserve_(max_new_tokens) {}
+  LmDecoder(Model& model, bool use_cache, Index max_new_tokens = 0)
+      : model_(model), use_cache_(use_cache) {
+    cache_.reserve(max_new_tokens);
+  }
 
-  Tensor<Real> start(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask) {
+  Tensor<real_type> start(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask) {
     const Index N = ids.size(0), T = ids.size(1);
     rows_.assign(static_cast<std::size_t>(N), {});
     masks_.assign(static_cast<std::size_t>(N), {});
+    counts_.assign(static_cast<std::size_t>(N), 0);
     for (Index n = 0; n < N; ++n) {
-      rows_[n].assign(ids.ptr() + n * T, ids.ptr() + (n + 1) * T);
-      masks_[n].assign(mask.ptr() + n * T, mask.ptr() + (n + 1) * T);
+      if (!use_cache_) {
+        rows_[n].assign(ids.ptr() + n * T, ids.ptr() + (n + 1) * T);
+        masks_[n].assign(mask.ptr() + n * T, mask.ptr() + (n + 1) * T);
+      }
+      counts_[n] = std::accumulate(mask.ptr() + n * T, mask.ptr() + (n + 1) * T, std::int64_t(0));
     }
     cache_.clear();
-    Tensor<Real> logits = run(ids, mask, positions_from_mask(mask));
-    if (steps_in_place_) {
-      steps_.reset(cache_, reserve_);
-      cache_.clear();
-    }
-    return logits;
+    return run(ids, mask, positions_from_mask(mask));
   }
 
-  Tensor<Real> next(std::span<const std::int64_t> tokens) {
-    const Index N = static_cast<Index>(rows_.size());
-    check<ShapeError>(static_cast<Index>(tokens.size()) == N, "Gpt2Decoder::next: ", tokens.size(),
+  Tensor<real_type> next(std::span<const std::int64_t> tokens) {
+    const Index N = static_cast<Index>(counts_.size());
+    check<ShapeError>(static_cast<Index>(tokens.size()) == N, "LmDecoder::next: ", tokens.size(),
                       " tokens for ", N, " rows");
-    for (Index n = 0; n < N; ++n) {
-      rows_[n].push_back(tokens[n]);
-      masks_[n].push_back(1);
-    }
     if (!use_cache_) {  // the whole sequence again
+      for (Index n = 0; n < N; ++n) {
+        rows_[n].push_back(tokens[n]);
+        masks_[n].push_back(1);
+      }
       const Tensor<std::int64_t> ids = stack(rows_), mask = stack(masks_);
       return run(ids, mask, positions_from_mask(mask));
     }
     Tensor<std::int64_t> ids({N, 1}), positions({N, 1});
     for (Index n = 0; n < N; ++n) {
       ids[n] = tokens[n];
-      positions[n] = std::accumulate(masks_[n].begin(), masks_[n].end(), std::int64_t(0)) - 1;
+      positions[n] = counts_[n]++;  // real tokens before it
     }
-    if (steps_in_place_) return step(ids, positions);
     return run(ids, Tensor<std::int64_t>::ones({N, 1}), positions);
   }
 
   void select_rows(std::span<const Index> rows) {
+    std::vector<std::int64_t> counts;
+    for (Index i : rows) counts.push_back(counts_.at(static_cast<std::size_t>(i)));
+    counts_ = std::move(counts);
+    if (use_cache_) {
+      cache_.select_rows(rows);
+      return;
+    }
     std::vector<std::vector<std::int64_t>> r, m;
     for (Index i : rows) {
-      r.push_back(rows_.at(static_cast<std::size_t>(i)));
-      m.push_back(masks_.at(static_cast<std::size_t>(i)));
+      r.push_back(rows_[static_cast<std::size_t>(i)]);
+      m.push_back(masks_[static_cast<std::size_t>(i)]);
     }
     rows_ = std::move(r);
     masks_ = std::move(m);
-    if (steps_in_place_ && steps_.rows > 0) steps_.select_rows(rows);
-    else if (use_cache_) cache_.select_rows(rows);
   }
 
   // HF's generate: position_ids = cumsum(mask) - 1, and 1 where mask is 0.
@@ -410,67 +320,19 @@ class Gpt2Decoder {
     for (Index n = 0; n < N; ++n) std::copy(rows[n].begin(), rows[n].end(), out.ptr() + n * T);
     return out;
   }
-  // Logits of the last position only: the (N, C) hidden states times wteᵀ, not all T positions.
-  Tensor<Real> run(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask,
-                   const Tensor<std::int64_t>& positions) {
-    Tape<Real> tape;
-    NoGradScope<Real> no_grad(tape);
-    const Var<Real> hidden =
-        model_.transformer.forward(tape, ids, mask, use_cache_ ? &cache_ : nullptr, positions);
-    return model_.lm_head(tape, ops::select(tape, hidden, 1, -1)).value();
-  }
-  // One token per row against the StepCache: GPT2Model::forward's blocks for T = 1, with
-  // GPT2Attention's q·k / softmax / ·v done by ops::step_attention_forward.
-  // ids, positions: (N, 1).
-  Tensor<Real> step(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& positions) {
-    auto& tr = model_.transformer;
-    const io::Gpt2Config& config = model_.config;
-    const Index N = ids.size(0), C = config.n_embd;
-    check<ShapeError>(N == steps_.rows, "Gpt2Decoder::next: ", N, " rows but the cache holds ",
-                      steps_.rows);
-    for (std::int64_t p : positions.data())
-      check<IndexError>(p >= 0 && p < tr.wpe.num_embeddings(), "Gpt2Decoder::next: position ", p,
-                        " is beyond n_positions = ", tr.wpe.num_embeddings());
-    steps_.open_position();
-    Tape<Real> tape;
-    NoGradScope<Real> no_grad(tape);
-    Var<Real> x = ops::add(tape, tr.wte.forward(tape, ids), tr.wpe.forward(tape, positions));
-    x = tr.drop.forward(tape, x, tr.is_training());
-    for (std::size_t l = 0; l < tr.h.size(); ++l) {
-      auto& block = tr.h[l];
-      const Var<Real> qkv = block.attn.c_attn.forward(tape, block.ln_1.forward(tape, x));
-      const Real* packed = qkv.value().ptr();  // (N, 1, 3C): [q | k | v]
-      for (Index n = 0; n < N; ++n) {
-        std::copy_n(packed + n * 3 * C + C, C, steps_.at(steps_.key[l], n, steps_.length));
-        std::copy_n(packed + n * 3 * C + 2 * C, C, steps_.at(steps_.value[l], n, steps_.length));
-      }
-      // GPT2Attention's scale: 1 / sqrt(HS) if scale_attn_weights, / (layer + 1) if
-      // scale_attn_by_inverse_layer_idx.
-      double scale = config.scale_attn_weights
-                         ? 1.0 / std::sqrt(static_cast<double>(config.head_dim()))
-                         : 1.0;
-      if (config.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(l + 1);
-      Tensor<Real> y({N, 1, C});
-      ops::step_attention_forward<Real>(y.data(), qkv.value().data(),
-                                        steps_.layer_view(static_cast<Index>(l)), masks_,
-                                        config.n_head, static_cast<Real>(scale));
-      const Var<Real> a = block.attn.resid_dropout.forward(
-          tape, block.attn.c_proj.forward(tape, Var<Real>(y)), block.attn.is_training());
-      x = ops::add(tape, x, a);
-      x = ops::add(tape, x, block.mlp.forward(tape, block.ln_2.forward(tape, x)));
-    }
-    ++steps_.length;
-    const Var<Real> hidden = tr.ln_f.forward(tape, x);
-    return model_.lm_head(tape, ops::select(tape, hidden, 1, -1)).value();
+  Tensor<real_type> run(const Tensor<std::int64_t>& ids, const Tensor<std::int64_t>& mask,
+                        const Tensor<std::int64_t>& positions) {
+    Tape<real_type> tape;
+    NoGradScope<real_type> no_grad(tape);
+    return model_.last_token_logits(tape, ids, mask, use_cache_ ? &cache_ : nullptr, positions)
+        .value();
   }
 
-  GPT2LMHeadModel<Real>& model_;
+  Model& model_;
   bool use_cache_;
-  bool steps_in_place_;  // new tokens through step() and steps_ (else run() and cache_)
-  Index reserve_;        // positions to reserve beyond the prompt
-  KvCache<Real> cache_;  // the prompt pass (and every pass when !steps_in_place_)
-  StepCache<Real> steps_;
-  std::vector<std::vector<std::int64_t>> rows_, masks_;  // per row: every token so far, its mask
+  KvCache<real_type> cache_;
+  std::vector<std::int64_t> counts_;  // per row: real tokens so far
+  std::vector<std::vector<std::int64_t>> rows_, masks_;  // use_cache = false: every token, mask
 };
 
 // ---------------------------------------------------------------------------
@@ -658,9 +520,11 @@ std::vector<Generated> beam_search(Decoder& decoder, const Tensor<std::int64_t>&
 }
 
 // ---------------------------------------------------------------------------
-// generate: GPT-2 on left-padded prompts (B, T) with attention_mask (B, T) (empty: no padding).
-template <class Real>
-std::vector<Generated> generate(GPT2LMHeadModel<Real>& model, const Tensor<std::int64_t>& input_ids,
+// generate: a causal LM (GPT2LMHeadModel) on left-padded prompts (B, T) with attention_mask (B, T)
+// (empty: no padding). The model also provides max_positions() (named max_positions_key) and
+// config.eos_token_id.
+template <DecodableLm Model>
+std::vector<Generated> generate(Model& model, const Tensor<std::int64_t>& input_ids,
                                 const Tensor<std::int64_t>& attention_mask,
                                 GenerationConfig config) {
   check_ids("generate", "input_ids", input_ids);
@@ -672,20 +536,19 @@ std::vector<Generated> generate(GPT2LMHeadModel<Real>& model, const Tensor<std::
     check(mask[b * T + T - 1] == 1, "generate: prompt ", b, " ends with padding; pad on the left");
     Index real = 0;
     for (Index t = 0; t < T; ++t) real += mask[b * T + t];
-    check(real + config.max_new_tokens <= model.config.n_positions, "generate: prompt ", b, " has ",
-          real, " tokens; with max_new_tokens = ", config.max_new_tokens,
-          " that exceeds n_positions = ", model.config.n_positions);
+    check(real + config.max_new_tokens <= model.max_positions(), "generate: prompt ", b, " has ",
+          real, " tokens; with max_new_tokens = ", config.max_new_tokens, " that exceeds ",
+          Model::max_positions_key, " = ", model.max_positions());
   }
   if (!config.eos_token_id) config.eos_token_id = model.config.eos_token_id;
-  Gpt2Decoder<Real> decoder(model, config.use_cache, config.max_new_tokens);
+  LmDecoder<Model> decoder(model, config.use_cache, config.max_new_tokens);
   return config.num_beams > 1 ? beam_search(decoder, input_ids, mask, config)
                               : greedy_or_sample(decoder, input_ids, mask, config);
 }
 
 // The same for prompts of different lengths, left-padded here with pad_token_id (default eos).
-template <class Real>
-std::vector<Generated> generate(GPT2LMHeadModel<Real>& model,
-                                const std::vector<std::vector<std::int64_t>>& prompts,
+template <DecodableLm Model>
+std::vector<Generated> generate(Model& model, const std::vector<std::vector<std::int64_t>>& prompts,
                                 const GenerationConfig& config) {
   check(!prompts.empty(), "generate: no prompts");
   std::size_t T = 0;

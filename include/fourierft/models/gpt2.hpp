@@ -1,5 +1,5 @@
 // fourierft/models/gpt2.hpp — GPT2LMHeadModel as Hugging Face defines it (members named like its
-// keys), with a KV cache for generation, the causal-LM loss, and from_pretrained / save_pretrained.
+// keys), its incremental decoding against a KvCache, the causal-LM loss, loading and saving.
 #pragma once
 
 // The architecture (transformers' modeling_gpt2.py), for ids (B, T):
@@ -28,6 +28,7 @@
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/common.hpp"
+#include "fourierft/models/kv_cache.hpp"
 #include "fourierft/models/pretrained.hpp"
 #include "fourierft/nn/dropout.hpp"
 #include "fourierft/nn/embedding.hpp"
@@ -44,48 +45,6 @@
 namespace fourierft::models {
 
 // ---------------------------------------------------------------------------
-// KvCache: the keys and values of the tokens seen so far, per layer, so that generating one more
-// token costs one row of work instead of re-running the whole sequence. Inference only: the cached
-// tensors carry no gradient.
-template <class Real>
-struct KvCache {
-  std::vector<Tensor<Real>> key;    // per layer: (N, T_past, C), heads side by side as in q, k
-  std::vector<Tensor<Real>> value;  // per layer: (N, T_past, C)
-  Tensor<std::int64_t> mask;        // (N, T_past): 1 token, 0 padding (as attention_mask)
-
-  Index length() const { return mask.dim() == 2 ? mask.size(1) : 0; }
-  Index rows() const { return mask.dim() == 2 ? mask.size(0) : 0; }
-  void clear() {
-    key.clear();
-    value.clear();
-    mask = Tensor<std::int64_t>();
-  }
-  // Row i becomes old row rows[i] in every tensor: beam search continues each beam from its parent,
-  // and expands B prompts into B * num_beams rows ({0, 0, 1, 1} for 2 beams).
-  void select_rows(std::span<const Index> rows) {
-    if (length() == 0) return;
-    for (Index r : rows)
-      check<IndexError>(r >= 0 && r < this->rows(), "KvCache::select_rows: row ", r,
-                        " out of range for ", this->rows(), " rows");
-    for (auto& t : key) t = take_rows(t, rows);
-    for (auto& t : value) t = take_rows(t, rows);
-    mask = take_rows(mask, rows);
-  }
-
- private:
-  template <class T>
-  static Tensor<T> take_rows(const Tensor<T>& t, std::span<const Index> rows) {
-    const Index width = t.numel() / t.size(0);
-    Shape shape = t.shape();
-    shape[0] = static_cast<Index>(rows.size());
-    Tensor<T> out(shape);
-    for (std::size_t i = 0; i < rows.size(); ++i)
-      std::copy_n(t.ptr() + rows[i] * width, width, out.ptr() + static_cast<Index>(i) * width);
-    return out;
-  }
-};
-
-// ---------------------------------------------------------------------------
 // transformer.h.{i}.attn: one fused projection to q, k, v, heads, and the output projection.
 template <class Real>
 class GPT2Attention : public nn::Module<Real> {
@@ -99,7 +58,8 @@ class GPT2Attention : public nn::Module<Real> {
         c_proj(config.n_embd, config.n_embd, rng, true, nn::WeightLayout::in_out),
         attn_dropout(config.attn_pdrop, rng.split()),
         resid_dropout(config.resid_pdrop, rng.split()),
-        num_heads_(config.n_head) {
+        num_heads_(config.n_head),
+        layer_idx_(layer_idx) {
     this->register_module("c_attn", c_attn);
     this->register_module("c_proj", c_proj);
     this->register_module("attn_dropout", attn_dropout);
@@ -111,31 +71,39 @@ class GPT2Attention : public nn::Module<Real> {
     if (config.scale_attn_by_inverse_layer_idx) scale_ /= static_cast<double>(layer_idx + 1);
   }
 
-  // x: (B, T, C); key_mask: (B, T_past + T) or empty (no padding); past_key/value: this layer's
-  // cache (B, T_past, C), extended in place by the T new keys/values, or null.  -> (B, T, C)
+  // x: (B, T, C); key_mask: (B, T_past + T) or empty (no padding); cache: null, or one whose last
+  // append opened these T positions (GPT2Model::forward does it): the new keys and values are
+  // stored in it, and the queries attend to all T_past + T.   -> (B, T, C)
+  // A single new token without gradients (decoding) takes ops::step_attention_forward, reading the
+  // cache in place; otherwise the cached keys are gathered and concatenated with the new ones.
   Var<Real> forward(Tape<Real>& tape, const Var<Real>& x, const Tensor<std::int64_t>& key_mask,
-                    Tensor<Real>* past_key, Tensor<Real>* past_value) {
-    const Index C = x.size(-1);
+                    KvCache<Real>* cache) {
+    const Index B = x.size(0), T = x.size(1), C = x.size(-1);
     const Var<Real> qkv = c_attn.forward(tape, x);  // (B, T, 3C)
     ops::AttentionOptions options;
     options.causal = true;
     options.scale = scale_;
     if (!key_mask.empty()) options.key_padding_mask = key_mask.data();
     const bool drop_probs = this->is_training() && attn_dropout.p != 0.0;
+    if (cache != nullptr)
+      cache->store(layer_idx_, qkv.value().ptr() + C, qkv.value().ptr() + 2 * C, 3 * C);
     Var<Real> y;
-    if (past_key == nullptr && !drop_probs) {
+    if (cache == nullptr && !drop_probs) {
       y = ops::attention_packed_qkv(tape, qkv, num_heads_, options);  // reads q, k, v in place
+    } else if (cache != nullptr && T == 1 && !drop_probs && !qkv.requires_grad()) {  // decoding
+      Tensor<Real> out({B, 1, C});
+      ops::step_attention_forward<Real>(out.data(), qkv.value().data(),
+                                        cache->layer_view(layer_idx_), num_heads_,
+                                        static_cast<Real>(scale_));
+      y = Var<Real>(out);
     } else {  // a KV cache or dropout on the probabilities: q, k, v as tensors of their own
       Var<Real> q = ops::narrow(tape, qkv, -1, 0, C);
       Var<Real> k = ops::narrow(tape, qkv, -1, C, C);
       Var<Real> v = ops::narrow(tape, qkv, -1, 2 * C, C);
-      if (past_key != nullptr) {
-        if (past_key->numel() > 0) {
-          k = ops::concat(tape, {Var<Real>(*past_key), k}, 1);
-          v = ops::concat(tape, {Var<Real>(*past_value), v}, 1);
-        }
-        *past_key = k.value();
-        *past_value = v.value();
+      const Index past = cache != nullptr ? cache->length() - T : 0;
+      if (past > 0) {
+        k = ops::concat(tape, {Var<Real>(cache->past_keys(layer_idx_, past)), k}, 1);
+        v = ops::concat(tape, {Var<Real>(cache->past_values(layer_idx_, past)), v}, 1);
       }
       y = multi_head_attention(tape, q, k, v, num_heads_, options, attn_dropout);
     }
@@ -144,6 +112,7 @@ class GPT2Attention : public nn::Module<Real> {
 
  private:
   Index num_heads_;
+  Index layer_idx_;  // its layer in a KvCache
   double scale_;
 };
 
@@ -191,10 +160,11 @@ class GPT2Block : public nn::Module<Real> {
     this->register_module("ln_2", ln_2);
     this->register_module("mlp", mlp);
   }
+  // h: (B, T, C); key_mask, cache as GPT2Attention::forward.   -> (B, T, C)
   Var<Real> forward(Tape<Real>& tape, const Var<Real>& h, const Tensor<std::int64_t>& key_mask,
-                    Tensor<Real>* past_key, Tensor<Real>* past_value) {
-    const Var<Real> a = ops::add(
-        tape, h, attn.forward(tape, ln_1.forward(tape, h), key_mask, past_key, past_value));
+                    KvCache<Real>* cache) {
+    const Var<Real> a =
+        ops::add(tape, h, attn.forward(tape, ln_1.forward(tape, h), key_mask, cache));
     return ops::add(tape, a, mlp.forward(tape, ln_2.forward(tape, a)));
   }
 };
@@ -223,9 +193,9 @@ class GPT2Model : public nn::Module<Real> {
     this->register_module("ln_f", ln_f);
   }
 
-  // input_ids: (B, T); attention_mask: (B, T) of 1 / 0, or empty (no padding); cache: extended in
-  // place, its mask included, or null; position_ids: (B, T), or empty for past_length + 0..T-1
-  // (HF's default, also under left padding).   -> (B, T, C)
+  // input_ids: (B, T); attention_mask: (B, T) of 1 / 0, or empty (no padding); cache: null, or
+  // extended in place by these T positions (its mask included); position_ids: (B, T), or empty for
+  // past_length + 0..T-1 (HF's default, also under left padding).   -> (B, T, C)
   Var<Real> forward(Tape<Real>& tape, const Tensor<std::int64_t>& input_ids,
                     const Tensor<std::int64_t>& attention_mask = {}, KvCache<Real>* cache = nullptr,
                     const Tensor<std::int64_t>& position_ids = {}) {
@@ -257,28 +227,16 @@ class GPT2Model : public nn::Module<Real> {
                         T, " new tokens)");
 
     // The key-padding mask covers the cached keys too: (B, past + T).
-    Tensor<std::int64_t> key_mask;
+    Tensor<std::int64_t> key_mask = mask;
     if (cache != nullptr) {
-      key_mask = Tensor<std::int64_t>({B, past + T});
-      for (Index b = 0; b < B; ++b) {
-        for (Index t = 0; t < past; ++t) key_mask[b * (past + T) + t] = cache->mask[b * past + t];
-        for (Index t = 0; t < T; ++t) key_mask[b * (past + T) + past + t] = mask[b * T + t];
-      }
-      cache->mask = key_mask;
-      if (cache->key.size() != h.size()) {
-        cache->key.assign(h.size(), Tensor<Real>(Shape{0}));
-        cache->value.assign(h.size(), Tensor<Real>(Shape{0}));
-      }
-    } else {
-      key_mask = mask;
+      cache->append(mask, static_cast<Index>(h.size()), wte.embedding_dim());
+      key_mask = cache->key_padding_mask();
     }
     if (!has_padding(key_mask)) key_mask = Tensor<std::int64_t>();  // none: the fast path
 
     Var<Real> x = ops::add(tape, wte.forward(tape, input_ids), wpe.forward(tape, positions));
     x = drop.forward(tape, x);
-    for (std::size_t i = 0; i < h.size(); ++i)
-      x = h[i].forward(tape, x, key_mask, cache ? &cache->key[i] : nullptr,
-                       cache ? &cache->value[i] : nullptr);
+    for (std::size_t i = 0; i < h.size(); ++i) x = h[i].forward(tape, x, key_mask, cache);
     return ln_f.forward(tape, x);
   }
 };
@@ -372,7 +330,19 @@ class GPT2LMHeadModel : public PretrainedModel<GPT2LMHeadModel<Real>, io::Gpt2Co
                           in.labels.empty() ? causal_lm_labels(in.input_ids, in.attention_mask)
                                             : in.labels);
   }
-  // logits = hidden · wteᵀ: (..., C) -> (..., V). Generation applies it to the last position only.
+  // Generation's call (LmDecoder): the logits of the last position only, (B, V), not all T
+  // positions. Arguments as GPT2Model::forward; with a cache, T = 1 is one incremental step.
+  Var<Real> last_token_logits(Tape<Real>& tape, const Tensor<std::int64_t>& input_ids,
+                              const Tensor<std::int64_t>& attention_mask, KvCache<Real>* cache,
+                              const Tensor<std::int64_t>& position_ids) {
+    const Var<Real> hidden =
+        transformer.forward(tape, input_ids, attention_mask, cache, position_ids);
+    return lm_head(tape, ops::select(tape, hidden, 1, -1));
+  }
+  // The longest sequence the position table holds (generate checks prompts against it).
+  static constexpr std::string_view max_positions_key = "n_positions";
+  Index max_positions() const { return config.n_positions; }
+  // logits = hidden · wteᵀ: (..., C) -> (..., V).
   Var<Real> lm_head(Tape<Real>& tape, const Var<Real>& hidden) const {
     return ops::linear(tape, hidden, transformer.wte.weight);
   }

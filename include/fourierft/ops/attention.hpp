@@ -193,49 +193,49 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
 }
 
 // ---------------------------------------------------------------------------
-// One layer's keys and values in a slotted cache (models::StepCache::layer_view makes one; a view:
+// One layer's keys and values in a slotted cache (models::KvCache::layer_view makes one; a view:
 // nothing owned or copied). A row's positions live in slots, so appending a token or reordering
 // rows (beam search) moves no key:
-//   key, value: (slots, capacity, C)   source: (rows, capacity)
-//   position t of row n is slot (source[n·capacity + t], t); length positions are cached
+//   key, value: (slots, capacity, C)   source, mask: (rows, capacity)
+//   position t of row n is slot (source[n·capacity + t], t), its mask (1 token, 0 padding)
+//   mask[n·capacity + t]; length positions are cached, the newest included
 template <class Real>
 struct SlottedKvView {
   const Real* key = nullptr;
   const Real* value = nullptr;
   const std::int32_t* source = nullptr;
+  const std::int64_t* mask = nullptr;
   Index rows = 0, capacity = 0, length = 0, width = 0;  // width = C
 
   const Real* key_of(Index n, Index t) const { return key + offset(n, t); }
   const Real* value_of(Index n, Index t) const { return value + offset(n, t); }
+  std::span<const std::int64_t> mask_of(Index n) const {
+    return {mask + n * capacity, static_cast<std::size_t>(length)};
+  }
   Index offset(Index n, Index t) const {
     return (static_cast<Index>(source[static_cast<std::size_t>(n * capacity + t)]) * capacity + t) *
            width;
   }
 };
 
-// step_attention: one new query per row against the row's cached positions 0..T-1 (T = length + 1,
-// the new one included), all heads: the Tq = 1 case of attention_forward, reading keys and values
-// through the cache's slot table (incremental decoding).
-//   qkv: (N, 1, 3C), q in columns [0, C)   kv: N = kv.rows rows   masks[n]: (T) 1 / 0
-//   ->   y: (N, 1, C)
+// step_attention: one new query per row against the row's cached positions 0..T-1 (T = kv.length,
+// the new one already stored as the last), all heads: the Tq = 1 case of attention_forward,
+// reading keys, values and the padding mask through the cache's slot table (incremental decoding).
+//   qkv: (N, 1, 3C), q in columns [0, C)   kv: N = kv.rows rows   ->   y: (N, 1, C)
 //   per row n and head h:  s_j = scale · q·k_j,  p = masked softmax(s),  y = sum_j p_j v_j
 // The (row, head) pairs are threaded when there are enough of them: with 1 prompt the whole layer
 // is ~70k multiply-adds, less than a fork/join costs on a busy machine.
 template <class Real>
 void step_attention_forward(std::span<Real> y, std::span<const Real> qkv,
-                            const SlottedKvView<Real>& kv,
-                            const std::vector<std::vector<std::int64_t>>& masks, Index NH,
-                            Real scale) {
-  const Index N = kv.rows, C = kv.width, HS = C / NH, T = kv.length + 1;
-  check<ShapeError>(static_cast<Index>(masks.size()) == N, "step_attention: ", masks.size(),
-                    " masks for a cache of ", N, " rows");
-  for (const auto& m : masks)
-    check<ShapeError>(static_cast<Index>(m.size()) == T, "step_attention: a mask of ", m.size(),
-                      " positions for ", T, " (cached + new)");
+                            const SlottedKvView<Real>& kv, Index NH, Real scale) {
+  const Index N = kv.rows, C = kv.width, HS = C / NH, T = kv.length;
+  check<ShapeError>(static_cast<Index>(y.size()) == N * C &&
+                        static_cast<Index>(qkv.size()) == N * 3 * C,
+                    "step_attention: y has ", y.size(), " and qkv ", qkv.size(),
+                    " values for a cache of ", N, " rows of width ", C);
   auto head = [&](Index nh, Real* s) {
     const Index n = nh / NH, h = nh % NH;
-    const std::span<const std::int64_t> mask(masks[static_cast<std::size_t>(n)].data(),
-                                             static_cast<std::size_t>(T));
+    const std::span<const std::int64_t> mask = kv.mask_of(n);
     const Real* q = qkv.data() + n * 3 * C + h * HS;
     for (Index j = 0; j < T; ++j) {
       if (mask[j] == 0) continue;  // masked_softmax_row skips it
