@@ -180,15 +180,7 @@ int main(int argc, char** argv) {
     // ---- adapters: FourierFT on the q and v slices of c_attn (two d x d adapters per block) ------
     const train::AdapterTargets targets = examples::e2e_adapter_targets(
         config.name_or_path.empty() ? model_dir.filename().string() : config.name_or_path);
-    peft::AdapterSpec spec = train::adapter_spec(opt, targets);
-    if (!opt.adapter.empty()) {
-      spec = peft::load_adapter(*model, opt.adapter);
-      std::printf("adapter: loaded %s\n", opt.adapter.string().c_str());
-    } else {
-      Rng init_rng(train::mix_seed(opt.seed, 0xADA));
-      peft::apply_adapter(*model, spec, init_rng);
-    }
-    std::printf("%s\n", train::parameter_report(*model, spec).c_str());
+    const peft::AdapterSpec spec = train::attach_adapter(*model, opt, targets);
 
     // ---- data: train on the development set, evaluate on the test set ----------------------------
     const io::E2EDataset test_set = read_e2e(data_dir, format, true);

@@ -288,20 +288,13 @@ int main(int argc, char** argv) {
     }
 
     // ---- adapters: FourierFT on query and value; the classifier head trains fully ----------------
-    peft::AdapterSpec spec = train::adapter_spec(
-        opt, {.targets = {{"query", "value"}, ""},
-              .modules_to_save = {"classifier"},
-              .task_type = "SEQ_CLS",
-              .base_model_name_or_path = config.name_or_path.empty() ? model_dir.filename().string()
-                                                                     : config.name_or_path});
-    if (!opt.adapter.empty()) {
-      spec = peft::load_adapter(*model, opt.adapter);
-      std::printf("adapter: loaded %s\n", opt.adapter.string().c_str());
-    } else {
-      Rng init_rng(train::mix_seed(opt.seed, 0xADA));
-      peft::apply_adapter(*model, spec, init_rng);
-    }
-    std::printf("%s\n", train::parameter_report(*model, spec).c_str());
+    const peft::AdapterSpec spec = train::attach_adapter(
+        *model, opt,
+        {.targets = {{"query", "value"}, ""},
+         .modules_to_save = {"classifier"},
+         .task_type = "SEQ_CLS",
+         .base_model_name_or_path =
+             config.name_or_path.empty() ? model_dir.filename().string() : config.name_or_path});
 
     // ---- data ------------------------------------------------------------------------------------
     const Split dev = read_split(dev_file, task, tokenizer, max_len, limit_dev);

@@ -203,20 +203,13 @@ int main(int argc, char** argv) {
                 processor.image_std[1], processor.image_std[2]);
 
     // ---- adapters: FourierFT on query and value; the classifier trains fully ---------------------
-    peft::AdapterSpec spec = train::adapter_spec(
-        opt, {.targets = {{"query", "value"}, ""},
-              .modules_to_save = {"classifier"},
-              .task_type = "",
-              .base_model_name_or_path = config.name_or_path.empty() ? model_dir.filename().string()
-                                                                     : config.name_or_path});
-    if (!opt.adapter.empty()) {
-      spec = peft::load_adapter(*model, opt.adapter);
-      std::printf("adapter: loaded %s\n", opt.adapter.string().c_str());
-    } else {
-      Rng init_rng(train::mix_seed(opt.seed, 0xADA));
-      peft::apply_adapter(*model, spec, init_rng);
-    }
-    std::printf("%s\n", train::parameter_report(*model, spec).c_str());
+    const peft::AdapterSpec spec = train::attach_adapter(
+        *model, opt,
+        {.targets = {{"query", "value"}, ""},
+         .modules_to_save = {"classifier"},
+         .task_type = "",
+         .base_model_name_or_path =
+             config.name_or_path.empty() ? model_dir.filename().string() : config.name_or_path});
     std::printf("data: train %zu images (%s), test %zu (%s), %zu classes\n", train_items.size(),
                 train_dir.string().c_str(), test_items.size(), test_dir.string().c_str(),
                 train_folder.classes().size());

@@ -26,6 +26,7 @@
 #include "fourierft/peft/lora.hpp"
 #include "fourierft/peft/method.hpp"
 #include "fourierft/peft/registry.hpp"
+#include "fourierft/train/seeds.hpp"
 #include "fourierft/util/args.hpp"
 
 namespace fourierft::train {
@@ -260,6 +261,24 @@ std::string parameter_report(nn::Module<Real>& model, const peft::AdapterSpec& s
                  with_commas(adapter), " + head ", with_commas(other), "\nadapter size: ",
                  with_commas(4 * trainable), " bytes of F32 tensors (", part,
                  with_commas(4 * adapter), " + head ", with_commas(4 * other), ")");
+}
+
+// The run's adapter, attached to `model`: the one saved in --adapter DIR, or a fresh
+// adapter_spec(o, t) whose random draws are seeded from --seed. Prints which, then
+// parameter_report(); returns the spec the model now carries.
+template <class Real>
+peft::AdapterSpec attach_adapter(nn::Module<Real>& model, const RunOptions& o,
+                                 const AdapterTargets& t) {
+  peft::AdapterSpec spec = adapter_spec(o, t);
+  if (!o.adapter.empty()) {
+    spec = peft::load_adapter(model, o.adapter);
+    std::printf("adapter: loaded %s\n", o.adapter.string().c_str());
+  } else {
+    Rng init_rng(mix_seed(o.seed, 0xADA));
+    peft::apply_adapter(model, spec, init_rng);
+  }
+  std::printf("%s\n", parameter_report(model, spec).c_str());
+  return spec;
 }
 
 // The settings of RunOptions that fix a run's trajectory (checked on --resume), as JSON.
