@@ -8,10 +8,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "../examples/cli/cmd_forward.hpp"
+#include "../examples/cli/cmd_generate.hpp"
 #include "../examples/cli/cmd_lm_grad.hpp"
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/checkpoint.hpp"
@@ -38,6 +40,12 @@ fs::path model_dir(const std::string& name) {
 }
 io::SafetensorsFile reference(const std::string& name) {
   return io::SafetensorsFile(model_dir(name) / "reference.safetensors");
+}
+std::string testing_read(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::path(FOURIERFT_BINARY_DIR) / "test_models" / name;
@@ -833,6 +841,109 @@ TEST_CASE("CLI smoke run: fourierft forward / lm-grad write what the references 
   std::getline(err, line);
   CHECK(line.find("fourierft lm-grad: ") == 0);
   CHECK_FALSE(fs::exists(dir / "x.safetensors"));
+}
+#endif
+
+// ===========================================================================
+// fourierft generate: the tiny GPT-2 fixture with a byte-level vocabulary of its 101 ids written
+// beside it (ids 0..93 the printable bytes '!'..'~', 94 'Ġ' (space), 95..99 merges, 100 eos;
+// the other bytes get ids past the model's vocabulary, which an ASCII prompt never uses).
+namespace {
+fs::path gpt2_with_tokenizer() {
+  const fs::path dir = scratch("gpt2-tokenizer");
+  for (const auto& f : fs::directory_iterator(model_dir("gpt2")))
+    fs::copy_file(f.path(), dir / f.path().filename());
+  io::Json vocab = io::Json::object();
+  std::int64_t id = 0;
+  auto symbol = [](unsigned char byte) {
+    std::string s;
+    io::detail::append_utf8(s, io::detail::byte_to_unicode()[byte]);
+    return s;
+  };
+  for (int b = '!'; b <= '~'; ++b) vocab[symbol(static_cast<unsigned char>(b))] = id++;
+  vocab[symbol(' ')] = id++;
+  const std::vector<std::pair<std::string, std::string>> merges = {
+      {"h", "e"}, {"l", "l"}, {"Ġ", "w"}, {"o", "r"}, {"he", "ll"}};
+  for (const auto& [a, b] : merges) vocab[a + b] = id++;
+  vocab["<|endoftext|>"] = id++;
+  REQUIRE(id == 101);
+  for (int b = 0; b < 256; ++b)  // the other bytes, beyond the model's ids: never in the prompt
+    if (!vocab.contains(symbol(static_cast<unsigned char>(b))))
+      vocab[symbol(static_cast<unsigned char>(b))] = id++;
+  std::ofstream(dir / "vocab.json") << vocab.dump();
+  std::ofstream m(dir / "merges.txt");
+  m << "#version: 0.2\n";
+  for (const auto& [a, b] : merges) m << a << " " << b << "\n";
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("generate: streamed text is the decoded tokens of models::generate; options map to HF's") {
+  const fs::path dir = gpt2_with_tokenizer();
+  const io::BpeTokenizer tokenizer = io::BpeTokenizer::load(dir);
+  const std::vector<std::int64_t> prompt = tokenizer.encode("hello world");
+  CHECK(prompt.size() < std::string("hello world").size());  // the merges applied
+  auto model = GPT2LMHeadModel<float>::from_pretrained(dir);
+
+  cli::GenerateOptions options{.model_dir = dir, .prompt = "hello world"};
+  options.generation.max_new_tokens = 12;
+  std::ostringstream greedy_out;
+  const auto greedy = cli::run_generate(options, greedy_out);
+  GenerationConfig expected_config;
+  expected_config.max_new_tokens = 12;
+  expected_config.eos_token_id = 100;
+  const auto expected = generate(*model, {prompt}, expected_config)[0].tokens;
+  std::vector<std::int64_t> expected_text_ids;
+  for (std::int64_t t : expected)
+    if (t != 100) expected_text_ids.push_back(t);
+  CHECK(greedy == expected_text_ids);
+  CHECK(greedy_out.str() == tokenizer.decode(expected_text_ids, true) + "\n");
+
+  // Sampling: the seed decides; beam search prints its best row at the end.
+  options.generation.do_sample = true;
+  options.generation.temperature = 1.5;
+  options.generation.seed = 7;
+  std::ostringstream a, b, c;
+  const auto sample_a = cli::run_generate(options, a);
+  CHECK(sample_a == cli::run_generate(options, b));
+  options.generation.seed = 8;
+  CHECK(sample_a != cli::run_generate(options, c));
+  options.generation.do_sample = false;
+  options.generation.temperature = 1.0;
+  options.generation.num_beams = 3;
+  std::ostringstream beams_out;
+  const auto beams = cli::run_generate(options, beams_out);
+  expected_config.num_beams = 3;
+  auto expected_beam = generate(*model, {prompt}, expected_config)[0].tokens;
+  std::erase(expected_beam, std::int64_t(100));
+  CHECK(beams == expected_beam);
+
+  // Not a causal LM; an empty prompt.
+  std::ostringstream sink;
+  CHECK_THROWS_WITH_AS(cli::run_generate({.model_dir = model_dir("vit"), .prompt = "x"}, sink),
+                       doctest::Contains("needs a causal LM"), Error);
+  CHECK_THROWS_WITH_AS(cli::run_generate({.model_dir = dir, .prompt = ""}, sink),
+                       doctest::Contains("no tokens"), Error);
+}
+
+#ifdef FOURIERFT_CLI_PATH
+TEST_CASE("CLI: fourierft generate streams to stdout; a bad option is one line on stderr") {
+  const fs::path dir = gpt2_with_tokenizer(), out = scratch("cli-generate");
+  const std::string cli = FOURIERFT_CLI_PATH;
+  const std::string run = "\"" + cli + "\" generate --model \"" + dir.string() +
+                          "\" --prompt 'hello world' --max-new-tokens 5 > \"" +
+                          (out / "out.txt").string() + "\" 2>&1";
+  REQUIRE(std::system(run.c_str()) == 0);
+  std::ostringstream expected;
+  cli::GenerateOptions options{.model_dir = dir, .prompt = "hello world"};
+  options.generation.max_new_tokens = 5;
+  cli::run_generate(options, expected);
+  CHECK(testing_read(out / "out.txt") == expected.str());
+  const std::string bad = "\"" + cli + "\" generate --model \"" + dir.string() +
+                          "\" --prompt x --temperature -1 2> \"" + (out / "err.txt").string() +
+                          "\"";
+  CHECK(std::system(bad.c_str()) != 0);
+  CHECK(testing_read(out / "err.txt").find("fourierft generate: --temperature") == 0);
 }
 #endif
 

@@ -11,6 +11,7 @@
 
 #include "fourierft/core/error.hpp"
 #include "cmd_forward.hpp"
+#include "cmd_generate.hpp"
 #include "cmd_inspect.hpp"
 #include "cmd_lm_grad.hpp"
 #include "cmd_param_table.hpp"
@@ -32,6 +33,8 @@ const std::vector<Subcommand>& subcommands() {
        fourierft::cli::cmd_forward},
       {"lm-grad", "GPT-2 causal-LM loss and every parameter's gradient on saved token ids",
        fourierft::cli::cmd_lm_grad},
+      {"generate", "continue a text prompt with a causal-LM folder (+ adapter), streamed to stdout",
+       fourierft::cli::cmd_generate},
       {"inspect", "tensor names, dtypes, shapes, metadata and parameter count of a .safetensors file",
        fourierft::cli::cmd_inspect},
       {"param-table", "the paper's Table 1: LoRA vs FourierFT trainable parameters and adapter bytes",

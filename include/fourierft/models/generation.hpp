@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -54,6 +55,9 @@ struct GenerationConfig {
   std::optional<std::int64_t> pad_token_id;  // default: eos (fills finished rows, prompt padding)
   std::uint64_t seed = 0;                     // sampling
   bool use_cache = true;
+  // Called with (prompt index, token) as each new token is chosen, for streaming output
+  // (greedy / sampling; beam search knows its tokens only at the end and calls it then).
+  std::function<void(Index, std::int64_t)> on_token;
 };
 
 // One prompt's result.
@@ -376,6 +380,7 @@ std::vector<Generated> greedy_or_sample(Decoder& decoder, const Tensor<std::int6
       tokens[b] = static_cast<std::int64_t>(token);
       out[b].tokens.push_back(tokens[b]);
       rows[b].push_back(tokens[b]);
+      if (config.on_token) config.on_token(b, tokens[b]);
       if (tokens[b] == eos) finished[b] = true;
     }
     if (std::all_of(finished.begin(), finished.end(), [](bool f) { return f; }) ||
@@ -515,6 +520,8 @@ std::vector<Generated> beam_search(Decoder& decoder, const Tensor<std::int64_t>&
     out[b].tokens.assign(best.row.begin() + T, best.row.end());
     if (best.ended_by_eos) out[b].tokens.push_back(eos);
     out[b].score = best.score;
+    if (config.on_token)
+      for (std::int64_t token : out[b].tokens) config.on_token(b, token);
   }
   return out;
 }

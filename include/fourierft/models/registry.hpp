@@ -10,6 +10,7 @@
 //   models::ModelOutput<float> out = model->forward(tape, inputs);   // inputs by model->inputs()
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/common.hpp"
+#include "fourierft/models/generation.hpp"
 #include "fourierft/models/gpt2.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
@@ -51,6 +53,10 @@ class AnyModel {
                          const ModelInputs<Real>& in) = 0;
   virtual void save_pretrained(const std::filesystem::path& dir,
                                io::Dtype dtype = io::Dtype::F32) const = 0;
+  // A causal LM's continuations of token-id prompts (models/generation.hpp's generate, KV cache
+  // and all); ValueError for a model that cannot generate.
+  virtual std::vector<Generated> generate(const std::vector<std::vector<std::int64_t>>& prompts,
+                                          const GenerationConfig& config) = 0;
 };
 
 // AnyModel over a concrete class; get() is the class itself.
@@ -75,6 +81,14 @@ class ModelHandle final : public AnyModel<typename Model::real_type> {
   }
   void save_pretrained(const std::filesystem::path& dir, io::Dtype dtype) const override {
     model_->save_pretrained(dir, dtype);
+  }
+  std::vector<Generated> generate(const std::vector<std::vector<std::int64_t>>& prompts,
+                                  const GenerationConfig& config) override {
+    if constexpr (DecodableLm<Model>) {
+      return models::generate(*model_, prompts, config);
+    } else {
+      throw ValueError(str_cat(Model::architecture, " cannot generate text (not a causal LM)"));
+    }
   }
 
  private:
