@@ -1,4 +1,4 @@
-// Tests of include/fourierft/core: tensors, the tape, recompute (checkpointing), random numbers, threads, errors.
+// Tests of include/fourierft/core: tensors, the tape, recompute, random numbers, threads, errors.
 #include <doctest/doctest.h>
 
 #include <cstring>
