@@ -7,6 +7,8 @@
 //   ./build/benchmarks/bench_step --case gpt2/fourierft --steps 3
 //   FOURIERFT_PROFILE=1 ./build/benchmarks/bench_step --case gpt2/fourierft   time per op name
 //   FOURIERFT_BENCH_EACH_STEP=1 ...      each timed step's time and minor page faults on stderr
+//   ./build/benchmarks/bench_step --case gpt2/fourierft --recompute    GPT-2 with every block
+//        checkpointed (core/recompute.hpp): method printed as "fourierft+recompute"
 //
 // Models have random weights from their config structs (HF's initialisation, no checkpoint) and
 // dropout 0. FourierFT: q and v of every layer, n = 1000, scaling 150 (GPT-2: the q and v slices of
@@ -27,6 +29,7 @@
 
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/core/profiler.hpp"
+#include "fourierft/core/recompute.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/core/memory.hpp"
 #include "fourierft/models/gpt2.hpp"
@@ -47,6 +50,7 @@ namespace {
 struct Options {
   Index batch = 8, seq = 128, images = 8;
   int steps = 2;  // timed steps after one warm-up step
+  bool recompute = false;  // GPT-2: checkpoint every block (activation recomputation)
 };
 
 // Applies the method (any registered one: peft/registry.hpp) and returns the trainable parameters.
@@ -156,10 +160,24 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     optim::AdamW<float> optimizer(params, adam);
     const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 0, config.vocab_size);
     const std::vector<std::int64_t> targets = models::causal_lm_targets(models::causal_lm_labels(ids));
+    // GPT2Model::forward without padding or cache, each block checkpointed (--recompute).
+    auto checkpointed_hidden = [&] {
+      auto& t = model.transformer;
+      Tensor<std::int64_t> positions({opt.batch, opt.seq});
+      for (Index i = 0; i < positions.numel(); ++i) positions[i] = i % opt.seq;
+      Var<float> x = ops::add(tape, t.wte.forward(tape, ids), t.wpe.forward(tape, positions));
+      x = t.drop.forward(tape, x);
+      for (auto& block : t.h)
+        x = recompute(tape, x, [&block](Tape<float>& local, const Var<float>& h) {
+          return block.forward(local, h, Tensor<std::int64_t>(), nullptr);
+        });
+      return t.ln_f.forward(tape, x);
+    };
     const Result r = time_steps(opt, [&] {
       // Hidden states, then the tied LM head + cross-entropy fused over row chunks.
-      return train_step(tape, optimizer,
-                        model.lm_loss(tape, model.transformer.forward(tape, ids), targets));
+      const Var<float> hidden =
+          opt.recompute ? checkpointed_hidden() : model.transformer.forward(tape, ids);
+      return train_step(tape, optimizer, model.lm_loss(tape, hidden, targets));
     });
     return with_sizes(r, opt.batch, opt.seq, params);
   }
@@ -205,9 +223,11 @@ bool run_forked(const std::string& c, const Options& opt) {
     const auto slash = c.find('/');
     const std::string model = c.substr(0, slash), method = slash == std::string::npos ? "" : c.substr(slash + 1);
     const Result r = run_case(model, method, opt);
+    const bool checkpointed = opt.recompute && model.rfind("gpt2", 0) == 0;
+    const std::string shown = checkpointed ? method + "+recompute" : method;
     const double tokens = static_cast<double>(r.batch * r.seq);
     std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\n", model.c_str(),
-                method.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.seq),
+                shown.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.seq),
                 tokens / (r.ms * 1e-3), r.ms, bench::peak_rss_mb(),
                 static_cast<long long>(r.trainable), r.gflop, r.gflop / (r.ms * 1e-3));
   });
@@ -229,10 +249,11 @@ int main(int argc, char** argv) {
     else if (a == "--images") opt.images = std::stoll(value());
     else if (a == "--steps") opt.steps = std::max(1, std::stoi(value()));
     else if (a == "--no-header") header = false;
+    else if (a == "--recompute") opt.recompute = true;
     else {
       std::fprintf(stderr,
                    "usage: bench_step [--case model/method]... [--all] [--batch 8] [--seq 128] "
-                   "[--images 8] [--steps 2] [--no-header]\n");
+                   "[--images 8] [--steps 2] [--recompute] [--no-header]\n");
       return 2;
     }
   }

@@ -1,14 +1,24 @@
-// Tests of include/fourierft/core: tensors, the tape, random numbers, threads, errors.
+// Tests of include/fourierft/core: tensors, the tape, recompute, random numbers, threads, errors.
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <memory>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/core/random.hpp"
+#include "fourierft/core/recompute.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
+#include "fourierft/ops/attention.hpp"
 #include "fourierft/ops/elementwise.hpp"
+#include "fourierft/ops/linalg.hpp"
+#include "fourierft/ops/norm.hpp"
 #include "fourierft/ops/reduce.hpp"
+#include "gradcheck.hpp"
 
 using namespace fourierft;
 
@@ -129,6 +139,219 @@ TEST_CASE("Tape: an input that needs no gradient gets none") {
   tape.backward(ops::sum(tape, ops::mul(tape, x, w)));
   CHECK(x.has_grad());
   CHECK_FALSE(w.has_grad());
+}
+
+// ---------------------------------------------------------------------------
+// recompute (activation checkpointing). ToyBlock: a pre-LN transformer layer with parameters,
+//   a = h + attention(LN(h)·Wqᵀ, LN(h)·Wkᵀ, LN(h)·Wvᵀ) (causal, 2 heads),  y = a + W2·gelu(W1·LN(a) + b1)
+//   h, y: (B, T, C)
+namespace {
+
+template <class Real>
+struct ToyBlock {
+  Var<Real> gamma, beta, wq, wk, wv, w1, b1, w2;  // (C) (C) (C,C)x3 (2C,C) (2C) (C,2C)
+  ToyBlock() = default;
+  ToyBlock(Index C, Rng& rng) {
+    auto param = [&](Shape s, double sd) {
+      Tensor<Real> t = randn<Real>(std::move(s), rng);
+      for (Real& v : t.data()) v = static_cast<Real>(sd * double(v));
+      return Var<Real>::parameter(t);
+    };
+    gamma = param({C}, 1.0), beta = param({C}, 0.1);
+    wq = param({C, C}, 0.4), wk = param({C, C}, 0.4), wv = param({C, C}, 0.4);
+    w1 = param({2 * C, C}, 0.4), b1 = param({2 * C}, 0.1), w2 = param({C, 2 * C}, 0.4);
+  }
+  std::vector<Var<Real>> params() const { return {gamma, beta, wq, wk, wv, w1, b1, w2}; }
+  Var<Real> forward(Tape<Real>& t, const Var<Real>& h) const {
+    const Var<Real> n = ops::layer_norm(t, h, gamma, beta);
+    ops::AttentionOptions causal;
+    causal.causal = true;
+    const Var<Real> att = ops::attention(t, ops::linear(t, n, wq), ops::linear(t, n, wk),
+                                         ops::linear(t, n, wv), 2, causal);
+    const Var<Real> a = ops::add(t, h, att);
+    const Var<Real> m = ops::gelu(t, ops::linear(t, ops::layer_norm(t, a, gamma, beta), w1, b1));
+    return ops::add(t, a, ops::linear(t, m, w2));
+  }
+};
+
+template <class Real>
+bool same_bits(const Tensor<Real>& a, const Tensor<Real>& b) {
+  return a.shape() == b.shape() &&
+         std::memcmp(a.ptr(), b.ptr(), sizeof(Real) * static_cast<std::size_t>(a.numel())) == 0;
+}
+
+// Loss, dL/dx and every parameter gradient of a 3-layer stack; layer 1 is z = s + block(s) with
+// s = in / 2 and, when checkpointed, block(s) checkpointed again inside it (nested use).
+template <class Real>
+struct StackRun {
+  Tensor<Real> loss, dx;
+  std::vector<Tensor<Real>> grads;
+  std::size_t nodes = 0;  // outer tape nodes after the forward
+};
+
+template <class Real>
+StackRun<Real> run_stack(bool checkpointed, bool x_needs_grad) {
+  Rng rng(11);
+  std::vector<ToyBlock<Real>> blocks;
+  for (int i = 0; i < 3; ++i) blocks.emplace_back(8, rng);
+  const Tensor<Real> x0 = randn<Real>({2, 5, 8}, rng), probe = randn<Real>({2, 5, 8}, rng);
+  auto layer = [&](std::size_t i) {
+    const ToyBlock<Real>& b = blocks[i];
+    return [&b, i, checkpointed](Tape<Real>& t, const Var<Real>& in) {
+      if (i != 1) return b.forward(t, in);
+      const Var<Real> s = ops::scale(t, in, Real(0.5));
+      auto inner = [&b](Tape<Real>& u, const Var<Real>& z) { return b.forward(u, z); };
+      return ops::add(t, s, checkpointed ? recompute(t, s, inner) : inner(t, s));
+    };
+  };
+  Var<Real> x(x0.clone(), x_needs_grad);
+  Tape<Real> tape;
+  Var<Real> h = x;
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    h = checkpointed ? recompute(tape, h, layer(i)) : layer(i)(tape, h);
+  StackRun<Real> out;
+  out.nodes = tape.size();
+  const Var<Real> loss = ops::sum(tape, ops::mul(tape, h, probe));
+  tape.backward(loss);
+  out.loss = loss.value().clone();
+  if (x_needs_grad) out.dx = x.grad().clone();
+  for (const auto& b : blocks)
+    for (Var<Real> p : b.params()) out.grads.push_back(p.grad().clone());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("recompute: loss and every gradient bit-identical to the plain run", Real,
+                   float, double) {
+  for (bool x_needs_grad : {true, false}) {  // false: the first layer (input from an embedding)
+    CAPTURE(x_needs_grad);
+    const StackRun<Real> plain = run_stack<Real>(false, x_needs_grad);
+    const StackRun<Real> ckpt = run_stack<Real>(true, x_needs_grad);
+    CHECK(ckpt.nodes == 3);  // one node per checkpointed layer
+    CHECK(plain.nodes > 30);
+    CHECK(same_bits(plain.loss, ckpt.loss));
+    if (x_needs_grad) {
+      CHECK(same_bits(plain.dx, ckpt.dx));
+      CHECK(plain.dx.numel() == 80);
+    }
+    REQUIRE(plain.grads.size() == ckpt.grads.size());
+    for (std::size_t i = 0; i < plain.grads.size(); ++i) {
+      CAPTURE(i);
+      CHECK(same_bits(plain.grads[i], ckpt.grads[i]));
+    }
+    double norm = 0;  // the gradients are not trivially zero
+    for (Real v : ckpt.grads[2].data()) norm += double(v) * double(v);
+    CHECK(norm > 1e-6);
+  }
+}
+
+TEST_CASE("recompute: gradients match central differences (x and the block's parameters)") {
+  Rng rng(5);
+  const Index C = 6;
+  ToyBlock<double> shapes(C, rng);
+  std::vector<Tensor<double>> inputs = {randn<double>({2, 4, C}, rng)};
+  for (const Var<double>& p : shapes.params()) inputs.push_back(p.value().clone());
+  auto loss = [](Tape<double>& t, std::span<const Var<double>> in) {
+    ToyBlock<double> b;
+    b.gamma = in[1], b.beta = in[2], b.wq = in[3], b.wk = in[4], b.wv = in[5];
+    b.w1 = in[6], b.b1 = in[7], b.w2 = in[8];
+    const Var<double> y = recompute(t, in[0], [b](Tape<double>& u, const Var<double>& h) {
+      return b.forward(u, ops::scale(u, h, 1.5));
+    });
+    return testing::project(t, y);
+  };
+  testing::GradcheckResult r = testing::gradcheck(loss, inputs, {.eps = 1e-6, .rtol = 1e-5});
+  INFO(r.report());
+  CHECK(r.ok);
+  CHECK(r.checks > 9);
+}
+
+TEST_CASE("recompute: the outer tape keeps one node and none of the block's activations") {
+  Tape<double> tape;
+  Var<double> w = Var<double>::parameter(Tensor<double>::full({4}, 2.0));
+  Var<double> x(Tensor<double>::from_data({4}, {1, 2, 3, 4}));  // needs no gradient
+  std::weak_ptr<int> saved;  // lives as long as the closure of the block's probe op
+  auto block = [&](Tape<double>& t, const Var<double>& h) {
+    const Var<double> a = ops::mul(t, h, w);
+    Var<double> b = t.output(a.shape());
+    for (Index i = 0; i < 4; ++i) b.value()[i] = 3 * a.value()[i];
+    auto token = std::make_shared<int>(0);
+    saved = token;
+    t.record("probe", {a}, b, [a, token](std::span<const double> dy) {
+      const std::span<double> da = grad_if_needed(a);
+      for (std::size_t i = 0; i < da.size(); ++i) da[i] += 3 * dy[i];
+    });
+    return ops::tanh(t, b);
+  };
+  {  // plain: the tape holds the block's closures (and what they captured) until clear()
+    const Var<double> y = block(tape, x);
+    CHECK(tape.size() == 3);
+    CHECK_FALSE(saved.expired());
+    tape.clear();
+    CHECK(saved.expired());
+  }
+  const Var<double> y = recompute(tape, x, block);
+  CHECK(tape.size() == 1);
+  CHECK(tape.op_names() == std::vector<std::string>{"recompute"});
+  CHECK(saved.expired());  // the forward's local tape is gone
+  CHECK(y.requires_grad());  // through w, although x needs none
+  tape.backward(ops::sum(tape, y));
+  CHECK(saved.expired());  // the re-run's local tape is gone too
+  for (Index i = 0; i < 4; ++i)  // d/dw sum(tanh(3·x·w)) = 3·x·(1 - tanh²)
+    CHECK(w.grad()[i] == doctest::Approx(3 * x.value()[i] *
+                                         (1 - std::pow(std::tanh(6 * x.value()[i]), 2))));
+  CHECK_FALSE(x.has_grad());
+  tape.clear();
+
+  // Nothing needs a gradient: nothing is recorded, as in the plain run.
+  w.set_requires_grad(false);
+  CHECK_FALSE(recompute(tape, x, block).requires_grad());
+  CHECK(tape.size() == 0);
+  // Under NoGradScope the block simply runs on the tape (nothing recorded either).
+  w.set_requires_grad(true);
+  {
+    NoGradScope<double> no_grad(tape);
+    CHECK(recompute(tape, x, block).value()[0] == doctest::Approx(std::tanh(6.0)));
+    CHECK(tape.size() == 0);
+  }
+}
+
+TEST_CASE("recompute: dropout is replayed from its streams; without them backward says why") {
+  const Tensor<double> x0 = Tensor<double>::from_data({8}, {1, 2, 3, 4, 5, 6, 7, 8});
+  auto run = [&](int mode) {  // 0 plain, 1 checkpointed with the stream, 2 without it
+    Var<double> w = Var<double>::parameter(Tensor<double>::full({8}, 0.5));
+    Rng dropout_rng(2024);
+    auto block = [&w, &dropout_rng](Tape<double>& t, const Var<double>& h) {
+      return ops::mul(t, ops::dropout(t, h, 0.5, dropout_rng), w);
+    };
+    Tape<double> tape;
+    const Var<double> x(x0);
+    const Var<double> y = mode == 0 ? block(tape, x)
+                          : mode == 1 ? recompute(tape, x, block, {&dropout_rng})
+                                      : recompute(tape, x, block);
+    Rng after_forward = dropout_rng;
+    tape.backward(ops::sum(tape, ops::mul(tape, y, y)));
+    CHECK(dropout_rng.next_u64() == after_forward.next_u64());  // the stream is where it was
+    return std::make_pair(y.value().clone(), w.grad().clone());
+  };
+  const auto [y_plain, dw_plain] = run(0);
+  const auto [y_ckpt, dw_ckpt] = run(1);
+  CHECK(same_bits(y_plain, y_ckpt));
+  CHECK(same_bits(dw_plain, dw_ckpt));
+  int dropped = 0;
+  for (double v : y_plain.data()) dropped += v == 0;
+  CHECK(dropped > 0);
+  CHECK(dropped < 8);
+  try {
+    run(2);
+    FAIL("backward re-drew the dropout mask without an error");
+  } catch (const ValueError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("recompute: re-running the block in backward gave a different output") !=
+          std::string::npos);
+    CHECK(what.find("random streams") != std::string::npos);
+  }
 }
 
 TEST_CASE("threads: one knob") {

@@ -7,6 +7,7 @@
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/core/profiler.hpp"
 #include "fourierft/core/random.hpp"
+#include "fourierft/core/recompute.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
 
