@@ -545,6 +545,13 @@ TEST_CASE("FourierFTAdapter: the merged and the beside path give the same output
       results.push_back(all);
     }
     CHECK(set_fourierft_path<double>(linear, FourierFTPath::automatic) == 1);
+    // automatic on an FP32 base: beside while 2·T <= the adapted rows (7, or 6 + 6 fused).
+    for (Index T : {Index(1), Index(3), Index(4), Index(10)}) {
+      Tape<double> tape;
+      linear.forward(tape, Var<double>::parameter(randn<double>({T, d_in}, rng)));
+      const bool beside = 2 * T <= (fused ? 12 : 7);
+      CHECK(tape.op_names().back() == (beside ? "fourierft_beside" : "fourierft_linear"));
+    }
     for (std::size_t i = 0; i < results[0].size(); ++i)
       REQUIRE(results[1][i] == doctest::Approx(results[0][i]).epsilon(1e-12).scale(1.0));
   }

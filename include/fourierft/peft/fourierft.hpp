@@ -138,8 +138,7 @@ class FourierFTAdapter : public nn::LinearAdapter<Real> {
       }
     }
     if (path_ != FourierFTPath::automatic) return path_ == FourierFTPath::beside;
-    return fourierft_prefers_beside<Real>(x.numel() / base.d_in(), base.d_out(), base.d_in(),
-                                          spectral);
+    return fourierft_prefers_beside<Real>(x.numel() / base.d_in(), spectral);
   }
 
   void merge(nn::Linear<Real>& base) override {

@@ -688,16 +688,18 @@ enum class FourierFTPath {
   beside,     // base(x) + x·ΔWᵀ from the spectrum (fourierft_add_beside)
 };
 
-// Whether the beside product is cheaper than merging ΔW into W for T tokens on an FP32 weight
-// (d_out, d_in) carrying `blocks`. Merging costs a pass over W per call whatever T is (building
-// ΔW, adding it to a copy of W0: about M·N·(log2 N / 4 + 2) flops-equivalent — and again in
-// backward when W is not held); the beside product costs per token 2.5·(N log2 N + M log2 M)
-// flops forward, again for dx, plus 8 per term. TODO: constant measured, see docs/performance.md.
+// Whether the beside product is cheaper than merging ΔW into W, for T tokens through an FP32
+// layer carrying `blocks`: while 2·T <= the adapted output rows (Σ_k d_out_k). Merging costs a
+// pass over W per call whatever T is (ΔW built, added to a copy of W0; in training again in
+// backward while d_out > T, WeightReuse); the beside product costs per token
+// 2.5·(N·log2 N + M·log2 M) flops forward and again for dx. Measured (bench_fourierft --beside,
+// n = 1000, docs/performance.md): beside/merged per training step 0.1–0.7 below the rule's
+// threshold, 0.9–1.0 around it, 1.04–1.3 at T >= 4·d_out; 768², 1024², 2048², 256 x 2048, 4096².
 template <class Real>
-bool fourierft_prefers_beside(Index T, Index d_out, Index d_in,
-                              const std::vector<SpectralBlock<Real>>& blocks) {
-  (void)T; (void)d_out; (void)d_in; (void)blocks;
-  return false;
+bool fourierft_prefers_beside(Index T, const std::vector<SpectralBlock<Real>>& blocks) {
+  Index adapted_rows = 0;
+  for (const SpectralBlock<Real>& b : blocks) adapted_rows += b.entries->d_out;
+  return 2 * T <= adapted_rows;
 }
 
 namespace detail {
