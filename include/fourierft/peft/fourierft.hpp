@@ -84,8 +84,8 @@ class EntryBank {
 // FourierFTAdapter: attached to a frozen Linear (weight W0). While unmerged, the layer computes
 //   y = x·(W0 + ΔW)ᵀ + b,   ΔW = α·Re(IDFT2(F)),  F = c at the entries, 0 elsewhere
 // in one GEMM (fourierft_linear), or as base(x) + x·ΔWᵀ with x·ΔWᵀ taken straight from the
-// spectrum (fourierft_add_beside: half-precision base weights, and FourierFTPath::beside). merge() adds ΔW into W0 for zero-overhead inference;
-// unmerge() subtracts a recomputed ΔW.
+// spectrum (fourierft_add_beside: half-precision base weights, few tokens; FourierFTPath).
+// merge() adds ΔW into W0 for zero-overhead inference; unmerge() subtracts a recomputed ΔW.
 template <class Real>
 class FourierFTAdapter : public nn::LinearAdapter<Real> {
  public:
@@ -127,7 +127,8 @@ class FourierFTAdapter : public nn::LinearAdapter<Real> {
   void set_path(FourierFTPath path) { path_ = path; }
   FourierFTPath path() const { return path_; }
   // Whether forward(x) takes the beside product on this base: always for a half-precision base
-  // weight (nn::Linear::half_precision(), when nn::Linear has it), else as path() says.
+  // weight (nn::Linear::half_precision(), once nn::Linear has it; merged is then an error), else
+  // as path() says — automatic: fourierft_prefers_beside(T tokens, the blocks).
   bool uses_beside(const nn::Linear<Real>& base, const Var<Real>& x,
                    const std::vector<SpectralBlock<Real>>& spectral) const {
     if constexpr (requires { base.half_precision(); }) {

@@ -693,8 +693,8 @@ enum class FourierFTPath {
 // pass over W per call whatever T is (ΔW built, added to a copy of W0; in training again in
 // backward while d_out > T, WeightReuse); the beside product costs per token
 // 2.5·(N·log2 N + M·log2 M) flops forward and again for dx. Measured (bench_fourierft --beside,
-// n = 1000, docs/performance.md): beside/merged per training step 0.1–0.7 below the rule's
-// threshold, 0.9–1.0 around it, 1.04–1.3 at T >= 4·d_out; 768², 1024², 2048², 256 x 2048, 4096².
+// n = 1000, docs/performance.md; 768², 1024², 2048², 256 x 2048, 4096²): beside/merged per
+// training step 0.1–0.6 for T <= d_out/8, 0.6–0.98 up to the threshold, 1.05–1.3 once T >= d_out.
 template <class Real>
 bool fourierft_prefers_beside(Index T, const std::vector<SpectralBlock<Real>>& blocks) {
   Index adapted_rows = 0;
