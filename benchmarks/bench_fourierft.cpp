@@ -14,10 +14,20 @@
 //   delta_c2c         ΔW through the full complex inverse DFT, as PEFT computes it
 // Columns: case, d_out, d_in, n, ms (median of 15 rounds; each round runs every case once, so a
 // slow spell of a noisy machine hits all cases alike), ratio to frozen_linear, FFTW plans made.
+//
+//   ./build/benchmarks/bench_fourierft --beside   (the merged vs beside crossover instead)
+//
+// The two ways an unmerged adapter computes its layer, interleaved per (shape, T), n = 1000:
+//   merged   fourierft_linear: W = W0 + ΔW, one GEMM (FourierFTPath::merged)
+//   beside   ops::linear + fourierft_add_beside: x·ΔWᵀ from the spectrum (FourierFTPath::beside)
+// each as a training step (forward + backward with dx and dcoeffs) and as inference (forward
+// under NoGradScope). Columns: mode, d_out, d_in, n, T, merged_ms, beside_ms, beside/merged
+// (median of 7 rounds).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "fourierft/core/memory.hpp"
@@ -52,13 +62,63 @@ std::vector<double> interleaved_median_ms(const std::vector<std::function<void()
   }
   return medians;
 }
+
+// The merged vs beside table (--beside). Shapes: GPT-2 / RoBERTa (768²), Qwen3-0.6B's v_proj
+// (1024 x 1024), TinyLlama's q_proj (2048²) and GQA v_proj (256 x 2048), Llama-2-7B's q_proj
+// (4096²); T up to what keeps one case under about a second.
+void beside_crossover() {
+  std::printf("mode\td_out\td_in\tn\tT\tmerged_ms\tbeside_ms\tbeside_over_merged\n");
+  const Index n = 1000;
+  for (auto [M, N] : {std::pair<Index, Index>{768, 768}, {1024, 1024}, {2048, 2048}, {256, 2048},
+                      {4096, 4096}}) {
+    Rng rng(1);
+    Var<float> w0(randn<float>({M, N}, rng, 0.f, 0.02f)), b(randn<float>({M}, rng));
+    auto entries = std::make_shared<const peft::SpectralEntries>(peft::uniform_entries(M, N, n));
+    Var<float> c = Var<float>::parameter(randn<float>({n}, rng));
+    const std::vector<peft::SpectralBlock<float>> blocks = {{c, entries, 150.f, 0}};
+    for (Index T : {1, 4, 16, 64, 256, 1024, 4096}) {
+      if (static_cast<double>(T) * M * N > 4.3e9) break;
+      Var<float> x = Var<float>::parameter(randn<float>({T, N}, rng));
+      auto dy = randn<float>({T, M}, rng);
+      Tape<float> tape;
+      auto merged = [&] { return peft::fourierft_linear(tape, x, w0, b, blocks); };
+      auto beside = [&] {
+        return peft::fourierft_add_beside(tape, ops::linear(tape, x, w0, b), x, blocks);
+      };
+      auto train = [&](const std::function<Var<float>()>& forward) {
+        return [&, forward] {
+          Var<float> y = forward();
+          tape.backward(y, dy);
+          tape.clear();
+        };
+      };
+      auto infer = [&](const std::function<Var<float>()>& forward) {
+        return [&, forward] {
+          NoGradScope<float> no_grad(tape);
+          forward();
+        };
+      };
+      const std::vector<double> ms = interleaved_median_ms(
+          {train(merged), train(beside), infer(merged), infer(beside)}, 7);
+      for (int mode = 0; mode < 2; ++mode)
+        std::printf("%s\t%lld\t%lld\t%lld\t%lld\t%.3f\t%.3f\t%.3f\n",
+                    mode == 0 ? "train" : "infer", (long long)M, (long long)N, (long long)n,
+                    (long long)T, ms[2 * mode], ms[2 * mode + 1], ms[2 * mode + 1] / ms[2 * mode]);
+      std::fflush(stdout);
+    }
+  }
+}
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   if (std::getenv("FOURIERFT_NUM_THREADS") == nullptr) set_num_threads(2);
   // As bench_step and the training programs: freed activations stay in the process, so each
   // repetition does not page-fault its buffers in again (FOURIERFT_KEEP_MALLOC_DEFAULTS=1: off).
   if (std::getenv("FOURIERFT_KEEP_MALLOC_DEFAULTS") == nullptr) reuse_freed_memory();
+  if (argc > 1 && std::string(argv[1]) == "--beside") {
+    beside_crossover();
+    return 0;
+  }
   std::printf("case\td_out\td_in\tn\tms\tratio_to_frozen\tfftw_plans\n");
   const Index T = 1024;
   for (auto [M, N] : {std::pair<Index, Index>{768, 768}, {1024, 1024}}) {

@@ -7,7 +7,9 @@
 
 #include "fourierft/ops/elementwise.hpp"
 #include "fourierft/ops/reduce.hpp"
+#include "fourierft/nn/linear.hpp"
 #include "fourierft/peft/entries.hpp"
+#include "fourierft/peft/fourierft.hpp"
 #include "fourierft/peft/fourierft_op.hpp"
 #include "gradcheck.hpp"
 
@@ -33,6 +35,41 @@ std::vector<double> brute_force_delta(const SpectralEntries& e, std::span<const 
       dW[p * N + q] = scale / double(M * N) * s;
     }
   return dW;
+}
+
+// y[t, out_offset + p] += Σ_q x[t,q]·ΔW[p,q] for each block, ΔW from fourierft_delta_forward in
+// double: the dense reference for the beside product. x: (T, N), y: (T, d_out).
+std::vector<double> dense_beside(const std::vector<double>& x, Index T, Index N, Index d_out,
+                                 const std::vector<std::tuple<const SpectralEntries*, std::vector<double>, double, Index>>& blocks) {
+  std::vector<double> y(static_cast<std::size_t>(T * d_out));
+  for (const auto& [e, c, scale, offset] : blocks) {
+    std::vector<double> dW(static_cast<std::size_t>(e->d_out * N));
+    fourierft_delta_forward<double>(dW, c, *e, scale);
+    for (Index t = 0; t < T; ++t)
+      for (Index p = 0; p < e->d_out; ++p) {
+        double s = 0;
+        for (Index q = 0; q < N; ++q) s += x[t * N + q] * dW[p * N + q];
+        y[t * d_out + offset + p] += s;
+      }
+  }
+  return y;
+}
+
+// Entries at the edges of the spectrum: row and column 0, the Nyquist row M/2 and column N/2
+// (when even), the last row and column, plus random ones.
+SpectralEntries edge_entries(Index M, Index N, Index random_count) {
+  std::set<std::pair<std::int64_t, std::int64_t>> picked = {
+      {0, 0}, {0, N / 2}, {M / 2, 0}, {M / 2, N / 2}, {M - 1, N - 1}, {0, N - 1}, {M - 1, 0}};
+  Rng rng(M * 31 + N);
+  while (static_cast<Index>(picked.size()) < std::min(M * N, Index(7) + random_count)) {
+    picked.insert({static_cast<std::int64_t>(rng.below(M)), static_cast<std::int64_t>(rng.below(N))});
+  }
+  std::vector<std::int64_t> rows, cols;
+  for (auto [u, v] : picked) {
+    rows.push_back(u);
+    cols.push_back(v);
+  }
+  return explicit_entries(M, N, rows, cols);
 }
 }  // namespace
 
@@ -362,4 +399,160 @@ TEST_CASE("FourierFT on a frozen random linear layer fits a low-frequency target
   }
   CHECK(first > 0.1);
   CHECK(last < 1e-3 * first);
+}
+
+TEST_CASE_TEMPLATE("fourierft_beside equals x·ΔWᵀ with the dense ΔW (odd, even, edge entries, fused)",
+                   Real, float, double) {
+  // Square and non-square, odd and even sizes; entries on row/column 0, the Nyquist row and
+  // column, the last row and column; T = 5 (one partial block of 16 tokens) and T = 203 at
+  // 48 x 400 (12 whole blocks and a partial one, split between threads: T·N > 65536).
+  const double tol = std::is_same_v<Real, float> ? 2e-5 : 1e-12;
+  for (auto [M, N, n, T] : {std::tuple<Index, Index, Index, Index>{8, 12, 10, 5}, {7, 5, 10, 5},
+                            {9, 9, 81, 5}, {6, 4, 24, 5}, {1, 7, 3, 5}, {5, 1, 2, 5},
+                            {12, 8, 30, 5}, {48, 400, 400, 203}}) {
+    const auto e = std::make_shared<const SpectralEntries>(edge_entries(M, N, n));
+    Rng rng(M * 1000 + N);
+    auto x = randn<double>({T, N}, rng), c = randn<double>({e->n()}, rng);
+    auto base = randn<double>({T, M}, rng);
+    const auto reference = dense_beside(std::vector<double>(x.data().begin(), x.data().end()), T, N,
+                                        M, {{e.get(), std::vector<double>(c.data().begin(), c.data().end()), 2.5, 0}});
+    auto cast = [](const Tensor<double>& t) {
+      Tensor<Real> r(t.shape());
+      for (Index i = 0; i < t.numel(); ++i) r[i] = static_cast<Real>(t[i]);
+      return r;
+    };
+    Tape<Real> tape;
+    std::vector<SpectralBlock<Real>> blocks = {{Var<Real>(cast(c)), e, Real(2.5), 0}};
+    Var<Real> y = fourierft_beside(tape, Var<Real>(cast(x)), blocks, M);
+    Var<Real> with_base = fourierft_add_beside(tape, Var<Real>(cast(base)), Var<Real>(cast(x)), blocks);
+    REQUIRE(y.shape() == Shape{T, M});
+    double largest = 0, worst = 0, worst_base = 0;
+    for (Index i = 0; i < T * M; ++i) {
+      largest = std::max(largest, std::abs(reference[i]));
+      worst = std::max(worst, std::abs(double(y.value()[i]) - reference[i]));
+      worst_base = std::max(worst_base, std::abs(double(with_base.value()[i]) - base[i] - reference[i]));
+    }
+    INFO("shape (", M, ", ", N, ") n=", e->n(), " T=", T, ": worst ", worst, " of ", largest);
+    CHECK(largest > 0);
+    CHECK(worst <= tol * largest);
+    CHECK(worst_base <= tol * (largest + 4));
+  }
+}
+
+TEST_CASE("fourierft_beside: the q and v slices of a fused layer, the k slice untouched") {
+  const Index C = 6, N = 10, T = 7;
+  Rng rng(8);
+  auto eq = std::make_shared<const SpectralEntries>(uniform_entries(C, N, 9, 777));
+  auto ev = std::make_shared<const SpectralEntries>(edge_entries(C, N, 5));
+  auto x = randn<double>({T, N}, rng), cq = randn<double>({9}, rng), cv = randn<double>({ev->n()}, rng);
+  Tape<double> tape;
+  std::vector<SpectralBlock<double>> blocks = {{Var<double>(cq), eq, 3.0, 0},
+                                               {Var<double>(cv), ev, 5.0, 2 * C}};
+  Var<double> y = fourierft_beside(tape, Var<double>(x), blocks, 3 * C);
+  const auto reference = dense_beside(
+      std::vector<double>(x.data().begin(), x.data().end()), T, N, 3 * C,
+      {{eq.get(), std::vector<double>(cq.data().begin(), cq.data().end()), 3.0, 0},
+       {ev.get(), std::vector<double>(cv.data().begin(), cv.data().end()), 5.0, 2 * C}});
+  for (Index t = 0; t < T; ++t)
+    for (Index j = 0; j < 3 * C; ++j) {
+      CHECK(y.value()[t * 3 * C + j] == doctest::Approx(reference[t * 3 * C + j]).epsilon(1e-12).scale(1.0));
+      if (j >= C && j < 2 * C) CHECK(y.value()[t * 3 * C + j] == 0.0);
+    }
+  CHECK_THROWS_WITH_AS(fourierft_beside(tape, Var<double>(x), blocks, 2 * C),
+                       "fourierft_beside: a spectral block of shape (6, 10) with coeffs (12) at "
+                       "output offset 12 does not fit x (7, 10) and 12 outputs",
+                       ShapeError);
+}
+
+TEST_CASE("fourierft_beside: gradients for x, coefficients and base match central differences") {
+  for (auto [M, N, n] : {std::tuple<Index, Index, Index>{8, 12, 10}, {7, 5, 10}, {6, 4, 24}, {5, 9, 1}}) {
+    auto e = std::make_shared<const SpectralEntries>(edge_entries(M, N, n));
+    auto e2 = std::make_shared<const SpectralEntries>(uniform_entries(M, N, std::min<Index>(n, M * N), 778));
+    Rng rng(M * 100 + N);
+    // Two adapters on rows [0, M) and [M + 1, 2M + 1) of a (2M + 2)-output layer; x: (2, 3, N).
+    auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+      std::vector<SpectralBlock<double>> blocks = {{in[1], e, 2.5, 0}, {in[2], e2, 1.5, M + 1}};
+      // add_beside takes over its base's storage: give it a fresh op output, not the input.
+      return project(t, fourierft_add_beside(t, ops::scale(t, in[3], 1.0), in[0], blocks));
+    };
+    GradcheckResult r = gradcheck(loss, {randn<double>({2, 3, N}, rng), randn<double>({e->n()}, rng),
+                                         randn<double>({e2->n()}, rng), randn<double>({2, 3, 2 * M + 2}, rng)});
+    INFO("shape (", M, ", ", N, ") n=", n, ": ", r.report());
+    CHECK(r.ok);
+  }
+}
+
+TEST_CASE("fourierft_beside and fourierft_linear give the same gradients at threaded sizes") {
+  // T = 203 tokens, the q and v slices (48 x 400, n = 400) of a fused Conv1D layer: the beside
+  // path's backward (threaded blocks, dx scattered from both slices) against the merged GEMM's.
+  const Index T = 203, C = 48, N = 400, n = 400;
+  Rng rng(6);
+  auto entries = std::make_shared<const SpectralEntries>(uniform_entries(C, N, n, 777));
+  auto x = randn<double>({T, N}, rng), w0 = randn<double>({N, 3 * C}, rng), b = randn<double>({3 * C}, rng);
+  auto cq = randn<double>({n}, rng), cv = randn<double>({n}, rng), dy = randn<double>({T, 3 * C}, rng);
+  std::vector<std::vector<double>> results;
+  for (bool beside : {false, true}) {
+    Tape<double> tape;
+    Var<double> xv = Var<double>::parameter(x), q = Var<double>::parameter(cq),
+                v = Var<double>::parameter(cv), bias = Var<double>::parameter(b);
+    std::vector<SpectralBlock<double>> blocks = {{q, entries, 7.0, 0}, {v, entries, 7.0, 2 * C}};
+    auto y = beside ? fourierft_add_beside(tape, ops::linear(tape, xv, Var<double>(w0), bias, ops::WeightLayout::in_out), xv, blocks)
+                    : fourierft_linear(tape, xv, Var<double>(w0), bias, blocks, ops::WeightLayout::in_out);
+    tape.backward(y, dy);
+    std::vector<double> all(y.data().begin(), y.data().end());
+    for (const Var<double>* var : {&q, &v, &xv, &bias})
+      for (double g : var->grad().data()) all.push_back(g);
+    results.push_back(all);
+  }
+  for (std::size_t i = 0; i < results[0].size(); ++i)
+    REQUIRE(results[1][i] == doctest::Approx(results[0][i]).epsilon(1e-10).scale(1.0));
+}
+
+TEST_CASE("FourierFTAdapter: the merged and the beside path give the same outputs and gradients") {
+  // A Linear (bias training) and a Conv1D fused (q | k | v) layer with q and v slices.
+  for (auto layout : {ops::WeightLayout::out_in, ops::WeightLayout::in_out}) {
+    const bool fused = layout == ops::WeightLayout::in_out;
+    const Index d_in = 10, d_out = fused ? 18 : 7, n = 12;
+    Rng rng(fused ? 2 : 1);
+    nn::Linear<double> linear(d_in, d_out, rng, true, layout);
+    linear.weight.set_requires_grad(false);
+    const Index rows = fused ? d_out / 3 : d_out;
+    auto entries = std::make_shared<const SpectralEntries>(uniform_entries(rows, d_in, n, 777));
+    std::vector<std::tuple<std::string, std::shared_ptr<const SpectralEntries>, Index>> blocks;
+    if (fused) {
+      blocks = {{"fourierft_spectrum_q", entries, 0}, {"fourierft_spectrum_v", entries, 2 * rows}};
+    } else {
+      blocks = {{"fourierft_spectrum", entries, 0}};
+    }
+    Rng init(3);
+    auto adapter = std::make_shared<FourierFTAdapter<double>>(40.0, blocks, init, false);
+    linear.attach("", adapter);
+    auto x = randn<double>({2, 5, d_in}, rng), dy = randn<double>({2, 5, d_out}, rng);
+    std::vector<std::vector<double>> results;
+    for (FourierFTPath path : {FourierFTPath::merged, FourierFTPath::beside}) {
+      adapter->set_path(path);
+      Var<double> xv = Var<double>::parameter(x);
+      Tape<double> tape;
+      Var<double> y = linear.forward(tape, xv);
+      CHECK(tape.op_names().back() == (path == FourierFTPath::beside ? "fourierft_beside" : "fourierft_linear"));
+      tape.backward(y, dy);
+      std::vector<double> all(y.data().begin(), y.data().end());
+      for (double g : xv.grad().data()) all.push_back(g);
+      for (double g : linear.bias.grad().data()) all.push_back(g);
+      for (const auto& b : adapter->blocks())
+        for (double g : b.spectrum.grad().data()) all.push_back(g);
+      linear.zero_grad();
+      results.push_back(all);
+    }
+    CHECK(set_fourierft_path<double>(linear, FourierFTPath::automatic) == 1);
+    // automatic on an FP32 base: beside while 2·T <= the adapted rows (7, or 6 + 6 fused).
+    for (Index T : {Index(1), Index(3), Index(4), Index(10)}) {
+      Tape<double> tape;
+      linear.forward(tape, Var<double>::parameter(randn<double>({T, d_in}, rng)));
+      const bool beside = 2 * T <= (fused ? 12 : 7);
+      CHECK(tape.op_names().back() == (beside ? "fourierft_beside" : "fourierft_linear"));
+    }
+    for (std::size_t i = 0; i < results[0].size(); ++i)
+      REQUIRE(results[1][i] == doctest::Approx(results[0][i]).epsilon(1e-12).scale(1.0));
+  }
 }

@@ -83,8 +83,9 @@ class EntryBank {
 // ---------------------------------------------------------------------------
 // FourierFTAdapter: attached to a frozen Linear (weight W0). While unmerged, the layer computes
 //   y = x·(W0 + ΔW)ᵀ + b,   ΔW = α·Re(IDFT2(F)),  F = c at the entries, 0 elsewhere
-// in one GEMM (peft/fourierft_op.hpp). merge() adds ΔW into W0 for zero-overhead inference;
-// unmerge() subtracts a recomputed ΔW.
+// in one GEMM (fourierft_linear), or as base(x) + x·ΔWᵀ with x·ΔWᵀ taken straight from the
+// spectrum (fourierft_add_beside: half-precision base weights, few tokens; FourierFTPath).
+// merge() adds ΔW into W0 for zero-overhead inference; unmerge() subtracts a recomputed ΔW.
 template <class Real>
 class FourierFTAdapter : public nn::LinearAdapter<Real> {
  public:
@@ -117,7 +118,28 @@ class FourierFTAdapter : public nn::LinearAdapter<Real> {
   Var<Real> forward(Tape<Real>& tape, const nn::Linear<Real>& base, const Var<Real>& x) override {
     std::vector<SpectralBlock<Real>> spectral;
     for (const Block& b : blocks_) spectral.push_back({b.spectrum, b.entries, scaling_, b.out_offset});
+    if (uses_beside(base, x, spectral))
+      return fourierft_add_beside(tape, base.base_forward(tape, x), x, spectral);
     return fourierft_linear(tape, x, base.weight, base.bias, spectral, base.layout());
+  }
+
+  // How forward computes the layer while unmerged (FourierFTPath; automatic by default).
+  void set_path(FourierFTPath path) { path_ = path; }
+  FourierFTPath path() const { return path_; }
+  // Whether forward(x) takes the beside product on this base: always for a half-precision base
+  // weight (nn::Linear::half_precision(), once nn::Linear has it; merged is then an error), else
+  // as path() says — automatic: fourierft_prefers_beside(T tokens, the blocks).
+  bool uses_beside(const nn::Linear<Real>& base, const Var<Real>& x,
+                   const std::vector<SpectralBlock<Real>>& spectral) const {
+    if constexpr (requires { base.half_precision(); }) {
+      if (base.half_precision()) {
+        check(path_ != FourierFTPath::merged, "FourierFTAdapter: the merged path needs an FP32 ",
+              "base weight, but this layer holds its frozen weight in half precision");
+        return true;
+      }
+    }
+    if (path_ != FourierFTPath::automatic) return path_ == FourierFTPath::beside;
+    return fourierft_prefers_beside<Real>(x.numel() / base.d_in(), spectral);
   }
 
   void merge(nn::Linear<Real>& base) override {
@@ -151,7 +173,20 @@ class FourierFTAdapter : public nn::LinearAdapter<Real> {
 
   Real scaling_;
   std::vector<Block> blocks_;
+  FourierFTPath path_ = FourierFTPath::automatic;
 };
+
+// Sets the path of every FourierFT adapter in `model`; returns how many there are.
+template <class Real>
+Index set_fourierft_path(nn::Module<Real>& model, FourierFTPath path) {
+  Index count = 0;
+  for (const auto& [name, module] : model.named_modules())
+    if (auto* adapter = dynamic_cast<FourierFTAdapter<Real>*>(module)) {
+      adapter->set_path(path);
+      ++count;
+    }
+  return count;
+}
 
 // n for a module: the first n_frequency_pattern key k with re.match(".*\.k$", name), else the default.
 inline Index fourierft_n_for(const FourierFTConfig& config, const std::string& module_name) {

@@ -243,20 +243,89 @@ void fourierft_delta_backward(std::span<Real> dcoeffs, std::span<const Real> G,
 // One target per adapter reading the same x (GPT-2's q and v slices of the fused c_attn):
 template <class Real>
 struct CoeffGradTarget {
-  std::span<Real> dcoeffs;         // (n), accumulated into
+  std::span<Real> dcoeffs;         // (n), accumulated into; empty: only dx is asked for
   const SpectralEntries* entries;  // (M, N): M = the adapter's output rows, N = d_in
   Real scale;
-  Index out_offset = 0;  // the adapter's first column in dy
+  Index out_offset = 0;              // the adapter's first column in dy
+  std::span<const Real> coeffs = {};  // (n): read only for dx (fourierft_spectral_backward)
 };
 
-//   dy: (T, ·) with rows ldy apart;  x: (T, d_in) contiguous
+namespace detail {
+// One term of a half spectrum built from another (the beside product, fourierft_beside):
+//   out[dst, r] += weight · in[src, r]  with in[src, r]'s imaginary part times imag_sign
+// for the 16 rows r of a block; in and out are (bins × 16) complex, bin-major.
+template <class Real>
+struct ScatterTerm {
+  Index src, dst;
+  Real weight;
+  Real imag_sign;  // −1: the conjugate of in[src, r]
+};
+
+template <class Real>
+FOURIERFT_SIMD_CLONES void scatter_block(Real* out, const Real* in, const ScatterTerm<Real>* terms,
+                                         std::size_t count) {
+  for (std::size_t k = 0; k < count; ++k) {
+    const Real* s = in + 32 * terms[k].src;
+    Real* d = out + 32 * terms[k].dst;
+    const Real w[2] = {terms[k].weight, terms[k].weight * terms[k].imag_sign};
+    for (int j = 0; j < 32; ++j) d[j] += w[j & 1] * s[j];
+  }
+}
+
+// The terms of  out[p] = Re Σ_l h_l · conj(IN[src_l]) · e^{+2πi·dst_l·p/L_out},  h_l = factor·c_l,
+// where IN is the DFT (e^{−i}) of a real row of length L_in, kept as its half spectrum, and out a
+// real row of length L_out made by a c2r from the Hermitian half spectrum
+//   H[k] = (S[k] + conj S[−k]) / 2,   S[k] = Σ_{l: dst_l = k} h_l · conj(IN[src_l]):
+//   h_l/2 · conj(IN[src_l]) at dst_l          if dst_l < L_out/2 + 1
+//   h_l/2 · IN[src_l]       at −dst_l mod L_out if that is < L_out/2 + 1   (both at 0 and L_out/2)
+// and IN[k] = conj IN[L_in − k] for k past the half. Sorted by (dst, src): neighbouring terms
+// write and read the same cache lines.
+template <class Real>
+std::vector<ScatterTerm<Real>> beside_terms(std::span<const std::int64_t> src_freq,
+                                            std::span<const std::int64_t> dst_freq, Index in_length,
+                                            Index out_length, std::span<const Real> coeffs,
+                                            Real factor) {
+  const Index in_bins = in_length / 2 + 1, out_bins = out_length / 2 + 1;
+  std::vector<ScatterTerm<Real>> terms;
+  terms.reserve(2 * coeffs.size());
+  for (std::size_t l = 0; l < coeffs.size(); ++l) {
+    const Index s = src_freq[l], d = dst_freq[l], d_mirror = (out_length - d) % out_length;
+    const bool folded = s >= in_bins;  // IN[s] = conj IN[in_length − s]
+    const Index src = folded ? in_length - s : s;
+    const Real h = factor * coeffs[l] / Real(2);
+    if (d < out_bins) terms.push_back({src, d, h, folded ? Real(1) : Real(-1)});
+    if (d_mirror < out_bins) terms.push_back({src, d_mirror, h, folded ? Real(-1) : Real(1)});
+  }
+  std::sort(terms.begin(), terms.end(), [](const ScatterTerm<Real>& a, const ScatterTerm<Real>& b) {
+    return a.dst != b.dst ? a.dst < b.dst : a.src < b.src;
+  });
+  return terms;
+}
+
+// Adds a block's rows of a c2r result (16 rows of `length`, contiguous) into rows ld apart.
+template <class Real>
+void add_rows(Real* out, Index ld, const Real* block, Index rows, Index length) {
+  for (Index r = 0; r < rows; ++r) {
+    Real* row = out + r * ld;
+    const Real* src = block + r * length;
+    for (Index q = 0; q < length; ++q) row[q] += src[q];
+  }
+}
+}  // namespace detail
+
+//   dy: (T, ·) with rows ldy apart;  x: (T, d_in) contiguous;  dx: (T, d_in) or nullptr
+// The coefficient gradients of the targets that ask for them (non-empty dcoeffs) and, when dx is
+// given, dx += Σ_k dy[:, block k]·ΔW_k — the backward of the beside product (fourierft_beside):
+//   dx[t,q] = Σ_p dy[t,p]·ΔW[p,q] = scale/(M·N) · Re Σ_l c_l · conj(DY[t,u_l]) · e^{+2πi·v_l·q/N}
+// i.e. the beside forward with the roles of rows and columns swapped: DY gathered at the rows
+// u_l, scattered at the columns v_l into one length-N half spectrum for all targets, one c2r.
 // Fused per block of 16 tokens, on one thread per block: the block's row DFTs of x (once for all
 // targets) and of each target's dy columns, stored bin-major (RowBlockDft), then the gather —
-// an entry's 16 products are 32 contiguous reals — while the spectra are in cache. The spectra
-// of all T rows (3 MB each at 1024 x 768) are never stored.
+// an entry's 16 products are 32 contiguous reals — and the dx scatter while the spectra are in
+// cache. The spectra of all T rows (3 MB each at 1024 x 768) are never stored.
 template <class Real>
-void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Index T, Index d_in,
-                                   std::span<const CoeffGradTarget<Real>> targets) {
+void fourierft_spectral_backward(const Real* dy, Index ldy, const Real* x, Index T, Index d_in,
+                                 std::span<const CoeffGradTarget<Real>> targets, Real* dx) {
   using Complex = std::complex<Real>;
   using ops::spectral::block_size;
   const Index HN = d_in / 2 + 1;
@@ -267,28 +336,42 @@ void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Ind
   using Entry = detail::GatherEntry<Real>;
   static_assert(block_size == 16, "the gather works on blocks of 16 rows");
   std::vector<std::vector<Entry>> sorted(targets.size());
+  std::vector<std::vector<detail::ScatterTerm<Real>>> dx_terms(targets.size());
   std::vector<ops::spectral::RowBlockDft<Real>> dy_dfts;
   Index slots = 0, max_length = d_in;  // the longest row transformed (x's or an adapter's dy)
+  bool coeff_grads = false;
   for (std::size_t k = 0; k < targets.size(); ++k) {
     const SpectralEntries& e = *targets[k].entries;
-    check<ShapeError>(e.d_in == d_in && static_cast<Index>(targets[k].dcoeffs.size()) == e.n() &&
+    const bool wants_dc = !targets[k].dcoeffs.empty();
+    check<ShapeError>(e.d_in == d_in &&
+                          (!wants_dc || static_cast<Index>(targets[k].dcoeffs.size()) == e.n()) &&
+                          (!dx || static_cast<Index>(targets[k].coeffs.size()) == e.n()) &&
                           targets[k].out_offset >= 0 && targets[k].out_offset + e.d_out <= ldy,
-                      "fourierft_coeff_grad_spectral: an adapter of shape (", e.d_out, ", ",
-                      e.d_in, ") at column ", targets[k].out_offset, " does not fit dy's rows of ",
-                      ldy, " and x's of ", d_in);
+                      "fourierft_spectral_backward: an adapter of shape (", e.d_out, ", ", e.d_in,
+                      ") at column ", targets[k].out_offset, " does not fit dy's rows of ", ldy,
+                      " and x's of ", d_in, ", or its coefficients do not fit its ", e.n(),
+                      " entries");
     const Index M = e.d_out, HM = M / 2 + 1;
-    for (Index l = 0; l < e.n(); ++l) {
-      const Index u = e.rows[l], v = e.cols[l];
-      sorted[k].push_back({u < HM ? u : M - u, v < HN ? v : d_in - v,
-                           (u < HM) == (v < HN) ? Real(1) : Real(-1), slots + l});
+    if (wants_dc) {
+      coeff_grads = true;
+      for (Index l = 0; l < e.n(); ++l) {
+        const Index u = e.rows[l], v = e.cols[l];
+        sorted[k].push_back({u < HM ? u : M - u, v < HN ? v : d_in - v,
+                             (u < HM) == (v < HN) ? Real(1) : Real(-1), slots + l});
+      }
+      std::sort(sorted[k].begin(), sorted[k].end(),
+                [](const Entry& a, const Entry& b) { return a.u != b.u ? a.u < b.u : a.v < b.v; });
+      slots += e.n();
     }
-    std::sort(sorted[k].begin(), sorted[k].end(),
-              [](const Entry& a, const Entry& b) { return a.u != b.u ? a.u < b.u : a.v < b.v; });
-    slots += e.n();
+    if (dx)
+      dx_terms[k] = detail::beside_terms<Real>(e.rows, e.cols, M, d_in, targets[k].coeffs,
+                                               targets[k].scale / static_cast<Real>(M * d_in));
     dy_dfts.emplace_back(M);
     max_length = std::max(max_length, M);
   }
   const ops::spectral::RowBlockDft<Real> x_dft(d_in);
+  const auto dx_plan = ops::spectral::PlanCache<Real>::instance().get(
+      ops::spectral::PlanKind::c2r_rows_binwise, 0, static_cast<int>(d_in));
   const Index blocks = (T + block_size - 1) / block_size;
   const int threads = T * d_in > 65536 ? num_threads() : 1;
   // Per thread: an entry's block sum (Real, in registers) is added to a double accumulator; the
@@ -304,20 +387,31 @@ void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Ind
     ops::spectral::FftwBuffer<Complex, Real> X(x_dft.out_size());
     ops::spectral::FftwBuffer<Complex, Real> DY(static_cast<std::size_t>((max_length / 2 + 1) * block_size));
     ops::spectral::FftwBuffer<Real, Real> scratch(static_cast<std::size_t>(block_size * max_length));
+    ops::spectral::FftwBuffer<Complex, Real> DX(dx ? x_dft.out_size() : 0);
 #pragma omp for schedule(static)
     for (Index b = 0; b < blocks; ++b) {
       const Index t0 = b * block_size, rows = std::min<Index>(block_size, T - t0);
-      x_dft(x + t0 * d_in, d_in, rows, X.data(), scratch.data());
+      if (coeff_grads) x_dft(x + t0 * d_in, d_in, rows, X.data(), scratch.data());
+      if (dx) std::fill(DX.data(), DX.data() + DX.size(), Complex());
       for (std::size_t k = 0; k < targets.size(); ++k) {
         dy_dfts[k](dy + t0 * ldy + targets[k].out_offset, ldy, rows, DY.data(), scratch.data());
         const Real* dy_spectra = reinterpret_cast<const Real*>(DY.data());
         const Real* x_spectra = reinterpret_cast<const Real*>(X.data());
         detail::gather_block<Real>(dy_spectra, x_spectra, sorted[k].data(), sorted[k].size(), acc);
+        detail::scatter_block<Real>(reinterpret_cast<Real*>(DX.data()), dy_spectra,
+                                    dx_terms[k].data(), dx_terms[k].size());
+      }
+      if (dx) {  // scratch holds 16 rows of d_in <= max_length
+        ops::spectral::Fftw<Real>::execute_c2r(
+            dx_plan, reinterpret_cast<typename ops::spectral::Fftw<Real>::Complex*>(DX.data()),
+            scratch.data());
+        detail::add_rows<Real>(dx + t0 * d_in, d_in, scratch.data(), rows, d_in);
       }
     }
   }
   Index slot = 0;
   for (const CoeffGradTarget<Real>& target : targets) {
+    if (target.dcoeffs.empty()) continue;
     const SpectralEntries& e = *target.entries;
     const double norm = static_cast<double>(target.scale) / static_cast<double>(e.d_out * e.d_in);
     for (Index l = 0; l < e.n(); ++l, ++slot) {
@@ -326,6 +420,13 @@ void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Ind
       target.dcoeffs[l] += static_cast<Real>(norm * s);
     }
   }
+}
+
+// The coefficient gradients alone (fourierft_linear's spectral path).
+template <class Real>
+void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Index T, Index d_in,
+                                   std::span<const CoeffGradTarget<Real>> targets) {
+  fourierft_spectral_backward<Real>(dy, ldy, x, T, d_in, targets, nullptr);
 }
 
 // ΔW as an autograd op (teaching, gradient checks, and PEFT's unmerged `base(x) + x·ΔWᵀ`).
@@ -510,6 +611,165 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
     }
   });
   return y;
+}
+
+// ---------------------------------------------------------------------------
+// The beside product: x·ΔWᵀ straight from the n coefficients, ΔW never formed (the update of a
+// layer whose frozen weight is not held in FP32, or of few tokens). M = d_out, N = d_in:
+//   ΔW[p,q] = a · Σ_l c_l cos(2π(u_l·p/M + v_l·q/N)),   a = scale/(M·N),  (u_l, v_l) = entry l
+// For one row x (N):
+//   y[p] = Σ_q ΔW[p,q]·x[q] = a · Re Σ_l c_l · e^{2πi·u_l·p/M} · Σ_q x[q]·e^{+2πi·v_l·q/N}
+//        = a · Re Σ_l c_l · conj(X[v_l]) · e^{2πi·u_l·p/M},   X = DFT(x) (e^{−i}; x is real)
+// — one r2c of x, a gather of X at the columns v_l, a scatter at the rows u_l into a length-M
+// half spectrum (detail::beside_terms), one c2r: T·(2.5·N·log2 N + 2.5·M·log2 M + 8n) flops
+// against the GEMM's 2·T·M·N. Backward (fourierft_spectral_backward) with g = dy (M) per row and
+// G = DFT(g): dc_l = a · Re Σ_t G[t,u_l]·X[t,v_l] (the spectral coefficient gradient), and
+// dx[q] = a · Re Σ_l c_l · conj(G[u_l]) · e^{2πi·v_l·q/N}, the same product with rows and
+// columns swapped.
+//
+//   y: (T, ·) rows ldy apart, added into (+=) at each block's columns [out_offset, + M)
+//   x: (T, d_in) contiguous;  blocks: adapters on output row blocks (any layout: y's columns are
+//   the output features either way)
+// Per block of 16 tokens, on one thread per block: the block's row DFTs of x (once for all
+// adapters, RowBlockDft), then per adapter the scatter and one 16-row c2r plan, added into y.
+template <class Real>
+void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index d_in,
+                              std::span<const SpectralBlock<Real>> blocks) {
+  using ops::spectral::block_size;
+  using FftwComplex = typename ops::spectral::Fftw<Real>::Complex;
+  std::vector<std::vector<detail::ScatterTerm<Real>>> terms;
+  std::vector<typename ops::spectral::Fftw<Real>::Plan> plans;
+  Index max_length = d_in;
+  for (const SpectralBlock<Real>& b : blocks) {
+    const SpectralEntries& e = *b.entries;
+    check<ShapeError>(e.d_in == d_in && b.out_offset >= 0 && b.out_offset + e.d_out <= ldy &&
+                          b.coeffs.numel() == e.n(),
+                      "fourierft_beside_forward: an adapter of shape (", e.d_out, ", ", e.d_in,
+                      ") with ", b.coeffs.numel(), " coefficients at column ", b.out_offset,
+                      " does not fit y's rows of ", ldy, " and x's of ", d_in);
+    terms.push_back(detail::beside_terms<Real>(e.cols, e.rows, d_in, e.d_out, b.coeffs.data(),
+                                               b.scale / static_cast<Real>(e.d_out * d_in)));
+    plans.push_back(ops::spectral::PlanCache<Real>::instance().get(
+        ops::spectral::PlanKind::c2r_rows_binwise, 0, static_cast<int>(e.d_out)));
+    max_length = std::max(max_length, e.d_out);
+  }
+  const ops::spectral::RowBlockDft<Real> x_dft(d_in);
+  const Index token_blocks = (T + block_size - 1) / block_size;
+  const int threads = T * d_in > 65536 ? num_threads() : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    using Complex = std::complex<Real>;
+    ops::spectral::FftwBuffer<Complex, Real> X(x_dft.out_size());
+    ops::spectral::FftwBuffer<Complex, Real> Y(static_cast<std::size_t>((max_length / 2 + 1) * block_size));
+    ops::spectral::FftwBuffer<Real, Real> scratch(static_cast<std::size_t>(block_size * max_length));
+#pragma omp for schedule(static)
+    for (Index b = 0; b < token_blocks; ++b) {
+      const Index t0 = b * block_size, rows = std::min<Index>(block_size, T - t0);
+      x_dft(x + t0 * d_in, d_in, rows, X.data(), scratch.data());
+      for (std::size_t k = 0; k < blocks.size(); ++k) {
+        const Index M = blocks[k].entries->d_out;
+        std::fill(Y.data(), Y.data() + (M / 2 + 1) * block_size, Complex());
+        detail::scatter_block<Real>(reinterpret_cast<Real*>(Y.data()),
+                                    reinterpret_cast<const Real*>(X.data()), terms[k].data(),
+                                    terms[k].size());
+        ops::spectral::Fftw<Real>::execute_c2r(plans[k], reinterpret_cast<FftwComplex*>(Y.data()),
+                                               scratch.data());
+        detail::add_rows<Real>(y + t0 * ldy + blocks[k].out_offset, ldy, scratch.data(), rows, M);
+      }
+    }
+  }
+}
+
+// How an unmerged FourierFT adapter computes its layer (FourierFTAdapter::set_path).
+enum class FourierFTPath {
+  automatic,  // beside for a half-precision base weight (there is no FP32 W to merge into) and,
+              // on an FP32 base, when fourierft_prefers_beside says so (few tokens); else merged
+  merged,     // W = W0 + ΔW, one GEMM (fourierft_linear); FP32 base weights only
+  beside,     // base(x) + x·ΔWᵀ from the spectrum (fourierft_add_beside)
+};
+
+// Whether the beside product is cheaper than merging ΔW into W, for T tokens through an FP32
+// layer carrying `blocks`: while 2·T <= the adapted output rows (Σ_k d_out_k). Merging costs a
+// pass over W per call whatever T is (ΔW built, added to a copy of W0; in training again in
+// backward while d_out > T, WeightReuse); the beside product costs per token
+// 2.5·(N·log2 N + M·log2 M) flops forward and again for dx. Measured (bench_fourierft --beside,
+// n = 1000, docs/performance.md; 768², 1024², 2048², 256 x 2048, 4096²): beside/merged per
+// training step 0.1–0.6 for T <= d_out/8, 0.6–0.98 up to the threshold, 1.05–1.3 once T >= d_out.
+template <class Real>
+bool fourierft_prefers_beside(Index T, const std::vector<SpectralBlock<Real>>& blocks) {
+  Index adapted_rows = 0;
+  for (const SpectralBlock<Real>& b : blocks) adapted_rows += b.entries->d_out;
+  return 2 * T <= adapted_rows;
+}
+
+namespace detail {
+// y = base + x·Σ_k ΔW_kᵀ (base undefined: zeros, d_out columns); see fourierft_add_beside.
+template <class Real>
+Var<Real> beside_op(Tape<Real>& tape, const Var<Real>& base, const Var<Real>& x,
+                    const std::vector<SpectralBlock<Real>>& blocks, Index d_out) {
+  const Index d_in = x.dim() > 0 ? x.shape().back() : 0;
+  check<ShapeError>(x.dim() >= 1 && d_in > 0, "fourierft_beside: x has shape ",
+                    shape_str(x.shape()), " (needs (..., d_in))");
+  const Index T = x.numel() / d_in;
+  Shape out_shape = x.shape();
+  out_shape.back() = d_out;
+  check<ShapeError>(!base.defined() || base.shape() == out_shape, "fourierft_beside: base has shape ",
+                    shape_str(base.defined() ? base.shape() : Shape{}), " but x ",
+                    shape_str(x.shape()), " needs ", shape_str(out_shape));
+  for (const SpectralBlock<Real>& b : blocks)
+    check<ShapeError>(b.entries->d_in == d_in && b.out_offset >= 0 &&
+                          b.out_offset + b.entries->d_out <= d_out &&
+                          b.coeffs.shape() == Shape{b.entries->n()},
+                      "fourierft_beside: a spectral block of shape (", b.entries->d_out, ", ",
+                      b.entries->d_in, ") with coeffs ", shape_str(b.coeffs.shape()),
+                      " at output offset ", b.out_offset, " does not fit x ", shape_str(x.shape()),
+                      " and ", d_out, " outputs");
+  // The result takes over base's storage (a copy of a Tensor shares it): no second (T, d_out).
+  Var<Real> y = base.defined() ? Var<Real>(base.value()) : tape.output(out_shape);
+  fourierft_beside_forward<Real>(y.data().data(), d_out, x.data().data(), T, d_in, blocks);
+  std::vector<Var<Real>> inputs = {base, x};
+  for (const SpectralBlock<Real>& b : blocks) inputs.push_back(b.coeffs);
+  tape.record("fourierft_beside", inputs, y, [=](std::span<const Real> dy) {
+    if (base.defined())
+      if (auto dbase = grad_if_needed(base); !dbase.empty())
+        for (std::size_t i = 0; i < dbase.size(); ++i) dbase[i] += dy[i];
+    const auto dx = grad_if_needed(x);
+    std::vector<CoeffGradTarget<Real>> targets;
+    for (const SpectralBlock<Real>& b : blocks) {
+      auto dc = grad_if_needed(b.coeffs);
+      if (dc.empty() && dx.empty()) continue;
+      targets.push_back({dc, b.entries.get(), b.scale, b.out_offset, b.coeffs.data()});
+    }
+    if (!targets.empty())
+      fourierft_spectral_backward<Real>(dy.data(), d_out, x.data().data(), T, d_in, targets,
+                                        dx.empty() ? nullptr : dx.data());
+  });
+  return y;
+}
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// fourierft_beside: the FourierFT updates alone, from the spectra (ΔW never formed).
+//   x: (..., d_in)   blocks: adapters on output row blocks of a (d_out, d_in) layer
+//   -> (..., d_out) = x·Σ_k ΔW_kᵀ (block k at columns [out_offset_k, + d_out_k); zeros elsewhere)
+// backward: dx, dcoeffs (fourierft_spectral_backward).
+template <class Real>
+Var<Real> fourierft_beside(Tape<Real>& tape, const Var<Real>& x,
+                           const std::vector<SpectralBlock<Real>>& blocks, Index d_out) {
+  return detail::beside_op<Real>(tape, Var<Real>(), x, blocks, d_out);
+}
+
+// fourierft_add_beside: a frozen layer's output plus the FourierFT updates, PEFT's unmerged
+// `base(x) + x·ΔWᵀ` without ΔW:
+//   base: (..., d_out), e.g. nn::Linear::base_forward(tape, x), whose weight may be half precision
+//   -> base + x·Σ_k ΔW_kᵀ;   backward: dbase += dy, dx, dcoeffs
+// The result takes over base's storage (no second (T, d_out) buffer): base must be a fresh op
+// output the caller does not read again.
+template <class Real>
+Var<Real> fourierft_add_beside(Tape<Real>& tape, const Var<Real>& base, const Var<Real>& x,
+                               const std::vector<SpectralBlock<Real>>& blocks) {
+  check(base.defined(), "fourierft_add_beside: base is undefined");
+  return detail::beside_op<Real>(tape, base, x, blocks, base.shape().back());
 }
 
 }  // namespace fourierft::peft
