@@ -24,7 +24,8 @@ with rope_theta, GQA by repeat_kv, q/k RMSNorm for Qwen3, SwiGLU, eager causal a
 lm_head for TinyLlama, tied for Qwen3), every base weight frozen (FP32), FourierFT n = 1000,
 α = 150 on q_proj and v_proj (v_proj is (kv_heads·head_dim) x hidden under GQA), ΔW recomputed
 every call as PEFT does; causal-LM loss over random ids; default batch 4 x 256 tokens. Memory:
-TinyLlama's FP32 weights alone are 4.4 GB; a step peaks near 10 GB, Qwen3-0.6B near 8 GB.
+TinyLlama's FP32 weights alone are 4.4 GB; measured peak RSS 15.0 GB (TinyLlama) and 11.3 GB
+(Qwen3-0.6B, whose 151936 x 1024 tied head makes 0.6 GB logits), so run one case at a time.
 
 Each case runs in its own process (so peak RSS is per case). Output, one TSV row per case:
   impl  model  method  batch  seq  tokens_per_s  ms_per_step  peak_rss_mb  trainable
