@@ -15,6 +15,17 @@ Dropout is 0 (bench_step does the same), so both run the fused / eager attention
   python3 benchmarks/pytorch_reference.py --all           also GPT-2 medium and ViT-base
   python3 benchmarks/pytorch_reference.py --case gpt2/fourierft --steps 3
   OMP_WAIT_POLICY=PASSIVE python3 benchmarks/pytorch_reference.py   (often faster on few cores)
+  python3 benchmarks/pytorch_reference.py --llama         the LLaMA-family cases (issue 17) only
+
+LLaMA family (cases tinyllama/fourierft and qwen3-0.6b/fourierft; lora also accepted): random
+weights in the real shapes of TinyLlama-1.1B-Chat-v1.0 and Qwen3-0.6B, read from the published
+configs in tests/fixtures/models/real-shapes/; the HF Llama/Qwen3 forward (RMSNorm, rotate-half RoPE
+with rope_theta, GQA by repeat_kv, q/k RMSNorm for Qwen3, SwiGLU, eager causal attention, untied
+lm_head for TinyLlama, tied for Qwen3), every base weight frozen (FP32), FourierFT n = 1000,
+α = 150 on q_proj and v_proj (v_proj is (kv_heads·head_dim) x hidden under GQA), ΔW recomputed
+every call as PEFT does; causal-LM loss over random ids; default batch 4 x 256 tokens. Memory:
+TinyLlama's FP32 weights alone are 4.4 GB; measured peak RSS 15.0 GB (TinyLlama) and 11.3 GB
+(Qwen3-0.6B, whose 151936 x 1024 tied head makes 0.6 GB logits), so run one case at a time.
 
 Each case runs in its own process (so peak RSS is per case). Output, one TSV row per case:
   impl  model  method  batch  seq  tokens_per_s  ms_per_step  peak_rss_mb  trainable
@@ -48,6 +59,13 @@ DEFAULT_CASES = ["gpt2/fourierft", "gpt2/lora", "gpt2/full",
 EXTRA_CASES = ["gpt2-medium/fourierft", "gpt2-medium/lora", "gpt2-medium/full",
                "vit/fourierft", "vit/lora", "vit/full"]
 
+LLAMA_CASES = ["tinyllama/fourierft", "qwen3-0.6b/fourierft"]
+LLAMA_MODELS = {  # case model name: the published config in tests/fixtures/models/real-shapes/
+    "tinyllama": "TinyLlama-1.1B-Chat-v1.0",
+    "qwen3-0.6b": "Qwen3-0.6B",
+}
+LLAMA_BATCH, LLAMA_SEQ = 4, 256
+
 MODELS = {  # name: (layers, width, heads, vocab or classes, max positions)
     "gpt2": dict(L=12, C=768, NH=12, V=50257, P=1024),
     "gpt2-medium": dict(L=24, C=1024, NH=16, V=50257, P=1024),
@@ -56,12 +74,9 @@ MODELS = {  # name: (layers, width, heads, vocab or classes, max positions)
 }
 
 
-def build(torch, model_name, method):
+def adapter_classes(torch):
+    """The two adapters on a frozen Linear (d_out x d_in), by method name."""
     import torch.nn as nn
-    import torch.nn.functional as F
-    cfg = MODELS[model_name]
-    L, C, NH = cfg["L"], cfg["C"], cfg["NH"]
-    HS = C // NH
 
     class FourierFT(nn.Module):  # PEFT's FourierFTLayer on a frozen Linear (d_out x d_in)
         def __init__(self, d_out, d_in, n=1000, scaling=150.0, seed=777):
@@ -89,6 +104,18 @@ def build(torch, model_name, method):
 
         def forward(self, x):
             return (x @ self.A.t()) @ self.B.t() * self.s
+
+    return {"fourierft": FourierFT, "lora": Lora}
+
+
+def build(torch, model_name, method):
+    import torch.nn as nn
+    import torch.nn.functional as F
+    cfg = MODELS[model_name]
+    L, C, NH = cfg["L"], cfg["C"], cfg["NH"]
+    HS = C // NH
+
+    FourierFT, Lora = adapter_classes(torch).values()
 
     def adapter(d_out, d_in):
         if method == "fourierft":
@@ -192,21 +219,126 @@ def build(torch, model_name, method):
     return model
 
 
+def llama_config(model_name):
+    import json
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "tests", "fixtures", "models", "real-shapes", LLAMA_MODELS[model_name] + ".json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["config"]
+
+
+def build_llama(torch, model_name, method):
+    """LlamaForCausalLM / Qwen3ForCausalLM in HF's layout and math, frozen, adapters on q and v."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+    cfg = llama_config(model_name)
+    C, L, V = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or C // H
+    inter, eps, theta = cfg["intermediate_size"], cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    qk_norm = cfg["model_type"] == "qwen3"
+    tied = cfg.get("tie_word_embeddings", False)
+    Adapter = adapter_classes(torch)[method]
+
+    class RMSNorm(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(n))
+
+        def forward(self, x):
+            h = x.float()
+            return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+    def rotate_half(x):
+        return torch.cat((-x[..., hd // 2:], x[..., : hd // 2]), dim=-1)
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.k_proj = nn.Linear(C, H * hd, bias=False), nn.Linear(C, KV * hd, bias=False)
+            self.v_proj, self.o_proj = nn.Linear(C, KV * hd, bias=False), nn.Linear(H * hd, C, bias=False)
+            self.aq, self.av = Adapter(H * hd, C), Adapter(KV * hd, C)
+            if qk_norm:
+                self.q_norm, self.k_norm = RMSNorm(hd), RMSNorm(hd)
+            self.gate_proj, self.up_proj = nn.Linear(C, inter, bias=False), nn.Linear(C, inter, bias=False)
+            self.down_proj = nn.Linear(inter, C, bias=False)
+            self.input_layernorm, self.post_attention_layernorm = RMSNorm(C), RMSNorm(C)
+
+        def forward(self, x, cos, sin, mask):
+            Bn, T, _ = x.shape
+            h = self.input_layernorm(x)
+            q = (self.q_proj(h) + self.aq(h)).view(Bn, T, H, hd)
+            k = self.k_proj(h).view(Bn, T, KV, hd)
+            v = (self.v_proj(h) + self.av(h)).view(Bn, T, KV, hd)
+            if qk_norm:
+                q, k = self.q_norm(q), self.k_norm(k)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+            k = k.repeat_interleave(H // KV, dim=1)  # repeat_kv
+            v = v.repeat_interleave(H // KV, dim=1)
+            s = (q @ k.transpose(2, 3)) * hd ** -0.5 + mask
+            a = (s.softmax(-1) @ v).transpose(1, 2).reshape(Bn, T, H * hd)
+            x = x + self.o_proj(a)
+            h = self.post_attention_layernorm(x)
+            return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens = nn.Embedding(V, C)
+            self.layers = nn.ModuleList(Layer() for _ in range(L))
+            self.norm = RMSNorm(C)
+            self.lm_head = None if tied else nn.Linear(C, V, bias=False)
+            with torch.no_grad():
+                for name, p in self.named_parameters():
+                    if p.dim() == 2 and ".aq." not in name and ".av." not in name:
+                        p.normal_(std=0.02)
+
+        def loss(self, ids):
+            T = ids.shape[1]
+            inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+            freqs = torch.outer(torch.arange(T).float(), inv_freq)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            cos, sin = emb.cos(), emb.sin()
+            mask = torch.full((T, T), torch.finfo(torch.float32).min).triu(1)
+            x = self.embed_tokens(ids)
+            for layer in self.layers:
+                x = layer(x, cos, sin, mask)
+            x = self.norm(x)
+            logits = x @ (self.embed_tokens.weight if tied else self.lm_head.weight).t()
+            return F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
+
+    model = Model()
+    for name, p in model.named_parameters():
+        p.requires_grad = ".aq." in name or ".av." in name
+    return model, V
+
+
 def run_case(case, batch, seq, steps, images):
     import torch
     torch.manual_seed(0)
     threads = int(os.environ.get("FOURIERFT_NUM_THREADS", "2"))
     torch.set_num_threads(threads)
     model_name, method = case.split("/")
-    model = build(torch, model_name, method)
+    llama = model_name in LLAMA_MODELS
+    if llama:
+        model, V = build_llama(torch, model_name, method)
+    else:
+        model = build(torch, model_name, method)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
-    cfg = MODELS[model_name]
-    if model_name.startswith("gpt2"):
+    cfg = MODELS.get(model_name)
+    if llama:
+        batch, seq = batch or LLAMA_BATCH, seq or LLAMA_SEQ
+        data = torch.randint(0, V, (batch, seq))
+        tokens = batch * seq
+    elif model_name.startswith("gpt2"):
+        batch, seq = batch or 8, seq or 128
         data = torch.randint(0, cfg["V"], (batch, seq))
         tokens = batch * seq
     elif model_name == "roberta":
+        batch, seq = batch or 8, seq or 128
         data = (torch.randint(3, cfg["V"], (batch, seq)), torch.randint(0, 2, (batch,)))
         tokens = batch * seq
     else:
@@ -318,8 +450,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", action="append", help="model/method, e.g. gpt2/fourierft (repeatable)")
     ap.add_argument("--all", action="store_true", help="also GPT-2 medium and ViT-base")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--llama", action="store_true", help="the LLaMA-family cases: " + " ".join(LLAMA_CASES))
+    ap.add_argument("--batch", type=int, default=None, help="default 8 (LLaMA family: 4)")
+    ap.add_argument("--seq", type=int, default=None, help="default 128 (LLaMA family: 256)")
     ap.add_argument("--images", type=int, default=8, help="ViT batch (197 tokens each)")
     ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     ap.add_argument("--header", action=argparse.BooleanOptionalAction, default=True)
@@ -341,16 +474,16 @@ def main():
                             "--prompt-len", str(a.prompt_len), "--new-tokens", str(a.new_tokens),
                             "--beams", str(a.beams)], check=True)
         return
-    cases = a.case or (DEFAULT_CASES + (EXTRA_CASES if a.all else []))
+    cases = a.case or (LLAMA_CASES if a.llama else DEFAULT_CASES + (EXTRA_CASES if a.all else []))
     if a.header:
         print("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable", flush=True)
     if len(cases) == 1:
         run_case(cases[0], a.batch, a.seq, a.steps, a.images)
         return
     for case in cases:  # one process per case: peak RSS per case, no allocator carry-over
-        subprocess.run([sys.executable, __file__, "--no-header", "--case", case, "--batch", str(a.batch),
-                        "--seq", str(a.seq), "--steps", str(a.steps), "--images", str(a.images)],
-                       check=True)
+        sizes = [arg for flag, v in (("--batch", a.batch), ("--seq", a.seq)) if v for arg in (flag, str(v))]
+        subprocess.run([sys.executable, __file__, "--no-header", "--case", case, *sizes,
+                        "--steps", str(a.steps), "--images", str(a.images)], check=True)
 
 
 if __name__ == "__main__":
