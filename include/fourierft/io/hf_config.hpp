@@ -144,7 +144,7 @@ struct VitConfig : HfCommonConfig {
 //   q_norm/k_norm  qwen3 only (RMSNorm over head_dim of each head, before RoPE)
 //   sliding window mistral: every layer when sliding_window is set; qwen2 / qwen3: only with
 //                  use_sliding_window, on layers i >= max_window_layers (or as layer_types says)
-// Defaults are the class defaults of the file's model_type (tie_word_embeddings false for all four).
+// Defaults: the class defaults of the file's model_type (tie_word_embeddings false for all four).
 struct LlamaConfig : HfCommonConfig {
   static constexpr std::string_view architecture = "LlamaForCausalLM";
   Index vocab_size = 32000;
@@ -179,7 +179,9 @@ struct LlamaConfig : HfCommonConfig {
   Index head_size() const { return head_dim.value_or(hidden_size / num_attention_heads); }
   Index q_width() const { return num_attention_heads * head_size(); }
   Index kv_width() const { return kv_heads() * head_size(); }
-  bool qkv_bias() const { return model_type == "qwen2" || (model_type != "mistral" && attention_bias); }
+  bool qkv_bias() const {
+    return model_type == "qwen2" || (model_type != "mistral" && attention_bias);
+  }
   bool o_bias() const { return model_type != "qwen2" && model_type != "mistral" && attention_bias; }
   bool qk_norm() const { return model_type == "qwen3"; }
   // The sliding window layer i attends with, or none (full causal attention), as HF reads it.
@@ -527,10 +529,11 @@ inline LlamaConfig parse_llama_config(const JsonObject& file) {
   c.mlp_bias = j.get_or<bool>("mlp_bias", c.mlp_bias);
   c.attention_dropout = j.get_or<double>("attention_dropout", c.attention_dropout);
   const auto window_key = j.json().find("sliding_window");
-  if (window_key != j.json().end())  // null disables it
-    c.sliding_window = window_key->is_null()
-                           ? std::nullopt
-                           : std::optional<Index>(detail::required_positive<Index>(j, "sliding_window"));
+  if (window_key != j.json().end()) {  // null disables it
+    c.sliding_window = std::nullopt;
+    if (!window_key->is_null())
+      c.sliding_window = detail::required_positive<Index>(j, "sliding_window");
+  }
   c.use_sliding_window = j.get_or<bool>("use_sliding_window", c.use_sliding_window);
   c.max_window_layers = j.get_or<Index>("max_window_layers", c.max_window_layers);
   c.layer_types = j.get_or<std::vector<std::string>>("layer_types", {});
