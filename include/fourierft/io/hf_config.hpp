@@ -1,5 +1,5 @@
 // fourierft/io/hf_config.hpp — Hugging Face config.json for the model types fourierft runs (gpt2,
-// roberta, vit): typed structs with HF's defaults, readers whose errors name file and key, writers.
+// roberta, vit, llama / mistral / qwen2 / qwen3): typed structs with HF's defaults, readers, writers.
 #pragma once
 
 // What is read, per transformers' configuration_utils.py (PretrainedConfig) and configuration_gpt2.py,
@@ -31,6 +31,7 @@
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/io/json.hpp"
+#include "fourierft/ops/rotary.hpp"
 
 namespace fourierft::io {
 
@@ -132,6 +133,98 @@ struct VitConfig : HfCommonConfig {
   VitConfig() { model_type = "vit"; }
   Index head_dim() const { return hidden_size / num_attention_heads; }
   Index num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+};
+
+
+// LlamaForCausalLM and the decoders built the same way: MistralForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM (configuration_llama.py, _mistral.py, _qwen2.py, _qwen3.py). One struct for the
+// four model_types; what differs between them is read from model_type:
+//   q/k/v biases   llama, qwen3: attention_bias (o_proj too); qwen2: q, k, v always, o_proj never;
+//                  mistral: none
+//   q_norm/k_norm  qwen3 only (RMSNorm over head_dim of each head, before RoPE)
+//   sliding window mistral: every layer when sliding_window is set; qwen2 / qwen3: only with
+//                  use_sliding_window, on layers i >= max_window_layers (or as layer_types says)
+// Defaults: the class defaults of the file's model_type (tie_word_embeddings false for all four).
+struct LlamaConfig : HfCommonConfig {
+  static constexpr std::string_view architecture = "LlamaForCausalLM";
+  Index vocab_size = 32000;
+  Index hidden_size = 4096;
+  Index intermediate_size = 11008;
+  Index num_hidden_layers = 32;
+  Index num_attention_heads = 32;
+  std::optional<Index> num_key_value_heads;  // null: num_attention_heads (multi-head attention)
+  std::optional<Index> head_dim;             // null: hidden_size / num_attention_heads
+  std::string hidden_act = "silu";
+  Index max_position_embeddings = 2048;
+  double initializer_range = 0.02;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  ops::RopeScaling rope_scaling;  // type none when config.json has no rope_scaling
+  bool attention_bias = false;
+  bool mlp_bias = false;
+  double attention_dropout = 0.0;
+  std::optional<Index> sliding_window;  // as written in the file (see window_of_layer)
+  bool use_sliding_window = false;      // qwen2 / qwen3
+  Index max_window_layers = 28;         // qwen2 / qwen3
+  std::vector<std::string> layer_types;  // "full_attention" / "sliding_attention"; empty: derived
+  std::vector<Index> eos_token_ids;      // all of a list-valued eos_token_id (eos_token_id: first)
+
+  LlamaConfig() {
+    model_type = "llama";
+    bos_token_id = 1;
+    eos_token_id = 2;
+    tie_word_embeddings = false;
+  }
+  Index kv_heads() const { return num_key_value_heads.value_or(num_attention_heads); }
+  Index head_size() const { return head_dim.value_or(hidden_size / num_attention_heads); }
+  Index q_width() const { return num_attention_heads * head_size(); }
+  Index kv_width() const { return kv_heads() * head_size(); }
+  bool qkv_bias() const {
+    return model_type == "qwen2" || (model_type != "mistral" && attention_bias);
+  }
+  bool o_bias() const { return model_type != "qwen2" && model_type != "mistral" && attention_bias; }
+  bool qk_norm() const { return model_type == "qwen3"; }
+  // The sliding window layer i attends with, or none (full causal attention), as HF reads it.
+  std::optional<Index> window_of_layer(Index i) const {
+    if (model_type == "mistral") return sliding_window;
+    if (model_type != "qwen2" && model_type != "qwen3") return std::nullopt;
+    if (!use_sliding_window || !sliding_window) return std::nullopt;
+    if (!layer_types.empty())
+      return layer_types.at(static_cast<std::size_t>(i)) == "sliding_attention" ? sliding_window
+                                                                                : std::nullopt;
+    return i >= max_window_layers ? sliding_window : std::nullopt;
+  }
+};
+struct MistralConfig : LlamaConfig {
+  static constexpr std::string_view architecture = "MistralForCausalLM";
+  MistralConfig() {
+    model_type = "mistral";
+    max_position_embeddings = 4096 * 32;
+    sliding_window = 4096;
+  }
+};
+struct Qwen2Config : LlamaConfig {
+  static constexpr std::string_view architecture = "Qwen2ForCausalLM";
+  Qwen2Config() {
+    model_type = "qwen2";
+    vocab_size = 151936;
+    max_position_embeddings = 32768;
+    bos_token_id = std::nullopt;
+    eos_token_id = std::nullopt;
+    sliding_window = 4096;
+  }
+};
+struct Qwen3Config : LlamaConfig {
+  static constexpr std::string_view architecture = "Qwen3ForCausalLM";
+  Qwen3Config() {
+    model_type = "qwen3";
+    vocab_size = 151936;
+    max_position_embeddings = 32768;
+    head_dim = 128;
+    bos_token_id = std::nullopt;
+    eos_token_id = std::nullopt;
+    sliding_window = 4096;
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -386,6 +479,116 @@ inline VitConfig parse_vit_config(const JsonObject& j) {
   return c;
 }
 
+// The LLaMA family (model_type llama, mistral, qwen2, qwen3; see LlamaConfig). Errors name the file
+// and key: hidden_size not a multiple of num_attention_heads (without head_dim), kv heads not
+// dividing heads, an unknown rope_scaling type, a hidden_act other than silu.
+inline LlamaConfig parse_llama_config(const JsonObject& file) {
+  const auto type = file.get<std::string>("model_type");
+  check<FormatError>(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3",
+                     file.source(), ": model_type is '", type,
+                     "' but a llama, mistral, qwen2 or qwen3 config was expected");
+  LlamaConfig c;  // the class defaults of the file's model_type
+  if (type == "mistral") c = MistralConfig();
+  if (type == "qwen2") c = Qwen2Config();
+  if (type == "qwen3") c = Qwen3Config();
+  // Llama 3 lists several eos ids: the first is the one generation stops at, all are kept.
+  Json json = file.json();
+  if (const auto it = json.find("eos_token_id"); it != json.end() && it->is_array()) {
+    c.eos_token_ids = file.get<std::vector<Index>>("eos_token_id");
+    json["eos_token_id"] = c.eos_token_ids.empty() ? Json(nullptr) : Json(c.eos_token_ids[0]);
+  }
+  const JsonObject j(json, file.source());
+  detail::read_common(j, c);
+  c.extra = file.json();
+  c.tie_word_embeddings = j.get_or<bool>("tie_word_embeddings", false);
+  c.vocab_size = detail::required_positive<Index>(j, "vocab_size");
+  c.hidden_size = detail::required_positive<Index>(j, "hidden_size");
+  c.intermediate_size = detail::required_positive<Index>(j, "intermediate_size");
+  c.num_hidden_layers = detail::required_positive<Index>(j, "num_hidden_layers");
+  c.num_attention_heads = detail::required_positive<Index>(j, "num_attention_heads");
+  if (j.has("num_key_value_heads"))
+    c.num_key_value_heads = detail::required_positive<Index>(j, "num_key_value_heads");
+  if (j.has("head_dim")) c.head_dim = detail::required_positive<Index>(j, "head_dim");
+  if (!c.head_dim)
+    detail::check_divisible(j, "hidden_size", c.hidden_size, "num_attention_heads",
+                            c.num_attention_heads);
+  check<FormatError>(c.num_attention_heads % c.kv_heads() == 0, j.source(),
+                     ": key 'num_key_value_heads' (", c.kv_heads(),
+                     ") should divide 'num_attention_heads' (", c.num_attention_heads, ")");
+  check<FormatError>(c.head_size() % 2 == 0, j.source(), ": the head dimension (",
+                     c.head_dim ? "key 'head_dim'" : "hidden_size / num_attention_heads", " = ",
+                     c.head_size(), ") should be even for rotary embeddings");
+  c.hidden_act = j.get_or<std::string>("hidden_act", c.hidden_act);
+  check<FormatError>(c.hidden_act == "silu", j.source(), ": key 'hidden_act' is \"", c.hidden_act,
+                     "\" but the LLaMA family's MLP is implemented with \"silu\" only");
+  c.max_position_embeddings =
+      j.get_or<Index>("max_position_embeddings", c.max_position_embeddings);
+  c.initializer_range = j.get_or<double>("initializer_range", c.initializer_range);
+  c.rms_norm_eps = j.get_or<double>("rms_norm_eps", c.rms_norm_eps);
+  c.attention_bias = j.get_or<bool>("attention_bias", c.attention_bias);
+  c.mlp_bias = j.get_or<bool>("mlp_bias", c.mlp_bias);
+  c.attention_dropout = j.get_or<double>("attention_dropout", c.attention_dropout);
+  const auto window_key = j.json().find("sliding_window");
+  if (window_key != j.json().end()) {  // null disables it
+    c.sliding_window = std::nullopt;
+    if (!window_key->is_null())
+      c.sliding_window = detail::required_positive<Index>(j, "sliding_window");
+  }
+  c.use_sliding_window = j.get_or<bool>("use_sliding_window", c.use_sliding_window);
+  c.max_window_layers = j.get_or<Index>("max_window_layers", c.max_window_layers);
+  c.layer_types = j.get_or<std::vector<std::string>>("layer_types", {});
+  check<FormatError>(c.layer_types.empty() ||
+                         static_cast<Index>(c.layer_types.size()) == c.num_hidden_layers,
+                     j.source(), ": key 'layer_types' has ", c.layer_types.size(),
+                     " entries for num_hidden_layers = ", c.num_hidden_layers);
+  for (std::size_t i = 0; i < c.layer_types.size(); ++i)
+    check<FormatError>(c.layer_types[i] == "full_attention" ||
+                           c.layer_types[i] == "sliding_attention",
+                       j.source(), ": key 'layer_types[", i, "]' should be \"full_attention\" or ",
+                       "\"sliding_attention\" but is \"", c.layer_types[i], "\"");
+
+  // RoPE: rope_theta + rope_scaling (transformers 4.x), or rope_parameters (5.x) holding both.
+  c.rope_theta = j.get_or<double>("rope_theta", c.rope_theta);
+  std::optional<JsonObject> rope;
+  std::string rope_key = "rope_scaling";
+  if (j.has("rope_parameters")) {
+    rope_key = "rope_parameters";
+    rope = j.get<JsonObject>("rope_parameters");
+    c.rope_theta = rope->get_or<double>("rope_theta", c.rope_theta);
+  } else if (j.has("rope_scaling")) {
+    rope = j.get<JsonObject>("rope_scaling");
+  }
+  if (rope) {
+    const std::string kind = rope->has("rope_type") ? rope->get<std::string>("rope_type")
+                                                    : rope->get_or<std::string>("type", "default");
+    ops::RopeScaling& r = c.rope_scaling;
+    if (kind == "default") {
+      r.type = ops::RopeScalingType::none;
+    } else if (kind == "linear" || kind == "dynamic" || kind == "llama3") {
+      r.type = kind == "linear"    ? ops::RopeScalingType::linear
+               : kind == "dynamic" ? ops::RopeScalingType::dynamic
+                                   : ops::RopeScalingType::llama3;
+      r.factor = rope->get<double>("factor");
+      check<FormatError>(r.factor > 0, j.source(), ": key '", rope_key, ".factor' should be ",
+                         "positive but is ", r.factor);
+      if (r.type == ops::RopeScalingType::llama3) {
+        r.low_freq_factor = rope->get<double>("low_freq_factor");
+        r.high_freq_factor = rope->get<double>("high_freq_factor");
+        r.original_max_position_embeddings =
+            rope->get<Index>("original_max_position_embeddings");
+        check<FormatError>(r.high_freq_factor > r.low_freq_factor, j.source(), ": key '",
+                           rope_key, ".high_freq_factor' (", r.high_freq_factor,
+                           ") should exceed low_freq_factor (", r.low_freq_factor, ")");
+      }
+    } else {
+      throw FormatError(str_cat(j.source(), ": key '", rope_key, ".",
+                                rope->has("rope_type") ? "rope_type" : "type", "' is \"", kind,
+                                "\"; supported: default, linear, dynamic, llama3"));
+    }
+  }
+  return c;
+}
+
 inline Gpt2Config read_gpt2_config(const std::filesystem::path& dir_or_file) {
   return parse_gpt2_config(JsonObject::read(config_path(dir_or_file)));
 }
@@ -401,6 +604,8 @@ inline VitConfig read_vit_config(const std::filesystem::path& dir_or_file) {
 inline void parse_config(const JsonObject& j, Gpt2Config& c) { c = parse_gpt2_config(j); }
 inline void parse_config(const JsonObject& j, RobertaConfig& c) { c = parse_roberta_config(j); }
 inline void parse_config(const JsonObject& j, VitConfig& c) { c = parse_vit_config(j); }
+// MistralConfig, Qwen2Config, Qwen3Config too: the file's model_type decides the defaults.
+inline void parse_config(const JsonObject& j, LlamaConfig& c) { c = parse_llama_config(j); }
 template <class Config>
 Config read_config(const std::filesystem::path& dir_or_file) {
   Config c;
@@ -484,6 +689,64 @@ inline Json to_json(const VitConfig& c) {
   out["initializer_range"] = c.initializer_range;
   out["qkv_bias"] = c.qkv_bias;
   detail::write_common(c, out);
+  return out;
+}
+
+// The LLaMA family: HF's class fields for the config's model_type; rope_scaling as read (or built
+// from the struct), tie_word_embeddings always written (these classes default it to false).
+inline Json to_json(const LlamaConfig& c) {
+  Json out = detail::start_object(c);
+  out["vocab_size"] = c.vocab_size;
+  out["hidden_size"] = c.hidden_size;
+  out["intermediate_size"] = c.intermediate_size;
+  out["num_hidden_layers"] = c.num_hidden_layers;
+  out["num_attention_heads"] = c.num_attention_heads;
+  out["num_key_value_heads"] = c.kv_heads();
+  if (c.head_dim) out["head_dim"] = *c.head_dim;
+  out["hidden_act"] = c.hidden_act;
+  out["max_position_embeddings"] = c.max_position_embeddings;
+  out["initializer_range"] = c.initializer_range;
+  out["rms_norm_eps"] = c.rms_norm_eps;
+  out["attention_dropout"] = c.attention_dropout;
+  if (c.model_type == "llama" || c.model_type == "qwen3") out["attention_bias"] = c.attention_bias;
+  if (c.model_type == "llama") out["mlp_bias"] = c.mlp_bias;
+  if (c.model_type != "llama")
+    out["sliding_window"] = c.sliding_window ? Json(*c.sliding_window) : Json(nullptr);
+  if (c.model_type == "qwen2" || c.model_type == "qwen3") {
+    out["use_sliding_window"] = c.use_sliding_window;
+    out["max_window_layers"] = c.max_window_layers;
+  }
+  if (!c.layer_types.empty()) out["layer_types"] = c.layer_types;
+  // RoPE under the key the file used (rope_parameters or rope_theta + rope_scaling).
+  const ops::RopeScaling& r = c.rope_scaling;
+  const bool parameters = out.contains("rope_parameters") && out["rope_parameters"].is_object();
+  Json rope = parameters ? out["rope_parameters"]
+              : out.contains("rope_scaling") && out["rope_scaling"].is_object()
+                  ? out["rope_scaling"]
+                  : Json::object();
+  const char* kind = r.type == ops::RopeScalingType::linear    ? "linear"
+                     : r.type == ops::RopeScalingType::dynamic ? "dynamic"
+                     : r.type == ops::RopeScalingType::llama3  ? "llama3"
+                                                               : "default";
+  rope["rope_type"] = kind;
+  if (rope.contains("type")) rope["type"] = kind;
+  if (r.type != ops::RopeScalingType::none) rope["factor"] = r.factor;
+  if (r.type == ops::RopeScalingType::llama3) {
+    rope["low_freq_factor"] = r.low_freq_factor;
+    rope["high_freq_factor"] = r.high_freq_factor;
+    rope["original_max_position_embeddings"] = r.original_max_position_embeddings;
+  }
+  if (parameters) {
+    rope["rope_theta"] = c.rope_theta;
+    out["rope_parameters"] = rope;
+  } else {
+    out["rope_theta"] = c.rope_theta;
+    out["rope_scaling"] = r.type == ops::RopeScalingType::none ? Json(nullptr) : rope;
+  }
+  detail::fill_defaults(out, {{"use_cache", true}});
+  detail::write_common(c, out);
+  out["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (c.eos_token_ids.size() > 1) out["eos_token_id"] = c.eos_token_ids;
   return out;
 }
 

@@ -43,6 +43,8 @@ template <class Real>
 struct ModelInputs {
   Tensor<std::int64_t> input_ids;       // tokens: (B, T)
   Tensor<std::int64_t> attention_mask;  // tokens: (B, T) of 1 / 0, or empty (no padding)
+  Tensor<std::int64_t> position_ids;    // tokens: (B, T), or empty (0..T-1, HF's forward default);
+                                        // read by the rotary decoders (LLaMA family)
   Tensor<Real> pixel_values;            // pixels: (B, Ch, H, W), resized and normalised
   Tensor<std::int64_t> labels;          // for loss(): class ids (B), or token ids (B, T)
   Tensor<Real> targets;                 // for loss() of a regressor: (B)

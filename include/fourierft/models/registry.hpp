@@ -28,6 +28,7 @@
 #include "fourierft/models/common.hpp"
 #include "fourierft/models/generation.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/llama.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/nn/module.hpp"
@@ -178,6 +179,10 @@ void register_builtin_models(ModelRegistry<Real>& registry) {
   registry.template add<RobertaForSequenceClassification<Real>>();
   registry.template add<RobertaForMaskedLM<Real>>();
   registry.template add<ViTForImageClassification<Real>>();
+  registry.template add<LlamaForCausalLM<Real>>();  // + MistralForCausalLM, Qwen2/Qwen3ForCausalLM
+  registry.template add<MistralForCausalLM<Real>>();
+  registry.template add<Qwen2ForCausalLM<Real>>();
+  registry.template add<Qwen3ForCausalLM<Real>>();
 }
 
 // The process-wide registry for Real, holding the built-in models from first use on.

@@ -1,5 +1,5 @@
-// fourierft/ops/attention.hpp — multi-head scaled-dot-product attention as one fused op, with
-// causal and key-padding masks (GPT-2, RoBERTa, ViT self-attention after the q, k, v projections).
+// fourierft/ops/attention.hpp — multi-head and grouped-query scaled-dot-product attention as one
+// fused op, with causal, sliding-window and key-padding masks, and the one-query decoding step.
 #pragma once
 
 #include <algorithm>
@@ -28,24 +28,33 @@ struct AttentionOptions {
   std::optional<std::span<const std::int64_t>> key_padding_mask;
   // Multiplies q·k; default 1 / sqrt(HS).
   std::optional<double> scale;
+  // Grouped-query attention (LLaMA-2 70B, Mistral, Qwen): k and v hold num_kv_heads heads of HS
+  // values (width num_kv_heads·HS), each shared by NH / num_kv_heads consecutive query heads
+  // (HF's repeat_kv, read in place here: nothing is repeated). Unset: NH (multi-head attention).
+  std::optional<Index> num_kv_heads;
+  // With causal: query i (absolute position i + Tk - Tq) sees only keys j > i + Tk - Tq - W, the
+  // last W positions including its own (HF's sliding_window_overlay, Mistral / Qwen2).
+  std::optional<Index> sliding_window;
 };
 
 // ---------------------------------------------------------------------------
-// Softmax of one row of scores s: (Tk), in place, over the visible keys: j < limit (causal) and
-// key_mask[j] != 0 (key_mask: (Tk), or empty for none). Hidden keys get exactly 0; a row that sees
+// Softmax of one row of scores s: (Tk), in place, over the visible keys: first <= j < limit (causal,
+// sliding window) and key_mask[j] != 0 (key_mask: (Tk), or empty for none). Hidden keys get exactly 0; a row that sees
 // no key becomes all zeros (not NaN), so padded queries output 0 and pass no gradient.
 //   p_j = exp(s_j - max) / sum_visible exp(s_i - max)   (subtracting the max keeps exp <= 1)
 // Vectorised: exp_fast over the row and an 8-lane sum (a scalar std::exp per score and one serial
 // sum were most of a ViT-base attention forward).
 template <class Real>
-void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int64_t> key_mask) {
+void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int64_t> key_mask,
+                        Index first = 0) {
+  first = std::clamp<Index>(first, 0, limit);
   Real max = -std::numeric_limits<Real>::infinity();
   bool any = false;
   if (key_mask.empty()) {
-    any = limit > 0;
-    for (Index j = 0; j < limit; ++j) max = std::max(max, s[j]);
+    any = limit > first;
+    for (Index j = first; j < limit; ++j) max = std::max(max, s[j]);
   } else {
-    for (Index j = 0; j < limit; ++j)
+    for (Index j = first; j < limit; ++j)
       if (key_mask[j] != 0) {
         max = std::max(max, s[j]);
         any = true;
@@ -55,12 +64,13 @@ void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int
     std::fill(s.begin(), s.end(), Real(0));
     return;
   }
-  for (Index j = 0; j < limit; ++j) s[j] = detail::exp_fast(s[j] - max);
+  for (Index j = first; j < limit; ++j) s[j] = detail::exp_fast(s[j] - max);
   if (!key_mask.empty())
-    for (Index j = 0; j < limit; ++j)
+    for (Index j = first; j < limit; ++j)
       if (key_mask[j] == 0) s[j] = Real(0);
-  const Real inv = Real(1) / detail::sum_lanes(s.data(), limit);
-  for (Index j = 0; j < limit; ++j) s[j] *= inv;
+  const Real inv = Real(1) / detail::sum_lanes(s.data() + first, limit - first);
+  for (Index j = first; j < limit; ++j) s[j] *= inv;
+  std::fill(s.begin(), s.begin() + first, Real(0));
   std::fill(s.begin() + limit, s.end(), Real(0));
 }
 
@@ -72,8 +82,14 @@ void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int
 //     S = scale · Q·Kᵀ  (Tq, Tk);   P = masked row softmax(S);   O = P·V  (Tq, HS)
 //   probs: (B, NH, Tq, Tk) receives P for backward (as PyTorch saves it); if empty, one (Tq, Tk)
 //   scratch is used and nothing is kept (inference).
-//   ldq, ldk, ldv: row strides of q, k, v (0 = C, contiguous); 3C reads the column blocks of one
+//   ldq, ldk, ldv: row strides of q, k, v (0 = contiguous); 3C reads the column blocks of one
 //   packed (B, T, 3C) tensor [q | k | v] in place (GPT-2's c_attn). y is contiguous.
+//   NKV: grouped-query attention, k and v (B, Tk, NKV·HS) with kv head g serving query heads
+//   g·NH/NKV .. (g+1)·NH/NKV - 1 (0 = NH). window: causal sliding window W (0 = none), query i
+//   sees keys i + Tk - Tq - W < j <= i + Tk - Tq.
+// Work is split by (batch, kv head): the query heads of one group run one after another on the
+// same thread, so in backward they add into their shared dK, dV blocks without a race (for
+// multi-head attention a group is one head, as before).
 //
 // Threads. With a BLAS that runs serially inside an OpenMP region (OpenBLAS's OpenMP build, or
 // Eigen; detail::gemm_is_serial_in_parallel_regions), the B·NH heads are shared out by one OpenMP
@@ -98,39 +114,49 @@ void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const
                        std::span<const Real> k, std::span<const Real> v,
                        std::span<const std::int64_t> key_mask, Index B, Index Tq, Index Tk, Index C,
                        Index NH, bool causal, Real scale, Index ldq = 0, Index ldk = 0,
-                       Index ldv = 0) {
+                       Index ldv = 0, Index NKV = 0, Index window = 0) {
   const Index HS = C / NH;
+  if (NKV == 0) NKV = NH;
+  const Index group_size = NH / NKV;
   if (ldq == 0) ldq = C;
-  if (ldk == 0) ldk = C;
-  if (ldv == 0) ldv = C;
-  // One head (b, h); scratch holds its (Tq, Tk) scores when probs is not kept (inference).
-  auto head = [&](Index bh, Real* scratch) {
-    const Index b = bh / NH, h = bh % NH;
+  if (ldk == 0) ldk = NKV * HS;
+  if (ldv == 0) ldv = NKV * HS;
+  // One group (b, g): its kv head and the query heads sharing it; scratch holds a head's (Tq, Tk)
+  // scores when probs is not kept (inference).
+  auto group = [&](Index bg, Real* scratch) {
+    const Index b = bg / NKV, g = bg % NKV;
     const auto mask = key_mask.empty() ? key_mask
                                        : key_mask.subspan(static_cast<std::size_t>(b * Tk),
                                                           static_cast<std::size_t>(Tk));
-    const Real* Q = q.data() + b * Tq * ldq + h * HS;  // (Tq, HS), row stride ldq
-    const Real* K = k.data() + b * Tk * ldk + h * HS;  // (Tk, HS), row stride ldk
-    const Real* V = v.data() + b * Tk * ldv + h * HS;  // (Tk, HS), row stride ldv
-    Real* O = y.data() + b * Tq * C + h * HS;          // (Tq, HS), row stride C
-    Real* P = probs.empty() ? scratch : probs.data() + bh * Tq * Tk;
-    fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, scale, Q, ldq, K, ldk, Real(0), P, Tk);
-    for (Index i = 0; i < Tq; ++i)  // query i sees keys j <= i + (Tk - Tq) when causal
-      masked_softmax_row(std::span<Real>(P + i * Tk, static_cast<std::size_t>(Tk)),
-                         causal ? std::min(Tk, i + Tk - Tq + 1) : Tk, mask);
-    fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, Real(1), P, Tk, V, ldv, Real(0), O, C);
+    const Real* K = k.data() + b * Tk * ldk + g * HS;  // (Tk, HS), row stride ldk
+    const Real* V = v.data() + b * Tk * ldv + g * HS;  // (Tk, HS), row stride ldv
+    for (Index h = g * group_size; h < (g + 1) * group_size; ++h) {
+      const Real* Q = q.data() + b * Tq * ldq + h * HS;  // (Tq, HS), row stride ldq
+      Real* O = y.data() + b * Tq * C + h * HS;          // (Tq, HS), row stride C
+      Real* P = probs.empty() ? scratch : probs.data() + (b * NH + h) * Tq * Tk;
+      fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, scale, Q, ldq, K, ldk, Real(0), P,
+                                    Tk);
+      for (Index i = 0; i < Tq; ++i) {  // query i sees keys j <= i + (Tk - Tq) when causal
+        const Index last = i + Tk - Tq;
+        masked_softmax_row(std::span<Real>(P + i * Tk, static_cast<std::size_t>(Tk)),
+                           causal ? std::min(Tk, last + 1) : Tk, mask,
+                           causal && window > 0 ? last - window + 1 : 0);
+      }
+      fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, Real(1), P, Tk, V, ldv, Real(0), O,
+                                    C);
+    }
   };
   const std::size_t scratch_size = probs.empty() ? static_cast<std::size_t>(Tq * Tk) : 0;
-  if (detail::attention_heads_in_parallel(B * NH)) {
+  if (detail::attention_heads_in_parallel(B * NKV)) {
 #pragma omp parallel
     {
       std::vector<Real> scratch(scratch_size);
 #pragma omp for schedule(static)
-      for (Index bh = 0; bh < B * NH; ++bh) head(bh, scratch.data());
+      for (Index bg = 0; bg < B * NKV; ++bg) group(bg, scratch.data());
     }
   } else {
     std::vector<Real> scratch(scratch_size);
-    for (Index bh = 0; bh < B * NH; ++bh) head(bh, scratch.data());
+    for (Index bg = 0; bg < B * NKV; ++bg) group(bg, scratch.data());
   }
 }
 
@@ -139,24 +165,27 @@ void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const
 //   dV += Pᵀ·dO     dP = dO·Vᵀ     dS = P ∘ (dP - rowsum(dP ∘ P))   (softmax backward)
 //   dQ += scale · dS·K              dK += scale · dSᵀ·Q
 // Heads are independent (each writes its own column blocks of dq, dk, dv) and are threaded as in
-// the forward. Empty gradient spans are skipped. dq, dk, dv have the row strides of q, k, v (so
-// with ld = 3C they are the column blocks of the packed tensor's gradient); dy is contiguous.
+// the forward, by (batch, kv head) groups. Empty gradient spans are skipped. dq, dk, dv have the
+// row strides of q, k, v (so with ld = 3C they are the column blocks of the packed tensor's
+// gradient); dy is contiguous. NKV as attention_forward (the window is inside P).
 template <class Real>
 void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> dv,
                         std::span<const Real> dy, std::span<const Real> probs,
                         std::span<const Real> q, std::span<const Real> k, std::span<const Real> v,
                         Index B, Index Tq, Index Tk, Index C, Index NH, Real scale, Index ldq = 0,
-                        Index ldk = 0, Index ldv = 0) {
+                        Index ldk = 0, Index ldv = 0, Index NKV = 0) {
   const Index HS = C / NH;
+  if (NKV == 0) NKV = NH;
+  const Index group_size = NH / NKV;
   if (ldq == 0) ldq = C;
-  if (ldk == 0) ldk = C;
-  if (ldv == 0) ldv = C;
+  if (ldk == 0) ldk = NKV * HS;
+  if (ldv == 0) ldv = NKV * HS;
   const bool need_ds = !dq.empty() || !dk.empty();
   auto head = [&](Index bh, Real* ds) {  // ds: (Tq, Tk) scratch, dP and then dS in place
-    const Index b = bh / NH, h = bh % NH;
-    // The head's column block in each tensor.
-    const Index q_at = b * Tq * ldq + h * HS, k_at = b * Tk * ldk + h * HS,
-                v_at = b * Tk * ldv + h * HS, y_at = b * Tq * C + h * HS;
+    const Index b = bh / NH, h = bh % NH, g = h / group_size;
+    // The head's column block in each tensor (its group's in k and v).
+    const Index q_at = b * Tq * ldq + h * HS, k_at = b * Tk * ldk + g * HS,
+                v_at = b * Tk * ldv + g * HS, y_at = b * Tq * C + h * HS;
     const Real* P = probs.data() + bh * Tq * Tk;
     const Real* dO = dy.data() + y_at;
     if (!dv.empty())  // dV += Pᵀ·dO
@@ -178,17 +207,22 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
       fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, scale, ds, Tk, q.data() + q_at, ldq,
                                     Real(1), dk.data() + k_at, ldk);
   };
+  // A group's heads one after another: they add into the same dK, dV blocks.
+  auto group = [&](Index bg, Real* ds) {
+    const Index b = bg / NKV, g = bg % NKV;
+    for (Index h = g * group_size; h < (g + 1) * group_size; ++h) head(b * NH + h, ds);
+  };
   const std::size_t scratch_size = need_ds ? static_cast<std::size_t>(Tq * Tk) : 0;
-  if (detail::attention_heads_in_parallel(B * NH)) {
+  if (detail::attention_heads_in_parallel(B * NKV)) {
 #pragma omp parallel
     {
       std::vector<Real> ds(scratch_size);
 #pragma omp for schedule(static)
-      for (Index bh = 0; bh < B * NH; ++bh) head(bh, ds.data());
+      for (Index bg = 0; bg < B * NKV; ++bg) group(bg, ds.data());
     }
   } else {
     std::vector<Real> ds(scratch_size);
-    for (Index bh = 0; bh < B * NH; ++bh) head(bh, ds.data());
+    for (Index bg = 0; bg < B * NKV; ++bg) group(bg, ds.data());
   }
 }
 
@@ -221,36 +255,44 @@ struct SlottedKvView {
 // step_attention: one new query per row against the row's cached positions 0..T-1 (T = kv.length,
 // the new one already stored as the last), all heads: the Tq = 1 case of attention_forward,
 // reading keys, values and the padding mask through the cache's slot table (incremental decoding).
-//   qkv: (N, 1, 3C), q in columns [0, C)   kv: N = kv.rows rows   ->   y: (N, 1, C)
-//   per row n and head h:  s_j = scale · q·k_j,  p = masked softmax(s),  y = sum_j p_j v_j
+//   q: (N, NH·HS), row stride ldq   kv: N = kv.rows rows of width NKV·HS   ->   y: (N, NH·HS)
+//   per row n and head h (kv head g = h / (NH / NKV)):
+//     s_j = scale · q_h·k_{g,j},  p = masked softmax(s),  y_h = sum_j p_j v_{g,j}
+//   window W > 0: only the last W positions j >= T - W are seen (sliding window).
 // The (row, head) pairs are threaded when there are enough of them: with 1 prompt the whole layer
 // is ~70k multiply-adds, less than a fork/join costs on a busy machine.
 template <class Real>
-void step_attention_forward(std::span<Real> y, std::span<const Real> qkv,
-                            const SlottedKvView<Real>& kv, Index NH, Real scale) {
-  const Index N = kv.rows, C = kv.width, HS = C / NH, T = kv.length;
+void step_attention_forward(std::span<Real> y, std::span<const Real> q, Index ldq,
+                            const SlottedKvView<Real>& kv, Index NH, Index HS, Real scale,
+                            Index window = 0) {
+  const Index N = kv.rows, C = NH * HS, T = kv.length;
+  check<ShapeError>(HS > 0 && kv.width % HS == 0 && NH % (kv.width / HS) == 0,
+                    "step_attention: a cache of width ", kv.width, " does not hold whole kv ",
+                    "heads of ", HS, " values shared by ", NH, " query heads");
+  const Index group_size = NH / (kv.width / HS);
   check<ShapeError>(static_cast<Index>(y.size()) == N * C &&
-                        static_cast<Index>(qkv.size()) == N * 3 * C,
-                    "step_attention: y has ", y.size(), " and qkv ", qkv.size(),
-                    " values for a cache of ", N, " rows of width ", C);
+                        static_cast<Index>(q.size()) >= (N - 1) * ldq + C,
+                    "step_attention: y has ", y.size(), " and q ", q.size(), " values for ", N,
+                    " rows of ", NH, " heads of ", HS, " (q row stride ", ldq, ")");
+  const Index first = window > 0 ? std::max<Index>(0, T - window) : 0;
   auto head = [&](Index nh, Real* s) {
-    const Index n = nh / NH, h = nh % NH;
+    const Index n = nh / NH, h = nh % NH, kv_at = (h / group_size) * HS;
     const std::span<const std::int64_t> mask = kv.mask_of(n);
-    const Real* q = qkv.data() + n * 3 * C + h * HS;
-    for (Index j = 0; j < T; ++j) {
+    const Real* qh = q.data() + n * ldq + h * HS;
+    for (Index j = first; j < T; ++j) {
       if (mask[j] == 0) continue;  // masked_softmax_row skips it
-      const Real* k = kv.key_of(n, j) + h * HS;
+      const Real* k = kv.key_of(n, j) + kv_at;
       Real dot = 0;
 #pragma omp simd reduction(+ : dot)
-      for (Index i = 0; i < HS; ++i) dot += q[i] * k[i];
+      for (Index i = 0; i < HS; ++i) dot += qh[i] * k[i];
       s[j] = scale * dot;
     }
-    masked_softmax_row(std::span<Real>(s, static_cast<std::size_t>(T)), T, mask);
+    masked_softmax_row(std::span<Real>(s, static_cast<std::size_t>(T)), T, mask, first);
     Real* o = y.data() + n * C + h * HS;
     std::fill_n(o, HS, Real(0));
-    for (Index j = 0; j < T; ++j) {
+    for (Index j = first; j < T; ++j) {
       if (s[j] == Real(0)) continue;
-      const Real* v = kv.value_of(n, j) + h * HS;
+      const Real* v = kv.value_of(n, j) + kv_at;
       const Real p = s[j];
 #pragma omp simd
       for (Index i = 0; i < HS; ++i) o[i] += p * v[i];
@@ -263,6 +305,18 @@ void step_attention_forward(std::span<Real> y, std::span<const Real> qkv,
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * NH; ++nh) head(nh, s.data());
   }
+}
+
+// GPT-2's call: qkv (N, 1, 3C) packed [q | k | v], q in columns [0, C); cache width C.
+template <class Real>
+void step_attention_forward(std::span<Real> y, std::span<const Real> qkv,
+                            const SlottedKvView<Real>& kv, Index NH, Real scale) {
+  const Index N = kv.rows, C = kv.width;
+  check<ShapeError>(static_cast<Index>(y.size()) == N * C &&
+                        static_cast<Index>(qkv.size()) == N * 3 * C,
+                    "step_attention: y has ", y.size(), " and qkv ", qkv.size(),
+                    " values for a cache of ", N, " rows of width ", C);
+  step_attention_forward(y, qkv, 3 * C, kv, NH, C / NH, scale);
 }
 
 namespace detail {
@@ -293,6 +347,7 @@ Real attention_scale(const AttentionOptions& options, Index HS) {
 }  // namespace detail
 
 // attention(tape, q, k, v, NH, {.causal = true, .key_padding_mask = mask}) -> (B, Tq, C).
+// With options.num_kv_heads = NKV, k and v are (B, Tk, NKV·C/NH) (grouped-query attention).
 template <class Real>
 Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, const Var<Real>& v,
                     Index num_heads, const AttentionOptions& options = {}) {
@@ -301,17 +356,24 @@ Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, co
   check<ShapeError>(k.dim() == 3, "attention: k must be (B, Tk, C), got shape ",
                     shape_str(k.shape()));
   const Index B = q.size(0), Tq = q.size(1), C = q.size(2), Tk = k.size(1);
-  check<ShapeError>(k.shape() == Shape{B, Tk, C}, "attention: k has shape ", shape_str(k.shape()),
-                    " but q ", shape_str(q.shape()), " needs (", B, ", Tk, ", C, ")");
-  check<ShapeError>(v.shape() == k.shape(), "attention: v has shape ", shape_str(v.shape()),
-                    " but k has ", shape_str(k.shape()));
   check(num_heads >= 1, "attention: num_heads must be >= 1, got ", num_heads);
   check<ShapeError>(C % num_heads == 0, "attention: C = ", C,
                     " is not divisible by num_heads = ", num_heads);
+  const Index NH = num_heads, HS = C / NH, NKV = options.num_kv_heads.value_or(NH);
+  check(NKV >= 1 && NH % NKV == 0, "attention: num_kv_heads = ", NKV,
+        " must divide num_heads = ", NH);
+  const Index Ckv = NKV * HS;
+  check<ShapeError>(k.shape() == Shape{B, Tk, Ckv}, "attention: k has shape ",
+                    shape_str(k.shape()), " but q ", shape_str(q.shape()), " needs (", B, ", Tk, ",
+                    Ckv, ")");
+  check<ShapeError>(v.shape() == k.shape(), "attention: v has shape ", shape_str(v.shape()),
+                    " but k has ", shape_str(k.shape()));
   check<ShapeError>(!options.causal || Tk >= Tq, "attention: causal needs Tk >= Tq (the first ",
                     "Tk - Tq keys are cached), got Tq = ", Tq, " and Tk = ", Tk);
+  const Index window = options.sliding_window.value_or(0);
+  check(!options.sliding_window || (options.causal && window >= 1),
+        "attention: sliding_window = ", window, " needs causal attention and a window >= 1");
   const auto mask = detail::attention_mask("attention", options, "k", k.shape(), B, Tk);
-  const Index NH = num_heads, HS = C / NH;
   const Real scale = detail::attention_scale<Real>(options, HS);
 
   // Keep P only if backward will run.
@@ -322,10 +384,11 @@ Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, co
   Tensor<Real> probs = Tensor<Real>::uninitialized(keep ? Shape{B, NH, Tq, Tk} : Shape{0});
   Var<Real> y = tape.output_uninitialized({B, Tq, C});
   attention_forward<Real>(y.data(), probs.data(), q.data(), k.data(), v.data(), mask, B, Tq, Tk, C,
-                          NH, options.causal, scale);
+                          NH, options.causal, scale, 0, 0, 0, NKV, window);
   tape.record("attention", {q, k, v}, y, [=](std::span<const Real> dy) {
     attention_backward<Real>(grad_if_needed(q), grad_if_needed(k), grad_if_needed(v), dy,
-                             probs.data(), q.data(), k.data(), v.data(), B, Tq, Tk, C, NH, scale);
+                             probs.data(), q.data(), k.data(), v.data(), B, Tq, Tk, C, NH, scale,
+                             0, 0, 0, NKV);
   });
   return y;
 }

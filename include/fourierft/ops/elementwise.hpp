@@ -1,5 +1,5 @@
 // fourierft/ops/elementwise.hpp — add, sub, mul, div with trailing-dim broadcasting, and scale;
-// the activations gelu (exact and tanh forms), tanh, relu; and seeded inverted dropout.
+// the activations gelu (exact and tanh forms), silu and swiglu, tanh, relu; and seeded inverted dropout.
 // Broadcasting: the smaller operand's shape is a suffix of the larger's (a bias (C) against (B, T, C))
 // or it holds one element (a scalar).
 #pragma once
@@ -255,6 +255,75 @@ Var<Real> gelu(Tape<Real>& tape, const Var<Real>& x, GeluForm form = GeluForm::e
   gelu_forward<Real>(form, y.data(), x.data());
   tape.record("gelu", {x}, y, [=](std::span<const Real> dy) {
     gelu_backward<Real>(form, grad_if_needed(x), dy, x.data());
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// silu (swish): y = x·σ(x), σ(x) = 1 / (1 + exp(-x));  dx += dy·σ(x)·(1 + x·(1 - σ(x))).
+// swiglu (the LLaMA family's MLP, HF's act_fn(gate_proj(x)) * up_proj(x) with act silu), fused so
+// the (N, intermediate) silu(gate) is never stored:
+//   gate, up: (...)  ->  y = silu(gate) · up
+//   dgate += dy·up·σ(gate)·(1 + gate·(1 - σ(gate))),   dup += dy·silu(gate)
+template <class Real>
+void silu_forward(std::span<Real> y, std::span<const Real> x) {
+  detail::parallel_chunks(static_cast<Index>(x.size()), [&](Index begin, Index count) {
+    const detail::ConstArrayMap<Real> v(x.data() + begin, count);
+    detail::ArrayMap<Real>(y.data() + begin, count) = v / (Real(1) + (-v).exp());
+  });
+}
+
+template <class Real>
+void silu_backward(std::span<Real> dx, std::span<const Real> dy, std::span<const Real> x) {
+  detail::parallel_chunks(static_cast<Index>(dx.size()), [&](Index begin, Index count) {
+    const detail::ConstArrayMap<Real> v(x.data() + begin, count), g(dy.data() + begin, count);
+    const auto sig = (Real(1) / (Real(1) + (-v).exp())).eval();
+    detail::ArrayMap<Real>(dx.data() + begin, count) += g * sig * (Real(1) + v * (Real(1) - sig));
+  });
+}
+
+template <class Real>
+Var<Real> silu(Tape<Real>& tape, const Var<Real>& x) {
+  Var<Real> y = tape.output_uninitialized(x.shape());
+  silu_forward<Real>(y.data(), x.data());
+  tape.record("silu", {x}, y, [=](std::span<const Real> dy) {
+    silu_backward<Real>(grad_if_needed(x), dy, x.data());
+  });
+  return y;
+}
+
+template <class Real>
+void swiglu_forward(std::span<Real> y, std::span<const Real> gate, std::span<const Real> up) {
+  detail::parallel_chunks(static_cast<Index>(y.size()), [&](Index begin, Index count) {
+    const detail::ConstArrayMap<Real> g(gate.data() + begin, count), u(up.data() + begin, count);
+    detail::ArrayMap<Real>(y.data() + begin, count) = g / (Real(1) + (-g).exp()) * u;
+  });
+}
+
+// Empty dgate / dup spans are skipped.
+template <class Real>
+void swiglu_backward(std::span<Real> dgate, std::span<Real> dup, std::span<const Real> dy,
+                     std::span<const Real> gate, std::span<const Real> up) {
+  if (dgate.empty() && dup.empty()) return;
+  detail::parallel_chunks(static_cast<Index>(dy.size()), [&](Index begin, Index count) {
+    const detail::ConstArrayMap<Real> g(gate.data() + begin, count), u(up.data() + begin, count),
+        d(dy.data() + begin, count);
+    const auto sig = (Real(1) / (Real(1) + (-g).exp())).eval();
+    if (!dgate.empty())
+      detail::ArrayMap<Real>(dgate.data() + begin, count) +=
+          d * u * sig * (Real(1) + g * (Real(1) - sig));
+    if (!dup.empty()) detail::ArrayMap<Real>(dup.data() + begin, count) += d * g * sig;
+  });
+}
+
+template <class Real>
+Var<Real> swiglu(Tape<Real>& tape, const Var<Real>& gate, const Var<Real>& up) {
+  check<ShapeError>(gate.shape() == up.shape(), "swiglu: gate has shape ",
+                    shape_str(gate.shape()), " but up has ", shape_str(up.shape()));
+  Var<Real> y = tape.output_uninitialized(gate.shape());
+  swiglu_forward<Real>(y.data(), gate.data(), up.data());
+  tape.record("swiglu", {gate, up}, y, [=](std::span<const Real> dy) {
+    swiglu_backward<Real>(grad_if_needed(gate), grad_if_needed(up), dy, gate.data(), up.data());
   });
   return y;
 }

@@ -1,5 +1,5 @@
-// fourierft/ops/norm.hpp — layer_norm over the last dim (GPT-2, RoBERTa, ViT all use it), with the
-// kernels layer_norm_forward / layer_norm_backward: OpenMP over rows, no atomics.
+// fourierft/ops/norm.hpp — layer_norm (GPT-2, RoBERTa, ViT) and rms_norm (the LLaMA family) over the
+// last dim, with their kernels <op>_forward / <op>_backward: OpenMP over rows, no atomics.
 #pragma once
 
 #include <algorithm>
@@ -120,6 +120,96 @@ Var<Real> layer_norm(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& gamm
   tape.record("layer_norm", {x, gamma, beta}, y, [=](std::span<const Real> dy) {
     layer_norm_backward<Real>(grad_if_needed(x), grad_if_needed(gamma), grad_if_needed(beta), dy,
                               x.data(), gamma.data(), mean.data(), rstd.data(), N, C);
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// rms_norm over the last dim (LlamaRMSNorm, T5's layer norm): no mean, no bias.
+//   x: (N, C)   weight: (C)   ->   y: (N, C);   saves rstd: (N)
+//   y = weight * x * rstd,   rstd = 1 / sqrt(mean_C(x^2) + eps)
+// HF computes it in float32 (upcasting half inputs) and multiplies by the weight after casting back:
+// with float activations that is this formula in float. The sum of squares is accumulated in
+// double, so a wide row (C = 4096) loses nothing to the order of the additions.
+template <class Real>
+void rms_norm_forward(std::span<Real> y, std::span<Real> rstd, std::span<const Real> x,
+                      std::span<const Real> weight, Index N, Index C, Real eps) {
+#pragma omp parallel for if (N * C > 16384)
+  for (Index i = 0; i < N; ++i) {
+    const Real* xr = x.data() + i * C;
+    Real* yr = y.data() + i * C;
+    double sum_sq = 0;
+#pragma omp simd reduction(+ : sum_sq)
+    for (Index c = 0; c < C; ++c) sum_sq += static_cast<double>(xr[c]) * xr[c];
+    const Real r = static_cast<Real>(
+        1.0 / std::sqrt(sum_sq / static_cast<double>(C) + static_cast<double>(eps)));
+#pragma omp simd
+    for (Index c = 0; c < C; ++c) yr[c] = weight[c] * (xr[c] * r);
+    rstd[i] = r;
+  }
+}
+
+// g = dy * weight; an empty output span means "not needed".
+//   dx += rstd * g - x * rstd^3 * mean_C(g * x)        (d rstd / d x_k = -rstd^3 x_k / C)
+//   dweight += sum_N dy * x * rstd
+// dweight sums over rows in a fixed number of row blocks, added in block order (as layer_norm):
+// the result does not depend on the thread count.
+template <class Real>
+void rms_norm_backward(std::span<Real> dx, std::span<Real> dweight, std::span<const Real> dy,
+                       std::span<const Real> x, std::span<const Real> weight,
+                       std::span<const Real> rstd, Index N, Index C) {
+  const bool need_dx = !dx.empty(), need_dw = !dweight.empty();
+  if ((!need_dx && !need_dw) || N == 0) return;
+  const Real inv_C = Real(1) / static_cast<Real>(C);
+  const Index blocks = need_dw ? std::min<Index>(N, 64) : std::min<Index>(N, 256);
+  std::vector<Real> part(need_dw ? blocks * C : 0);
+#pragma omp parallel for schedule(static) if (N * C > 16384)
+  for (Index b = 0; b < blocks; ++b) {
+    Real* pw = need_dw ? part.data() + b * C : nullptr;
+    for (Index i = b * N / blocks; i < (b + 1) * N / blocks; ++i) {
+      const Real* xr = x.data() + i * C;
+      const Real* gr = dy.data() + i * C;
+      const Real r = rstd[i];
+      if (need_dx) {
+        Real mean_gx = 0;
+#pragma omp simd reduction(+ : mean_gx)
+        for (Index c = 0; c < C; ++c) mean_gx += gr[c] * weight[c] * xr[c];
+        const Real k = r * r * r * mean_gx * inv_C;
+        Real* dxr = dx.data() + i * C;
+#pragma omp simd
+        for (Index c = 0; c < C; ++c) dxr[c] += r * gr[c] * weight[c] - xr[c] * k;
+      }
+      if (pw)
+#pragma omp simd
+        for (Index c = 0; c < C; ++c) pw[c] += gr[c] * xr[c] * r;
+    }
+  }
+  if (!need_dw) return;
+#pragma omp parallel for if (blocks * C > 16384)
+  for (Index c = 0; c < C; ++c) {
+    Real s = 0;
+    for (Index b = 0; b < blocks; ++b) s += part[b * C + c];
+    dweight[c] += s;
+  }
+}
+
+// x: (..., C), weight: (C); eps from the config (`rms_norm_eps`: Llama-2 1e-5, HF's default 1e-6).
+// Qwen3's q_norm / k_norm normalise each head: x viewed as (..., heads, head_dim), C = head_dim.
+template <class Real>
+Var<Real> rms_norm(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& weight,
+                   Real eps = Real(1e-6)) {
+  check<ShapeError>(x.dim() >= 1 && x.size(-1) > 0,
+                    "rms_norm: x must have a non-empty last dim, got shape ", shape_str(x.shape()));
+  const Index C = x.size(-1), N = x.numel() / C;
+  check<ShapeError>(weight.shape() == Shape{C}, "rms_norm: weight has shape ",
+                    shape_str(weight.shape()), " but x ", shape_str(x.shape()), " needs (", C, ")");
+  check(eps >= Real(0), "rms_norm: eps = ", eps, " must be >= 0");
+  Tensor<Real> rstd({N});  // captured below: alive until tape.clear()
+  Var<Real> y = tape.output_uninitialized(x.shape());  // every row written
+  rms_norm_forward<Real>(y.data(), rstd.data(), x.data(), weight.data(), N, C, eps);
+  tape.record("rms_norm", {x, weight}, y, [=](std::span<const Real> dy) {
+    rms_norm_backward<Real>(grad_if_needed(x), grad_if_needed(weight), dy, x.data(),
+                            weight.data(), rstd.data(), N, C);
   });
   return y;
 }
