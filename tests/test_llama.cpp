@@ -25,6 +25,10 @@
 #include "fourierft/ops/norm.hpp"
 #include "fourierft/ops/reduce.hpp"
 #include "fourierft/ops/rotary.hpp"
+#include "fourierft/peft/adapter.hpp"
+#include "fourierft/peft/adapter_io.hpp"
+#include "fourierft/peft/lora.hpp"
+#include "fourierft/peft/registry.hpp"
 #include "gradcheck.hpp"
 
 using namespace fourierft;
@@ -653,4 +657,95 @@ TEST_CASE("LlamaForCausalLM: parameter keys and shapes equal the real checkpoint
     }
     CHECK(ours == expected);
   }
+}
+
+// ===========================================================================
+// PEFT on the family: PEFT's adapter folders (FourierFT on q_proj / v_proj, v_proj non-square under
+// GQA; LoRA on every linear layer), gradients against the fixture, merge / unmerge, merged folders.
+TEST_CASE("PEFT on LLaMA: PEFT folders load; spectra gradients, merge, unmerge, merged BF16 folder") {
+  const auto ref = io::SafetensorsFile(model_dir("llama-gqa") / "reference.safetensors");
+  const auto keep = real_rows(ref.load_int("attention_mask"));
+  ModelInputs<float> in;
+  in.input_ids = ref.load_int("input_ids");
+  in.attention_mask = ref.load_int("attention_mask");
+  in.position_ids = ref.load_int("position_ids");
+  in.labels = ref.load_int("labels");
+
+  auto model = LlamaForCausalLM<float>::from_pretrained(model_dir("llama-gqa"));
+  const peft::AdapterSpec spec = peft::load_adapter(*model, model_dir("llama-gqa") / "fourierft-adapter");
+  CHECK(spec.method() == "FOURIERFT");
+  CHECK(peft::adapted_layers(*model) == 4);  // q_proj and v_proj of 2 layers
+  const auto& v_proj = model->model.layers[0].self_attn.v_proj;
+  CHECK(v_proj.d_out() == model->config.kv_width());
+  CHECK(v_proj.d_out() != v_proj.d_in());  // GQA: (kv_heads·head_dim, hidden)
+
+  // Training: only the spectra need gradients; theirs are PEFT's.
+  model->zero_grad();
+  Tape<float> tape;
+  const Var<float> loss = model->loss(tape, model->forward(tape, in), in);
+  tape.backward(loss);
+  CHECK(loss.item() == doctest::Approx(ref.load<float>("peft.loss").item()).epsilon(1e-5));
+  std::size_t spectra = 0;
+  for (const auto& [name, p] : model->named_parameters()) {
+    if (!p.requires_grad()) continue;
+    CAPTURE(name);
+    REQUIRE(name.find("fourierft_spectrum") != std::string::npos);
+    const Tensor<float> expected = ref.load<float>("peft.grad." + peft::peft_prefix + name);
+    CHECK(max_abs_diff(p.grad(), expected) < 1e-4 * (1 + max_abs(expected)));
+    ++spectra;
+  }
+  CHECK(spectra == 4);
+
+  // Merge folds ΔW into q_proj / v_proj; unmerge takes it out again.
+  Tape<float> t0;
+  NoGradScope<float> ng0(t0);
+  const Tensor<float> adapted = model->forward(t0, in).logits.value();
+  CHECK(max_abs_diff(adapted, ref.load<float>("peft.logits"), keep) < 1e-4);
+  peft::merge_adapters(*model);
+  Tape<float> t1;
+  NoGradScope<float> ng1(t1);
+  CHECK(max_abs_diff(model->forward(t1, in).logits.value(), adapted, keep) < 1e-4);
+
+  // The merged model saved as an HF folder (F32 and BF16) reloads as a plain model.
+  const fs::path f32_dir = scratch("merged-f32"), bf16_dir = scratch("merged-bf16");
+  model->save_pretrained(f32_dir);
+  model->save_pretrained(bf16_dir, io::Dtype::BF16);
+  CHECK(io::SafetensorsFile(bf16_dir / "model.safetensors")
+            .info("model.layers.0.self_attn.q_proj.weight")
+            .dtype == io::Dtype::BF16);
+  auto merged = LlamaForCausalLM<float>::from_pretrained(f32_dir);
+  Tape<float> t2;
+  NoGradScope<float> ng2(t2);
+  CHECK(max_abs_diff(merged->forward(t2, in).logits.value(), adapted, keep) < 1e-4);
+  auto merged_bf16 = LlamaForCausalLM<float>::from_pretrained(bf16_dir);
+  Tape<float> t3;
+  NoGradScope<float> ng3(t3);
+  const double bf16_error = max_abs_diff(merged_bf16->forward(t3, in).logits.value(), adapted, keep);
+  CHECK(bf16_error < 0.1 * (1 + max_abs(adapted)));  // BF16 keeps 8 bits of mantissa
+  CHECK(bf16_error > 0);
+
+  peft::unmerge_adapters(*model);
+  auto base = LlamaForCausalLM<float>::from_pretrained(model_dir("llama-gqa"));
+  for (const auto& [name, p] : base->named_parameters()) {
+    CAPTURE(name);
+    const auto mine = model->named_parameters();
+    for (const auto& [n2, p2] : mine)
+      if (n2 == name) CHECK(max_abs_diff(p2.value(), p.value()) < 1e-5);
+  }
+
+  // LoRA on every linear layer but lm_head (PEFT's "all-linear"), and PEFT's LoRA folder.
+  auto lora_model = LlamaForCausalLM<float>::from_pretrained(model_dir("llama-gqa"));
+  peft::LoraConfig lora;
+  lora.r = 2;
+  lora.target_modules = {{}, std::string(peft::all_linear)};
+  Rng rng(3);
+  peft::apply_adapter(*lora_model, peft::AdapterSpec{.config = lora}, rng);
+  CHECK(peft::adapted_layers(*lora_model) == 14);  // 7 per layer, lm_head excluded
+  auto loaded = LlamaForCausalLM<float>::from_pretrained(model_dir("llama-gqa"));
+  peft::load_adapter(*loaded, model_dir("llama-gqa") / "lora-adapter");
+  CHECK(peft::adapted_layers(*loaded) == 14);
+  Tape<float> t4;
+  NoGradScope<float> ng4(t4);
+  CHECK(max_abs_diff(loaded->forward(t4, in).logits.value(), ref.load<float>("lora.logits"), keep) <
+        1e-4);
 }

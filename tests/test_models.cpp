@@ -768,7 +768,7 @@ TEST_CASE("CLI forward and lm-grad compute the references") {
   CHECK_THROWS_WITH_AS(
       cli::run_lm_grad(model_dir("vit"), model_dir("vit") / "reference.safetensors"),
       doctest::Contains("holds a vit model; lm-grad computes the causal-LM loss of a "
-                        "GPT-2 (model_type gpt2) checkpoint"),
+                        "causal LM (gpt2, llama, mistral, qwen2, qwen3)"),
       ValueError);
   CHECK_THROWS_WITH_AS(
       cli::run_forward(model_dir("vit"), model_dir("gpt2") / "reference.safetensors"),
@@ -843,6 +843,52 @@ TEST_CASE("CLI smoke run: fourierft forward / lm-grad write what the references 
   CHECK_FALSE(fs::exists(dir / "x.safetensors"));
 }
 #endif
+
+TEST_CASE("CLI forward / lm-grad on LLaMA-family folders: position_ids, labels, adapters") {
+  for (const char* name : {"llama-gqa", "llama-gqa-bf16", "mistral-swa", "qwen2-bias",
+                           "qwen3-qknorm"}) {
+    CAPTURE(name);
+    const auto ref = reference(name);
+    const fs::path inputs = model_dir(name) / "reference.safetensors";
+    const cli::ForwardResult r = cli::run_forward(model_dir(name), inputs);
+    const auto keep = mask_rows(ref.load_int("attention_mask"));
+    CHECK(max_abs_diff(r.logits, ref.load<float>("logits"), keep) < 1e-4);
+    const cli::LmGradResult g = cli::run_lm_grad(model_dir(name), inputs);  // the file's labels
+    CHECK(g.loss == doctest::Approx(ref.load<float>("loss").item()).epsilon(1e-5));
+    for (const auto& [key, grad] : g.grads) {
+      CAPTURE(key);
+      CHECK(norm_diff(grad, ref.load<float>("grad." + key)) <=
+            1e-4 * norm(ref.load<float>("grad." + key)) + 1e-7);
+    }
+  }
+  // Without position_ids the positions are 0..T-1: a left-padded row then differs from HF
+  // generate's positions (logits_nopos is HF's forward without a mask or positions).
+  const fs::path dir = scratch("cli-llama");
+  const auto ref = reference("llama-gqa");
+  io::SafetensorsWriter ids_only;
+  ids_only.add("input_ids", ref.load_int("input_ids"));
+  ids_only.save(dir / "ids.safetensors");
+  const cli::ForwardResult nopos = cli::run_forward(model_dir("llama-gqa"), dir / "ids.safetensors");
+  CHECK(max_abs_diff(nopos.logits, ref.load<float>("logits_nopos")) < 1e-4);
+  // A PEFT FourierFT adapter folder (PEFT's key names) applied by --adapter.
+  const cli::ForwardResult peft = cli::run_forward(
+      model_dir("llama-gqa"), model_dir("llama-gqa") / "reference.safetensors",
+      (model_dir("llama-gqa") / "fourierft-adapter").string());
+  CHECK(max_abs_diff(peft.logits, ref.load<float>("peft.logits"),
+                     mask_rows(ref.load_int("attention_mask"))) < 1e-4);
+  const cli::ForwardResult lora = cli::run_forward(
+      model_dir("llama-gqa"), model_dir("llama-gqa") / "reference.safetensors",
+      (model_dir("llama-gqa") / "lora-adapter").string());
+  CHECK(max_abs_diff(lora.logits, ref.load<float>("lora.logits"),
+                     mask_rows(ref.load_int("attention_mask"))) < 1e-4);
+  // position_ids of the wrong shape: named.
+  io::SafetensorsWriter bad;
+  bad.add("input_ids", ref.load_int("input_ids"));
+  bad.add("position_ids", Tensor<std::int64_t>({1, 3}));
+  bad.save(dir / "bad.safetensors");
+  CHECK_THROWS_WITH_AS(cli::run_forward(model_dir("llama-gqa"), dir / "bad.safetensors"),
+                       doctest::Contains("position_ids has shape (1, 3)"), ShapeError);
+}
 
 // ===========================================================================
 // fourierft generate: the tiny GPT-2 fixture with a byte-level vocabulary of its 101 ids written

@@ -1,14 +1,17 @@
-// fourierft forward — runs a Hugging Face checkpoint folder (gpt2, roberta, vit, or any model in
-// models/registry.hpp) on inputs saved in a safetensors file; writes logits and last hidden state.
+// fourierft forward — runs a Hugging Face checkpoint folder (gpt2, llama, mistral, qwen2, qwen3,
+// roberta, vit: any model in models/registry.hpp) on inputs saved in a safetensors file; writes
+// logits and last hidden state.
 //
 //   fourierft forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--adapter DIR]
 //
 // IN holds, by the inputs DIR/config.json's model_type reads (models::InputKind):
-//   gpt2, roberta   input_ids I64 (B, T) and, optionally, attention_mask I64 (B, T) (1 / 0 = pad)
+//   token models    input_ids I64 (B, T); optionally attention_mask I64 (B, T) (1 / 0 = pad) and
+//                   position_ids I64 (B, T) (llama family; gpt2 ignores them)
 //   vit             pixel_values F32 (B, 3, H, W), already resized and normalised
-// OUT (written atomically) holds logits F32 (gpt2 (B, T, V); roberta / vit (B, num_labels)) and
-// last_hidden_state F32 (B, T, C). The model runs in evaluation mode (no dropout), without
-// gradients. GPT-2 positions are 0..T-1 as in HF (left-padded rows: compare the real positions).
+// OUT (written atomically) holds logits F32 (causal LMs (B, T, V); roberta / vit (B, num_labels))
+// and last_hidden_state F32 (B, T, C). The model runs in evaluation mode (no dropout), without
+// gradients. Without position_ids, positions are 0..T-1 as in HF's forward (a left-padded row then
+// gets shifted positions: pass HF generate's cumsum(mask) - 1 to compare with generation).
 // --adapter DIR applies a saved PEFT adapter folder first.
 #pragma once
 
@@ -50,6 +53,18 @@ inline models::ModelInputs<float> read_model_inputs(const io::SafetensorsFile& i
                   "input_ids I64 (B, T) and optionally attention_mask I64 (B, T)");
     in.input_ids = inputs.load_int("input_ids");
     in.attention_mask = optional_mask(inputs);
+    if (inputs.contains("position_ids")) {
+      in.position_ids = inputs.load_int("position_ids");
+      check<ShapeError>(in.position_ids.shape() == in.input_ids.shape(), inputs.path(),
+                        ": position_ids has shape ", shape_str(in.position_ids.shape()),
+                        " but input_ids ", shape_str(in.input_ids.shape()));
+    }
+    if (inputs.contains("labels")) {
+      in.labels = inputs.load_int("labels");
+      check<ShapeError>(in.labels.shape() == in.input_ids.shape(), inputs.path(),
+                        ": labels has shape ", shape_str(in.labels.shape()), " but input_ids ",
+                        shape_str(in.input_ids.shape()));
+    }
   } else {
     require_input(inputs, "pixel_values", model_type, "pixel_values F32 (B, 3, H, W)");
     in.pixel_values = inputs.load<float>("pixel_values");
@@ -97,9 +112,10 @@ inline int cmd_forward(const std::vector<std::string>& argv) {
     std::cout
         << "usage: fourierft forward --model DIR --inputs IN.safetensors --out OUT.safetensors"
            " [--adapter DIR]\n"
-           "  Runs a Hugging Face checkpoint folder (gpt2, roberta, vit) in evaluation mode.\n"
-           "  IN: input_ids I64 (B, T) [+ attention_mask I64 (B, T)], or pixel_values F32\n"
-           "  (B, 3, H, W) for vit. OUT: logits and last_hidden_state (F32).\n";
+           "  Runs a Hugging Face checkpoint folder (gpt2, llama, mistral, qwen2, qwen3, roberta,\n"
+           "  vit) in evaluation mode. IN: input_ids I64 (B, T) [+ attention_mask I64 (B, T)]\n"
+           "  [+ position_ids I64 (B, T)], or pixel_values F32 (B, 3, H, W) for vit.\n"
+           "  OUT: logits and last_hidden_state (F32).\n";
     return 0;
   }
   const std::string model = args.str("--model"), inputs = args.str("--inputs"),

@@ -1,12 +1,15 @@
-// fourierft lm-grad — the causal-LM loss of a GPT-2 checkpoint folder on saved token ids, and the
-// gradient of every parameter: for checking a port (or an adapter setup) against PyTorch.
+// fourierft lm-grad — the causal-LM loss of a causal-LM checkpoint folder (gpt2, llama, mistral,
+// qwen2, qwen3) on saved token ids, and the gradient of every parameter: for checking a port (or
+// an adapter setup) against PyTorch.
 //
 //   fourierft lm-grad --model DIR --inputs IN.safetensors --out OUT.safetensors
 //
-// IN: input_ids I64 (B, T) and, optionally, attention_mask I64 (B, T).
-// The loss is HF's: labels = input_ids, position t predicts token t + 1, mean cross-entropy over
-// the predicted tokens; a token is not predicted where attention_mask is 0 or where the position
-// before it is padding (the first real token of a left-padded row). Evaluation mode: no dropout.
+// IN: input_ids I64 (B, T) and, optionally, attention_mask I64 (B, T), position_ids I64 (B, T)
+// (llama family) and labels I64 (B, T).
+// The loss is HF's: position t predicts labels[t + 1] (the shift is inside), -100 is ignored, mean
+// cross-entropy over the rest. Without labels, labels = input_ids, except that a token is not
+// predicted where attention_mask is 0 or where the position before it is padding (the first real
+// token of a left-padded row) — HF's value when there is no padding. Evaluation mode: no dropout.
 // OUT (written atomically): `loss` F32 of shape () (a 0-dim scalar, as torch saves loss.detach()),
 // and `grad.<HF key>` F32 for every parameter, under the full HF key whatever layout the folder
 // used (`grad.transformer.wte.weight` holds the embedding and the tied LM head's contributions).
@@ -41,14 +44,15 @@ inline LmGradResult run_lm_grad(const std::filesystem::path& model_dir,
   const auto& entry = models::model_registry<float>().for_config(model_dir);
   const std::string& type = entry.model_type;
   check(entry.task == models::Task::causal_lm, "'", model_dir.string(), "' holds a ", type,
-        " model; lm-grad computes the causal-LM loss of a GPT-2 (model_type gpt2) checkpoint");
+        " model; lm-grad computes the causal-LM loss of a causal LM (gpt2, llama, mistral, ",
+        "qwen2, qwen3)");
   const io::SafetensorsFile inputs(inputs_path);
   const models::ModelInputs<float> in = read_model_inputs(inputs, entry.inputs, type);
 
   auto model = entry.from_pretrained(model_dir, nullptr, {});  // eval mode
   model->module().zero_grad();
   Tape<float> tape;
-  const Var<float> loss = model->loss(tape, model->forward(tape, in), in);  // labels: the ids
+  const Var<float> loss = model->loss(tape, model->forward(tape, in), in);  // labels or the ids
   tape.backward(loss);
   LmGradResult result;
   result.loss = loss.item();
@@ -62,9 +66,10 @@ inline int cmd_lm_grad(const std::vector<std::string>& argv) {
   if (args.has("--help")) {
     std::cout
         << "usage: fourierft lm-grad --model DIR --inputs IN.safetensors --out OUT.safetensors\n"
-           "  GPT-2 only. IN: input_ids I64 (B, T) [+ attention_mask I64 (B, T)].\n"
-           "  OUT: loss (F32, shape ()) = mean next-token cross-entropy, and grad.<HF key>\n"
-           "  (F32) for every parameter.\n";
+           "  Causal LMs (gpt2, llama, mistral, qwen2, qwen3). IN: input_ids I64 (B, T)\n"
+           "  [+ attention_mask, position_ids, labels I64 (B, T); labels -100 = ignored,\n"
+           "  default input_ids]. OUT: loss (F32, shape ()) = mean next-token cross-entropy, and\n"
+           "  grad.<HF key> (F32) for every parameter.\n";
     return 0;
   }
   const std::string model = args.str("--model"), inputs = args.str("--inputs"),

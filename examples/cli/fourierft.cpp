@@ -29,9 +29,9 @@ struct Subcommand {
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
       // {"name", "one-line summary", cmd_name},
-      {"forward", "logits and last_hidden_state of a checkpoint folder (gpt2, roberta, vit)",
+      {"forward", "logits and last_hidden_state of a checkpoint folder (gpt2, llama family, roberta, vit)",
        fourierft::cli::cmd_forward},
-      {"lm-grad", "GPT-2 causal-LM loss and every parameter's gradient on saved token ids",
+      {"lm-grad", "causal-LM loss and every parameter's gradient on saved token ids",
        fourierft::cli::cmd_lm_grad},
       {"generate", "continue a text prompt with a causal-LM folder (+ adapter), streamed to stdout",
        fourierft::cli::cmd_generate},

@@ -23,13 +23,20 @@ inline bool name_matches(std::string_view module_name, std::string_view target) 
          module_name[module_name.size() - target.size() - 1] == '.';
 }
 
+// PEFT's `target_modules="all-linear"`: every Linear but the model's output layer (`lm_head`),
+// e.g. q,k,v,o,gate,up,down in each LLaMA layer (the paper's Table 4 LoRA row).
+inline constexpr std::string_view all_linear = "all-linear";
+
 // Targets given as names (list) or, when `regex` is non-empty, as one regular expression that must
-// match the whole dotted name (PEFT's `target_modules` as a string).
+// match the whole dotted name (PEFT's `target_modules` as a string; the string "all-linear" is
+// PEFT's shorthand above).
 struct TargetSpec {
   std::vector<std::string> names;
   std::string regex;
   bool empty() const { return names.empty() && regex.empty(); }
   bool matches(std::string_view module_name) const {
+    if (regex == all_linear)
+      return module_name != "lm_head" && !name_matches(module_name, "lm_head");
     if (!regex.empty()) return std::regex_match(std::string(module_name), std::regex(regex));
     for (const std::string& t : names)
       if (name_matches(module_name, t)) return true;
