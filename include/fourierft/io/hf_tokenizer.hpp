@@ -259,7 +259,10 @@ class HfTokenizer {
     }
     if (decoders_.empty()) {
       std::string out;
-      for (std::size_t i = 0; i < tokens.size(); ++i) out += (i > 0 ? " " : "") + tokens[i];
+      for (std::size_t i = 0; i < tokens.size(); ++i) {
+        if (i > 0) out += ' ';
+        out += tokens[i];
+      }
       return out;
     }
     for (const Decoder& d : decoders_) tokens = run_decoder(d, std::move(tokens));
