@@ -646,6 +646,35 @@ TEST_CASE("HfTokenizer: unsupported or broken files name the file and the field"
   CHECK(m.encode("<s>Hello") == std::vector<std::int64_t>{1, *mistral().token_id("Hello")});
 }
 
+TEST_CASE("HfTokenizer: added tokens honour single_word, lstrip and rstrip") {
+  const fs::path path = edited_mistral("hf_added_flags", [](Json& j) {
+    j["added_tokens"].push_back({{"id", 32000}, {"content", "xyz"}, {"single_word", true},
+                                 {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+                                 {"special", false}});
+    j["added_tokens"].push_back({{"id", 32001}, {"content", "[M]"}, {"single_word", false},
+                                 {"lstrip", true}, {"rstrip", true}, {"normalized", false},
+                                 {"special", true}});
+  });
+  const HfTokenizer t = HfTokenizer::load(path);
+  CHECK(t.vocab_size() == 32002);
+  const auto has = [](const std::vector<std::int64_t>& ids, std::int64_t id) {
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+  };
+  CHECK(has(t.encode("a xyz b"), 32000));
+  CHECK(has(t.encode("xyz"), 32000));
+  CHECK_FALSE(has(t.encode("axyz b"), 32000));  // inside a word: not a single word
+  CHECK_FALSE(has(t.encode("a xyzé"), 32000));  // é is a word character too
+  // lstrip / rstrip: the spaces around [M] go with it, so the pieces are "a" and "b".
+  std::vector<std::int64_t> expected = t.encode("a");
+  expected.push_back(32001);
+  for (std::int64_t id : t.encode("b")) expected.push_back(id);
+  CHECK(t.encode("a  [M]  b") == expected);
+  CHECK(t.decode(std::vector<std::int64_t>{32001}) == "[M]");
+  // Special, so plain mode spells it out; "xyz" is not special and still matches.
+  CHECK_FALSE(has(t.encode("a [M] xyz", SpecialText::plain), 32001));
+  CHECK(has(t.encode("a [M] xyz", SpecialText::plain), 32000));
+}
+
 TEST_CASE("fourierft tokenize --tokenizer: ids per line, --add-special-tokens, --jsonl, --decode") {
   const std::string json = (tokenizer_dir / "mistral" / "tokenizer.json").string();
   const auto run = [&](std::vector<std::string> args, const std::string& input) {

@@ -786,7 +786,7 @@ class HfTokenizer {
       std::size_t start = i, stop = i + found->first.size();
       i = stop;  // matches never overlap, kept or not
       if (special == SpecialText::plain && token.special) continue;
-      if (token.single_word && !(is_word_boundary(s, start) && is_word_boundary(s, stop))) continue;
+      if (token.single_word && !is_single_word(s, start, stop)) continue;
       if (token.lstrip)
         start = std::max(start - detail::trailing_space(s.substr(0, start)), start_offset);
       if (token.rstrip) stop += detail::leading_space(s.substr(stop));
@@ -797,12 +797,19 @@ class HfTokenizer {
     if (start_offset < s.size() || out.empty()) out.push_back({start_offset, s.size(), -1});
     return out;
   }
-  // No word character (\w) on both sides of offset `at` (single_word).
-  static bool is_word_boundary(std::string_view s, std::size_t at) {
-    static const detail::Regex word_end(R"(\w$)"), word_start(R"(^\w)");
-    const bool before = at > 0 && word_end.find(s.substr(0, at), 0).has_value();
-    const bool after = at < s.size() && word_start.find(s.substr(at), 0).has_value();
-    return !before && !after;
+  // single_word: no word character (\w, Unicode) just before `begin` or just after `end`.
+  static bool is_single_word(std::string_view s, std::size_t begin, std::size_t end) {
+    static const detail::Regex word(R"(\w)", PCRE2_ANCHORED);
+    const auto is_word = [&](std::size_t from, std::size_t to) {
+      const auto m = word.find(s.substr(from, to - from), 0);
+      return m && m->second == to - from;
+    };
+    std::size_t before = begin;  // start of the character that ends at `begin`
+    while (before > 0 && (static_cast<unsigned char>(s[--before]) & 0xC0) == 0x80) {
+    }
+    const bool word_before = begin > 0 && is_word(before, begin);
+    const bool word_after = end < s.size() && is_word(end, end + detail::utf8_sequence_length(s, end));
+    return !word_before && !word_after;
   }
 
   std::string normalize(std::string_view text) const {
