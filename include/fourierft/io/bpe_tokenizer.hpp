@@ -260,14 +260,18 @@ class Regex {
   std::shared_ptr<pcre2_code> code_;
 };
 
+// A string hash that also takes string_views, so maps look keys up without a copy.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+// Token string -> id.
+using TokenMap = std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>>;
+
 // Pre-token -> ids for one tokenizer in one thread (no locks); see "Thread safety" at the top.
 struct WordCache {
   static constexpr std::size_t capacity = 100000;
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, std::vector<std::int32_t>, Hash, std::equal_to<>> words;
+  std::unordered_map<std::string, std::vector<std::int32_t>, StringHash, std::equal_to<>> words;
 };
 
 // This thread's cache for the tokenizer whose lifetime token is `owner`. Caches of tokenizers that
@@ -417,6 +421,36 @@ inline std::vector<std::int32_t> bpe_merge(std::vector<std::int32_t> sym, const 
     result.push_back(sym[static_cast<std::size_t>(i)]);
   return result;
 }
+
+// id -> token string, with gaps (RoBERTa leaves ids 50261..50263 unused).
+struct IdTable {
+  std::vector<std::string> tokens;  // "" for unused ids
+  std::vector<bool> present;
+
+  Index size() const { return static_cast<Index>(tokens.size()); }  // largest id + 1
+  bool has(std::int64_t id) const {
+    return id >= 0 && id < size() && present[static_cast<std::size_t>(id)];
+  }
+  // Puts `token` at a free id; `where` starts the messages ("vocab.json").
+  void add(const std::string& token, std::int64_t id, const std::string& where) {
+    check<FormatError>(id >= 0 && id < (std::int64_t{1} << 30), where, ": token '", token,
+                       "' has id ", id, ", expected a non-negative integer below 2^30");
+    const auto k = static_cast<std::size_t>(id);
+    if (k >= tokens.size()) {
+      tokens.resize(k + 1);
+      present.resize(k + 1, false);
+    }
+    check<FormatError>(!present[k], where, ": id ", id, " is given to both '", tokens[k],
+                       "' and '", token, "'");
+    present[k] = true;
+    tokens[k] = token;
+  }
+  // IndexError unless the id is in the table; `what` names the caller, `source` the file.
+  void check_id(std::int64_t id, const char* what, const std::string& source) const {
+    check<IndexError>(has(id), what, ": id ", id, " is not in the vocabulary (ids 0..", size() - 1,
+                      " of ", source, ")");
+  }
+};
 
 inline std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -596,7 +630,7 @@ class BpeTokenizer {
 
   // ---- vocabulary ------------------------------------------------------------------------------
   // Largest id + 1: the embedding rows the ids index (RoBERTa: 50265; ids 50261..50263 are unused).
-  Index vocab_size() const { return static_cast<Index>(id_tokens_.size()); }
+  Index vocab_size() const { return ids_.size(); }
   std::optional<std::int64_t> token_id(std::string_view token) const {
     const auto it = token_to_id_.find(token);
     if (it == token_to_id_.end()) return std::nullopt;
@@ -604,7 +638,7 @@ class BpeTokenizer {
   }
   const std::string& id_to_token(std::int64_t id) const {
     check_id(id, "id_to_token");
-    return id_tokens_[static_cast<std::size_t>(id)];
+    return ids_.tokens[static_cast<std::size_t>(id)];
   }
   bool is_special(std::int64_t id) const {
     return std::any_of(special_list_.begin(), special_list_.end(),
@@ -622,10 +656,6 @@ class BpeTokenizer {
     std::string content;
     std::int64_t id;
     bool lstrip = false, rstrip = false;
-  };
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
 
   BpeTokenizer() = default;
@@ -652,17 +682,7 @@ class BpeTokenizer {
   }
   // Adds token <-> id; the id must be free.
   void add_token(const std::string& token, std::int64_t id, const std::string& source) {
-    check<FormatError>(id >= 0 && id < (std::int64_t{1} << 30), source, ": token '", token,
-                       "' has id ", id, ", expected a non-negative integer below 2^30");
-    const auto k = static_cast<std::size_t>(id);
-    if (k >= id_tokens_.size()) {
-      id_tokens_.resize(k + 1);
-      id_present_.resize(k + 1, false);
-    }
-    check<FormatError>(!id_present_[k], source, ": id ", id, " is given to both '", id_tokens_[k],
-                       "' and '", token, "'");
-    id_present_[k] = true;
-    id_tokens_[k] = token;
+    ids_.add(token, id, source);
     token_to_id_.emplace(token, id);
   }
   void add_merge(std::string_view left, std::string_view right, const std::string& where) {
@@ -732,14 +752,14 @@ class BpeTokenizer {
                        ": the roberta template needs <s> and </s>");
   }
   void finish() {
-    id_bytes_.resize(id_tokens_.size());
+    id_bytes_.resize(ids_.tokens.size());
     std::unordered_map<char32_t, unsigned char> unicode_to_byte;
     for (int b = 0; b < 256; ++b)
       unicode_to_byte[detail::byte_to_unicode()[static_cast<std::size_t>(b)]] =
           static_cast<unsigned char>(b);
-    for (std::size_t id = 0; id < id_tokens_.size(); ++id) {
-      if (!id_present_[id]) continue;
-      const std::string& token = id_tokens_[id];
+    for (std::size_t id = 0; id < ids_.tokens.size(); ++id) {
+      if (!ids_.present[id]) continue;
+      const std::string& token = ids_.tokens[id];
       if (is_special(static_cast<std::int64_t>(id))) {
         id_bytes_[id] = token;
         continue;
@@ -864,16 +884,13 @@ class BpeTokenizer {
     return *specials_.pad;
   }
   void check_id(std::int64_t id, const char* what) const {
-    check<IndexError>(id >= 0 && id < vocab_size() && id_present_[static_cast<std::size_t>(id)],
-                      what, ": id ", id, " is not in the vocabulary (ids 0..", vocab_size() - 1,
-                      " of ", source_, ")");
+    ids_.check_id(id, what, source_);
   }
 
   std::string source_;  // vocab file, for messages
-  std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> token_to_id_;
-  std::vector<std::string> id_tokens_;  // id -> vocab.json key ("" for unused ids)
+  detail::TokenMap token_to_id_;
+  detail::IdTable ids_;                 // id -> vocab.json key
   std::vector<std::string> id_bytes_;   // id -> the bytes it decodes to
-  std::vector<bool> id_present_;
   std::array<std::int32_t, 256> byte_ids_{};
   detail::MergeTable merges_;  // (left id, right id) -> rank, merged id
   std::vector<Special> special_list_;

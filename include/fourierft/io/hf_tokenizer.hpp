@@ -255,7 +255,7 @@ class HfTokenizer {
     for (std::int64_t id : ids) {
       check_id(id, "decode");
       if (skip_special && is_special(id)) continue;
-      tokens.push_back(id_tokens_[static_cast<std::size_t>(id)]);
+      tokens.push_back(ids_.tokens[static_cast<std::size_t>(id)]);
     }
     if (decoders_.empty()) {
       std::string out;
@@ -273,7 +273,7 @@ class HfTokenizer {
 
   // ---- vocabulary ------------------------------------------------------------------------------
   // Largest id + 1 over model.vocab and added_tokens: the embedding rows ids index.
-  Index vocab_size() const { return static_cast<Index>(id_tokens_.size()); }
+  Index vocab_size() const { return ids_.size(); }
   std::optional<std::int64_t> token_id(std::string_view token) const {
     if (const auto it = added_ids_.find(token); it != added_ids_.end()) return it->second;
     const auto it = vocab_.find(token);
@@ -282,7 +282,7 @@ class HfTokenizer {
   }
   const std::string& id_to_token(std::int64_t id) const {
     check_id(id, "id_to_token");
-    return id_tokens_[static_cast<std::size_t>(id)];
+    return ids_.tokens[static_cast<std::size_t>(id)];
   }
   bool is_special(std::int64_t id) const {
     return id >= 0 && static_cast<std::size_t>(id) < id_special_.size() &&
@@ -299,11 +299,7 @@ class HfTokenizer {
   const std::string& source() const { return source_; }
 
  private:
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using TokenMap = std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>>;
+  using TokenMap = detail::TokenMap;
 
   // A string or regex pattern ({"String": ...} or {"Regex": ...}).
   struct Pattern {
@@ -483,14 +479,13 @@ class HfTokenizer {
       if (known != vocab_.end())
         check<FormatError>(known->second == a.id, source_, ": added_tokens[", i, "] '", a.content,
                            "' has id ", a.id, " but model.vocab gives it ", known->second);
-      else if (a.id < static_cast<std::int64_t>(id_present_.size()) &&
-               id_present_[static_cast<std::size_t>(a.id)])
+      else if (ids_.has(a.id))
         throw FormatError(str_cat(source_, ": added_tokens[", i, "] '", a.content, "' has id ",
                                   a.id, ", which model.vocab gives to '",
-                                  id_tokens_[static_cast<std::size_t>(a.id)], "'"));
+                                  ids_.tokens[static_cast<std::size_t>(a.id)], "'"));
       else
         add_token(a.content, a.id, str_cat("added_tokens[", i, "]"));
-      id_tokens_[static_cast<std::size_t>(a.id)] = a.content;  // decode uses the added content
+      ids_.tokens[static_cast<std::size_t>(a.id)] = a.content;  // decode uses the added content
       added_ids_.emplace(a.content, a.id);
       added_.push_back(std::move(a));
     }
@@ -563,8 +558,7 @@ class HfTokenizer {
                        "', which special_tokens does not define");
     const auto ids = specials.get<JsonObject>(name).get<std::vector<std::int64_t>>("ids");
     for (std::int64_t id : ids)
-      check<FormatError>(id >= 0 && id < vocab_size() && id_present_[static_cast<std::size_t>(id)],
-                         source_, ": ", where, ": id ", id, " of '", name,
+      check<FormatError>(ids_.has(id), source_, ": ", where, ": id ", id, " of '", name,
                          "' is not in the vocabulary");
     return ids;
   }
@@ -663,21 +657,11 @@ class HfTokenizer {
   }
 
   void add_token(const std::string& token, std::int64_t id, const std::string& where) {
-    check<FormatError>(id >= 0 && id < (std::int64_t{1} << 30), source_, ": ", where, ": token '",
-                       token, "' has id ", id, ", expected a non-negative integer below 2^30");
-    const auto k = static_cast<std::size_t>(id);
-    if (k >= id_tokens_.size()) {
-      id_tokens_.resize(k + 1);
-      id_present_.resize(k + 1, false);
-    }
-    check<FormatError>(!id_present_[k], source_, ": ", where, ": id ", id, " is given to both '",
-                       id_tokens_[k], "' and '", token, "'");
-    id_present_[k] = true;
-    id_tokens_[k] = token;
+    ids_.add(token, id, source_ + ": " + where);
   }
 
   void finish_model() {
-    id_special_.assign(id_tokens_.size(), false);
+    id_special_.assign(ids_.tokens.size(), false);
     for (const HfAddedToken& a : added_) {
       if (a.special) id_special_[static_cast<std::size_t>(a.id)] = true;
       // Normalized added tokens are matched in normalized text, so their content is normalized.
@@ -1134,17 +1118,13 @@ class HfTokenizer {
     return tokens;
   }
 
-  void check_id(std::int64_t id, const char* what) const {
-    check<IndexError>(id >= 0 && id < vocab_size() && id_present_[static_cast<std::size_t>(id)],
-                      what, ": id ", id, " is not in the vocabulary (ids 0..", vocab_size() - 1,
-                      " of ", source_, ")");
-  }
+  void check_id(std::int64_t id, const char* what) const { ids_.check_id(id, what, source_); }
 
   std::string source_;                  // tokenizer.json, for messages
   TokenMap vocab_;                      // model.vocab
   TokenMap added_ids_;                  // added_tokens content -> id
-  std::vector<std::string> id_tokens_;  // id -> token string (added tokens: their content)
-  std::vector<bool> id_present_, id_special_;
+  detail::IdTable ids_;                 // id -> token string (added tokens: their content)
+  std::vector<bool> id_special_;
   detail::MergeTable merges_;
   std::vector<HfAddedToken> added_;
   AddedTable raw_added_, normalized_added_;  // by first byte, longest first
