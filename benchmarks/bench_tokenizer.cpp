@@ -11,6 +11,10 @@
 //   batch32_roberta      encode_batch() of 32 sentences at a time (a training step's worth) with
 //                        RoBERTa's template, max_length 128, padding and masks; cache warm
 //   many_roberta_threads encode_many() of all sentences at once, OpenMP threads, cache warm
+//   hf_<name>_cold/_warm HfTokenizer::encode() with a real tokenizer.json: Llama 3's
+//                        (../shared/data/tokenizers/llama3, byte-level BPE behind a Split regex)
+//                        and Mistral's (committed; ▁ normalizers and byte fallback, no pre-split,
+//                        so whole sentences run BPE); tokens are that tokenizer's own count
 // Columns: case, sentences, tokens (BPE ids, template excluded), ms, tokens_per_s, ratio_to_regex.
 #include <algorithm>
 #include <chrono>
@@ -18,11 +22,13 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/io/bpe_tokenizer.hpp"
 #include "fourierft/io/glue.hpp"
+#include "fourierft/io/hf_tokenizer.hpp"
 
 #ifndef FOURIERFT_SOURCE_DIR
 #define FOURIERFT_SOURCE_DIR "."
@@ -84,16 +90,36 @@ int main(int argc, char** argv) {
     });
     const double many = time_ms([&] { roberta.encode_many(sentences, {}, options); });
 
-    const auto row = [&](const char* name, double ms) {
-      std::printf("%s\t%zu\t%lld\t%.1f\t%.0f\t%.2f\n", name, sentences.size(),
-                  static_cast<long long>(tokens), ms, static_cast<double>(tokens) / (ms / 1000.0),
+    const auto row = [&](const std::string& name, double ms, Index count) {
+      std::printf("%s\t%zu\t%lld\t%.1f\t%.0f\t%.2f\n", name.c_str(), sentences.size(),
+                  static_cast<long long>(count), ms, static_cast<double>(count) / (ms / 1000.0),
                   ms / regex_ms);
     };
-    row("regex_only", regex_ms);
-    row("encode_cold", cold);
-    row("encode_warm", warm);
-    row("batch32_roberta", batch32);
-    row("many_roberta_threads", many);
+    row("regex_only", regex_ms, tokens);
+    row("encode_cold", cold, tokens);
+    row("encode_warm", warm, tokens);
+    row("batch32_roberta", batch32, tokens);
+    row("many_roberta_threads", many, tokens);
+    const std::pair<const char*, fs::path> hf_files[] = {
+        {"llama3", source / "../shared/data/tokenizers/llama3"},
+        {"mistral", source / "tests/fixtures/tokenizer/mistral"}};
+    for (const auto& [name, dir] : hf_files) {
+      if (!fs::exists(dir / "tokenizer.json")) {
+        std::fprintf(stderr, "bench_tokenizer: %s absent, hf_%s skipped\n",
+                     (dir / "tokenizer.json").string().c_str(), name);
+        continue;
+      }
+      const auto hf = io::HfTokenizer::load(dir);
+      Index hf_tokens = 0;
+      const double hf_cold = time_ms([&] {
+        for (const auto& s : sentences) hf_tokens += static_cast<Index>(hf.encode(s).size());
+      });
+      const double hf_warm = time_ms([&] {
+        for (const auto& s : sentences) hf.encode(s);
+      });
+      row(std::string("hf_") + name + "_cold", hf_cold, hf_tokens);
+      row(std::string("hf_") + name + "_warm", hf_warm, hf_tokens);
+    }
     std::fprintf(stderr, "bench_tokenizer: %lld pre-tokens\n", static_cast<long long>(pieces));
     return 0;
   } catch (const Error& e) {

@@ -1,9 +1,15 @@
 // Tests of include/fourierft/io/bpe_tokenizer.hpp: ids equal to two independent reference
 // tokenizers (tests/fixtures/tokenizer/reference.json, made by scripts/make_tokenizer_fixtures.js),
 // byte-exact round trips, templates, truncation, padding, tokenizer.json, and error messages.
+// And of io/hf_tokenizer.hpp: ids and decoded text equal tokenizers.js on the Llama 2, Llama 3,
+// Mistral and Qwen3 tokenizer.json files (tests/fixtures/tokenizer/hf_reference.json, made by
+// scripts/make_hf_tokenizer_fixtures.js); Mistral's file is committed, the others are read from
+// ../shared/data/tokenizers and skipped when it is absent.
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -13,6 +19,7 @@
 #include "../examples/cli/cmd_tokenize.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/io/bpe_tokenizer.hpp"
+#include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/io/json.hpp"
 
 using namespace fourierft;
@@ -418,4 +425,288 @@ TEST_CASE("fourierft tokenize: ids per stdin line; --pair uses the RoBERTa templ
   std::ostringstream help;
   CHECK(cli::tokenize({"--help"}, none, help) == 0);
   CHECK(help.str().find("no special tokens") != std::string::npos);
+}
+
+// ---- HfTokenizer (tokenizer.json) ---------------------------------------------------------------
+namespace {
+
+const Json& hf_reference() {
+  static const Json j = read_json(tokenizer_dir / "hf_reference.json");
+  return j;
+}
+// The committed Mistral file, or ../shared/data/tokenizers/<name>; nullopt (and a message) if absent.
+std::optional<fs::path> hf_tokenizer_dir(const std::string& name) {
+  const fs::path dir = name == "mistral" ? tokenizer_dir / "mistral"
+                                         : fs::path(FOURIERFT_SHARED_DATA_DIR) / "tokenizers" / name;
+  if (fs::exists(dir / "tokenizer.json")) return dir;
+  MESSAGE("skipped: " << (dir / "tokenizer.json").string() << " is absent");
+  return std::nullopt;
+}
+const HfTokenizer& mistral() {
+  static const HfTokenizer t = HfTokenizer::load(tokenizer_dir / "mistral");
+  return t;
+}
+// A copy of the Mistral tokenizer.json with `edit` applied, in a scratch folder (no config).
+fs::path edited_mistral(const std::string& name, const std::function<void(Json&)>& edit) {
+  const fs::path dir = scratch(name);
+  Json root = read_json(tokenizer_dir / "mistral" / "tokenizer.json");
+  edit(root);
+  write_file(dir / "tokenizer.json", root.dump());
+  return dir / "tokenizer.json";
+}
+
+}  // namespace
+
+TEST_CASE("HfTokenizer: ids and decoded text equal tokenizers.js on Llama 2, Llama 3, Mistral, Qwen3") {
+  for (const std::string name : {"llama2", "llama3", "mistral", "qwen3"}) {
+    const auto dir = hf_tokenizer_dir(name);
+    if (!dir) continue;
+    const HfTokenizer t = HfTokenizer::load(*dir);
+    const Json& cases = hf_reference().at("tokenizers").at(name).at("cases");
+    REQUIRE(cases.size() >= 90);
+    int round_trips = 0;
+    for (const Json& c : cases) {
+      const auto text = c.at("text").get<std::string>();
+      INFO(name << " case: " << c.at("name").get<std::string>());
+      const auto ids = t.encode(text);
+      CHECK(ids == ids_of(c.at("ids")));
+      CHECK(t.encode_for_model(text) == ids_of(c.at("ids_special")));
+      CHECK(t.encode(text, SpecialText::plain) == ids_of(c.at("ids_split")));
+      CHECK(t.decode(ids_of(c.at("ids"))) == c.at("decoded").get<std::string>());
+      CHECK(t.decode(ids_of(c.at("ids_special")), /*skip_special=*/true) ==
+            c.at("decoded_skip").get<std::string>());
+      // Where HF's decode gives the text back, ours must too.
+      if (c.at("decoded").get<std::string>() == text) {
+        CHECK(t.decode(ids) == text);
+        ++round_trips;
+      }
+    }
+    CHECK(round_trips > 60);
+  }
+}
+
+TEST_CASE("HfTokenizer: Mistral's special tokens, template and config") {
+  const HfTokenizer& t = mistral();
+  CHECK(t.vocab_size() == 32000);
+  CHECK(t.special_tokens().bos == 1);
+  CHECK(t.special_tokens().eos == 2);
+  CHECK(t.special_tokens().unk == 0);
+  CHECK_FALSE(t.special_tokens().pad.has_value());
+  CHECK(t.template_prefix() == std::vector<std::int64_t>{1});
+  CHECK(t.template_suffix().empty());
+  CHECK(t.is_special(1));
+  CHECK(t.token_id("<0x41>") == 68);  // byte-fallback tokens: <0x00> is id 3
+  // Written special tokens are one id; SpecialText::plain (untrusted input) spells them out.
+  const auto parsed = t.encode("a</s>"), plain = t.encode("a</s>", SpecialText::plain);
+  CHECK(parsed.back() == 2);
+  CHECK(std::find(plain.begin(), plain.end(), 2) == plain.end());
+  CHECK(t.decode(plain) == "a</s>");
+  // Byte fallback: a character outside the vocabulary is its UTF-8 bytes, and decodes back.
+  const auto rare = t.encode("\xF0\x93\x80\x80");  // U+13000, an Egyptian hieroglyph
+  CHECK(rare == std::vector<std::int64_t>{28705, 243, 150, 131, 131});  // ▁ <0xF0> <0x93> <0x80> <0x80>
+  CHECK(t.decode(rare) == "\xF0\x93\x80\x80");
+  CHECK(t.decode(std::vector<std::int64_t>{243}) == "\xEF\xBF\xBD");  // a lone <0xF0>: U+FFFD
+  CHECK_THROWS_WITH_AS(t.encode("ab\xFF"), "encode: the text is not valid UTF-8 (byte 2)",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(t.decode(std::vector<std::int64_t>{32000}),
+                       doctest::Contains("decode: id 32000 is not in the vocabulary (ids 0..31999"),
+                       IndexError);
+
+  // add_eos_token and an {"content": ...} bos_token in tokenizer_config.json.
+  const fs::path dir = scratch("hf_config");
+  fs::copy_file(tokenizer_dir / "mistral" / "tokenizer.json", dir / "tokenizer.json");
+  write_file(dir / "tokenizer_config.json",
+             R"({"add_bos_token": true, "add_eos_token": true, "bos_token": {"content": "<s>"},
+                 "eos_token": "</s>", "chat_template": "{{ bos_token }}"})");
+  const HfTokenizer with_eos = HfTokenizer::load(dir);
+  CHECK(with_eos.encode_for_model("Hello world") == std::vector<std::int64_t>{1, 22557, 1526, 2});
+  std::vector<std::int64_t> pair = {1};  // <s> A </s> <s> B </s>
+  for (const char* text : {"a", "b"}) {
+    const auto ids = with_eos.encode(text);
+    pair.insert(pair.end(), ids.begin(), ids.end());
+    pair.insert(pair.end(), {2, 1});
+  }
+  pair.pop_back();
+  CHECK(with_eos.encode_for_model("a", "b") == pair);
+  CHECK(with_eos.chat_template() == "{{ bos_token }}");
+  write_file(dir / "tokenizer_config.json", R"({"eos_token": "<nope>"})");
+  CHECK_THROWS_WITH_AS(HfTokenizer::load(dir),
+                       doctest::Contains("tokenizer_config.json: eos_token '<nope>' is not in"),
+                       FormatError);
+}
+
+TEST_CASE("HfTokenizer: a byte-level file with a Split regex gives GPT-2's ids") {
+  // GPT-2's vocabulary and merges in the Llama-3 layout: Split(GPT-2's regex, Isolated), then
+  // ByteLevel without its own regex; the ids must equal the reference GPT-2 ids.
+  const fs::path dir = scratch("hf_bytelevel");
+  Json merges = Json::array();
+  {
+    std::ifstream in(tokenizer_dir / "gpt2" / "merges.txt");
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line))
+      if (!line.empty()) merges.push_back(Json::array({line.substr(0, line.find(' ')),
+                                                       line.substr(line.find(' ') + 1)}));
+  }
+  const Json root = {
+      {"added_tokens", Json::array({{{"id", 50256}, {"content", "<|endoftext|>"},
+                                     {"special", true}, {"normalized", false}}})},
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         Json::array({{{"type", "Split"},
+                       {"pattern", {{"Regex", io::detail::gpt2_split_pattern}}},
+                       {"behavior", "Isolated"},
+                       {"invert", false}},
+                      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}}},
+      {"post_processor", {{"type", "ByteLevel"}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model",
+       {{"type", "BPE"}, {"vocab", read_json(tokenizer_dir / "gpt2" / "vocab.json")},
+        {"merges", merges}}}};
+  write_file(dir / "tokenizer.json", root.dump());
+  const HfTokenizer t = HfTokenizer::load(dir);
+  int compared = 0;
+  for (const Json& c : reference().at("single")) {
+    if (!c.contains("text") || c.contains("python_whitespace")) continue;  // valid UTF-8 only
+    const auto text = c.at("text").get<std::string>();
+    INFO("case: " << c.at("name").get<std::string>());
+    CHECK(t.encode(text, SpecialText::plain) == ids_of(c.at("gpt2")));
+    CHECK(t.decode(ids_of(c.at("gpt2"))) == text);
+    ++compared;
+  }
+  CHECK(compared > 300);
+  CHECK(t.encode("a<|endoftext|>") == std::vector<std::int64_t>{64, 50256});
+}
+
+TEST_CASE("detail::nfc: the canonical examples of UAX #15") {
+  using io::detail::nfc;
+  CHECK(nfc("e\xCC\x81") == "\xC3\xA9");                   // e + U+0301 -> é
+  CHECK(nfc("\xE2\x84\xAB") == "\xC3\x85");                // U+212B ANGSTROM SIGN -> U+00C5
+  CHECK(nfc("\xE1\xB8\x8B\xCC\xA3") == "\xE1\xB8\x8D\xCC\x87");  // ḋ + dot below -> ḍ + dot above
+  CHECK(nfc("q\xCC\x87\xCC\xA3") == "q\xCC\xA3\xCC\x87");  // reordered by combining class
+  CHECK(nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8") == "\xEA\xB0\x81");  // jamo -> 각 U+AC01
+  CHECK(nfc("plain ASCII") == "plain ASCII");
+}
+
+TEST_CASE("HfTokenizer: unsupported or broken files name the file and the field") {
+  const auto load_error = [](const fs::path& path) {
+    try {
+      HfTokenizer::load(path);
+    } catch (const FormatError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const fs::path norm = edited_mistral("hf_err_norm", [](Json& j) {
+    j["normalizer"]["normalizers"][1] = {{"type", "Lowercase"}};
+  });
+  CHECK(load_error(norm) == norm.string() +
+                                ": normalizer.normalizers[1].type is 'Lowercase', which is not "
+                                "supported (Sequence, Prepend, Replace, NFC)");
+  const fs::path merge = edited_mistral("hf_err_merge", [](Json& j) {
+    j["model"]["merges"][5] = "qqqqq t";
+  });
+  CHECK(load_error(merge) == merge.string() + ": model.merges[5]: 'qqqqq' is not in the vocabulary");
+  const fs::path model = edited_mistral("hf_err_model", [](Json& j) { j["model"]["type"] = "Unigram"; });
+  CHECK(load_error(model) ==
+        model.string() + ": model.type is 'Unigram', which is not supported (BPE)");
+  const fs::path pre = edited_mistral("hf_err_pre", [](Json& j) {
+    j["pre_tokenizer"] = {{"type", "Whitespace"}};
+  });
+  CHECK(load_error(pre) == pre.string() +
+                               ": pre_tokenizer.type is 'Whitespace', which is not supported "
+                               "(Sequence, Split, Metaspace, ByteLevel)");
+  const fs::path dec = edited_mistral("hf_err_decoder", [](Json& j) {
+    j["decoder"]["decoders"][2] = {{"type", "CTC"}};
+  });
+  CHECK(load_error(dec) == dec.string() +
+                               ": decoder.decoders[2].type is 'CTC', which is not supported "
+                               "(Sequence, Replace, ByteFallback, Fuse, Strip, ByteLevel, "
+                               "Metaspace)");
+  const fs::path added = edited_mistral("hf_err_added", [](Json& j) {
+    j["added_tokens"][1]["id"] = 7;
+  });
+  CHECK(load_error(added) ==
+        added.string() + ": added_tokens[1] '<s>' has id 7 but model.vocab gives it 1");
+  // Metaspace with prepend_scheme "first" and split, and its decoder, load (no Llama file uses it).
+  const fs::path meta = edited_mistral("hf_metaspace", [](Json& j) {
+    j["normalizer"] = nullptr;
+    j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"},
+                          {"prepend_scheme", "first"}, {"split", true}};
+    j["decoder"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"},
+                    {"prepend_scheme", "first"}, {"split", true}};
+  });
+  const HfTokenizer m = HfTokenizer::load(meta);
+  // "Hello world" -> "▁Hello", "▁world": the same pieces as the Prepend + Replace normalizers.
+  CHECK(m.encode("Hello world") == mistral().encode("Hello world"));
+  CHECK(m.decode(m.encode("Hello world")) == "Hello world");
+  // "first": a piece after a special token gets no ▁ ("<s>Hello" -> <s>, "Hello").
+  CHECK(m.encode("<s>Hello") == std::vector<std::int64_t>{1, *mistral().token_id("Hello")});
+}
+
+TEST_CASE("HfTokenizer: added tokens honour single_word, lstrip and rstrip") {
+  const fs::path path = edited_mistral("hf_added_flags", [](Json& j) {
+    j["added_tokens"].push_back({{"id", 32000}, {"content", "xyz"}, {"single_word", true},
+                                 {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+                                 {"special", false}});
+    j["added_tokens"].push_back({{"id", 32001}, {"content", "[M]"}, {"single_word", false},
+                                 {"lstrip", true}, {"rstrip", true}, {"normalized", false},
+                                 {"special", true}});
+  });
+  const HfTokenizer t = HfTokenizer::load(path);
+  CHECK(t.vocab_size() == 32002);
+  const auto has = [](const std::vector<std::int64_t>& ids, std::int64_t id) {
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+  };
+  CHECK(has(t.encode("a xyz b"), 32000));
+  CHECK(has(t.encode("xyz"), 32000));
+  CHECK_FALSE(has(t.encode("axyz b"), 32000));  // inside a word: not a single word
+  CHECK_FALSE(has(t.encode("a xyzé"), 32000));  // é is a word character too
+  // lstrip / rstrip: the spaces around [M] go with it, so the pieces are "a" and "b".
+  std::vector<std::int64_t> expected = t.encode("a");
+  expected.push_back(32001);
+  for (std::int64_t id : t.encode("b")) expected.push_back(id);
+  CHECK(t.encode("a  [M]  b") == expected);
+  CHECK(t.decode(std::vector<std::int64_t>{32001}) == "[M]");
+  // Special, so plain mode spells it out; "xyz" is not special and still matches.
+  CHECK_FALSE(has(t.encode("a [M] xyz", SpecialText::plain), 32001));
+  CHECK(has(t.encode("a [M] xyz", SpecialText::plain), 32000));
+}
+
+TEST_CASE("fourierft tokenize --tokenizer: ids per line, --add-special-tokens, --jsonl, --decode") {
+  const std::string json = (tokenizer_dir / "mistral" / "tokenizer.json").string();
+  const auto run = [&](std::vector<std::string> args, const std::string& input) {
+    std::istringstream in(input);
+    std::ostringstream out;
+    CHECK(cli::tokenize(args, in, out) == 0);
+    return out.str();
+  };
+  const auto line_of = [](const std::vector<std::int64_t>& ids) {
+    std::string s;
+    for (std::int64_t id : ids) {
+      if (!s.empty()) s += ' ';
+      s += std::to_string(id);
+    }
+    return s + "\n";
+  };
+  CHECK(run({"--tokenizer", json}, "Hello world\r\n\na</s>\n") ==
+        "22557 1526\n\n" + line_of(mistral().encode("a</s>")));
+  CHECK(run({"--tokenizer", json, "--add-special-tokens"}, "Hello world\n") == "1 22557 1526\n");
+  CHECK(run({"--tokenizer", json, "--split-special-tokens"}, "a</s>\n") ==
+        line_of(mistral().encode("a</s>", SpecialText::plain)));
+  // --jsonl: a JSON string per line, so a text can hold a newline.
+  CHECK(run({"--tokenizer", json, "--jsonl"}, "\"two\\nlines\"\n") ==
+        line_of(mistral().encode("two\nlines")));
+  CHECK(run({"--tokenizer", json, "--decode"}, "1 22557 1526\n") == "<s> Hello world\n");
+  CHECK(run({"--tokenizer", json, "--decode", "--skip-special-tokens", "--jsonl"},
+            "1 22557 13 1526\n") == "\"Hello\\n world\"\n");
+  std::istringstream bad("\"ok\"\nnot json\n");
+  std::ostringstream ignored;
+  CHECK_THROWS_WITH_AS(cli::tokenize({"--tokenizer", json, "--jsonl"}, bad, ignored),
+                       doctest::Contains("stdin:2: invalid JSON at byte"), FormatError);
+  std::istringstream bad_ids("1 x2\n");
+  CHECK_THROWS_WITH_AS(cli::tokenize({"--tokenizer", json, "--decode"}, bad_ids, ignored),
+                       "stdin:1: 'x2' is not a token id", FormatError);
 }

@@ -41,7 +41,7 @@ const std::vector<Subcommand>& subcommands() {
        fourierft::cli::cmd_param_table},
       {"score-e2e", "E2E NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr) of outputs vs references",
        fourierft::cli::cmd_score_e2e},
-      {"tokenize", "byte-level BPE ids of each stdin line (GPT-2 / RoBERTa vocab.json + merges.txt)",
+      {"tokenize", "token ids of each stdin line (vocab.json + merges.txt, or a tokenizer.json)",
        fourierft::cli::cmd_tokenize},
   };
   return table;

@@ -43,6 +43,7 @@
 #include "fourierft/io/e2e.hpp"
 #include "fourierft/io/glue.hpp"
 #include "fourierft/io/hf_config.hpp"
+#include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/io/image.hpp"
 #include "fourierft/io/image_batches.hpp"
 #include "fourierft/io/image_folder.hpp"

@@ -260,14 +260,18 @@ class Regex {
   std::shared_ptr<pcre2_code> code_;
 };
 
+// A string hash that also takes string_views, so maps look keys up without a copy.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+// Token string -> id.
+using TokenMap = std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>>;
+
 // Pre-token -> ids for one tokenizer in one thread (no locks); see "Thread safety" at the top.
 struct WordCache {
   static constexpr std::size_t capacity = 100000;
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, std::vector<std::int32_t>, Hash, std::equal_to<>> words;
+  std::unordered_map<std::string, std::vector<std::int32_t>, StringHash, std::equal_to<>> words;
 };
 
 // This thread's cache for the tokenizer whose lifetime token is `owner`. Caches of tokenizers that
@@ -285,6 +289,168 @@ inline WordCache& thread_word_cache(const std::shared_ptr<const int>& owner) {
   caches.push_back(std::make_unique<Entry>(Entry{owner, owner.get(), {}}));
   return caches.back()->cache;
 }
+
+// GPT-2's pre-tokenisation regex (see the top of this file); ByteLevel's use_regex in tokenizer.json.
+inline constexpr const char* gpt2_split_pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+// True if the valid UTF-8 character c is Unicode White_Space (PCRE2's \s with UCP).
+inline bool is_space_char(std::string_view c) {
+  static const Regex space(R"(\s)", PCRE2_ANCHORED);
+  const auto m = space.find(c, 0);
+  return m && m->second == c.size();
+}
+// Bytes of whitespace at the end / start of a piece (invalid UTF-8 stops the run).
+inline std::size_t trailing_space(std::string_view s) {
+  std::size_t end = s.size();
+  while (end > 0) {
+    std::size_t begin = end - 1;
+    while (begin > 0 && end - begin < 4 && (static_cast<unsigned char>(s[begin]) & 0xC0) == 0x80)
+      --begin;
+    if (utf8_sequence_length(s, begin) != end - begin ||
+        !is_space_char(s.substr(begin, end - begin)))
+      break;
+    end = begin;
+  }
+  return s.size() - end;
+}
+inline std::size_t leading_space(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const std::size_t n = utf8_sequence_length(s, i);
+    if (n == 0 || !is_space_char(s.substr(i, n))) break;
+    i += n;
+  }
+  return i;
+}
+
+// ---- BPE merges, shared by BpeTokenizer and HfTokenizer ----------------------------------------
+struct BpeMerge {
+  std::int32_t rank, id;  // rank: position in the merges list (lower merges first); id: result
+};
+inline std::uint64_t pair_key(std::int32_t a, std::int32_t b) {
+  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+         static_cast<std::uint32_t>(b);
+}
+using MergeTable = std::unordered_map<std::uint64_t, BpeMerge>;  // (left id, right id) -> merge
+
+// Adds the merge `left right` (ids from `lookup`: string_view -> optional id); every token and
+// the result must be in the vocabulary. A repeated pair keeps its first (lowest) rank, as HF's
+// BPE loader does.
+template <class Lookup>
+void add_merge(MergeTable& merges, const Lookup& lookup, std::string_view left,
+               std::string_view right, const std::string& where) {
+  const auto a = lookup(left), b = lookup(right);
+  check<FormatError>(a.has_value(), where, ": '", left, "' is not in the vocabulary");
+  check<FormatError>(b.has_value(), where, ": '", right, "' is not in the vocabulary");
+  std::string joined(left);
+  joined += right;
+  const auto c = lookup(joined);
+  check<FormatError>(c.has_value(), where, ": the merge result '", joined,
+                     "' is not in the vocabulary");
+  merges.try_emplace(pair_key(static_cast<std::int32_t>(*a), static_cast<std::int32_t>(*b)),
+                     BpeMerge{static_cast<std::int32_t>(merges.size()),
+                              static_cast<std::int32_t>(*c)});
+}
+
+// tokenizer.json's model.merges: "a b" strings or ["a", "b"] pairs (tokenizers >= 0.20); calls
+// add(left, right, where) for each, where = "<source>: model.merges[i]".
+template <class Add>
+void for_each_json_merge(const Json& model, const std::string& source, const Add& add) {
+  const auto it = model.find("merges");
+  check<FormatError>(it != model.end(), source, ": key 'model.merges' is missing");
+  const Json& merges = *it;
+  check<FormatError>(merges.is_array(), source, ": key 'model.merges' should be an array");
+  for (std::size_t i = 0; i < merges.size(); ++i) {
+    const Json& m = merges[i];
+    const std::string where = str_cat(source, ": model.merges[", i, "]");
+    if (m.is_string()) {
+      const auto& s = m.get_ref<const std::string&>();
+      const std::size_t space = s.find(' ');
+      check<FormatError>(space != std::string::npos && s.find(' ', space + 1) == std::string::npos,
+                         where, ": expected \"a b\", got \"", s, "\"");
+      add(std::string_view(s).substr(0, space), std::string_view(s).substr(space + 1), where);
+    } else {
+      check<FormatError>(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
+                         where, ": expected \"a b\" or [\"a\", \"b\"], got ", m.dump());
+      add(std::string_view(m[0].get_ref<const std::string&>()),
+          std::string_view(m[1].get_ref<const std::string&>()), where);
+    }
+  }
+}
+
+// BPE of one word given as initial symbol ids: repeatedly merges the adjacent pair of lowest
+// rank, as HF's Rust BPE does (a heap of candidate pairs ordered by (rank, position); stale
+// candidates, a side already merged, are skipped). Returns the final symbol ids.
+inline std::vector<std::int32_t> bpe_merge(std::vector<std::int32_t> sym, const MergeTable& merges) {
+  const auto n = static_cast<std::int32_t>(sym.size());
+  if (n < 2) return sym;
+  std::vector<std::int32_t> prev(sym.size()), next(sym.size());
+  for (std::int32_t i = 0; i < n; ++i) {
+    prev[static_cast<std::size_t>(i)] = i - 1;
+    next[static_cast<std::size_t>(i)] = i + 1 < n ? i + 1 : -1;
+  }
+  struct Candidate {
+    std::int32_t rank, pos, left, right, merged;
+    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
+  auto push = [&](std::int32_t pos) {
+    const std::int32_t r = next[static_cast<std::size_t>(pos)];
+    if (r < 0) return;
+    const std::int32_t a = sym[static_cast<std::size_t>(pos)], b = sym[static_cast<std::size_t>(r)];
+    const auto it = merges.find(pair_key(a, b));
+    if (it != merges.end()) heap.push({it->second.rank, pos, a, b, it->second.id});
+  };
+  for (std::int32_t i = 0; i + 1 < n; ++i) push(i);
+  while (!heap.empty()) {
+    const Candidate c = heap.top();
+    heap.pop();
+    const auto p = static_cast<std::size_t>(c.pos);
+    const std::int32_t r = next[p];
+    if (sym[p] != c.left || r < 0 || sym[static_cast<std::size_t>(r)] != c.right) continue;
+    sym[p] = c.merged;  // symbol p absorbs r
+    sym[static_cast<std::size_t>(r)] = -1;
+    next[p] = next[static_cast<std::size_t>(r)];
+    if (next[p] >= 0) prev[static_cast<std::size_t>(next[p])] = c.pos;
+    if (prev[p] >= 0) push(prev[p]);
+    push(c.pos);
+  }
+  std::vector<std::int32_t> result;
+  for (std::int32_t i = 0; i >= 0; i = next[static_cast<std::size_t>(i)])
+    result.push_back(sym[static_cast<std::size_t>(i)]);
+  return result;
+}
+
+// id -> token string, with gaps (RoBERTa leaves ids 50261..50263 unused).
+struct IdTable {
+  std::vector<std::string> tokens;  // "" for unused ids
+  std::vector<bool> present;
+
+  Index size() const { return static_cast<Index>(tokens.size()); }  // largest id + 1
+  bool has(std::int64_t id) const {
+    return id >= 0 && id < size() && present[static_cast<std::size_t>(id)];
+  }
+  // Puts `token` at a free id; `where` starts the messages ("vocab.json").
+  void add(const std::string& token, std::int64_t id, const std::string& where) {
+    check<FormatError>(id >= 0 && id < (std::int64_t{1} << 30), where, ": token '", token,
+                       "' has id ", id, ", expected a non-negative integer below 2^30");
+    const auto k = static_cast<std::size_t>(id);
+    if (k >= tokens.size()) {
+      tokens.resize(k + 1);
+      present.resize(k + 1, false);
+    }
+    check<FormatError>(!present[k], where, ": id ", id, " is given to both '", tokens[k],
+                       "' and '", token, "'");
+    present[k] = true;
+    tokens[k] = token;
+  }
+  // IndexError unless the id is in the table; `what` names the caller, `source` the file.
+  void check_id(std::int64_t id, const char* what, const std::string& source) const {
+    check<IndexError>(has(id), what, ": id ", id, " is not in the vocabulary (ids 0..", size() - 1,
+                      " of ", source, ")");
+  }
+};
 
 inline std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -399,12 +565,12 @@ class BpeTokenizer {
         }
       }
       std::string_view piece = text.substr(pos, found ? best - pos : std::string_view::npos);
-      if (found && found->lstrip) piece = piece.substr(0, piece.size() - trailing_space(piece));
+      if (found && found->lstrip) piece = piece.substr(0, piece.size() - detail::trailing_space(piece));
       encode_append(piece, ids);
       if (!found) break;
       ids.push_back(found->id);
       pos = best + found->content.size();
-      if (found->rstrip) pos += leading_space(text.substr(pos));
+      if (found->rstrip) pos += detail::leading_space(text.substr(pos));
     }
     return ids;
   }
@@ -464,7 +630,7 @@ class BpeTokenizer {
 
   // ---- vocabulary ------------------------------------------------------------------------------
   // Largest id + 1: the embedding rows the ids index (RoBERTa: 50265; ids 50261..50263 are unused).
-  Index vocab_size() const { return static_cast<Index>(id_tokens_.size()); }
+  Index vocab_size() const { return ids_.size(); }
   std::optional<std::int64_t> token_id(std::string_view token) const {
     const auto it = token_to_id_.find(token);
     if (it == token_to_id_.end()) return std::nullopt;
@@ -472,7 +638,7 @@ class BpeTokenizer {
   }
   const std::string& id_to_token(std::int64_t id) const {
     check_id(id, "id_to_token");
-    return id_tokens_[static_cast<std::size_t>(id)];
+    return ids_.tokens[static_cast<std::size_t>(id)];
   }
   bool is_special(std::int64_t id) const {
     return std::any_of(special_list_.begin(), special_list_.end(),
@@ -491,20 +657,9 @@ class BpeTokenizer {
     std::int64_t id;
     bool lstrip = false, rstrip = false;
   };
-  struct Merge {
-    std::int32_t rank, id;
-  };
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
 
   BpeTokenizer() = default;
 
-  static std::uint64_t pair_key(std::int32_t a, std::int32_t b) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
-           static_cast<std::uint32_t>(b);
-  }
 
   // ---- loading ---------------------------------------------------------------------------------
   void load_vocab(const Json& vocab, const std::string& source) {
@@ -527,32 +682,12 @@ class BpeTokenizer {
   }
   // Adds token <-> id; the id must be free.
   void add_token(const std::string& token, std::int64_t id, const std::string& source) {
-    check<FormatError>(id >= 0 && id < (std::int64_t{1} << 30), source, ": token '", token,
-                       "' has id ", id, ", expected a non-negative integer below 2^30");
-    const auto k = static_cast<std::size_t>(id);
-    if (k >= id_tokens_.size()) {
-      id_tokens_.resize(k + 1);
-      id_present_.resize(k + 1, false);
-    }
-    check<FormatError>(!id_present_[k], source, ": id ", id, " is given to both '", id_tokens_[k],
-                       "' and '", token, "'");
-    id_present_[k] = true;
-    id_tokens_[k] = token;
+    ids_.add(token, id, source);
     token_to_id_.emplace(token, id);
   }
   void add_merge(std::string_view left, std::string_view right, const std::string& where) {
-    const auto a = token_id(left), b = token_id(right);
-    check<FormatError>(a.has_value(), where, ": '", left, "' is not in the vocabulary");
-    check<FormatError>(b.has_value(), where, ": '", right, "' is not in the vocabulary");
-    std::string joined(left);
-    joined += right;
-    const auto c = token_id(joined);
-    check<FormatError>(c.has_value(), where, ": the merge result '", joined,
-                       "' is not in the vocabulary");
-    // A repeated pair keeps its first (lowest) rank, as HF's BPE loader does.
-    merges_.try_emplace(
-        pair_key(static_cast<std::int32_t>(*a), static_cast<std::int32_t>(*b)),
-        Merge{static_cast<std::int32_t>(merges_.size()), static_cast<std::int32_t>(*c)});
+    detail::add_merge(merges_, [this](std::string_view t) { return token_id(t); }, left, right,
+                      where);
   }
   void load_merges_txt(const std::filesystem::path& path) {
     const std::string text = detail::read_text_file(path);
@@ -573,26 +708,11 @@ class BpeTokenizer {
     }
   }
   void load_merges_json(const JsonObject& model, const std::string& source) {
-    check<FormatError>(model.has("merges"), source, ": key 'model.merges' is missing");
-    const Json& merges = model.json().at("merges");
-    check<FormatError>(merges.is_array(), source, ": key 'model.merges' should be an array");
-    for (std::size_t i = 0; i < merges.size(); ++i) {
-      const Json& m = merges[i];
-      const std::string where = str_cat(source, ": model.merges[", i, "]");
-      if (m.is_string()) {
-        const auto s = m.get<std::string>();
-        const std::size_t space = s.find(' ');
-        check<FormatError>(
-            space != std::string::npos && s.find(' ', space + 1) == std::string::npos, where,
-            ": expected \"a b\", got \"", s, "\"");
-        add_merge(std::string_view(s).substr(0, space), std::string_view(s).substr(space + 1),
-                  where);
-      } else {
-        check<FormatError>(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
-                           where, ": expected \"a b\" or [\"a\", \"b\"], got ", m.dump());
-        add_merge(m[0].get<std::string>(), m[1].get<std::string>(), where);
-      }
-    }
+    detail::for_each_json_merge(
+        model.json(), source,
+        [this](std::string_view a, std::string_view b, const std::string& where) {
+          add_merge(a, b, where);
+        });
   }
   std::int64_t id_of_pair(const JsonObject& post, const char* key) const {
     const Json& v = post.json().at(key);  // ["<s>", 0]
@@ -632,14 +752,14 @@ class BpeTokenizer {
                        ": the roberta template needs <s> and </s>");
   }
   void finish() {
-    id_bytes_.resize(id_tokens_.size());
+    id_bytes_.resize(ids_.tokens.size());
     std::unordered_map<char32_t, unsigned char> unicode_to_byte;
     for (int b = 0; b < 256; ++b)
       unicode_to_byte[detail::byte_to_unicode()[static_cast<std::size_t>(b)]] =
           static_cast<unsigned char>(b);
-    for (std::size_t id = 0; id < id_tokens_.size(); ++id) {
-      if (!id_present_[id]) continue;
-      const std::string& token = id_tokens_[id];
+    for (std::size_t id = 0; id < ids_.tokens.size(); ++id) {
+      if (!ids_.present[id]) continue;
+      const std::string& token = ids_.tokens[id];
       if (is_special(static_cast<std::int64_t>(id))) {
         id_bytes_[id] = token;
         continue;
@@ -662,43 +782,14 @@ class BpeTokenizer {
 
   // ---- encoding --------------------------------------------------------------------------------
   static const detail::Regex& pretokenizer() {
-    static const detail::Regex regex(
-        R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)");
+    static const detail::Regex regex(detail::gpt2_split_pattern);
     return regex;
-  }
-  static bool is_space_char(std::string_view c) {
-    static const detail::Regex space(R"(\s)", PCRE2_ANCHORED);
-    const auto m = space.find(c, 0);
-    return m && m->second == c.size();
-  }
-  // Bytes of whitespace at the end / start of a valid UTF-8 piece.
-  static std::size_t trailing_space(std::string_view s) {
-    std::size_t end = s.size();
-    while (end > 0) {
-      std::size_t begin = end - 1;
-      while (begin > 0 && end - begin < 4 && (static_cast<unsigned char>(s[begin]) & 0xC0) == 0x80)
-        --begin;
-      if (detail::utf8_sequence_length(s, begin) != end - begin ||
-          !is_space_char(s.substr(begin, end - begin)))
-        break;
-      end = begin;
-    }
-    return s.size() - end;
-  }
-  static std::size_t leading_space(std::string_view s) {
-    std::size_t i = 0;
-    while (i < s.size()) {
-      const std::size_t n = detail::utf8_sequence_length(s, i);
-      if (n == 0 || !is_space_char(s.substr(i, n))) break;
-      i += n;
-    }
-    return i;
   }
 
   void encode_append(std::string_view text, std::vector<std::int64_t>& ids) const {
     detail::WordCache& cache = detail::thread_word_cache(owner_);
     std::string prefixed;
-    if (add_prefix_space_ && !text.empty() && leading_space(text) == 0) {
+    if (add_prefix_space_ && !text.empty() && detail::leading_space(text) == 0) {
       prefixed = " ";
       prefixed += text;
       text = prefixed;
@@ -740,8 +831,7 @@ class BpeTokenizer {
     }
   }
 
-  // BPE of one pre-token, through the cache. Merges follow HF's Rust BPE: a heap of candidate
-  // pairs ordered by (rank, position); stale candidates (a side already merged) are skipped.
+  // BPE of one pre-token (detail::bpe_merge from its bytes), through the cache.
   void encode_word(std::string_view word, detail::WordCache& cache,
                    std::vector<std::int64_t>& ids) const {
     if (word.empty()) return;
@@ -749,46 +839,10 @@ class BpeTokenizer {
       ids.insert(ids.end(), it->second.begin(), it->second.end());
       return;
     }
-    const auto n = static_cast<std::int32_t>(word.size());
-    std::vector<std::int32_t> sym(static_cast<std::size_t>(n)), prev(sym.size()), next(sym.size());
-    for (std::int32_t i = 0; i < n; ++i) {
-      sym[static_cast<std::size_t>(i)] =
-          byte_ids_[static_cast<unsigned char>(word[static_cast<std::size_t>(i)])];
-      prev[static_cast<std::size_t>(i)] = i - 1;
-      next[static_cast<std::size_t>(i)] = i + 1 < n ? i + 1 : -1;
-    }
-    struct Candidate {
-      std::int32_t rank, pos, left, right, merged;
-      bool operator>(const Candidate& o) const {
-        return rank != o.rank ? rank > o.rank : pos > o.pos;
-      }
-    };
-    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
-    auto push = [&](std::int32_t pos) {
-      const std::int32_t r = next[static_cast<std::size_t>(pos)];
-      if (r < 0) return;
-      const std::int32_t a = sym[static_cast<std::size_t>(pos)],
-                         b = sym[static_cast<std::size_t>(r)];
-      const auto it = merges_.find(pair_key(a, b));
-      if (it != merges_.end()) heap.push({it->second.rank, pos, a, b, it->second.id});
-    };
-    for (std::int32_t i = 0; i + 1 < n; ++i) push(i);
-    while (!heap.empty()) {
-      const Candidate c = heap.top();
-      heap.pop();
-      const auto p = static_cast<std::size_t>(c.pos);
-      const std::int32_t r = next[p];
-      if (sym[p] != c.left || r < 0 || sym[static_cast<std::size_t>(r)] != c.right) continue;
-      sym[p] = c.merged;  // symbol p absorbs r
-      sym[static_cast<std::size_t>(r)] = -1;
-      next[p] = next[static_cast<std::size_t>(r)];
-      if (next[p] >= 0) prev[static_cast<std::size_t>(next[p])] = c.pos;
-      if (prev[p] >= 0) push(prev[p]);
-      push(c.pos);
-    }
-    std::vector<std::int32_t> result;
-    for (std::int32_t i = 0; i >= 0; i = next[static_cast<std::size_t>(i)])
-      result.push_back(sym[static_cast<std::size_t>(i)]);
+    std::vector<std::int32_t> sym(word.size());
+    for (std::size_t i = 0; i < word.size(); ++i)
+      sym[i] = byte_ids_[static_cast<unsigned char>(word[i])];
+    std::vector<std::int32_t> result = detail::bpe_merge(std::move(sym), merges_);
     ids.insert(ids.end(), result.begin(), result.end());
     if (cache.words.size() < detail::WordCache::capacity)
       cache.words.emplace(word, std::move(result));
@@ -830,18 +884,15 @@ class BpeTokenizer {
     return *specials_.pad;
   }
   void check_id(std::int64_t id, const char* what) const {
-    check<IndexError>(id >= 0 && id < vocab_size() && id_present_[static_cast<std::size_t>(id)],
-                      what, ": id ", id, " is not in the vocabulary (ids 0..", vocab_size() - 1,
-                      " of ", source_, ")");
+    ids_.check_id(id, what, source_);
   }
 
   std::string source_;  // vocab file, for messages
-  std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> token_to_id_;
-  std::vector<std::string> id_tokens_;  // id -> vocab.json key ("" for unused ids)
+  detail::TokenMap token_to_id_;
+  detail::IdTable ids_;                 // id -> vocab.json key
   std::vector<std::string> id_bytes_;   // id -> the bytes it decodes to
-  std::vector<bool> id_present_;
   std::array<std::int32_t, 256> byte_ids_{};
-  std::unordered_map<std::uint64_t, Merge> merges_;  // (left id, right id) -> rank, merged id
+  detail::MergeTable merges_;  // (left id, right id) -> rank, merged id
   std::vector<Special> special_list_;
   SpecialTokens specials_;
   Template template_ = Template::none;
