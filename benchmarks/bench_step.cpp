@@ -9,6 +9,8 @@
 //   FOURIERFT_BENCH_EACH_STEP=1 ...      each timed step's time and minor page faults on stderr
 //   ./build/benchmarks/bench_step --case gpt2/fourierft --recompute    GPT-2 with every block
 //        checkpointed (core/recompute.hpp): method printed as "fourierft+recompute"
+//   ./build/benchmarks/bench_step --case tinyllama/fourierft     the LLaMA family at published
+//        shapes (tinyllama, qwen3-0.6b, smollm2-135m), 4 x 256 tokens unless --batch / --seq
 //
 // Models have random weights from their config structs (HF's initialisation, no checkpoint) and
 // dropout 0. FourierFT: q and v of every layer, n = 1000, scaling 150 (GPT-2: the q and v slices of
@@ -23,6 +25,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +37,7 @@
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/core/memory.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/llama.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/optim/adamw.hpp"
@@ -49,6 +54,7 @@ namespace {
 
 struct Options {
   Index batch = 8, seq = 128, images = 8;
+  bool sizes_given = false;  // --batch / --seq given (the LLaMA family defaults to 4 x 256)
   int steps = 2;  // timed steps after one warm-up step
   bool recompute = false;  // GPT-2: checkpoint every block (activation recomputation)
 };
@@ -57,9 +63,9 @@ struct Options {
 // FourierFT n = 1000, scaling 150 and LoRA r = 8, alpha 8 on query / value (GPT-2: on c_attn,
 // FourierFT on its q and v slices); the classifier head, where there is one, trains fully.
 template <class Model>
-std::vector<Var<float>> apply_method(Model& model, const std::string& method, bool gpt2) {
-  const peft::TargetSpec targets = {gpt2 ? std::vector<std::string>{"c_attn"}
-                                         : std::vector<std::string>{"query", "value"}, ""};
+std::vector<Var<float>> apply_method(Model& model, const std::string& method, bool gpt2,
+                                     std::vector<std::string> qv = {"query", "value"}) {
+  const peft::TargetSpec targets = {gpt2 ? std::vector<std::string>{"c_attn"} : qv, ""};
   peft::AdapterSpec spec{.config = peft::method_config(method),
                          .modules_to_save = gpt2 ? std::vector<std::string>{}
                                                  : std::vector<std::string>{"classifier"}};
@@ -78,6 +84,15 @@ std::vector<Var<float>> apply_method(Model& model, const std::string& method, bo
   peft::apply_adapter(model, spec, rng);
   model.train();
   return model.trainable_parameters();
+}
+
+// LLaMA-family case names -> the published config in tests/fixtures/models/real-shapes/.
+const std::map<std::string, std::string>& llama_shapes() {
+  static const std::map<std::string, std::string> shapes = {
+      {"tinyllama", "TinyLlama-1.1B-Chat-v1.0"},
+      {"qwen3-0.6b", "Qwen3-0.6B"},
+      {"smollm2-135m", "SmolLM2-135M"}};
+  return shapes;
 }
 
 struct Result {
@@ -181,6 +196,28 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     });
     return with_sizes(r, opt.batch, opt.seq, params);
   }
+  if (llama_shapes().contains(model_name)) {
+    // The LLaMA family at a published checkpoint's shapes, random weights: FourierFT / LoRA on
+    // q_proj and v_proj (the paper's setting), frozen FP32 base, the causal-LM loss over random
+    // ids, default 4 sequences of 256 tokens (pytorch_reference.py's llama cases).
+    const auto path = std::filesystem::path(FOURIERFT_SOURCE_DIR) / "tests/fixtures/models" /
+                      "real-shapes" / (llama_shapes().at(model_name) + ".json");
+    const io::JsonObject file = io::JsonObject::read(path);
+    const io::LlamaConfig config =
+        io::parse_llama_config(io::JsonObject(file.json().at("config"), path.string()));
+    const Index B = opt.sizes_given ? opt.batch : 4, T = opt.sizes_given ? opt.seq : 256;
+    models::LlamaForCausalLM<float> model(config, 1);
+    model.set_gradient_checkpointing(opt.recompute);
+    auto params = apply_method(model, method, false, {"q_proj", "v_proj"});
+    optim::AdamW<float> optimizer(params, adam);
+    const Tensor<std::int64_t> ids = random_ids(B, T, 0, config.vocab_size);
+    const std::vector<std::int64_t> targets = models::causal_lm_targets(ids);
+    const Result r = time_steps(opt, [&] {
+      const Var<float> hidden = model.model.forward(tape, ids);
+      return train_step(tape, optimizer, model.lm_loss(tape, hidden, targets));
+    });
+    return with_sizes(r, B, T, params);
+  }
   if (model_name == "roberta") {
     io::RobertaConfig config;
     config.max_position_embeddings = 514;
@@ -214,7 +251,7 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     return with_sizes(r, opt.images, config.num_patches() + 1, params);
   }
   throw ValueError(str_cat("bench_step: unknown model '", model_name,
-                           "' (gpt2, gpt2-medium, roberta, vit)"));
+                           "' (gpt2, gpt2-medium, roberta, vit, tinyllama, qwen3-0.6b, smollm2-135m)"));
 }
 
 // One case ("model/method") in a forked child: its TSV row.
@@ -223,7 +260,8 @@ bool run_forked(const std::string& c, const Options& opt) {
     const auto slash = c.find('/');
     const std::string model = c.substr(0, slash), method = slash == std::string::npos ? "" : c.substr(slash + 1);
     const Result r = run_case(model, method, opt);
-    const bool checkpointed = opt.recompute && model.rfind("gpt2", 0) == 0;
+    const bool checkpointed =
+        opt.recompute && (model.rfind("gpt2", 0) == 0 || llama_shapes().contains(model));
     const std::string shown = checkpointed ? method + "+recompute" : method;
     const double tokens = static_cast<double>(r.batch * r.seq);
     std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\n", model.c_str(),
@@ -244,8 +282,8 @@ int main(int argc, char** argv) {
     auto value = [&] { return bench::option_value("bench_step", argc, argv, i); };
     if (a == "--case") cases.push_back(value());
     else if (a == "--all") all = true;
-    else if (a == "--batch") opt.batch = std::stoll(value());
-    else if (a == "--seq") opt.seq = std::stoll(value());
+    else if (a == "--batch") opt.batch = std::stoll(value()), opt.sizes_given = true;
+    else if (a == "--seq") opt.seq = std::stoll(value()), opt.sizes_given = true;
     else if (a == "--images") opt.images = std::stoll(value());
     else if (a == "--steps") opt.steps = std::max(1, std::stoi(value()));
     else if (a == "--no-header") header = false;

@@ -49,6 +49,8 @@ TEST_CASE("hf_config: read_model_type of every fixture") {
   CHECK(read_model_type(models / "gpt2-legacy") == "gpt2");
   CHECK(read_model_type(models / "roberta-cls" / "config.json") == "roberta");
   CHECK(read_model_type(models / "vit") == "vit");
+  CHECK(read_model_type(models / "llama-gqa") == "llama");
+  CHECK(read_model_type(models / "qwen3-qknorm") == "qwen3");
   CHECK(is_supported_model_type("roberta"));
   CHECK_FALSE(is_supported_model_type("bert"));
 }
@@ -218,7 +220,7 @@ TEST_CASE("hf_config: errors name the file, the key, expected vs actual") {
   dir.write("bert.json", R"({"model_type": "bert", "hidden_size": 8})");
   CHECK_THROWS_WITH_AS(read_model_type(dir.path / "bert.json"),
                        (d + "/bert.json: model_type 'bert' is not supported (fourierft runs gpt2, "
-                            "roberta, vit)").c_str(),
+                            "roberta, vit, llama, mistral, qwen2, qwen3)").c_str(),
                        FormatError);
   CHECK_THROWS_WITH_AS(read_gpt2_config(dir.path / "bert.json"),
                        (d + "/bert.json: model_type is 'bert' but a gpt2 config was expected").c_str(),

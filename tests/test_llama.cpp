@@ -673,7 +673,7 @@ TEST_CASE("PEFT on LLaMA: PEFT folders load; spectra gradients, merge, unmerge, 
 
   auto model = LlamaForCausalLM<float>::from_pretrained(model_dir("llama-gqa"));
   const peft::AdapterSpec spec = peft::load_adapter(*model, model_dir("llama-gqa") / "fourierft-adapter");
-  CHECK(spec.method() == "FOURIERFT");
+  CHECK(spec.method() == "fourierft");
   CHECK(peft::adapted_layers(*model) == 4);  // q_proj and v_proj of 2 layers
   const auto& v_proj = model->model.layers[0].self_attn.v_proj;
   CHECK(v_proj.d_out() == model->config.kv_width());
@@ -690,7 +690,7 @@ TEST_CASE("PEFT on LLaMA: PEFT folders load; spectra gradients, merge, unmerge, 
     if (!p.requires_grad()) continue;
     CAPTURE(name);
     REQUIRE(name.find("fourierft_spectrum") != std::string::npos);
-    const Tensor<float> expected = ref.load<float>("peft.grad." + peft::peft_prefix + name);
+    const Tensor<float> expected = ref.load<float>("peft.grad." + peft::detail::peft_prefix + name);
     CHECK(max_abs_diff(p.grad(), expected) < 1e-4 * (1 + max_abs(expected)));
     ++spectra;
   }

@@ -18,6 +18,8 @@
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/llama.hpp"
+#include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/models/registry.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
@@ -922,7 +924,68 @@ fs::path gpt2_with_tokenizer() {
   for (const auto& [a, b] : merges) m << a << " " << b << "\n";
   return dir;
 }
+fs::path llama_with_tokenizer() {  // Mistral-style tokenizer.json over the fixture's 64 ids
+  const fs::path dir = scratch("llama-tokenizer");
+  for (const auto& f : fs::directory_iterator(model_dir("llama-gqa")))
+    if (f.is_regular_file()) fs::copy_file(f.path(), dir / f.path().filename());
+  io::Json vocab = io::Json::object();
+  std::int64_t id = 0;
+  for (const char* t : {"<unk>", "<s>", "</s>", "\u2581"}) vocab[t] = id++;
+  for (char c = 'a'; c <= 'z'; ++c) vocab[std::string(1, c)] = id++;
+  for (const char* t : {"\u2581h", "ll", "\u2581he"}) vocab[t] = id++;
+  for (char c = 'A'; id < 64; ++c) vocab[std::string(1, c)] = id++;  // all 64 model ids decode
+  io::Json tokenizer = {
+      {"version", "1.0"},
+      {"added_tokens",
+       io::Json::array({{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+                        {{"id", 1}, {"content", "<s>"}, {"special", true}},
+                        {{"id", 2}, {"content", "</s>"}, {"special", true}}})},
+      {"normalizer",
+       {{"type", "Sequence"},
+        {"normalizers", io::Json::array({{{"type", "Prepend"}, {"prepend", "\u2581"}},
+                                         {{"type", "Replace"},
+                                          {"pattern", {{"String", " "}}},
+                                          {"content", "\u2581"}}})}}},
+      {"pre_tokenizer", nullptr},
+      {"post_processor", nullptr},
+      {"decoder",
+       {{"type", "Sequence"},
+        {"decoders", io::Json::array({{{"type", "Replace"},
+                                       {"pattern", {{"String", "\u2581"}}},
+                                       {"content", " "}},
+                                      {{"type", "Fuse"}},
+                                      {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}}},
+      {"model",
+       {{"type", "BPE"}, {"unk_token", "<unk>"}, {"fuse_unk", true}, {"byte_fallback", false},
+        {"vocab", vocab},
+        {"merges", io::Json::array({"\u2581 h", "l l", "\u2581h e"})}}}};
+  std::ofstream(dir / "tokenizer.json") << tokenizer.dump();
+  std::ofstream(dir / "tokenizer_config.json")
+      << io::Json{{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token", "<s>"},
+                  {"eos_token", "</s>"}, {"unk_token", "<unk>"}}.dump();
+  return dir;
+}
 }  // namespace
+
+TEST_CASE("generate on a LLaMA folder with tokenizer.json: BOS added, text streamed") {
+  const fs::path dir = llama_with_tokenizer();
+  const io::HfTokenizer tokenizer = io::HfTokenizer::load(dir);
+  const std::vector<std::int64_t> prompt = tokenizer.encode_for_model("hello world");
+  CHECK(prompt.front() == 1);  // <s>, as add_bos_token says
+  CHECK(prompt[1] == tokenizer.token_id("\u2581he"));
+  auto model = LlamaForCausalLM<float>::from_pretrained(dir);
+  cli::GenerateOptions options{.model_dir = dir, .prompt = "hello world"};
+  options.generation.max_new_tokens = 10;
+  std::ostringstream out;
+  const auto tokens = cli::run_generate(options, out);
+  GenerationConfig config;
+  config.max_new_tokens = 10;
+  config.eos_token_id = 2;
+  auto expected = generate(*model, {prompt}, config)[0].tokens;
+  std::erase(expected, std::int64_t(2));
+  CHECK(tokens == expected);
+  CHECK(out.str() == tokenizer.decode(expected, true) + "\n");
+}
 
 TEST_CASE("generate: streamed text is the decoded tokens of models::generate; options map to HF's") {
   const fs::path dir = gpt2_with_tokenizer();
@@ -990,6 +1053,30 @@ TEST_CASE("CLI: fourierft generate streams to stdout; a bad option is one line o
                           "\"";
   CHECK(std::system(bad.c_str()) != 0);
   CHECK(testing_read(out / "err.txt").find("fourierft generate: --temperature") == 0);
+}
+#endif
+
+#ifdef FOURIERFT_CLI_PATH
+TEST_CASE("CLI: fourierft param-table pairs the paper's rows; --config reads a LLaMA folder") {
+  const fs::path out = scratch("cli-param-table");
+  const std::string cli = FOURIERFT_CLI_PATH;
+  REQUIRE(std::system(("\"" + cli + "\" param-table > \"" + (out / "table.txt").string() + "\"")
+                          .c_str()) == 0);
+  const std::string table = testing_read(out / "table.txt");
+  for (const char* row : {"RoBERTa-base        24    768 |    4      147K",
+                          "LLaMA-2 7B          64   4096 |   16     8.39M",
+                          "LLaMA-2 13B         80   5120 |   16     13.1M",
+                          "TinyLlama-1.1B      44   2048 |   16     2.25M"})
+    CHECK_MESSAGE(table.find(row) != std::string::npos, row);
+  // llama-gqa: 2 layers, hidden 32, 4 heads of 8, 2 kv heads: q_proj 32 x 32, v_proj 16 x 32, so
+  // LoRA r 8 trains 8·(32 + 32) + 8·(32 + 16) = 896 per layer, FourierFT 2·n.
+  REQUIRE(std::system(("\"" + cli + "\" param-table --config \"" +
+                       model_dir("llama-gqa").string() + "\" --n 12 > \"" +
+                       (out / "llama.txt").string() + "\"")
+                          .c_str()) == 0);
+  const std::string llama = testing_read(out / "llama.txt");
+  CHECK(llama.find("llama-gqa (llama)     4     32 |    8     1.79K") != std::string::npos);
+  CHECK(llama.find("|     12        48") != std::string::npos);
 }
 #endif
 

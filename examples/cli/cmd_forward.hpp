@@ -59,12 +59,6 @@ inline models::ModelInputs<float> read_model_inputs(const io::SafetensorsFile& i
                         ": position_ids has shape ", shape_str(in.position_ids.shape()),
                         " but input_ids ", shape_str(in.input_ids.shape()));
     }
-    if (inputs.contains("labels")) {
-      in.labels = inputs.load_int("labels");
-      check<ShapeError>(in.labels.shape() == in.input_ids.shape(), inputs.path(),
-                        ": labels has shape ", shape_str(in.labels.shape()), " but input_ids ",
-                        shape_str(in.input_ids.shape()));
-    }
   } else {
     require_input(inputs, "pixel_values", model_type, "pixel_values F32 (B, 3, H, W)");
     in.pixel_values = inputs.load<float>("pixel_values");

@@ -2,7 +2,7 @@
 // qwen2, qwen3), optionally with a PEFT adapter, streamed to stdout as it is generated.
 //
 //   fourierft generate --model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N]
-//       [--temperature T] [--top-p P] [--top-k K] [--beams B] [--seed S]
+//       [--temperature T] [--top-p P] [--top-k K] [--beams B] [--seed S] [--tokenizer PATH]
 //
 // The prompt is encoded with the folder's tokenizer (tokenizer.json, or vocab.json + merges.txt),
 // with the special tokens tokenizer_config.json asks for (Llama's BOS). --temperature 0 (the
@@ -13,12 +13,15 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/io/bpe_tokenizer.hpp"
+#include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/models/generation.hpp"
 #include "fourierft/models/registry.hpp"
 #include "fourierft/peft/adapter_io.hpp"
@@ -62,15 +65,35 @@ class TextStream {
   std::size_t printed_ = 0;
 };
 
+// The folder's tokenizer as two functions: text -> prompt ids (with the special tokens the
+// tokenizer's config adds: Llama's BOS) and ids -> text (special tokens skipped).
+struct PromptCodec {
+  std::function<std::vector<std::int64_t>(const std::string&)> encode;
+  std::function<std::string(const std::vector<std::int64_t>&)> decode;
+};
+// tokenizer.json (a file, or a folder holding one) if there is one, else vocab.json + merges.txt.
+inline PromptCodec prompt_codec(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  const bool hf = fs::is_directory(path) ? fs::exists(path / "tokenizer.json")
+                                         : path.extension() == ".json";
+  if (hf) {
+    auto t = std::make_shared<const io::HfTokenizer>(io::HfTokenizer::load(path));
+    return {[t](const std::string& text) { return t->encode_for_model(text); },
+            [t](const std::vector<std::int64_t>& ids) { return t->decode(ids, true); }};
+  }
+  auto t = std::make_shared<const io::BpeTokenizer>(io::BpeTokenizer::load(path));
+  return {[t](const std::string& text) { return t->encode(text); },
+          [t](const std::vector<std::int64_t>& ids) { return t->decode(ids, true); }};
+}
+
 // What `fourierft generate` does, writing the continuation to `out`; returns the new token ids.
 inline std::vector<std::int64_t> run_generate(const GenerateOptions& options, std::ostream& out) {
   const auto& entry = models::model_registry<float>().resolve(options.model_dir);
   check(entry.task == models::Task::causal_lm, "'", options.model_dir.string(), "' holds a ",
         entry.model_type, " model (", entry.architecture,
         "); generate needs a causal LM (gpt2, llama, mistral, qwen2, qwen3)");
-  const io::BpeTokenizer tokenizer = options.tokenizer_path.empty()
-                                         ? io::BpeTokenizer::load(options.model_dir)
-                                         : io::BpeTokenizer::load(options.tokenizer_path);
+  const PromptCodec tokenizer =
+      prompt_codec(options.tokenizer_path.empty() ? options.model_dir : options.tokenizer_path);
   auto model = entry.from_pretrained(options.model_dir, nullptr, {});
   if (!options.adapter_dir.empty()) {
     peft::load_adapter(model->module(), options.adapter_dir);
@@ -85,9 +108,7 @@ inline std::vector<std::int64_t> run_generate(const GenerateOptions& options, st
   config.on_token = [&](Index, std::int64_t token) {
     if (config.eos_token_id && token == *config.eos_token_id) return;
     generated.push_back(token);
-    stream.update(generated, [&](const std::vector<std::int64_t>& ids) {
-      return tokenizer.decode(ids, /*skip_special=*/true);
-    });
+    stream.update(generated, tokenizer.decode);
   };
   if (!config.eos_token_id) config.eos_token_id = model->config().eos_token_id;
   model->generate({prompt}, config);

@@ -47,7 +47,11 @@ inline LmGradResult run_lm_grad(const std::filesystem::path& model_dir,
         " model; lm-grad computes the causal-LM loss of a causal LM (gpt2, llama, mistral, ",
         "qwen2, qwen3)");
   const io::SafetensorsFile inputs(inputs_path);
-  const models::ModelInputs<float> in = read_model_inputs(inputs, entry.inputs, type);
+  models::ModelInputs<float> in = read_model_inputs(inputs, entry.inputs, type);
+  if (inputs.contains("labels")) in.labels = inputs.load_int("labels");
+  check<ShapeError>(in.labels.empty() || in.labels.shape() == in.input_ids.shape(), inputs.path(),
+                    ": labels has shape ", shape_str(in.labels.shape()), " but input_ids ",
+                    shape_str(in.input_ids.shape()));
 
   auto model = entry.from_pretrained(model_dir, nullptr, {});  // eval mode
   model->module().zero_grad();

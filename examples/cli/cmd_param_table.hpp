@@ -132,7 +132,8 @@ inline std::vector<ModelRow> family_models() {
           {"Llama-3-8B", 32, llama_qv(4096, 32, 8, 128), rows, llama}};
 }
 
-// A row from a config.json (gpt2, roberta or vit) with q and v adapted in every layer.
+// A row from a config.json (gpt2, roberta, vit or the llama family) with q and v adapted in every
+// layer (q_proj / v_proj for the llama family; v_proj is (kv_heads·head_dim, hidden) under GQA).
 inline ModelRow model_from_config(const std::filesystem::path& config, Index r, Index n) {
   const std::string type = io::read_model_type(config);
   ModelRow m;
@@ -147,6 +148,11 @@ inline ModelRow model_from_config(const std::filesystem::path& config, Index r, 
     const auto c = io::read_roberta_config(config);
     m.layers = c.num_hidden_layers, m.matrices = square_qv(c.hidden_size, "query", "value");
     m.key_pattern = "roberta.encoder.layer.{i}.attention.self.{t}";
+  } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3") {
+    const auto c = io::read_config<io::LlamaConfig>(config);
+    m.layers = c.num_hidden_layers;
+    m.matrices = llama_qv(c.hidden_size, c.num_attention_heads, c.kv_heads(), c.head_size());
+    m.key_pattern = "model.layers.{i}.self_attn.{t}";
   } else {
     const auto c = io::read_vit_config(config);
     m.layers = c.num_hidden_layers, m.matrices = square_qv(c.hidden_size, "query", "value");

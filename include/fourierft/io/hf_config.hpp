@@ -15,7 +15,7 @@
 // - The dtype is `torch_dtype` (transformers < 4.56) or `dtype` (>= 4.56; wins if both are present).
 // - Unknown keys are kept (`extra`) and written back, as save_pretrained keeps unknown attributes.
 // Errors: FormatError "<path>: key 'n_embd' is missing" / "... should be an integer but is a string
-// ("768")" / "<path>: model_type 'bert' is not supported (fourierft runs gpt2, roberta, vit)"; a file
+// ("768")" / "<path>: model_type 'bert' is not supported (fourierft runs gpt2, roberta, ...)"; a file
 // that cannot be read is an IoError, malformed JSON a FormatError with the byte offset (io/json.hpp).
 
 #include <cstdint>
@@ -230,7 +230,8 @@ struct Qwen3Config : LlamaConfig {
 // ---------------------------------------------------------------------------
 namespace detail {
 
-inline constexpr std::string_view supported_model_types[] = {"gpt2", "roberta", "vit"};
+inline constexpr std::string_view supported_model_types[] = {"gpt2",    "roberta", "vit",  "llama",
+                                                              "mistral", "qwen2",   "qwen3"};
 
 // The size keys without which a checkpoint cannot be laid out (see the top of this file).
 template <class Int>
@@ -387,11 +388,12 @@ inline bool is_supported_model_type(std::string_view type) {
   return false;
 }
 
-// The model_type of a config.json; FormatError if it is missing or not gpt2 / roberta / vit.
+// The model_type of a config.json; FormatError if it is missing or not one fourierft runs.
 inline std::string model_type_of(const JsonObject& j) {
   const auto type = j.get<std::string>("model_type");
   check<FormatError>(is_supported_model_type(type), j.source(), ": model_type '", type,
-                     "' is not supported (fourierft runs gpt2, roberta, vit)");
+                     "' is not supported (fourierft runs gpt2, roberta, vit, llama, mistral, ",
+                     "qwen2, qwen3)");
   return type;
 }
 inline std::string read_model_type(const std::filesystem::path& dir_or_file) {
