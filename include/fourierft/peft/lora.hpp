@@ -112,6 +112,11 @@ class LoraAdapter : public nn::LinearAdapter<Real> {
 
   Var<Real> forward(Tape<Real>& tape, const nn::Linear<Real>& base, const Var<Real>& x) override {
     Var<Real> h = ops::dropout(tape, x, dropout_, rng_, this->is_training());
+    if (base.half_precision()) {  // frozen 16-bit base: its own GEMM, the low-rank path beside it
+      Var<Real> u = ops::linear(tape, h, lora_A.weight);                  // (N, r)
+      Var<Real> update = ops::scale(tape, ops::linear(tape, u, lora_B.weight), scaling_);
+      return ops::add(tape, base.base_forward(tape, x), update);
+    }
     return lora_linear(tape, x, h, base.weight, base.bias, base.layout(), lora_A.weight,
                        lora_B.weight, scaling_);
   }
