@@ -575,8 +575,16 @@ TEST_CASE("LoRA on a BF16 base: forward and gradients equal float on the rounded
   // Unmerge is not bit-exact on BF16 (two roundings): within BF16's resolution of W0.
   peft::unmerge_adapters(half);
   const Tensor<float> w1 = half.layer[1].c_attn.half_weight().to_tensor<float>();
-  for (Index i = 0; i < w0.numel(); ++i)
-    CHECK(std::abs(w1[i] - w0[i]) <= 0x1p-7f * (std::abs(w0[i]) + std::abs(dW[0]) + 1e-3f));
+  // Each rounding moves an entry by at most half an ulp: 2^-9 of |w0 + d| and of the result.
+  Index within = 0, changed = 0;
+  for (Index i = 0; i < 8; ++i)
+    for (Index o = 0; o < 24; ++o) {
+      const float w = w0[i * 24 + o], d = dW[o * 8 + i];
+      within += std::abs(w1[i * 24 + o] - w) <= 0x1p-8f * (std::abs(w) + std::abs(d));
+      changed += w1[i * 24 + o] != w;
+    }
+  CHECK(within == 8 * 24);
+  MESSAGE("BF16 merge + unmerge changed ", changed, " of 192 entries of W0 by a rounding");
 }
 
 TEST_CASE("FourierFT merge into a BF16 weight: round(W0 + ΔW), both layouts") {

@@ -183,9 +183,11 @@ inline std::optional<io::Dtype> frozen_half_dtype(const CheckpointFiles& files,
     case FrozenWeightDtype::keep_file: break;
   }
   std::map<io::Dtype, Index> elements;
-  for (const fs::path& f : files.files)
-    for (const io::TensorInfo& t : io::SafetensorsFile(f).tensors())
+  for (const fs::path& f : files.files) {
+    const io::SafetensorsFile file(f);  // the header only
+    for (const io::TensorInfo& t : file.tensors())
       if (io::is_floating(t.dtype) && t.shape.size() == 2) elements[t.dtype] += t.numel();
+  }
   if (elements.empty()) return std::nullopt;
   const io::Dtype most = std::max_element(elements.begin(), elements.end(), [](auto& a, auto& b) {
                            return a.second < b.second;
