@@ -15,7 +15,7 @@
 // tiles converted to float on the fly) with the float GEMM on the same (rounded) weight, at LLaMA
 // shapes: prefill (512 x 4096 -> 4096, and -> 11008), decode (1 x 4096 -> 4096), forward and
 // dx. Interleaved medians as above; half_vs_fp32 = fp32 time / half time (1.00 = same speed).
-// A third table loads a random GPT-2-shaped BF16 checkpoint (C 1536, 8 layers: 227M weights,
+// A first table loads a random GPT-2-shaped BF16 checkpoint (C 1536, 8 layers: 227M weights,
 // 453 MB) in a forked child per mode and reports its peak RSS after loading and after one
 // forward pass: float Vars (f32) against 16-bit frozen weights (keep_file, mapped from the file).
 #include <algorithm>
@@ -187,7 +187,7 @@ void load_rss_cases() {
     config.torch_dtype = "bfloat16";
     io::write_json(dir / "config.json", to_json(config));
   });
-  std::printf("\ncase\tfile_mb\tpeak_rss_after_load_mb\tpeak_rss_after_forward_mb\tload_ms\n");
+  std::printf("case\tfile_mb\tpeak_rss_after_load_mb\tpeak_rss_after_forward_mb\tload_ms\n");
   const double file_mb = double(fs::file_size(dir / "model.safetensors")) / (1 << 20);
   for (const auto mode : {models::FrozenWeightDtype::f32, models::FrozenWeightDtype::keep_file}) {
     const char* name = mode == models::FrozenWeightDtype::f32 ? "load_f32" : "load_keep_bf16";
@@ -206,6 +206,7 @@ void load_rss_cases() {
     });
   }
   fs::remove_all(dir);
+  std::printf("\n");
 }
 
 }  // namespace
@@ -214,6 +215,9 @@ int main() {
   if (const char* env = std::getenv("FOURIERFT_NUM_THREADS"); env == nullptr || *env == '\0')
     set_num_threads(2);
   const int threads = num_threads();
+  // First: its cases run in forked children, and a child forked after OpenMP has started its
+  // threads can hang in its first parallel region (libgomp is not fork-safe).
+  load_rss_cases();
 
   std::printf(
       "case\tN\td_in\td_out\tthreads\tfourierft_ms\tfourierft_gflops\tcblas_gflops\t"
@@ -285,6 +289,5 @@ int main() {
     }
   }
   half_cases(threads);
-  load_rss_cases();
   return 0;
 }
