@@ -537,8 +537,11 @@ TEST_CASE("LoRA on a BF16 base: forward and gradients equal float on the rounded
   config.r = 2;
   config.lora_alpha = 4;
   config.target_modules = {{"query", "c_attn"}, ""};
+  config.modules_to_save = {"mix"};  // a 16-bit weight to train: back to float first
   peft::apply_lora(half, config, rng_half);
   peft::apply_lora(ref, config, rng_ref);
+  CHECK_FALSE(half.mix.half_precision());
+  CHECK(half.mix.weight.requires_grad());
   Rng values(32);
   for (auto& [name, p] : half.named_parameters())
     if (name.ends_with("lora_B.weight")) {
