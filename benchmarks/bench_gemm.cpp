@@ -10,13 +10,29 @@
 // counts 2·M·N·K flops; dx+dW is two of them. The library adds the bias in forward, which the
 // baselines do not. fourierft_vs_cblas is the speed ratio (cblas time / library time): 1.00 means
 // the library adds nothing over a bare cblas call.
+//
+// A second table compares the GEMMs against a frozen 16-bit weight (detail/half_gemm.hpp: BF16
+// tiles converted to float on the fly) with the float GEMM on the same (rounded) weight, at LLaMA
+// shapes: prefill (512 x 4096 -> 4096, and -> 11008), decode (1 x 4096 -> 4096), forward and
+// dx. Interleaved medians as above; half_vs_fp32 = fp32 time / half time (1.00 = same speed).
+// A first table loads a random GPT-2-shaped BF16 checkpoint (C 1536, 8 layers: 227M weights,
+// 453 MB) in a forked child per mode and reports its peak RSS after loading and after one
+// forward pass: float Vars (f32) against 16-bit frozen weights (keep_file, mapped from the file).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <span>
+#include <string>
 #include <vector>
+
+#include "bench_process.hpp"
+#include "fourierft/core/half.hpp"
+#include "fourierft/detail/half_gemm.hpp"
+#include "fourierft/io/safetensors.hpp"
+#include "fourierft/models/gpt2.hpp"
 
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/core/random.hpp"
@@ -78,12 +94,130 @@ void run_cblas(const Gemm& g) {
 }
 #endif
 
+// Half (BF16) weight against float weight holding the same values: y = x·Wᵀ and dx = dy·W.
+void half_cases(int threads) {
+  std::printf("\ncase\tN\td_in\td_out\tthreads\thalf_ms\tfp32_ms\thalf_gflops\tfp32_gflops\t"
+              "half_vs_fp32\n");
+  struct Shape3 {
+    const char* name;
+    Index N, d_in, d_out;
+  };
+  for (const Shape3 c : {Shape3{"prefill", 512, 4096, 4096}, Shape3{"prefill_mlp", 512, 4096, 11008},
+                         Shape3{"decode", 1, 4096, 4096}, Shape3{"decode_mlp", 1, 4096, 11008}}) {
+    Rng rng(2);
+    const Tensor<float> x = randn<float>({c.N, c.d_in}, rng), dy = randn<float>({c.N, c.d_out}, rng);
+    const Tensor<float> w = randn<float>({c.d_out, c.d_in}, rng);
+    const HalfMatrix half = HalfMatrix::from_values<float>(w.data(), c.d_out, c.d_in, io::Dtype::BF16);
+    const Tensor<float> rounded = half.to_tensor<float>();
+    Tensor<float> y({c.N, c.d_out}), dx({c.N, c.d_in});
+    const auto layout = ops::WeightLayout::out_in;
+    const double flops = 2.0 * double(c.N) * double(c.d_in) * double(c.d_out);
+    const int repeats = c.N == 1 ? 41 : 9;
+    for (const bool backward : {false, true}) {
+      const std::vector<double> ms = median_ms(
+          {[&] {
+             if (backward)
+               ops::half_linear_backward<float>(dx.data(), {}, dy.data(), half, c.N, c.d_in,
+                                                c.d_out, layout);
+             else
+               ops::half_linear_forward<float>(y.data(), x.data(), half, {}, c.N, c.d_in, c.d_out,
+                                               layout);
+           },
+           [&] {
+             if (backward)
+               ops::linear_backward<float>(dx.data(), {}, {}, dy.data(), x.data(), rounded.data(),
+                                           c.N, c.d_in, c.d_out, layout);
+             else
+               ops::linear_forward<float>(y.data(), x.data(), rounded.data(), {}, c.N, c.d_in,
+                                          c.d_out, layout);
+           }},
+          2, repeats);
+      std::printf("%s_%s\t%ld\t%ld\t%ld\t%d\t%.3f\t%.3f\t%.1f\t%.1f\t%.2f\n", c.name,
+                  backward ? "dx" : "forward", long(c.N), long(c.d_in), long(c.d_out), threads,
+                  ms[0], ms[1], gflops(flops, ms[0]), gflops(flops, ms[1]), ms[1] / ms[0]);
+      std::fflush(stdout);
+    }
+  }
+}
+
+// Peak RSS of loading a random BF16 GPT-2-shaped checkpoint, float Vars against 16-bit weights.
+void load_rss_cases() {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "fourierft_bench_gemm_bf16";
+  io::Gpt2Config config;
+  config.vocab_size = 1000;
+  config.n_positions = 64;
+  config.n_embd = 1536;
+  config.n_layer = 8;
+  config.n_head = 12;
+  // Written in a child, tensor by tensor from a seeded stream: this process stays small.
+  bench::run_forked("bench_gemm", "write", [&] {
+    fs::create_directories(dir);
+    io::SafetensorsWriter writer;
+    Rng rng(3);
+    std::vector<HalfMatrix> keep;
+    auto add = [&](const std::string& name, Index rows, Index cols) {
+      std::vector<float> values(static_cast<std::size_t>(rows * cols));
+      for (float& v : values) v = 0.02f * static_cast<float>(rng.normal());
+      keep.push_back(HalfMatrix::from_values<float>(values, rows, cols, io::Dtype::BF16));
+      writer.add(name, keep.back(), io::Dtype::BF16);
+    };
+    auto add_vector = [&](const std::string& name, Index n, float value) {
+      Tensor<float> t({n});
+      t.fill(value);
+      writer.add(name, t, io::Dtype::BF16);
+    };
+    const Index C = config.n_embd;
+    add("transformer.wte.weight", config.vocab_size, C);
+    add("transformer.wpe.weight", config.n_positions, C);
+    for (Index l = 0; l < config.n_layer; ++l) {
+      const std::string p = "transformer.h." + std::to_string(l) + ".";
+      add(p + "attn.c_attn.weight", C, 3 * C);
+      add(p + "attn.c_proj.weight", C, C);
+      add(p + "mlp.c_fc.weight", C, 4 * C);
+      add(p + "mlp.c_proj.weight", 4 * C, C);
+      add_vector(p + "attn.c_attn.bias", 3 * C, 0), add_vector(p + "attn.c_proj.bias", C, 0);
+      add_vector(p + "mlp.c_fc.bias", 4 * C, 0), add_vector(p + "mlp.c_proj.bias", C, 0);
+      for (const char* ln : {"ln_1", "ln_2"})
+        add_vector(p + ln + ".weight", C, 1), add_vector(p + ln + ".bias", C, 0);
+    }
+    add_vector("transformer.ln_f.weight", C, 1), add_vector("transformer.ln_f.bias", C, 0);
+    writer.set_metadata("format", "pt");
+    writer.save(dir / "model.safetensors");
+    config.torch_dtype = "bfloat16";
+    io::write_json(dir / "config.json", to_json(config));
+  });
+  std::printf("case\tfile_mb\tpeak_rss_after_load_mb\tpeak_rss_after_forward_mb\tload_ms\n");
+  const double file_mb = double(fs::file_size(dir / "model.safetensors")) / (1 << 20);
+  for (const auto mode : {models::FrozenWeightDtype::f32, models::FrozenWeightDtype::keep_file}) {
+    const char* name = mode == models::FrozenWeightDtype::f32 ? "load_f32" : "load_keep_bf16";
+    bench::run_forked("bench_gemm", name, [&] {
+      const auto start = std::chrono::steady_clock::now();
+      auto model = models::GPT2LMHeadModel<float>::from_pretrained(dir, {.frozen_weight_dtype = mode});
+      const double load_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      const double after_load = bench::peak_rss_mb();
+      Tape<float> tape;
+      NoGradScope<float> no_grad(tape);
+      Tensor<std::int64_t> ids({1, 8});
+      model->forward(tape, ids, Tensor<std::int64_t>());
+      std::printf("%s\t%.0f\t%.0f\t%.0f\t%.0f\n", name, file_mb, after_load,
+                  bench::peak_rss_mb(), load_ms);
+    });
+  }
+  fs::remove_all(dir);
+  std::printf("\n");
+}
+
 }  // namespace
 
 int main() {
   if (const char* env = std::getenv("FOURIERFT_NUM_THREADS"); env == nullptr || *env == '\0')
     set_num_threads(2);
   const int threads = num_threads();
+  // First: its cases run in forked children, and a child forked after OpenMP has started its
+  // threads can hang in its first parallel region (libgomp is not fork-safe).
+  load_rss_cases();
 
   std::printf(
       "case\tN\td_in\td_out\tthreads\tfourierft_ms\tfourierft_gflops\tcblas_gflops\t"
@@ -154,5 +288,6 @@ int main() {
       std::fflush(stdout);
     }
   }
+  half_cases(threads);
   return 0;
 }

@@ -66,9 +66,10 @@ template <class Model>
 std::vector<Var<float>> apply_method(Model& model, const std::string& method, bool gpt2,
                                      std::vector<std::string> qv = {"query", "value"}) {
   const peft::TargetSpec targets = {gpt2 ? std::vector<std::string>{"c_attn"} : qv, ""};
+  const bool classifier = !gpt2 && qv.front() == "query";  // RoBERTa / ViT: the head trains
   peft::AdapterSpec spec{.config = peft::method_config(method),
-                         .modules_to_save = gpt2 ? std::vector<std::string>{}
-                                                 : std::vector<std::string>{"classifier"}};
+                         .modules_to_save = classifier ? std::vector<std::string>{"classifier"}
+                                                       : std::vector<std::string>{}};
   if (auto* f = spec.config.find<peft::FourierFTConfig>()) {
     f->n_frequency = 1000;
     f->scaling = 150.0;

@@ -3,12 +3,16 @@
 // against trajectories computed with torch 1.13.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "fourierft/detail/half_gemm.hpp"
+#include "fourierft/nn/embedding.hpp"
 #include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
 #include "fourierft/ops/elementwise.hpp"
@@ -17,6 +21,7 @@
 #include "fourierft/optim/clip.hpp"
 #include "fourierft/optim/schedule.hpp"
 #include "fourierft/optim/sgd.hpp"
+#include "gradcheck.hpp"
 
 using namespace fourierft;
 using nn::Linear;
@@ -283,6 +288,153 @@ TEST_CASE_TEMPLATE("Linear: torch's init bounds, forward equals ops::linear in b
   for (Index i = 0; i < y.numel(); ++i) CHECK(y.value()[i] == ref.value()[i]);
   Var<Real> z = conv1d.forward(tape, x);
   CHECK(z.shape() == Shape{2, 3, 32});
+}
+
+// ---------------------------------------------------------------------------
+// Frozen 16-bit weights: the half GEMM and Linear::to_half_precision.
+
+namespace {
+// max |a - b| / max(1, max |b|): float GEMMs that sum in another order agree to ~1e-6.
+template <class Real>
+double relative_gap(std::span<const Real> a, std::span<const Real> b) {
+  double gap = 0, scale = 1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    gap = std::max(gap, std::abs(double(a[i]) - double(b[i])));
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  return gap / scale;
+}
+}  // namespace
+
+TEST_CASE("half_gemm equals gemm on the weight converted to float: shapes, transposes, tiles") {
+  Rng rng(21);
+  struct Case {
+    Index M, N, K;
+    Index tile;  // 0 = the default tile size; small ones force many tiles and ragged edges
+  };
+  for (const Case c : {Case{1, 37, 53, 0}, Case{5, 37, 53, 64}, Case{33, 130, 70, 300},
+                       Case{64, 256, 512, 0}, Case{3, 1, 9, 0}, Case{7, 19, 1, 16}}) {
+    for (const bool trans_b : {true, false})
+      for (const io::Dtype dtype : {io::Dtype::BF16, io::Dtype::F16})
+        for (const float beta : {0.0f, 1.0f}) {
+          INFO("M " << c.M << " N " << c.N << " K " << c.K << " tile " << c.tile << " trans_b "
+                    << trans_b << " " << io::dtype_name(dtype) << " beta " << beta);
+          const Tensor<float> a = randn<float>({c.M, c.K}, rng);
+          const Tensor<float> w = randn<float>(trans_b ? Shape{c.N, c.K} : Shape{c.K, c.N}, rng);
+          const HalfMatrix half = HalfMatrix::from_values<float>(w.data(), w.size(0), w.size(1), dtype);
+          const Tensor<float> rounded = half.to_tensor<float>();
+          const Tensor<float> c0 = randn<float>({c.M, c.N}, rng);
+          Tensor<float> got = c0.clone(), want = c0.clone();
+          fourierft::detail::half_gemm<float>(trans_b, c.M, c.N, c.K, 0.5f, a.ptr(), c.K, half,
+                                              beta, got.ptr(), c.N, c.tile);
+          fourierft::detail::gemm<float>(false, trans_b, c.M, c.N, c.K, 0.5f, a.ptr(), c.K,
+                                         rounded.ptr(), w.size(1), beta, want.ptr(), c.N);
+          CHECK(relative_gap<float>(got.data(), want.data()) < 2e-6);
+        }
+  }
+}
+
+TEST_CASE_TEMPLATE("Linear in half precision: forward and dx equal float on the rounded weight",
+                   Real, float, double) {
+  Rng rng(22);
+  for (const auto layout : {nn::WeightLayout::out_in, nn::WeightLayout::in_out})
+    for (const bool with_bias : {true, false}) {
+      Linear<Real> half(48, 20, rng, with_bias, layout), ref(48, 20, rng, with_bias, layout);
+      half.to_half_precision(io::Dtype::BF16);
+      CHECK(half.half_precision());
+      CHECK_FALSE(half.weight.defined());
+      CHECK(half.half_weight().shape() == ref.weight_shape());
+      ref.weight.value() = half.half_weight().template to_tensor<Real>();  // the rounded weight, in Real
+      if (with_bias) ref.bias.value() = half.bias.value().clone();
+      // The Module tree: no `weight` parameter, a frozen tensor `weight`; counts unchanged.
+      CHECK(half.named_parameters().size() == (with_bias ? 1u : 0u));
+      REQUIRE(half.named_frozen_tensors().size() == 1);
+      CHECK(half.named_frozen_tensors()[0].first == "weight");
+      CHECK(half.num_parameters() == ref.num_parameters());
+      CHECK(half.num_trainable_parameters() == (with_bias ? 20 : 0));
+
+      Tape<Real> tape;
+      Var<Real> x = Var<Real>::parameter(randn<Real>({2, 5, 48}, rng));
+      Var<Real> x_ref = Var<Real>::parameter(x.value().clone());
+      const Tensor<Real> probe = randn<Real>({2, 5, 20}, rng);
+      Var<Real> y = half.forward(tape, x), y_ref = ref.forward(tape, x_ref);
+      const double tol = std::is_same_v<Real, float> ? 2e-6 : 1e-14;
+      CHECK(relative_gap<Real>(y.data(), y_ref.data()) < tol);
+      tape.backward(ops::sum(tape, ops::mul(tape, ops::add(tape, y, y_ref), probe)));
+      CHECK(relative_gap<Real>(x.grad().data(), x_ref.grad().data()) < tol);
+      if (with_bias) CHECK(relative_gap<Real>(half.bias.grad().data(), ref.bias.grad().data()) < tol);
+    }
+  Linear<Real> back(8, 4, rng);
+  const Tensor<Real> before = back.weight.value().clone();
+  back.to_half_precision(io::Dtype::F16);
+  back.to_full_precision();
+  REQUIRE(back.weight.defined());
+  CHECK_FALSE(back.half_precision());
+  CHECK(back.weight.value()[3] == Real(f16_to_float(float_to_f16(float(before[3])))));
+}
+
+TEST_CASE("half_linear: gradients of x and bias match central differences (double)") {
+  // x ↦ x·Wᵀ + b with W fixed (the 16-bit weight, converted exactly to double): the analytic
+  // dx = dy·W and db = sum dy must match the difference quotients of the same double function.
+  Rng rng(23);
+  for (const auto layout : {nn::WeightLayout::out_in, nn::WeightLayout::in_out}) {
+    const Tensor<double> w = randn<double>(layout == nn::WeightLayout::out_in ? Shape{6, 9} : Shape{9, 6}, rng);
+    const HalfMatrix half = HalfMatrix::from_values<double>(w.data(), w.size(0), w.size(1), io::Dtype::BF16);
+    auto loss = [&](Tape<double>& t, std::span<const Var<double>> in) {
+      return testing::project(t, ops::half_linear(t, in[0], half, in[1], layout));
+    };
+    testing::GradcheckResult r =
+        testing::gradcheck(loss, {randn<double>({3, 9}, rng), randn<double>({6}, rng)});
+    INFO(r.report());
+    CHECK(r.ok);
+  }
+}
+
+TEST_CASE("nn::to_half_precision: every Linear but tied and kept ones; save and load in BF16") {
+  // lm_head shares embed's table (tied, as an LM head on the embeddings): it stays a float Var.
+  struct Tied : Module<float> {
+    nn::Embedding<float> embed;
+    Linear<float> proj, head, lm_head;
+    explicit Tied(Rng& rng) : embed(11, 6, rng), proj(6, 6, rng), head(6, 2, rng), lm_head(6, 11, rng, false) {
+      lm_head.weight = embed.weight;
+      this->register_module("embed", embed);
+      this->register_module("proj", proj);
+      this->register_module("head", head);
+      this->register_module("lm_head", lm_head);
+    }
+  };
+  Rng rng(24);
+  Tied model(rng);
+  const Index total = model.num_parameters();
+  const auto converted = nn::to_half_precision<float>(model, io::Dtype::BF16, {"head.*"});
+  CHECK(converted == std::vector<std::string>{"proj.weight"});
+  CHECK(model.proj.half_precision());
+  CHECK_FALSE(model.head.half_precision());
+  CHECK(model.lm_head.weight.same_as(model.embed.weight));
+  CHECK(model.num_parameters() == total);
+
+  const fs::path dir = fs::path(FOURIERFT_BINARY_DIR) / "test_nn_optim" / "half";
+  fs::create_directories(dir);
+  model.save_safetensors(dir / "m.safetensors", {.dtype = io::Dtype::BF16});
+  const io::SafetensorsFile file(dir / "m.safetensors");
+  CHECK(file.info("proj.weight").dtype == io::Dtype::BF16);
+  const std::vector<std::byte> bytes = file.raw_bytes("proj.weight");
+  CHECK(std::memcmp(bytes.data(), model.proj.half_weight().data(), bytes.size()) == 0);
+
+  Tied loaded(rng);
+  nn::to_half_precision<float>(loaded, io::Dtype::BF16, {"head.*"});
+  const nn::LoadReport report = loaded.load_safetensors(file);
+  CHECK(report.complete());
+  CHECK(std::count(report.loaded.begin(), report.loaded.end(), "proj.weight") == 1);
+  CHECK(loaded.proj.half_weight().memory_mapped());
+  for (Index i = 0; i < 36; ++i) CHECK(loaded.proj.half_weight().data()[i] == model.proj.half_weight().data()[i]);
+  // A wrong shape is reported, naming the tensor.
+  Linear<float> wrong(5, 6, rng);
+  wrong.to_half_precision(io::Dtype::BF16);
+  CHECK_THROWS_WITH_AS(nn::load_parameters(wrong, file, {.prefix = "proj."}, /*strict=*/true),
+                       (file.path() + ": tensor 'proj.weight' has shape (6, 6) but the model's frozen "
+                                      "weight has shape (6, 5)").c_str(),
+                       FormatError);
 }
 
 TEST_CASE("Linear: an attached adapter changes the output and trains; its name is PEFT-style") {

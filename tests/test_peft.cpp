@@ -6,6 +6,7 @@
 #include <set>
 
 #include "fourierft/io/safetensors.hpp"
+#include "fourierft/models/gpt2.hpp"
 #include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
 #include "fourierft/ops/elementwise.hpp"
@@ -504,4 +505,195 @@ TEST_CASE("Adapter and head parameters: decided by the module tree, not by names
   CHECK(names.count("layer.0.query.bias") == 1);
   CHECK(names.count("classifier.bias") == 0);  // the head's
   CHECK(names.size() == 7);  // 2 blocks x 3 biases + mix.bias
+}
+
+// ---------------------------------------------------------------------------
+// PEFT on frozen 16-bit weights (nn::Linear::to_half_precision, from_pretrained's
+// frozen_weight_dtype): LoRA beside the half GEMM, merge / unmerge into BF16, GPT-2 from BF16.
+
+namespace {
+// Rounds every Linear of `half` but the classifier to BF16 and gives `ref` the same numbers in
+// float (ref is built from the same seed): the FP32 model on rounded weights.
+void round_pair(TinyNet<float>& half, TinyNet<float>& ref) {
+  nn::to_half_precision<float>(half, io::Dtype::BF16, {"classifier.*"});
+  for (auto& [name, module] : half.named_modules())
+    if (auto* linear = dynamic_cast<nn::Linear<float>*>(module); linear && linear->half_precision())
+      ref.find<nn::Linear<float>>(name)->weight.value() = linear->half_weight().to_tensor<float>();
+}
+double max_gap(const std::vector<float>& a, const std::vector<float>& b) {
+  double gap = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) gap = std::max(gap, std::abs(double(a[i]) - b[i]));
+  return gap;
+}
+}  // namespace
+
+TEST_CASE("LoRA on a BF16 base: forward and gradients equal float on the rounded weights; merge") {
+  Rng rng_half(31), rng_ref(31);
+  TinyNet<float> half(8, rng_half), ref(8, rng_ref);
+  round_pair(half, ref);
+  CHECK(half.layer[0].c_attn.half_precision());
+  CHECK(half.num_parameters() == ref.num_parameters());
+  peft::LoraConfig config;
+  config.r = 2;
+  config.lora_alpha = 4;
+  config.target_modules = {{"query", "c_attn"}, ""};
+  config.modules_to_save = {"mix"};  // a 16-bit weight to train: back to float first
+  peft::apply_lora(half, config, rng_half);
+  peft::apply_lora(ref, config, rng_ref);
+  CHECK_FALSE(half.mix.half_precision());
+  CHECK(half.mix.weight.requires_grad());
+  Rng values(32);
+  for (auto& [name, p] : half.named_parameters())
+    if (name.ends_with("lora_B.weight")) {
+      p.value() = randn<float>(p.shape(), values);
+      ref.parameter(name).value() = p.value().clone();
+    }
+  CHECK(half.num_trainable_parameters() == ref.num_trainable_parameters());
+  Var<float> x(randn<float>({4, 8}, values));
+  const auto adapted = outputs(half, x);
+  CHECK(max_gap(adapted, outputs(ref, x)) < 1e-5);
+  for (TinyNet<float>* net : {&half, &ref}) {
+    Tape<float> t;
+    t.backward(ops::sum(t, net->forward(t, x)));
+  }
+  for (auto& [name, p] : half.named_parameters())
+    if (p.requires_grad()) {
+      CAPTURE(name);
+      const Tensor<float>& g_ref = ref.parameter(name).grad();
+      for (Index i = 0; i < p.numel(); ++i) CHECK(p.grad()[i] == doctest::Approx(g_ref[i]).epsilon(1e-5));
+    }
+
+  // Merge: each touched BF16 entry is round(w + ΔW) computed in float; in_out (Conv1D) included.
+  auto* lora = peft::attached_adapter<peft::LoraAdapter<float>>(half.layer[1].c_attn);
+  const Tensor<float> w0 = half.layer[1].c_attn.half_weight().to_tensor<float>();  // (8, 24) in_out
+  const Tensor<float> dW = lora->delta_weight();                                    // (24, 8)
+  peft::merge_adapters(half);
+  const HalfMatrix& merged = half.layer[1].c_attn.half_weight();
+  Index exact = 0;
+  for (Index i = 0; i < 8; ++i)
+    for (Index o = 0; o < 24; ++o)
+      exact += merged.data()[i * 24 + o] == float_to_bf16(w0[i * 24 + o] + dW[o * 8 + i]);
+  CHECK(exact == 8 * 24);
+  CHECK(max_gap(outputs(half, x), adapted) < 0.05);  // merged weights are rounded to BF16
+  // Unmerge is not bit-exact on BF16 (two roundings): within BF16's resolution of W0.
+  peft::unmerge_adapters(half);
+  const Tensor<float> w1 = half.layer[1].c_attn.half_weight().to_tensor<float>();
+  // Each rounding moves an entry by at most half an ulp: 2^-9 of |w0 + d| and of the result.
+  Index within = 0, changed = 0;
+  for (Index i = 0; i < 8; ++i)
+    for (Index o = 0; o < 24; ++o) {
+      const float w = w0[i * 24 + o], d = dW[o * 8 + i];
+      within += std::abs(w1[i * 24 + o] - w) <= 0x1p-8f * (std::abs(w) + std::abs(d));
+      changed += w1[i * 24 + o] != w;
+    }
+  CHECK(within == 8 * 24);
+  MESSAGE("BF16 merge + unmerge changed ", changed, " of 192 entries of W0 by a rounding");
+}
+
+TEST_CASE("FourierFT merge into a BF16 weight: round(W0 + ΔW), both layouts") {
+  Rng rng(33);
+  TinyNet<float> net(8, rng);
+  nn::to_half_precision<float>(net, io::Dtype::BF16, {"classifier.*"});
+  peft::FourierFTConfig config;
+  config.n_frequency = 12;
+  config.scaling = 64;
+  config.target_modules = {{"query", "c_attn"}, ""};
+  peft::apply_fourierft(net, config, rng);
+  const Tensor<float> q0 = net.layer[0].query.half_weight().to_tensor<float>();   // (8, 8)
+  const Tensor<float> c0 = net.layer[0].c_attn.half_weight().to_tensor<float>();  // (8, 24)
+  auto* q = peft::attached_adapter<peft::FourierFTAdapter<float>>(net.layer[0].query);
+  auto* c = peft::attached_adapter<peft::FourierFTAdapter<float>>(net.layer[0].c_attn);
+  const Tensor<float> dq = q->delta_weight(), dc = c->delta_weight();
+  peft::merge_adapters(net);
+  const HalfMatrix& qm = net.layer[0].query.half_weight();
+  const HalfMatrix& cm = net.layer[0].c_attn.half_weight();
+  Index exact = 0;
+  for (Index o = 0; o < 8; ++o)
+    for (Index i = 0; i < 8; ++i) exact += qm.data()[o * 8 + i] == float_to_bf16(q0[o * 8 + i] + dq[o * 8 + i]);
+  for (Index i = 0; i < 8; ++i)
+    for (Index o = 0; o < 24; ++o) exact += cm.data()[i * 24 + o] == float_to_bf16(c0[i * 24 + o] + dc[o * 8 + i]);
+  CHECK(exact == 64 + 192);
+}
+
+TEST_CASE("GPT-2 from a BF16 folder with 16-bit frozen weights: same logits, LoRA, save round trip") {
+  using models::FrozenWeightDtype;
+  using models::GPT2LMHeadModel;
+  const fs::path dir = fs::path(FOURIERFT_FIXTURES_DIR) / "models/gpt2-bf16";
+  const io::SafetensorsFile ref(fs::path(FOURIERFT_FIXTURES_DIR) / "models/gpt2/reference.safetensors");
+  const auto ids = ref.load_int("input_ids");
+  const auto mask = ref.load_int("attention_mask");
+  auto logits = [&](GPT2LMHeadModel<float>& m) {
+    Tape<float> t;
+    NoGradScope<float> no_grad(t);
+    const Tensor<float> y = m.forward(t, ids, mask).logits.value();
+    return std::vector<float>(y.data().begin(), y.data().end());
+  };
+  models::CheckpointReport report;
+  auto half = GPT2LMHeadModel<float>::from_pretrained(dir, {.frozen_weight_dtype = FrozenWeightDtype::keep_file}, &report);
+  auto full = GPT2LMHeadModel<float>::from_pretrained(dir);  // F32 Vars holding the BF16 values
+  auto& c_attn = half->transformer.h[0].attn.c_attn;
+  CHECK(c_attn.half_precision());
+  CHECK(c_attn.half_weight().dtype() == io::Dtype::BF16);
+  CHECK(c_attn.half_weight().memory_mapped());
+  CHECK_FALSE(half->transformer.h[0].attn.c_attn.weight.defined());
+  CHECK(half->num_parameters() == full->num_parameters());
+  CHECK(report.loaded.size() == full->named_parameters().size());
+  const auto y_full = logits(*full);
+  CHECK(max_gap(logits(*half), y_full) < 1e-5);
+
+  // LoRA on every Conv1D of the half model: the same as on the float model.
+  peft::LoraConfig config;
+  config.r = 2;
+  config.lora_alpha = 4;
+  config.target_modules = {{"c_attn", "c_proj", "c_fc"}, ""};
+  Rng rng_half(34), rng_full(34);
+  peft::apply_lora(*half, config, rng_half);
+  peft::apply_lora(*full, config, rng_full);
+  Rng values(35);
+  for (auto& [name, p] : half->named_parameters())
+    if (name.ends_with("lora_B.weight")) {
+      p.value() = randn<float>(p.shape(), values);
+      full->parameter(name).value() = p.value().clone();
+    }
+  const auto adapted = logits(*full);
+  CHECK(max_gap(logits(*half), adapted) < 1e-5);
+  peft::merge_adapters(*half);
+  CHECK(max_gap(logits(*half), adapted) < 0.05);  // merged weights rounded to BF16
+
+  // save_pretrained in BF16 writes the 16-bit weights bit for bit; loading it back gives the same.
+  auto plain = GPT2LMHeadModel<float>::from_pretrained(dir, {.frozen_weight_dtype = FrozenWeightDtype::keep_file});
+  const fs::path saved = temp_dir("gpt2-bf16-half");
+  plain->save_pretrained(saved, io::Dtype::BF16);
+  const io::SafetensorsFile original(dir / "model.safetensors"), written(saved / "model.safetensors");
+  CHECK(written.names().size() == original.names().size());
+  for (const std::string& key : original.names()) {
+    CAPTURE(key);
+    CHECK(written.info(key).dtype == io::Dtype::BF16);
+    CHECK(written.raw_bytes(key) == original.raw_bytes(key));
+  }
+  auto again = GPT2LMHeadModel<float>::from_pretrained(saved, {.frozen_weight_dtype = FrozenWeightDtype::keep_file});
+  CHECK(logits(*again) == logits(*plain));
+  // F32 out of a half model: the values widened.
+  const fs::path saved32 = temp_dir("gpt2-bf16-half-f32");
+  plain->save_pretrained(saved32);
+  const Tensor<float> c_attn32 = io::SafetensorsFile(saved32 / "model.safetensors").load<float>("transformer.h.0.attn.c_attn.weight");
+  CHECK(c_attn32.data()[5] == bf16_to_float(plain->transformer.h[0].attn.c_attn.half_weight().data()[5]));
+}
+
+TEST_CASE("from_pretrained: F32 folders rounded to BF16 on request, sharded ones shard by shard") {
+  using models::FrozenWeightDtype;
+  using models::GPT2LMHeadModel;
+  const fs::path models_dir = fs::path(FOURIERFT_FIXTURES_DIR) / "models";
+  auto keep = GPT2LMHeadModel<float>::from_pretrained(models_dir / "gpt2", {.frozen_weight_dtype = FrozenWeightDtype::keep_file});
+  CHECK_FALSE(keep->transformer.h[0].mlp.c_fc.half_precision());  // the file is F32
+  auto sharded = GPT2LMHeadModel<float>::from_pretrained(models_dir / "gpt2-sharded", {.frozen_weight_dtype = FrozenWeightDtype::bf16});
+  const io::SafetensorsFile file(models_dir / "gpt2/model.safetensors");
+  const Tensor<float> w = file.load<float>("transformer.h.1.mlp.c_fc.weight");
+  const HalfMatrix& h = sharded->transformer.h[1].mlp.c_fc.half_weight();
+  CHECK_FALSE(h.memory_mapped());  // converted, not viewed
+  Index exact = 0;
+  for (Index i = 0; i < w.numel(); ++i) exact += h.data()[i] == float_to_bf16(w[i]);
+  CHECK(exact == w.numel());
+  auto f16 = GPT2LMHeadModel<float>::from_pretrained(models_dir / "gpt2", {.frozen_weight_dtype = FrozenWeightDtype::f16});
+  CHECK(f16->transformer.h[0].attn.c_proj.half_weight().dtype() == io::Dtype::F16);
 }

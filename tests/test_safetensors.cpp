@@ -3,6 +3,7 @@
 // torch, every malformed-file error, JSON getters, and atomic writes.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -490,4 +491,108 @@ TEST_CASE("fourierft inspect: names, dtypes, shapes, metadata and the parameter 
                        ValueError);
   CHECK_THROWS_WITH_AS(cli::inspect({path.string(), "--bogus=1"}, out), "unknown option --bogus",
                        ValueError);
+}
+
+// ---------------------------------------------------------------------------
+// core/half.hpp: 16-bit conversions in bulk and HalfMatrix (frozen BF16 / F16 weights).
+
+TEST_CASE("half_to_real: every BF16 and F16 bit pattern, run-time-dispatched and plain, exact") {
+  std::vector<std::uint16_t> all(65536);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i);
+  for (const Dtype dtype : {Dtype::BF16, Dtype::F16}) {
+    INFO(dtype_name(dtype));
+    std::vector<float> fast(all.size());
+    std::vector<double> wide(all.size());
+    half_to_real(dtype, all.data(), fast.data(), all.size());  // the CPU's best kernel
+    half_to_real(dtype, all.data(), wide.data(), all.size());  // the plain loop, in double
+    Index mismatches = 0;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const float scalar = dtype == Dtype::BF16 ? bf16_to_float(all[i]) : f16_to_float(all[i]);
+      const float generic = dtype == Dtype::BF16 ? std::bit_cast<float>(std::uint32_t(all[i]) << 16)
+                                                 : fourierft::detail::f16_to_float_branchless(all[i]);
+      // Bit for bit, except that F16C quiets a signalling NaN (still a NaN of the same sign).
+      auto same_bits = [&](float v) {
+        return std::isnan(scalar) ? std::isnan(v) && std::signbit(v) == std::signbit(scalar)
+                                  : std::bit_cast<std::uint32_t>(v) == std::bit_cast<std::uint32_t>(scalar);
+      };
+      const bool same = same_bits(fast[i]) &&
+                        std::bit_cast<std::uint32_t>(generic) == std::bit_cast<std::uint32_t>(scalar) &&
+                        (std::isnan(scalar) ? std::isnan(wide[i]) : wide[i] == double(scalar));
+      // Round trip: every non-NaN pattern comes back; NaN stays NaN.
+      const std::uint16_t back = dtype == Dtype::BF16 ? float_to_bf16(scalar) : float_to_f16(scalar);
+      const bool round_trip = std::isnan(scalar) ? (back & 0x7FFF) > (dtype == Dtype::BF16 ? 0x7F80 : 0x7C00)
+                                                 : back == all[i];
+      if (!same || !round_trip) ++mismatches;
+    }
+    CHECK(mismatches == 0);
+  }
+  // Bulk rounding equals the scalar rounding, double rounded through float.
+  const std::vector<double> values = {1.0 + 0x1p-8, 1.0 + 3 * 0x1p-8, 65519.0, 65520.0, 0x1p-25,
+                                      3 * 0x1p-25, -0x1p-24, 1e-30, -2.5};
+  std::vector<std::uint16_t> bf(values.size()), hf(values.size());
+  real_to_half(Dtype::BF16, values.data(), bf.data(), values.size());
+  real_to_half(Dtype::F16, values.data(), hf.data(), values.size());
+  CHECK(bf[0] == 0x3F80);  // tie 1 + 2^-8 -> even (1.0)
+  CHECK(bf[1] == 0x3F82);  // tie 1 + 3·2^-8 -> even (1 + 2^-6)
+  CHECK(hf[2] == 0x7BFF);  // 65519 -> half's largest, 65504
+  CHECK(hf[3] == 0x7C00);  // 65520 -> infinity
+  CHECK(hf[4] == 0x0000);  // 2^-25: tie between 0 and the smallest subnormal -> 0 (even)
+  CHECK(hf[5] == 0x0002);  // 3·2^-25 = 1.5 subnormal steps (2^-24) -> 2 (even)
+  CHECK(hf[6] == 0x8001);  // -2^-24: the smallest subnormal, negative
+  CHECK(hf[7] == 0x0000);  // underflow to zero
+  CHECK(f16_to_float(hf[8]) == -2.5f);
+}
+
+TEST_CASE("HalfMatrix: rounding, tiles, views of a mapped file, copy on write, saving") {
+  Rng rng(7);
+  const Tensor<float> w = randn<float>({5, 7}, rng);
+  const HalfMatrix m = HalfMatrix::from_values<float>(w.data(), 5, 7, Dtype::BF16);
+  CHECK(m.shape() == Shape{5, 7});
+  CHECK(m.bytes() == 70);
+  const Tensor<float> back = m.to_tensor<float>();
+  for (Index i = 0; i < 35; ++i) CHECK(back[i] == bf16_to_float(float_to_bf16(w[i])));
+  std::vector<double> tile(2 * 3);
+  m.tile_to<double>(1, 2, 4, 3, tile.data(), 3);  // rows 1..2, cols 4..6
+  for (Index r = 0; r < 2; ++r)
+    for (Index c = 0; c < 3; ++c) CHECK(tile[r * 3 + c] == double(back[(1 + r) * 7 + 4 + c]));
+  CHECK_FALSE(HalfMatrix::placeholder(2, 2, Dtype::F16).has_data());
+  CHECK_THROWS_AS(HalfMatrix(2, 2, Dtype::F32), Error);
+
+  const fs::path dir = scratch("half");
+  SafetensorsWriter writer;
+  writer.add("w_bf16", m, Dtype::BF16);   // its bits as they are
+  writer.add("w_f32", m, Dtype::F32);     // upcast
+  writer.add("w_src", w);                 // F32, rounded by load_half
+  writer.add("ids", Tensor<std::int64_t>({2, 2}));
+  writer.save(dir / "m.safetensors");
+  const SafetensorsFile file(dir / "m.safetensors");
+  CHECK(file.info("w_bf16").dtype == Dtype::BF16);
+  CHECK(file.load<float>("w_f32").data()[3] == back[3]);
+
+  HalfMatrix viewed = file.load_half("w_bf16", Dtype::BF16);
+  CHECK(viewed.memory_mapped());
+  const HalfMatrix copied = file.load_half("w_bf16", Dtype::BF16, /*allow_view=*/false);
+  CHECK_FALSE(copied.memory_mapped());
+  const HalfMatrix rounded = file.load_half("w_src", Dtype::BF16);  // F32 file -> rounded
+  const HalfMatrix streamed =
+      SafetensorsFile(dir / "m.safetensors", ReadMode::stream).load_half("w_src", Dtype::BF16);
+  for (Index i = 0; i < 35; ++i) {
+    CHECK(viewed.data()[i] == m.data()[i]);
+    CHECK(copied.data()[i] == m.data()[i]);
+    CHECK(rounded.data()[i] == m.data()[i]);
+    CHECK(streamed.data()[i] == m.data()[i]);
+  }
+  const HalfMatrix as_f16 = file.load_half("w_f32", Dtype::F16);
+  CHECK(as_f16.data()[0] == float_to_f16(back[0]));
+  // Writing to a view copies it first (every handle sees the copy); the file is untouched.
+  const HalfMatrix alias = viewed;
+  viewed.mutable_data()[0] = 0;
+  CHECK_FALSE(viewed.memory_mapped());
+  CHECK(alias.data()[0] == 0);
+  CHECK(file.load_half("w_bf16", Dtype::BF16).data()[0] == m.data()[0]);
+  CHECK_THROWS_WITH_AS(file.load_half("ids", Dtype::BF16),
+                       ((dir / "m.safetensors").string() +
+                        ": tensor 'ids' (I64, shape (2, 2)) cannot be held as a BF16 matrix: a "
+                        "2-D floating-point tensor is needed").c_str(),
+                       FormatError);
 }

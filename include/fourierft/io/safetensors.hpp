@@ -42,7 +42,9 @@
 #include <nlohmann/json.hpp>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/core/half.hpp"
 #include "fourierft/core/tensor.hpp"
+#include "fourierft/io/dtype.hpp"
 #include "fourierft/util/atomic_file.hpp"
 
 namespace fourierft::io {
@@ -52,101 +54,12 @@ static_assert(
     "fourierft's safetensors I/O copies little-endian data as is: a little-endian host is "
     "required");
 
-// ---------------------------------------------------------------------------
-// Element types, in Hugging Face's order of increasing alignment (its writer sorts by this order,
-// descending). Floating types load into Tensor<float/double>, integer ones into Tensor<int64_t>.
-enum class Dtype { BOOL, U8, I8, I16, F16, BF16, I32, F32, F64, I64 };
-
-inline constexpr Dtype all_dtypes[] = {Dtype::BOOL, Dtype::U8,  Dtype::I8,  Dtype::I16, Dtype::F16,
-                                       Dtype::BF16, Dtype::I32, Dtype::F32, Dtype::F64, Dtype::I64};
-
-inline std::string_view dtype_name(Dtype d) {
-  switch (d) {
-    case Dtype::BOOL: return "BOOL";
-    case Dtype::U8: return "U8";
-    case Dtype::I8: return "I8";
-    case Dtype::I16: return "I16";
-    case Dtype::F16: return "F16";
-    case Dtype::BF16: return "BF16";
-    case Dtype::I32: return "I32";
-    case Dtype::F32: return "F32";
-    case Dtype::F64: return "F64";
-    case Dtype::I64: return "I64";
-  }
-  return "?";
-}
-inline std::optional<Dtype> parse_dtype(std::string_view name) {
-  for (Dtype d : all_dtypes)
-    if (dtype_name(d) == name) return d;
-  return std::nullopt;
-}
-inline std::size_t dtype_size(Dtype d) {
-  switch (d) {
-    case Dtype::BOOL:
-    case Dtype::U8:
-    case Dtype::I8: return 1;
-    case Dtype::I16:
-    case Dtype::F16:
-    case Dtype::BF16: return 2;
-    case Dtype::I32:
-    case Dtype::F32: return 4;
-    case Dtype::F64:
-    case Dtype::I64: return 8;
-  }
-  return 0;
-}
-inline bool is_floating(Dtype d) {
-  return d == Dtype::F16 || d == Dtype::BF16 || d == Dtype::F32 || d == Dtype::F64;
-}
-
-// ---------------------------------------------------------------------------
-// 16-bit floats. Both keep float's sign; bfloat16 is float's top 16 bits (8-bit exponent, 7-bit
-// mantissa); IEEE half has a 5-bit exponent (bias 15) and a 10-bit mantissa.
-inline float bf16_to_float(std::uint16_t h) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
-}
-// Round to nearest, ties to even (as torch's float -> bfloat16): add 0x7FFF plus the lowest kept
-// bit, then truncate. NaN stays a (quiet) NaN.
-inline std::uint16_t float_to_bf16(float f) {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
-  if (std::isnan(f)) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);
-  return static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
-
-inline float f16_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exponent = (h >> 10) & 0x1Fu, mantissa = h & 0x3FFu;
-  if (exponent == 0x1F)  // infinity or NaN
-    return std::bit_cast<float>(sign | 0x7F800000u | (mantissa << 13));
-  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-    return sign ? -magnitude : magnitude;
-  }
-  // Normal: re-bias the exponent (15 -> 127) and widen the mantissa (10 -> 23 bits).
-  return std::bit_cast<float>(sign | ((exponent + 112u) << 23) | (mantissa << 13));
-}
-// Round to nearest, ties to even, as torch's float -> half: values >= 65520 become infinity, values
-// below half's smallest normal (2^-14) become subnormals (multiples of 2^-24) or zero.
-inline std::uint16_t float_to_f16(float f) {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
-  const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
-  const std::uint32_t a = u & 0x7FFFFFFFu;             // |f|
-  if (a > 0x7F800000u) return sign | 0x7E00u;          // NaN
-  if (a >= 0x477FF000u) return sign | 0x7C00u;         // >= 65520 (or inf): infinity
-  auto round_shift = [](std::uint32_t m, int shift) {  // m / 2^shift, ties to even
-    const std::uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    return q + ((rem > half || (rem == half && (q & 1u))) ? 1u : 0u);
-  };
-  if (a < 0x38800000u) {                                  // |f| < 2^-14: subnormal half
-    if (a <= 0x33000000u) return sign;                    // <= 2^-25 rounds to zero
-    const std::uint32_t m = (a & 0x7FFFFFu) | 0x800000u;  // |f| = m * 2^(e - 150)
-    const int e = static_cast<int>(a >> 23);              // in units of 2^-24: m * 2^(e - 126)
-    return sign | static_cast<std::uint16_t>(round_shift(m, 126 - e));
-  }
-  // Normal: exponent re-biased (127 -> 15: subtract 112 << 23), mantissa 23 -> 10 bits; a carry
-  // out of the mantissa correctly bumps the exponent.
-  return sign | static_cast<std::uint16_t>(round_shift(a - 0x38000000u, 13));
-}
+// The 16-bit conversions (bf16_to_float, float_to_bf16, f16_to_float, float_to_f16) live in
+// core/half.hpp, beside HalfMatrix; they are visible here as io::... as before.
+using fourierft::bf16_to_float;
+using fourierft::f16_to_float;
+using fourierft::float_to_bf16;
+using fourierft::float_to_f16;
 
 // ---------------------------------------------------------------------------
 // One tensor's entry in the header; begin/end are byte offsets into the data section.
@@ -316,6 +229,44 @@ class SafetensorsFile {
                        "was requested");
     Tensor<std::int64_t> out(t.shape);
     read_into(t, out.ptr());
+    return out;
+  }
+  // A 2-D floating-point tensor as a HalfMatrix of `dtype` (BF16 or F16). When the file stores
+  // that dtype, the file is memory-mapped and the data is 2-byte aligned (always, for Hugging
+  // Face's writer), the matrix is a view of the mapping (no copy; the mapping stays alive while
+  // the matrix does) unless `allow_view` is false; otherwise the numbers are copied, or converted
+  // in chunks (F32 / F64 / the other 16-bit type rounded to nearest even), never through a
+  // float copy of the whole tensor. FormatError naming the file and tensor if it is not 2-D
+  // floating point.
+  HalfMatrix load_half(std::string_view name, Dtype dtype, bool allow_view = true) const {
+    const TensorInfo& t = info(name);
+    check<FormatError>(is_floating(t.dtype) && t.shape.size() == 2, path_, ": tensor '", name,
+                       "' (", dtype_name(t.dtype), ", shape ", shape_str(t.shape),
+                       ") cannot be held as a ", dtype_name(dtype),
+                       " matrix: a 2-D floating-point tensor is needed");
+    const Index rows = t.shape[0], cols = t.shape[1];
+    const std::uint64_t offset = data_start_ + t.begin;
+    if (t.dtype == dtype && allow_view && mapping_ != nullptr && offset % 2 == 0)
+      return HalfMatrix::view(rows, cols, dtype,
+                              reinterpret_cast<const std::uint16_t*>(mapping_->data + offset),
+                              mapping_);
+    HalfMatrix out(rows, cols, dtype);
+    std::uint16_t* dst = out.mutable_data();
+    const std::size_t n = static_cast<std::size_t>(t.numel()), size = dtype_size(t.dtype);
+    if (t.dtype == dtype) {
+      read_at(offset, reinterpret_cast<std::byte*>(dst), n * 2);
+      return out;
+    }
+    constexpr std::size_t chunk = 1 << 16;  // elements converted at a time
+    std::vector<std::byte> bytes(mapping_ != nullptr ? 0 : chunk * size);
+    std::vector<float> values(chunk);
+    for (std::size_t i = 0; i < n; i += chunk) {
+      const std::size_t k = std::min(chunk, n - i);
+      const std::byte* src = mapping_ != nullptr ? mapping_->data + offset + i * size : bytes.data();
+      if (mapping_ == nullptr) read_at(offset + i * size, bytes.data(), k * size);
+      detail::decode(t.dtype, src, values.data(), k);
+      real_to_half(dtype, values.data(), dst + i, k);
+    }
     return out;
   }
   // The raw little-endian bytes of one tensor.
@@ -510,6 +461,13 @@ class SafetensorsWriter {
           "values; it can be written as F32, F64, F16 or BF16, not ", dtype_name(dtype));
     insert(std::move(name), dtype, tensor);
   }
+  // A 16-bit matrix: its bits as they are when `dtype` is its own, else converted (F32, F64, or
+  // the other 16-bit type, rounded) in chunks.
+  void add(std::string name, const HalfMatrix& matrix, Dtype dtype) {
+    check(is_floating(dtype), "SafetensorsWriter::add: matrix '", name, "' holds floating-point ",
+          "values; it can be written as F32, F64, F16 or BF16, not ", dtype_name(dtype));
+    insert(std::move(name), dtype, matrix);
+  }
   // Integer tensors are stored as I64 (default) or I32 (values must fit).
   void add(std::string name, const Tensor<std::int64_t>& tensor, Dtype dtype = Dtype::I64) {
     check(dtype == Dtype::I64 || dtype == Dtype::I32, "SafetensorsWriter::add: integer tensor '",
@@ -547,8 +505,7 @@ class SafetensorsWriter {
       if (out.size() > 1) out += ",";
       const std::uint64_t bytes = static_cast<std::uint64_t>(numel(*e)) * dtype_size(e->dtype);
       out += str_cat(quoted(e->name), R"(:{"dtype":")", dtype_name(e->dtype), R"(","shape":[)");
-      const Shape& shape =
-          std::visit([](const auto& t) -> const Shape& { return t.shape(); }, e->tensor);
+      const Shape shape = std::visit([](const auto& t) -> Shape { return t.shape(); }, e->tensor);
       for (std::size_t i = 0; i < shape.size(); ++i) out += str_cat(i ? "," : "", shape[i]);
       out += str_cat(R"(],"data_offsets":[)", offset, ',', offset + bytes, "]}");
       offset += bytes;
@@ -568,12 +525,17 @@ class SafetensorsWriter {
       out.write(length, 8);
       out.write(head.data(), static_cast<std::streamsize>(head.size()));
       for (const Entry* e : ordered())
-        std::visit([&](const auto& t) { write_data(out, t, e->dtype); }, e->tensor);
+        std::visit([&](const auto& t) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(t)>, HalfMatrix>)
+            write_half(out, t, e->dtype);
+          else
+            write_data(out, t.data(), e->dtype);
+        }, e->tensor);
     });
   }
 
  private:
-  using AnyTensor = std::variant<Tensor<float>, Tensor<double>, Tensor<std::int64_t>>;
+  using AnyTensor = std::variant<Tensor<float>, Tensor<double>, Tensor<std::int64_t>, HalfMatrix>;
   struct Entry {
     std::string name;
     Dtype dtype;
@@ -607,10 +569,22 @@ class SafetensorsWriter {
     });
     return out;
   }
+  static void write_half(std::ostream& out, const HalfMatrix& m, Dtype dtype) {
+    if (dtype == m.dtype()) {
+      out.write(reinterpret_cast<const char*>(m.data()), static_cast<std::streamsize>(m.bytes()));
+      return;
+    }
+    const std::size_t chunk = 1 << 16, n = static_cast<std::size_t>(m.numel());
+    std::vector<float> values(chunk);
+    for (std::size_t i = 0; i < n; i += chunk) {
+      const std::size_t k = std::min(chunk, n - i);
+      half_to_real(m.dtype(), m.data() + i, values.data(), k);
+      write_data(out, std::span<const float>(values.data(), k), dtype);
+    }
+  }
   // Converts and writes in chunks, so a large tensor needs no second full-size buffer.
   template <class T>
-  static void write_data(std::ostream& out, const Tensor<T>& t, Dtype dtype) {
-    const std::span<const T> values = t.data();
+  static void write_data(std::ostream& out, std::span<const T> values, Dtype dtype) {
     auto write_as = [&](auto raw_tag, auto convert) {
       using Raw = decltype(raw_tag);
       if constexpr (std::is_same_v<Raw, T>) {  // already in the file's type: write as is

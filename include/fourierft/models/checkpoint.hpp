@@ -19,11 +19,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/core/half.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/io/json.hpp"
@@ -98,7 +100,18 @@ struct CheckpointLayout {
   bool truncated_init = false;       // ViT draws them with trunc_normal_
 };
 
+// In what precision from_pretrained holds the weights of the model's Linear layers (docs/models.md,
+// "Frozen weights in BF16"). Embeddings, norms, biases and heads (CheckpointLayout::head) stay
+// float whatever is asked, and so do tied weights.
+enum class FrozenWeightDtype {
+  f32,        // float (Real) Vars, as before: 16-bit files are upcast
+  keep_file,  // 16-bit Linear weights when the checkpoint stores BF16 / F16, else float
+  bf16,       // BF16 whatever the file holds (F32 / F16 rounded to nearest even)
+  f16,        // F16 likewise
+};
+
 struct CheckpointOptions {
+  FrozenWeightDtype frozen_weight_dtype = FrozenWeightDtype::f32;
   std::uint64_t head_seed = 0;           // seeds a freshly initialised head
   bool ignore_mismatched_sizes = false;  // HF's option: re-initialise a weight whose shape differs
                                          // (a classifier with another number of labels) instead of
@@ -158,6 +171,44 @@ inline std::string name_list(const std::vector<std::string>& names, std::size_t 
 }  // namespace detail
 
 // ---------------------------------------------------------------------------
+// The 16-bit dtype the model's Linear weights are held in for `choice`, or none (float): for
+// keep_file, the dtype most of the checkpoint's 2-D floating-point tensors have (read from the
+// headers only), when that is BF16 or F16.
+inline std::optional<io::Dtype> frozen_half_dtype(const CheckpointFiles& files,
+                                                  FrozenWeightDtype choice) {
+  switch (choice) {
+    case FrozenWeightDtype::f32: return std::nullopt;
+    case FrozenWeightDtype::bf16: return io::Dtype::BF16;
+    case FrozenWeightDtype::f16: return io::Dtype::F16;
+    case FrozenWeightDtype::keep_file: break;
+  }
+  std::map<io::Dtype, Index> elements;
+  for (const fs::path& f : files.files) {
+    const io::SafetensorsFile file(f);  // the header only
+    for (const io::TensorInfo& t : file.tensors())
+      if (io::is_floating(t.dtype) && t.shape.size() == 2) elements[t.dtype] += t.numel();
+  }
+  if (elements.empty()) return std::nullopt;
+  const io::Dtype most = std::max_element(elements.begin(), elements.end(), [](auto& a, auto& b) {
+                           return a.second < b.second;
+                         })->first;
+  return is_half_dtype(most) ? std::optional<io::Dtype>(most) : std::nullopt;
+}
+
+// After building a model under nn::HalfWeightsScope: a Linear whose weight was tied to another
+// module's Var after construction keeps that float Var, and heads (layout.head globs: they may be
+// fresh and are usually trained) get a float weight; every other Linear keeps its placeholder.
+template <class Real>
+void settle_half_weights(nn::Module<Real>& model, const CheckpointLayout& layout) {
+  for (auto& [path, module] : model.named_modules())
+    if (auto* linear = dynamic_cast<nn::Linear<Real>*>(module); linear && linear->half_precision()) {
+      const std::string name = path.empty() ? "weight" : path + ".weight";
+      if (linear->weight.defined() || detail::matches_any(layout.head, name))
+        linear->to_full_precision(/*requires_grad=*/true);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Fills `model`'s parameters from the folder's files, matching HF keys to parameter names; leaves
 // the model in evaluation mode, as from_pretrained does. See the top of this file for the rules.
 template <class Real>
@@ -212,6 +263,20 @@ CheckpointReport load_checkpoint_weights(nn::Module<Real>& model, const Checkpoi
     else if (!misfits.count(name))
       missing.push_back(name);
   }
+  // Frozen 16-bit weights are never initialised here: missing or misfit, they are errors.
+  Index frozen_count = 0;
+  for (const auto& [name, t] : model.named_frozen_tensors()) {
+    ++frozen_count;
+    if (const auto m = misfits.find(name); m != misfits.end())  // even with ignore_mismatched_sizes
+      throw FormatError(str_cat(files.dir.string(), ": '", m->second.mismatch.name, "' is ",
+                                shape_str(m->second.mismatch.actual), " in ",
+                                fs::path(m->second.file).filename().string(),
+                                " but the model's frozen weight needs ", shape_str(t->shape())));
+    if (loaded.count(name))
+      report.loaded.push_back(name);
+    else
+      required.push_back(name);
+  }
   if (!misfits.empty() && !options.ignore_mismatched_sizes) {
     std::string list;
     for (const auto& [name, m] : misfits)
@@ -228,7 +293,7 @@ CheckpointReport load_checkpoint_weights(nn::Module<Real>& model, const Checkpoi
     throw FormatError(str_cat(files.dir.string(), ": the checkpoint lacks ", required.size(),
                               " required weight", required.size() == 1 ? "" : "s", ": ",
                               detail::name_list(required), " (loaded ", report.loaded.size(),
-                              " of ", model.named_parameters().size(), ")"));
+                              " of ", model.named_parameters().size() + frozen_count, ")"));
 
   // A fresh head, as HF's _init_weights draws it: weights N(0, initializer_range), biases 0.
   Rng rng(options.head_seed);
@@ -288,6 +353,7 @@ void save_checkpoint(const nn::Module<Real>& model, const io::Json& config, cons
   io::SafetensorsWriter writer;
   for (const auto& [name, p] : model.named_parameters())
     if (!skip.count(name)) writer.add(name, p.value(), dtype);
+  for (const auto& [name, t] : model.named_frozen_tensors()) writer.add(name, *t, dtype);
   writer.set_metadata("format", "pt");
   writer.save(dir / "model.safetensors");
   io::write_json(dir / "config.json", config);

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,7 @@
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/checkpoint.hpp"
 #include "fourierft/models/common.hpp"
+#include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
 
 namespace fourierft::models {
@@ -52,18 +54,35 @@ class PretrainedModel : public nn::Module<Real> {
   // Reads config.json and the weights of a Hugging Face folder; evaluation mode. `report` (if
   // given) says what was loaded. IoError for missing files, FormatError for missing or misfit
   // weights.
+  // With options.frozen_weight_dtype asking for 16 bits, the Linear weights are built as
+  // placeholders (nn::HalfWeightsScope) and filled from the files in BF16 / F16, shard by shard,
+  // so no float copy of them exists at any time (checkpoint.hpp: FrozenWeightDtype).
   static std::unique_ptr<Derived> from_pretrained(const std::filesystem::path& dir,
                                                   CheckpointReport* report = nullptr,
                                                   const CheckpointOptions& options = {}) {
     const CheckpointFiles files = find_checkpoint_files(dir);
-    auto model = std::make_unique<Derived>(io::read_config<Config>(dir), 0, WeightInit::skip);
+    const std::optional<io::Dtype> half = frozen_half_dtype(files, options.frozen_weight_dtype);
+    std::unique_ptr<Derived> model;
+    {
+      std::optional<nn::HalfWeightsScope> scope;
+      if (half) scope.emplace(*half);
+      model = std::make_unique<Derived>(io::read_config<Config>(dir), 0, WeightInit::skip);
+    }
+    if (half) settle_half_weights(*model, model->checkpoint_layout());
     CheckpointReport r =
         load_checkpoint_weights(*model, files, model->checkpoint_layout(), options);
     if (report != nullptr) *report = std::move(r);
     return model;
   }
+  // from_pretrained(dir, {.frozen_weight_dtype = FrozenWeightDtype::keep_file})
+  static std::unique_ptr<Derived> from_pretrained(const std::filesystem::path& dir,
+                                                  const CheckpointOptions& options,
+                                                  CheckpointReport* report = nullptr) {
+    return from_pretrained(dir, report, options);
+  }
   // config.json (architectures = {Derived::architecture}, torch_dtype) + model.safetensors as
-  // transformers writes them (tied copies left out), atomically.
+  // transformers writes them (tied copies left out), atomically; every tensor in `dtype` (F32 or
+  // BF16 / F16; 16-bit frozen weights are written as they are when dtype is theirs).
   void save_pretrained(const std::filesystem::path& dir, io::Dtype dtype = io::Dtype::F32) const {
     Config c = config;
     c.architectures = {std::string(Derived::architecture)};

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/core/half.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/io/safetensors.hpp"
@@ -140,6 +141,29 @@ class Module {
     params_.emplace_back(std::move(name), &parameter);
     return parameter;
   }
+  // The same for a member that may be undefined now or later (Linear's `weight`, which is
+  // undefined while the layer holds it as a 16-bit frozen matrix); walks skip it while undefined.
+  Var<Real>& register_parameter_slot(std::string name, Var<Real>& parameter) {
+    check_new_name(name, "parameter");
+    params_.emplace_back(std::move(name), &parameter);
+    return parameter;
+  }
+  // Registers a member frozen 16-bit matrix (a Linear's weight held in BF16 / F16, no gradient)
+  // under `name`. Frozen tensors are a second registry beside the parameters: named_parameters()
+  // lists Vars (FP32 / FP64, trainable or not), named_frozen_tensors() these; checkpoints load and
+  // save both under their HF keys, num_parameters() counts both. The name may equal one of this
+  // module's parameter names when at most one of the two is defined at any time (Linear's
+  // `weight`: a Var, or after to_half_precision() a HalfMatrix); walks skip undefined entries.
+  HalfMatrix& register_frozen_tensor(std::string name, HalfMatrix& tensor) {
+    check(!name.empty() && name.find('.') == std::string::npos, "register_frozen_tensor: name '",
+          name, "' must be non-empty and contain no '.'");
+    for (const auto& [n, t] : frozen_)
+      check(n != name, "register_frozen_tensor: '", name, "' is already registered");
+    for (const auto& [n, c] : children_)
+      check(n != name, "register_frozen_tensor: '", name, "' is already a child module");
+    frozen_.emplace_back(std::move(name), &tensor);
+    return tensor;
+  }
   // Registers a member module under `name` (no dots). An empty name splices the child in: its
   // parameters and children are named as if they were the parent's own (PEFT's naming, where an
   // adapter's `fourierft_spectrum` sits beside the `weight` of the layer it adapts).
@@ -175,6 +199,22 @@ class Module {
   std::vector<NamedParameter> named_parameters() const {
     std::vector<NamedParameter> out;
     collect_parameters("", out);
+    return out;
+  }
+  // The frozen 16-bit matrices (see register_frozen_tensor), in the same walk order; a matrix
+  // registered twice (or two handles sharing storage) is listed once. Pointers to the members,
+  // so a loader can fill them.
+  std::vector<std::pair<std::string, HalfMatrix*>> named_frozen_tensors() const {
+    std::vector<std::pair<std::string, HalfMatrix*>> out;
+    collect_frozen("", out);
+    return out;
+  }
+  // This module's own defined parameters, without its children's: a walk over every module's own
+  // parameters sees a tied Var once per owner (named_parameters lists it once).
+  std::vector<NamedParameter> own_parameters() const {
+    std::vector<NamedParameter> out;
+    for (const auto& [name, p] : params_)
+      if (p->defined()) out.emplace_back(name, *p);
     return out;
   }
   std::vector<Var<Real>> parameters() const {
@@ -240,9 +280,11 @@ class Module {
   Index unfreeze(std::string_view pattern) { return set_requires_grad(pattern, true); }
   void freeze_all() { set_requires_grad("*", false); }
   void unfreeze_all() { set_requires_grad("*", true); }
+  // Every number of the model: parameters and frozen 16-bit matrices.
   Index num_parameters() const {
     Index n = 0;
     for (auto& [name, p] : named_parameters()) n += p.numel();
+    for (auto& [name, t] : named_frozen_tensors()) n += t->numel();
     return n;
   }
   Index num_trainable_parameters() const {
@@ -267,12 +309,16 @@ class Module {
   LoadReport load_safetensors(const std::filesystem::path& path, const LoadOptions& options = {}) {
     return load_safetensors(io::SafetensorsFile(path), options);
   }
-  // Writes the parameters (all, or the trainable ones) as prefix + name, atomically.
+  // Writes the parameters (all, or the trainable ones) as prefix + name, atomically; all also
+  // means the frozen 16-bit matrices (converted when options.dtype is not their own).
   void save_safetensors(const std::filesystem::path& path, const SaveOptions& options = {}) const {
     io::SafetensorsWriter writer;
     for (auto& [name, p] : named_parameters())
       if (!options.trainable_only || p.requires_grad())
         writer.add(options.prefix + name, p.value(), options.dtype);
+    if (!options.trainable_only)
+      for (auto& [name, t] : named_frozen_tensors())
+        writer.add(options.prefix + name, *t, options.dtype);
     for (const auto& [key, value] : options.metadata) writer.set_metadata(key, value);
     writer.save(path);
   }
@@ -307,6 +353,17 @@ class Module {
     }
     for (const auto& [name, c] : children_) c->collect_parameters(join(prefix, name), out);
   }
+  void collect_frozen(const std::string& prefix,
+                      std::vector<std::pair<std::string, HalfMatrix*>>& out) const {
+    for (const auto& [name, t] : frozen_) {
+      if (!t->defined()) continue;
+      const bool seen = std::any_of(out.begin(), out.end(), [&](const auto& q) {
+        return q.second == t || q.second->shares_storage_with(*t);
+      });
+      if (!seen) out.emplace_back(join(prefix, name), t);
+    }
+    for (const auto& [name, c] : children_) c->collect_frozen(join(prefix, name), out);
+  }
   void collect_modules(const std::string& prefix,
                        std::vector<std::pair<std::string, Module*>>& out) {
     out.emplace_back(prefix, this);
@@ -324,6 +381,7 @@ class Module {
 
   std::vector<std::pair<std::string, Var<Real>*>> params_;  // members of the derived class
   std::vector<std::pair<std::string, Module*>> children_;   // "" = spliced in
+  std::vector<std::pair<std::string, HalfMatrix*>> frozen_;  // members: frozen 16-bit matrices
   bool training_ = true;
 };
 
@@ -365,6 +423,29 @@ LoadReport load_parameters(Module<Real>& model, const io::SafetensorsFile& file,
     std::copy(value.data().begin(), value.data().end(), p.value().data().begin());
     report.loaded.push_back(name);
   }
+  // Frozen 16-bit matrices (a Linear's weight kept in BF16 / F16): filled in their own dtype,
+  // viewing the file's mapping when it holds that dtype, else converting (F32 rounded).
+  if (!select.trainable_only)
+    for (auto& [name, t] : model.named_frozen_tensors()) {
+      const std::string key = select.prefix + name;
+      if (!file.contains(key)) {
+        check<FormatError>(!strict, file.path(), ": no tensor '", key, "' for the model's frozen ",
+                           io::dtype_name(t->dtype()), " weight ", name);
+        report.missing.push_back(name);
+        continue;
+      }
+      used.insert(key);
+      const io::TensorInfo& info = file.info(key);
+      if (info.shape != t->shape()) {
+        check<FormatError>(!strict, file.path(), ": tensor '", key, "' has shape ",
+                           shape_str(info.shape), " but the model's frozen weight has shape ",
+                           shape_str(t->shape()));
+        report.mismatched.push_back({name, t->shape(), info.shape});
+        continue;
+      }
+      *t = file.load_half(key, t->dtype());
+      report.loaded.push_back(name);
+    }
   for (const std::string& key : file.names()) {
     if (used.count(key)) continue;
     check<FormatError>(!strict, file.path(), ": tensor '", key, "' matches no ", which,

@@ -7,7 +7,9 @@
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
+#include "fourierft/core/half.hpp"
 #include "fourierft/detail/gemm.hpp"
+#include "fourierft/detail/half_gemm.hpp"
 
 namespace fourierft::ops {
 
@@ -22,17 +24,30 @@ enum class WeightLayout {
 //   y: (N, d_out) = x·Wᵀ + b         (out_in)        = x·W + b   (in_out)
 //   dx += dy·W (out_in) or dy·Wᵀ (in_out);  dW += dyᵀ·x (out_in) or xᵀ·dy (in_out);  db += sum_N dy
 // Empty gradient spans are skipped: a frozen weight costs no weight-gradient GEMM.
+// y[i, :] += b for each of the N rows of y: (N, d_out); nothing when b is empty.
+template <class Real>
+void add_bias_rows(std::span<Real> y, std::span<const Real> b, Index N, Index d_out) {
+  if (b.empty()) return;
+#pragma omp parallel for if (N * d_out > 65536)
+  for (Index i = 0; i < N; ++i)
+    for (Index j = 0; j < d_out; ++j) y[i * d_out + j] += b[j];
+}
+
 template <class Real>
 void linear_forward(std::span<Real> y, std::span<const Real> x, std::span<const Real> w,
                     std::span<const Real> b, Index N, Index d_in, Index d_out, WeightLayout layout) {
   const bool out_in = layout == WeightLayout::out_in;
   fourierft::detail::gemm<Real>(false, out_in, N, d_out, d_in, Real(1), x.data(), d_in, w.data(),
                                 out_in ? d_in : d_out, Real(0), y.data(), d_out);
-  if (!b.empty()) {
-#pragma omp parallel for if (N * d_out > 65536)
-    for (Index i = 0; i < N; ++i)
-      for (Index j = 0; j < d_out; ++j) y[i * d_out + j] += b[j];
-  }
+  add_bias_rows(y, b, N, d_out);
+}
+
+// db[j] += sum_i dy[i, j] over the N rows of dy: (N, d_out); nothing when db is empty.
+template <class Real>
+void sum_rows_into(std::span<Real> db, std::span<const Real> dy, Index N, Index d_out) {
+  if (db.empty()) return;
+  for (Index i = 0; i < N; ++i)
+    for (Index j = 0; j < d_out; ++j) db[j] += dy[i * d_out + j];
 }
 
 template <class Real>
@@ -51,10 +66,7 @@ void linear_backward(std::span<Real> dx, std::span<Real> dw, std::span<Real> db,
       fourierft::detail::gemm<Real>(true, false, d_in, d_out, N, Real(1), x.data(), d_in,
                                     dy.data(), d_out, Real(1), dw.data(), d_out);
   }
-  if (!db.empty()) {
-    for (Index i = 0; i < N; ++i)
-      for (Index j = 0; j < d_out; ++j) db[j] += dy[i * d_out + j];
-  }
+  sum_rows_into(db, dy, N, d_out);
 }
 
 // Checks x and W against each other and returns {d_in, d_out}.
@@ -87,6 +99,62 @@ Var<Real> linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
     linear_backward<Real>(grad_if_needed(x), grad_if_needed(w),
                           b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, x.data(),
                           w.data(), N, d_in, d_out, layout);
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// half_linear: linear against a frozen 16-bit weight W (HalfMatrix, BF16 / F16; no gradient).
+//   x: (N, d_in) (any leading dims)  W: (d_out, d_in) (out_in) or (d_in, d_out) (in_out)  b: (d_out)
+//   y = x·Wᵀ + b (out_in)  or  x·W + b (in_out);   dx += dy·W (out_in) or dy·Wᵀ (in_out);
+//   db += sum_N dy.  Equal to ops::linear on W converted to Real (detail/half_gemm.hpp), up to the
+//   order of float additions.
+template <class Real>
+void half_linear_forward(std::span<Real> y, std::span<const Real> x, const HalfMatrix& w,
+                         std::span<const Real> b, Index N, Index d_in, Index d_out,
+                         WeightLayout layout) {
+  const bool out_in = layout == WeightLayout::out_in;
+  fourierft::detail::half_gemm<Real>(out_in, N, d_out, d_in, Real(1), x.data(), d_in, w, Real(0),
+                                     y.data(), d_out);
+  add_bias_rows(y, b, N, d_out);
+}
+
+template <class Real>
+void half_linear_backward(std::span<Real> dx, std::span<Real> db, std::span<const Real> dy,
+                          const HalfMatrix& w, Index N, Index d_in, Index d_out,
+                          WeightLayout layout) {
+  const bool out_in = layout == WeightLayout::out_in;
+  if (!dx.empty())
+    fourierft::detail::half_gemm<Real>(!out_in, N, d_in, d_out, Real(1), dy.data(), d_out, w,
+                                       Real(1), dx.data(), d_in);
+  sum_rows_into(db, dy, N, d_out);
+}
+
+template <class Real>
+Var<Real> half_linear(Tape<Real>& tape, const Var<Real>& x, const HalfMatrix& w,
+                      const Var<Real>& b = Var<Real>(),
+                      WeightLayout layout = WeightLayout::out_in) {
+  check<ShapeError>(w.defined() && w.has_data(), "half_linear: the weight has no data");
+  check<ShapeError>(x.dim() >= 1, "half_linear: x must have at least one dim");
+  const bool out_in = layout == WeightLayout::out_in;
+  const Index d_in = out_in ? w.cols() : w.rows(), d_out = out_in ? w.rows() : w.cols();
+  check<ShapeError>(x.size(-1) == d_in, "half_linear: x has shape ", shape_str(x.shape()),
+                    " but weight ", shape_str(w.shape()), " expects last dim ", d_in);
+  if (b.defined())
+    check<ShapeError>(b.shape() == Shape{d_out}, "half_linear: bias has shape ",
+                      shape_str(b.shape()), " but weight ", shape_str(w.shape()), " needs (",
+                      d_out, ")");
+  const Index N = x.numel() / d_in;
+  Shape out_shape = x.shape();
+  out_shape.back() = d_out;
+  Var<Real> y = tape.output_uninitialized(out_shape);  // beta = 0 writes all of y
+  half_linear_forward<Real>(y.data(), x.data(), w,
+                            b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out,
+                            layout);
+  tape.record("half_linear", {x, b}, y, [=](std::span<const Real> dy) {
+    half_linear_backward<Real>(grad_if_needed(x),
+                               b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, w, N, d_in,
+                               d_out, layout);
   });
   return y;
 }

@@ -90,7 +90,9 @@ Var<Real> lora_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& h, 
 // LoraAdapter: on a frozen Linear (W0: (d_out, d_in) or Conv1D (d_in, d_out)),
 //   y = x·W0ᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ,   A: (r, d_in),  B: (d_out, r),  s = lora_alpha / r
 // A ~ kaiming_uniform(a = √5) = U(−1/√d_in, 1/√d_in), B = 0, so ΔW = s·B·A starts at zero.
-// Parameters `lora_A.weight`, `lora_B.weight` as in PEFT's files.
+// Parameters `lora_A.weight`, `lora_B.weight` as in PEFT's files. On a 16-bit frozen base
+// (base.half_precision()) the base GEMM is base_forward's and the low-rank path runs beside it,
+// unfused; merge rounds W0 + ΔW back to 16 bits (peft/adapter.hpp).
 template <class Real>
 class LoraAdapter : public nn::LinearAdapter<Real> {
  public:
@@ -112,6 +114,11 @@ class LoraAdapter : public nn::LinearAdapter<Real> {
 
   Var<Real> forward(Tape<Real>& tape, const nn::Linear<Real>& base, const Var<Real>& x) override {
     Var<Real> h = ops::dropout(tape, x, dropout_, rng_, this->is_training());
+    if (base.half_precision()) {  // frozen 16-bit base: its own GEMM, the low-rank path beside it
+      Var<Real> u = ops::linear(tape, h, lora_A.weight);                  // (N, r)
+      Var<Real> update = ops::scale(tape, ops::linear(tape, u, lora_B.weight), scaling_);
+      return ops::add(tape, base.base_forward(tape, x), update);
+    }
     return lora_linear(tape, x, h, base.weight, base.bias, base.layout(), lora_A.weight,
                        lora_B.weight, scaling_);
   }

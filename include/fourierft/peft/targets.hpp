@@ -77,7 +77,9 @@ std::vector<std::pair<std::string, nn::Linear<Real>*>> find_target_linears(nn::M
 }
 
 // Unfreezes every parameter of the modules named in `modules_to_save` (PEFT's name rule), e.g.
-// the freshly initialised "classifier" head of a sequence-classification model.
+// the freshly initialised "classifier" head of a sequence-classification model. A Linear weight
+// held in 16 bits there (models/checkpoint.hpp, FrozenWeightDtype) becomes a float Var first, so
+// it trains.
 template <class Real>
 void unfreeze_modules(nn::Module<Real>& model, const std::vector<std::string>& modules_to_save) {
   for (const std::string& target : modules_to_save) {
@@ -85,6 +87,8 @@ void unfreeze_modules(nn::Module<Real>& model, const std::vector<std::string>& m
     for (auto& [name, module] : model.named_modules()) {
       if (!name_matches(name, target)) continue;
       any = true;
+      for (auto& [sub, m] : module->named_modules())
+        if (auto* linear = dynamic_cast<nn::Linear<Real>*>(m)) linear->to_full_precision();
       for (auto& [pname, p] : module->named_parameters()) p.set_requires_grad(true);
     }
     check(any, "modules_to_save: no module is named '", target, "'");
