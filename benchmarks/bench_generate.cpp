@@ -6,6 +6,8 @@
 //   ./build/benchmarks/bench_generate                    greedy and beam-10, 1 and 4 prompts
 //   ./build/benchmarks/bench_generate --case beam/4 --new-tokens 16
 //   ./build/benchmarks/bench_generate --no-cache         also use_cache = false (recompute all)
+//   ./build/benchmarks/bench_generate --model tinyllama --bf16 --case greedy/1   a LLaMA-family
+//        model at published shapes (bench_llama.hpp), impl column "fourierft-tinyllama-bf16"
 //
 // The model is GPT-2 small (12 layers, 768 wide, 50257-word vocabulary) with random weights (HF's
 // initialisation from Gpt2Config, no checkpoint), dropout 0, evaluation mode. Prompts are random
@@ -27,6 +29,7 @@
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/models/generation.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "bench_llama.hpp"
 #include "bench_process.hpp"
 
 using namespace fourierft;
@@ -37,6 +40,8 @@ struct Options {
   Index prompt_len = 32, new_tokens = 64, beams = 10;
   int repeats = 1;
   bool no_cache = false;  // also time use_cache = false
+  std::string model = "gpt2";  // or a LLaMA-family shape of bench_llama.hpp (tinyllama, ...)
+  bool bf16 = false;           // LLaMA: frozen Linear weights in BF16
 };
 
 struct Result {
@@ -58,16 +63,15 @@ models::GenerationConfig generation_config(const std::string& mode, const Option
   return c;
 }
 
-Result run_case(const std::string& mode, Index batch, bool use_cache, const Options& opt) {
-  io::Gpt2Config config;  // GPT-2 small
-  config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
-  models::GPT2LMHeadModel<float> model(config, 1);
+template <class Model>
+Result time_generate(Model& model, Index vocab_size, const std::string& mode, Index batch,
+                     bool use_cache, const Options& opt) {
   model.eval();
   Rng rng(3);
   std::vector<std::vector<std::int64_t>> prompts(static_cast<std::size_t>(batch));
   for (auto& p : prompts)
     for (Index t = 0; t < opt.prompt_len; ++t)
-      p.push_back(static_cast<std::int64_t>(rng.uniform() * double(config.vocab_size - 1)));
+      p.push_back(static_cast<std::int64_t>(rng.uniform() * double(vocab_size - 1)));
 
   models::GenerationConfig c = generation_config(mode, opt);
   c.use_cache = use_cache;
@@ -88,6 +92,20 @@ Result run_case(const std::string& mode, Index batch, bool use_cache, const Opti
   return r;
 }
 
+Result run_case(const std::string& mode, Index batch, bool use_cache, const Options& opt) {
+  if (opt.model == "gpt2") {
+    io::Gpt2Config config;  // GPT-2 small
+    config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
+    models::GPT2LMHeadModel<float> model(config, 1);
+    return time_generate(model, config.vocab_size, mode, batch, use_cache, opt);
+  }
+  check(bench::llama_shapes().contains(opt.model), "bench_generate: unknown --model '", opt.model,
+        "' (gpt2, tinyllama, qwen3-0.6b, smollm2-135m, llama2-7b)");
+  const io::LlamaConfig config = bench::real_shapes_config(opt.model);
+  auto model = bench::build_llama(config, opt.bf16);
+  return time_generate(*model, config.vocab_size, mode, batch, use_cache, opt);
+}
+
 // One case ("mode/batch") in a forked child: its TSV row.
 bool run_forked(const std::string& c, bool use_cache, const Options& opt) {
   return bench::run_forked("bench_generate", c, [&] {
@@ -98,8 +116,10 @@ bool run_forked(const std::string& c, bool use_cache, const Options& opt) {
     const Index batch = std::stoll(c.substr(slash + 1));
     const Result r = run_case(mode, batch, use_cache, opt);
     const double tokens = static_cast<double>(batch * r.generated);
-    std::printf("%s\t%s\t%lld\t%lld\t%lld\t%.2f\t%.1f\t%.0f\n",
-                use_cache ? "fourierft" : "fourierft_nocache", mode.c_str(),
+    const std::string impl = std::string(use_cache ? "fourierft" : "fourierft_nocache") +
+                             (opt.model == "gpt2" ? "" : "-" + opt.model) +
+                             (opt.bf16 ? "-bf16" : "");
+    std::printf("%s\t%s\t%lld\t%lld\t%lld\t%.2f\t%.1f\t%.0f\n", impl.c_str(), mode.c_str(),
                 static_cast<long long>(batch), static_cast<long long>(opt.prompt_len),
                 static_cast<long long>(r.generated), tokens / (r.ms * 1e-3), r.ms,
                 bench::peak_rss_mb());
@@ -121,11 +141,14 @@ int main(int argc, char** argv) {
     else if (a == "--beams") opt.beams = std::stoll(value());
     else if (a == "--repeats") opt.repeats = std::max(1, std::stoi(value()));
     else if (a == "--no-cache") opt.no_cache = true;
+    else if (a == "--model") opt.model = value();
+    else if (a == "--bf16") opt.bf16 = true;
     else if (a == "--no-header") header = false;
     else {
       std::fprintf(stderr,
                    "usage: bench_generate [--case greedy/1|greedy/4|beam/1|beam/4]... "
                    "[--prompt-len 32] [--new-tokens 64] [--beams 10] [--repeats 1] [--no-cache] "
+                   "[--model gpt2|tinyllama|qwen3-0.6b|smollm2-135m|llama2-7b] [--bf16] "
                    "[--no-header]\n");
       return 2;
     }

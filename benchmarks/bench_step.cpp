@@ -10,7 +10,10 @@
 //   ./build/benchmarks/bench_step --case gpt2/fourierft --recompute    GPT-2 with every block
 //        checkpointed (core/recompute.hpp): method printed as "fourierft+recompute"
 //   ./build/benchmarks/bench_step --case tinyllama/fourierft     the LLaMA family at published
-//        shapes (tinyllama, qwen3-0.6b, smollm2-135m), 4 x 256 tokens unless --batch / --seq
+//        shapes (tinyllama, qwen3-0.6b, smollm2-135m, llama2-7b), 4 x 256 tokens unless --batch /
+//        --seq; --bf16 holds the frozen Linear weights in BF16 (random, built without an FP32
+//        copy): ./build/benchmarks/bench_step --case llama2-7b/fourierft --bf16 --recompute
+//        --batch 1 --seq 512 --steps 1
 //
 // Models have random weights from their config structs (HF's initialisation, no checkpoint) and
 // dropout 0. FourierFT: q and v of every layer, n = 1000, scaling 150 (GPT-2: the q and v slices of
@@ -23,6 +26,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <span>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -31,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "fourierft/core/half.hpp"
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/core/profiler.hpp"
 #include "fourierft/core/recompute.hpp"
@@ -46,6 +53,7 @@
 #include "fourierft/peft/lora.hpp"
 #include "fourierft/peft/method.hpp"
 #include "fourierft/peft/registry.hpp"
+#include "bench_llama.hpp"
 #include "bench_process.hpp"
 
 using namespace fourierft;
@@ -56,7 +64,8 @@ struct Options {
   Index batch = 8, seq = 128, images = 8;
   bool sizes_given = false;  // --batch / --seq given (the LLaMA family defaults to 4 x 256)
   int steps = 2;  // timed steps after one warm-up step
-  bool recompute = false;  // GPT-2: checkpoint every block (activation recomputation)
+  bool recompute = false;  // GPT-2 / LLaMA: checkpoint every block (activation recomputation)
+  bool bf16 = false;       // LLaMA: frozen Linear weights held in BF16
 };
 
 // Applies the method (any registered one: peft/registry.hpp) and returns the trainable parameters.
@@ -85,15 +94,6 @@ std::vector<Var<float>> apply_method(Model& model, const std::string& method, bo
   peft::apply_adapter(model, spec, rng);
   model.train();
   return model.trainable_parameters();
-}
-
-// LLaMA-family case names -> the published config in tests/fixtures/models/real-shapes/.
-const std::map<std::string, std::string>& llama_shapes() {
-  static const std::map<std::string, std::string> shapes = {
-      {"tinyllama", "TinyLlama-1.1B-Chat-v1.0"},
-      {"qwen3-0.6b", "Qwen3-0.6B"},
-      {"smollm2-135m", "SmolLM2-135M"}};
-  return shapes;
 }
 
 struct Result {
@@ -197,17 +197,14 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     });
     return with_sizes(r, opt.batch, opt.seq, params);
   }
-  if (llama_shapes().contains(model_name)) {
+  if (bench::llama_shapes().contains(model_name)) {
     // The LLaMA family at a published checkpoint's shapes, random weights: FourierFT / LoRA on
     // q_proj and v_proj (the paper's setting), frozen FP32 base, the causal-LM loss over random
     // ids, default 4 sequences of 256 tokens (pytorch_reference.py's llama cases).
-    const auto path = std::filesystem::path(FOURIERFT_SOURCE_DIR) / "tests/fixtures/models" /
-                      "real-shapes" / (llama_shapes().at(model_name) + ".json");
-    const io::JsonObject file = io::JsonObject::read(path);
-    const io::LlamaConfig config =
-        io::parse_llama_config(io::JsonObject(file.json().at("config"), path.string()));
+    const io::LlamaConfig config = bench::real_shapes_config(model_name);
     const Index B = opt.sizes_given ? opt.batch : 4, T = opt.sizes_given ? opt.seq : 256;
-    models::LlamaForCausalLM<float> model(config, 1);
+    auto built = bench::build_llama(config, opt.bf16);
+    auto& model = *built;
     model.set_gradient_checkpointing(opt.recompute);
     auto params = apply_method(model, method, false, {"q_proj", "v_proj"});
     optim::AdamW<float> optimizer(params, adam);
@@ -262,8 +259,9 @@ bool run_forked(const std::string& c, const Options& opt) {
     const std::string model = c.substr(0, slash), method = slash == std::string::npos ? "" : c.substr(slash + 1);
     const Result r = run_case(model, method, opt);
     const bool checkpointed =
-        opt.recompute && (model.rfind("gpt2", 0) == 0 || llama_shapes().contains(model));
-    const std::string shown = checkpointed ? method + "+recompute" : method;
+        opt.recompute && (model.rfind("gpt2", 0) == 0 || bench::llama_shapes().contains(model));
+    const std::string shown = (checkpointed ? method + "+recompute" : method) +
+                              (opt.bf16 && bench::llama_shapes().contains(model) ? "+bf16" : "");
     const double tokens = static_cast<double>(r.batch * r.seq);
     std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\n", model.c_str(),
                 shown.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.seq),
@@ -289,10 +287,11 @@ int main(int argc, char** argv) {
     else if (a == "--steps") opt.steps = std::max(1, std::stoi(value()));
     else if (a == "--no-header") header = false;
     else if (a == "--recompute") opt.recompute = true;
+    else if (a == "--bf16") opt.bf16 = true;
     else {
       std::fprintf(stderr,
                    "usage: bench_step [--case model/method]... [--all] [--batch 8] [--seq 128] "
-                   "[--images 8] [--steps 2] [--recompute] [--no-header]\n");
+                   "[--images 8] [--steps 2] [--recompute] [--bf16] [--no-header]\n");
       return 2;
     }
   }

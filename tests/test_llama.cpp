@@ -749,3 +749,43 @@ TEST_CASE("PEFT on LLaMA: PEFT folders load; spectra gradients, merge, unmerge, 
   CHECK(max_abs_diff(loaded->forward(t4, in).logits.value(), ref.load<float>("lora.logits"), keep) <
         1e-4);
 }
+
+TEST_CASE("BF16 frozen weights: LLaMA logits, FourierFT / LoRA adapters equal FP32 on the rounded weights") {
+  const auto ref = io::SafetensorsFile(model_dir("llama-gqa-bf16") / "reference.safetensors");
+  const auto keep = real_rows(ref.load_int("attention_mask"));
+  ModelInputs<float> in;
+  in.input_ids = ref.load_int("input_ids");
+  in.attention_mask = ref.load_int("attention_mask");
+  in.position_ids = ref.load_int("position_ids");
+  in.labels = ref.load_int("labels");
+  for (const char* adapter : {"", "fourierft-adapter", "lora-adapter"}) {
+    CAPTURE(adapter);
+    auto half = LlamaForCausalLM<float>::from_pretrained(
+        model_dir("llama-gqa-bf16"), {.frozen_weight_dtype = FrozenWeightDtype::keep_file});
+    auto full = LlamaForCausalLM<float>::from_pretrained(model_dir("llama-gqa-bf16"));
+    CHECK(half->model.layers[0].self_attn.q_proj.half_precision());
+    CHECK(half->model.layers[1].mlp.down_proj.half_precision());
+    CHECK_FALSE(full->model.layers[0].self_attn.q_proj.half_precision());
+    if (*adapter != '\0') {  // the llama-gqa adapters fit the same shapes
+      peft::load_adapter(*half, model_dir("llama-gqa") / adapter);
+      peft::load_adapter(*full, model_dir("llama-gqa") / adapter);
+      half->train(), full->train();
+    }
+    half->zero_grad(), full->zero_grad();
+    Tape<float> t1, t2;
+    const ModelOutput<float> a = half->forward(t1, in), b = full->forward(t2, in);
+    CHECK(max_abs_diff(a.logits.value(), b.logits.value(), keep) < 2e-5);
+    if (*adapter == '\0') {
+      CHECK(max_abs_diff(a.logits.value(), ref.load<float>("logits"), keep) < 2e-5);
+      continue;
+    }
+    const Var<float> la = half->loss(t1, a, in), lb = full->loss(t2, b, in);
+    CHECK(la.item() == doctest::Approx(lb.item()).epsilon(1e-5));
+    t1.backward(la), t2.backward(lb);
+    const auto pa = half->trainable_parameters(), pb = full->trainable_parameters();
+    REQUIRE(pa.size() == pb.size());
+    REQUIRE(!pa.empty());
+    for (std::size_t i = 0; i < pa.size(); ++i)
+      CHECK(max_abs_diff(pa[i].grad(), pb[i].grad()) < 1e-4 * (1 + max_abs(pb[i].grad())));
+  }
+}

@@ -260,4 +260,46 @@ inline bool has_padding(const Tensor<std::int64_t>& mask) {
   return false;
 }
 
+// What a decoder's forward derives from its arguments before the first layer (GPT-2, LLaMA):
+//   mask       attention_mask, or all ones when a cache needs one, else empty (no padding)
+//   positions  position_ids, or past + 0..T-1 (HF's default, also under left padding)
+// Checks the shapes (input_ids (B, T); a non-empty cache holds B rows) and that positions are >= 0.
+struct DecoderInputs {
+  Index batch = 0, length = 0, past = 0;
+  Tensor<std::int64_t> mask, positions;
+  std::int64_t max_position = 0;
+};
+template <class Cache>
+DecoderInputs decoder_inputs(const char* where, const Tensor<std::int64_t>& input_ids,
+                             const Tensor<std::int64_t>& attention_mask, const Cache* cache,
+                             const Tensor<std::int64_t>& position_ids) {
+  check_ids(where, "input_ids", input_ids);
+  DecoderInputs d;
+  d.batch = input_ids.size(0), d.length = input_ids.size(1);
+  const Index B = d.batch, T = d.length;
+  d.past = cache != nullptr ? cache->length() : 0;
+  if (cache != nullptr && d.past > 0)
+    check<ShapeError>(cache->rows() == B, where, ": the cache holds ", cache->rows(),
+                      " rows but input_ids has shape ", shape_str(input_ids.shape()));
+  d.mask = attention_mask;
+  if (!d.mask.empty())
+    check_mask(where, d.mask, input_ids);
+  else if (cache != nullptr)
+    d.mask = Tensor<std::int64_t>::ones({B, T});
+  d.positions = position_ids;
+  if (d.positions.empty()) {
+    d.positions = Tensor<std::int64_t>({B, T});
+    for (Index b = 0; b < B; ++b)
+      for (Index t = 0; t < T; ++t) d.positions[b * T + t] = d.past + t;
+  }
+  check<ShapeError>(d.positions.shape() == input_ids.shape(), where, ": position_ids has shape ",
+                    shape_str(d.positions.shape()), " but input_ids has ",
+                    shape_str(input_ids.shape()));
+  for (std::int64_t p : d.positions.data()) {
+    check<IndexError>(p >= 0, where, ": position_ids holds ", p, " (positions are >= 0)");
+    d.max_position = std::max(d.max_position, p);
+  }
+  return d;
+}
+
 }  // namespace fourierft::models

@@ -200,27 +200,10 @@ class GPT2Model : public nn::Module<Real> {
                     const Tensor<std::int64_t>& attention_mask = {}, KvCache<Real>* cache = nullptr,
                     const Tensor<std::int64_t>& position_ids = {}) {
     const char* where = "GPT2Model.forward";
-    check_ids(where, "input_ids", input_ids);
-    const Index B = input_ids.size(0), T = input_ids.size(1);
-    const Index past = cache != nullptr ? cache->length() : 0;
-    if (cache != nullptr && past > 0)
-      check<ShapeError>(cache->rows() == B, where, ": the cache holds ", cache->rows(),
-                        " rows but input_ids has shape ", shape_str(input_ids.shape()));
-    Tensor<std::int64_t> mask = attention_mask;
-    if (!mask.empty())
-      check_mask(where, mask, input_ids);
-    else if (cache != nullptr)
-      mask = Tensor<std::int64_t>::ones({B, T});
-
-    Tensor<std::int64_t> positions = position_ids;
-    if (positions.empty()) {
-      positions = Tensor<std::int64_t>({B, T});
-      for (Index b = 0; b < B; ++b)
-        for (Index t = 0; t < T; ++t) positions[b * T + t] = past + t;
-    }
-    check<ShapeError>(positions.shape() == input_ids.shape(), where, ": position_ids has shape ",
-                      shape_str(positions.shape()), " but input_ids has ",
-                      shape_str(input_ids.shape()));
+    const DecoderInputs in = decoder_inputs(where, input_ids, attention_mask, cache, position_ids);
+    const Index T = in.length, past = in.past;
+    const Tensor<std::int64_t>& mask = in.mask;
+    const Tensor<std::int64_t>& positions = in.positions;
     for (std::int64_t p : positions.data())
       check<IndexError>(p >= 0 && p < wpe.num_embeddings(), where, ": position ", p,
                         " is beyond n_positions = ", wpe.num_embeddings(), " (past ", past, " + ",

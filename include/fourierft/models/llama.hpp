@@ -229,33 +229,11 @@ class LlamaModel : public nn::Module<Real> {
                     const Tensor<std::int64_t>& attention_mask = {}, KvCache<Real>* cache = nullptr,
                     const Tensor<std::int64_t>& position_ids = {},
                     std::vector<Var<Real>>* hidden_states = nullptr) {
-    const char* where = "LlamaModel.forward";
-    check_ids(where, "input_ids", input_ids);
-    const Index B = input_ids.size(0), T = input_ids.size(1);
-    const Index past = cache != nullptr ? cache->length() : 0;
-    if (cache != nullptr && past > 0)
-      check<ShapeError>(cache->rows() == B, where, ": the cache holds ", cache->rows(),
-                        " rows but input_ids has shape ", shape_str(input_ids.shape()));
-    Tensor<std::int64_t> mask = attention_mask;
-    if (!mask.empty())
-      check_mask(where, mask, input_ids);
-    else if (cache != nullptr)
-      mask = Tensor<std::int64_t>::ones({B, T});
-
-    Tensor<std::int64_t> positions = position_ids;
-    if (positions.empty()) {
-      positions = Tensor<std::int64_t>({B, T});
-      for (Index b = 0; b < B; ++b)
-        for (Index t = 0; t < T; ++t) positions[b * T + t] = past + t;
-    }
-    check<ShapeError>(positions.shape() == input_ids.shape(), where, ": position_ids has shape ",
-                      shape_str(positions.shape()), " but input_ids has ",
-                      shape_str(input_ids.shape()));
-    std::int64_t max_position = 0;
-    for (std::int64_t p : positions.data()) {
-      check<IndexError>(p >= 0, where, ": position_ids holds ", p, " (positions are >= 0)");
-      max_position = std::max(max_position, p);
-    }
+    const DecoderInputs in =
+        decoder_inputs("LlamaModel.forward", input_ids, attention_mask, cache, position_ids);
+    const Tensor<std::int64_t>& mask = in.mask;
+    const Tensor<std::int64_t>& positions = in.positions;
+    const std::int64_t max_position = in.max_position;
     // Dynamic NTK scaling: HF recomputes the frequencies from max(position_ids) + 1 of the call.
     const std::vector<float> inv_freq =
         config_.rope_scaling.type == ops::RopeScalingType::dynamic
@@ -380,7 +358,8 @@ class LlamaForCausalLM
   Var<Real> lm_loss(Tape<Real>& tape, const Var<Real>& hidden,
                     std::span<const std::int64_t> targets,
                     const ops::CrossEntropyOptions& options = {}) const {
-    if (lm_head && !lm_head->adapters().empty())  // an adapted head: its own forward
+    // An adapted head, or one held in BF16 / F16 (its GEMM converts tiles): its own forward.
+    if (lm_head && (!lm_head->adapters().empty() || lm_head->half_precision()))
       return ops::cross_entropy(tape, head(tape, hidden), targets, options);
     return ops::linear_cross_entropy(tape, hidden,
                                      lm_head ? lm_head->weight : model.embed_tokens.weight,
