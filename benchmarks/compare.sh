@@ -6,6 +6,8 @@
 #
 #   benchmarks/compare.sh [build-dir] [-- bench args, e.g. --all --steps 3]
 #   BUILD=build-perf benchmarks/compare.sh -- --case gpt2/fourierft
+#   POLICIES=default benchmarks/compare.sh -- --case tinyllama/fourierft --steps 1   (one policy:
+#       the LLaMA-family steps take minutes each)
 #
 # Needs /usr/bin/python3 with torch (Debian's python3-torch) and a build with
 # FOURIERFT_BUILD_BENCHMARKS=ON. Threads: FOURIERFT_NUM_THREADS (default 2) for both sides.
@@ -24,11 +26,12 @@ fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 print_run_header
+policies=(${POLICIES:-default passive})
 for c in "${cases[@]}"; do
-  run_side fourierft default "$bench" --no-header --case "$c" "${args[@]}"
-  run_side fourierft passive "$bench" --no-header --case "$c" "${args[@]}"
-  run_side pytorch default "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}"
-  run_side pytorch passive "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}"
+  for p in "${policies[@]}"; do
+    run_side fourierft "$p" "$bench" --no-header --case "$c" "${args[@]}"
+    run_side pytorch "$p" "$python" "$here/pytorch_reference.py" --no-header --case "$c" "${args[@]}"
+  done
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
