@@ -272,6 +272,15 @@ Var<Real> causal_lm_loss(Tape<Real>& tape, const Var<Real>& logits,
   return ops::cross_entropy(tape, logits, causal_lm_targets(labels), options);
 }
 
+// A causal LM's loss(): labels in.labels, or causal_lm_labels(ids, mask) when empty.
+template <class Real>
+Var<Real> causal_lm_loss(Tape<Real>& tape, const ModelOutput<Real>& out,
+                         const ModelInputs<Real>& in) {
+  return causal_lm_loss(tape, out.logits,
+                        in.labels.empty() ? causal_lm_labels(in.input_ids, in.attention_mask)
+                                          : in.labels);
+}
+
 // ---------------------------------------------------------------------------
 // GPT2LMHeadModel: `transformer` plus the LM head tied to transformer.wte.weight. The head is not a
 // parameter of its own, so named_parameters() lists no `lm_head.weight` (as HF's files omit it) and
@@ -309,9 +318,7 @@ class GPT2LMHeadModel : public PretrainedModel<GPT2LMHeadModel<Real>, io::Gpt2Co
   }
   // HF's causal-LM loss of the logits; labels in.labels, or causal_lm_labels(ids, mask) if empty.
   Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
-    return causal_lm_loss(tape, out.logits,
-                          in.labels.empty() ? causal_lm_labels(in.input_ids, in.attention_mask)
-                                            : in.labels);
+    return causal_lm_loss(tape, out, in);
   }
   // Generation's call (LmDecoder): the logits of the last position only, (B, V), not all T
   // positions. Arguments as GPT2Model::forward; with a cache, T = 1 is one incremental step.

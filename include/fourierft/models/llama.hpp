@@ -329,9 +329,7 @@ class LlamaForCausalLM
   }
   // HF's causal-LM loss of the logits; labels in.labels, or causal_lm_labels(ids, mask) if empty.
   Var<Real> loss(Tape<Real>& tape, const ModelOutput<Real>& out, const ModelInputs<Real>& in) {
-    return causal_lm_loss(tape, out.logits,
-                          in.labels.empty() ? causal_lm_labels(in.input_ids, in.attention_mask)
-                                            : in.labels);
+    return causal_lm_loss(tape, out, in);
   }
   // Generation's call (LmDecoder): the logits of the last position only, (B, V). Arguments as
   // LlamaModel::forward; with a cache, T = 1 is one incremental step.
