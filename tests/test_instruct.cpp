@@ -475,6 +475,29 @@ TEST_CASE("tokenize_example: truncation to max_len keeps the BOS and cuts from t
   CHECK(concat_ids({1}, tokenizer.encode(text.prompt + text.target)) == full);
 }
 
+TEST_CASE("tokenize_example: a chat template's text gets no second BOS (apply_chat_template's rule)") {
+  const HfTokenizer tokenizer = HfTokenizer::load(mistral_dir);
+  // The template writes "<s>" itself, as Llama 2's and Mistral's do with {{ bos_token }}.
+  const ChatTemplate chat = ChatTemplate::parse(
+      "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }} "
+      "[/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}",
+      "inst.jinja");
+  const PromptContext context{.chat = &chat,
+                              .chat_variables = {{"bos_token", "<s>"}, {"eos_token", "</s>"}}};
+  const PromptText text = format_example(alpaca_row("Hi", "", "Hello."), PromptTemplate::chat, context);
+  CHECK(text.prompt == "<s>[INST] Hi [/INST]");
+  CHECK(text.target == "Hello.</s>");
+  CHECK(!text.add_special_tokens);
+  CHECK(template_writes_special_tokens(PromptTemplate::chat));
+  CHECK(!template_writes_special_tokens(PromptTemplate::alpaca));
+  const TokenizedExample ex = tokenize_example(text, tokenizer, 512);
+  CHECK(ex.input_ids == tokenizer.encode(text.prompt + text.target));
+  CHECK(std::count(ex.input_ids.begin(), ex.input_ids.end(), 1) == 1);  // one <s>
+  CHECK(ex.input_ids.back() == 2);
+  CHECK(std::count(ex.labels.begin(), ex.labels.end(), ignore_index) ==
+        static_cast<std::ptrdiff_t>(tokenizer.encode(text.prompt).size()));
+}
+
 // ---- FastChat questions and answers ----------------------------------------------------------------
 
 TEST_CASE("read_bench_questions: FastChat's MT-Bench (2 turns) and Vicuna (1 turn) files") {
