@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <string>
 
 #include "fourierft/io/jinja.hpp"
