@@ -11,6 +11,14 @@
 //   --mode clm    GPT-2 causal-LM pretraining (GPT2LMHeadModel, head tied to wte): each line is
 //                 encoded and followed by <|endoftext|>, concatenated, cut into blocks of --max-len
 //                 (run_clm.py's group_texts); the loss predicts every next token.
+//   --mode clm-llama  LLaMA causal-LM pretraining (LlamaForCausalLM: RMSNorm, RoPE, SwiGLU MLP,
+//                 grouped-query attention with --kv-heads, no dropout), the same data and loss as
+//                 clm. The folder is what transformers' LlamaForCausalLM.from_pretrained and
+//                 AutoTokenizer read: config.json, model.safetensors, and a chat-ready tokenizer —
+//                 tokenizer.json (the reduced byte-level BPE + <|endoftext|>, <|im_start|>,
+//                 <|im_end|> as special added tokens), tokenizer_config.json (ChatML
+//                 chat_template, eos_token <|im_end|>, pad_token <|endoftext|>, no BOS),
+//                 generation_config.json. Corpus lines are separated by <|endoftext|>.
 //   --mode image  ViT supervised pretraining (ViTForImageClassification) on an image folder
 //                 <data>/train/<class>/*: random resized crop (area --crop-min..1) + horizontal
 //                 flip, normalised with mean = std = 0.5; accuracy on <data>/test after each epoch.
@@ -31,6 +39,11 @@
 //       --tokenizer ../shared/data/tokenizers/roberta --vocab-merges 8000 --out out/roberta-small
 //   pretrain --mode clm --text ../shared/data/e2e/devset.csv,../shared/data/glue/sst2/train.tsv
 //       --tokenizer ../shared/data/tokenizers/gpt2 --vocab-merges 8000 --max-len 256 --out out/gpt2-small
+//   pretrain --mode clm-llama --text ../shared/data/e2e/devset.csv,../shared/data/glue/qnli/dev.tsv
+//       --unique-lines --tokenizer ../shared/data/tokenizers/gpt2 --vocab-merges 4000 --layers 4
+//       --hidden 128 --heads 4 --kv-heads 2 --intermediate 384 --max-len 256 --dtype bf16
+//       --out out/llama-tiny
+//       (examples/checkpoints/llama-tiny-qnli-e2e: its README has the full command and the loss)
 // Options: --help. Ctrl-C saves the state; the same command with --resume continues.
 //
 // Output. At start: the model's sizes and parameter count, the data. Then step lines ("step 120 |
@@ -38,10 +51,12 @@
 // masked-token loss and accuracy on held-out blocks; clm: loss and perplexity; image: test
 // accuracy). At the end <out>/model/ is the checkpoint folder — config.json, model.safetensors
 // (--dtype f32 or f16), vocab.json + merges.txt + tokenizer_config.json (text) or
-// preprocessor_config.json (image), pretrain.json (the command, seed, threads and the evaluation of
+// preprocessor_config.json (image) or tokenizer.json + tokenizer_config.json +
+// generation_config.json (clm-llama), pretrain.json (the command, seed, threads and the evaluation of
 // the saved weights, reloaded from the folder) — written as <out>/model.tmp/ and renamed. Also in
 // <out>: log.jsonl, results.json.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -53,14 +68,17 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fourierft/fourierft.hpp"
 #include "fourierft/io/e2e.hpp"
 #include "fourierft/io/glue.hpp"
+#include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/io/image_batches.hpp"
 #include "fourierft/io/image_folder.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/llama.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/train/log.hpp"
@@ -74,15 +92,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const usage = R"(usage: pretrain --mode mlm|clm|image [options]
+const char* const usage = R"(usage: pretrain --mode mlm|clm|clm-llama|image [options]
 
-Pretrains a small RoBERTa (mlm), GPT-2 (clm) or ViT (image) from scratch; writes <out>/model/,
-a Hugging Face checkpoint folder.
+Pretrains a small RoBERTa (mlm), GPT-2 (clm), LLaMA (clm-llama) or ViT (image) from scratch;
+writes <out>/model/, a Hugging Face checkpoint folder.
 data:
   --text FILE[,FILE]  mlm, clm: .txt one sentence per line, .tsv GLUE (task = folder name, else
                       SST-2; both sentences of pair tasks), .csv E2E (its references)
-  --tokenizer DIR     mlm, clm: vocab.json + merges.txt (RoBERTa's for mlm, GPT-2's for clm)
+  --tokenizer DIR     mlm, clm: vocab.json + merges.txt (RoBERTa's for mlm, GPT-2's for clm
+                      and clm-llama)
   --vocab-merges K    keep the first K merges of the tokenizer (0: all)                      [0]
+  --unique-lines      drop a corpus line equal to an earlier one (QNLI repeats each sentence
+                      once per question: repeats would leak into the held-out blocks)
   --max-len T         tokens per training block                                            [128]
   --eval-fraction F   share of the blocks held out for evaluation                         [0.02]
   --data DIR          image: train/<class>/* and test/<class>/*
@@ -91,9 +112,12 @@ model size:
   --layers L, --hidden C, --heads NH    [4, 128, 4]
   --intermediate D    feed-forward width                                              [4 x hidden]
   --image-size S, --patch P             image: [32, 4]
-  --dropout P         hidden dropout                                               [0.1; image 0]
+  --dropout P         hidden dropout                                   [0.1; image, clm-llama 0]
   --attention-dropout P                                                                      [0]
-  --dtype f32|f16     dtype of model.safetensors                                           [f32]
+  --kv-heads H        clm-llama: key/value heads (grouped-query attention)             [--heads]
+  --rope-theta R      clm-llama: RoPE base                                               [10000]
+  --tie-embeddings yes|no   clm-llama: lm_head = embed_tokens                              [yes]
+  --dtype f32|f16|bf16      dtype of model.safetensors                                     [f32]
 optimisation (AdamW, linear warm-up and decay):
   --lr LR [5e-4]  --epochs E [1]  --batch B [32]  --grad-accum K [1]  --warmup-ratio R [0.06]
   --weight-decay W [0.01]  --clip C [1]
@@ -214,6 +238,121 @@ void write_bpe_files(const BpeFiles& f, const fs::path& dir) {
   });
 }
 
+// ---- clm-llama: the tokenizer as one Hugging Face tokenizer.json, with chat tokens ----------
+
+// The tokens a chat model needs beyond GPT-2's: ChatML's turn markers, after <|endoftext|>.
+constexpr const char* im_start = "<|im_start|>";
+constexpr const char* im_end = "<|im_end|>";
+constexpr const char* end_of_text = "<|endoftext|>";
+
+// ChatML, the widely used template (as in the configs of ChatML models such as OpenHermes-2.5 and
+// in transformers' chat-templating guide; its '\n' are Jinja escapes, as in those files):
+// "<|im_start|>role\ncontent<|im_end|>\n" per message,
+// then "<|im_start|>assistant\n" when add_generation_prompt.
+constexpr const char* chatml_template =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
+    "}}{% endif %}";
+
+// The ids of the three special tokens in the saved vocabulary: <|endoftext|> as the reduced
+// GPT-2 vocabulary numbers it (its last id), the two ChatML markers right after it.
+struct ChatTokenIds {
+  std::int64_t end_of_text = -1, im_start = -1, im_end = -1;
+  Index vocab_size = 0;  // embedding rows: the BPE vocabulary + the two markers
+  std::array<std::pair<const char*, std::int64_t>, 3> specials() const {
+    return {{{"<|endoftext|>", end_of_text}, {"<|im_start|>", im_start}, {"<|im_end|>", im_end}}};
+  }
+};
+ChatTokenIds chat_token_ids(const BpeFiles& bpe) {
+  ChatTokenIds ids;
+  check<FormatError>(bpe.vocab.contains(end_of_text), "the tokenizer has no ", end_of_text);
+  ids.end_of_text = bpe.vocab.at(end_of_text).get<std::int64_t>();
+  const auto n = static_cast<std::int64_t>(bpe.vocab.size());
+  ids.im_start = n;
+  ids.im_end = n + 1;
+  ids.vocab_size = n + 2;
+  return ids;
+}
+
+// tokenizer.json in the layout of the `tokenizers` library (GPT-2's and Qwen's byte-level BPE): no
+// normalizer, ByteLevel pre-tokenizer (GPT-2's split regex, no prefix space), ByteLevel
+// post-processor (adds no ids) and decoder; model BPE with the vocabulary and "a b" merges; the
+// three special tokens as added tokens (special, not normalized).
+io::Json hf_tokenizer_json(const BpeFiles& bpe, const ChatTokenIds& ids) {
+  const auto byte_level = [](bool trim_offsets) {
+    return io::Json{{"type", "ByteLevel"}, {"add_prefix_space", false},
+                    {"trim_offsets", trim_offsets}, {"use_regex", true}};
+  };
+  io::Json added = io::Json::array();
+  for (const auto& [content, id] : ids.specials())
+    added.push_back({{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false},
+                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+  io::Json vocab = bpe.vocab;  // the markers are added tokens only, as in Qwen's file
+  return {{"version", "1.0"},
+          {"truncation", nullptr},
+          {"padding", nullptr},
+          {"added_tokens", added},
+          {"normalizer", nullptr},
+          {"pre_tokenizer", byte_level(true)},
+          {"post_processor", byte_level(false)},
+          {"decoder", byte_level(true)},
+          {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
+                     {"continuing_subword_prefix", ""}, {"end_of_word_suffix", ""},
+                     {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+                     {"vocab", vocab}, {"merges", bpe.merges}}}};
+}
+
+// tokenizer_config.json for transformers' PreTrainedTokenizerFast: no BOS, EOS = <|im_end|> (the
+// end of an assistant turn), pad = <|endoftext|>, the ChatML chat_template.
+io::Json hf_tokenizer_config(const ChatTokenIds& ids, Index max_len) {
+  io::Json decoder = io::Json::object();
+  for (const auto& [content, id] : ids.specials())
+    decoder[std::to_string(id)] = {{"content", content}, {"lstrip", false}, {"normalized", false},
+                                   {"rstrip", false}, {"single_word", false}, {"special", true}};
+  return {{"add_bos_token", false},
+          {"add_prefix_space", false},
+          {"added_tokens_decoder", decoder},
+          {"additional_special_tokens", io::Json::array({im_start, im_end})},
+          {"bos_token", nullptr},
+          {"chat_template", chatml_template},
+          {"clean_up_tokenization_spaces", false},
+          {"eos_token", im_end},
+          {"errors", "replace"},
+          {"model_max_length", max_len},
+          {"pad_token", end_of_text},
+          {"split_special_tokens", false},
+          {"tokenizer_class", "PreTrainedTokenizerFast"},
+          {"unk_token", nullptr}};
+}
+
+// The saved tokenizer read back by io::HfTokenizer must be the one the model was trained with:
+// the same ids for every sample text (and the text back from them), the special tokens where
+// they were put, no BOS/EOS added. Throws FormatError naming the file and the first difference.
+void check_saved_tokenizer(const fs::path& dir, const io::BpeTokenizer& trained,
+                           const ChatTokenIds& ids, const std::vector<std::string>& samples) {
+  const io::HfTokenizer saved = io::HfTokenizer::load(dir);
+  const std::string file = (dir / "tokenizer.json").string();
+  check<FormatError>(saved.vocab_size() == ids.vocab_size, file, ": ", saved.vocab_size(),
+                     " tokens, the model has ", ids.vocab_size);
+  for (const auto& [content, id] : ids.specials())
+    check<FormatError>(saved.token_id(content) == id && saved.is_special(id), file, ": ", content,
+                       " should be special token ", id);
+  const io::SpecialTokens& s = saved.special_tokens();
+  check<FormatError>(!s.bos && s.eos == ids.im_end && s.pad == ids.end_of_text &&
+                         saved.template_prefix().empty() && saved.template_suffix().empty(),
+                     file, ": tokenizer_config.json should give no BOS, eos ", im_end, " and pad ",
+                     end_of_text, ", and add no ids");
+  for (const std::string& text : samples) {
+    const std::vector<std::int64_t> expected = trained.encode(text),
+                                    got = saved.encode(text, io::SpecialText::plain);
+    check<FormatError>(got == expected, file, ": encodes '", text, "' to ", got.size(),
+                       " ids, the training tokenizer to ", expected.size(),
+                       got.size() == expected.size() ? " (different ids)" : "");
+    check<FormatError>(saved.decode(got) == text, file, ": decoding '", text, "' gives '",
+                       saved.decode(got), "'");
+  }
+}
+
 // The corpus as one id stream cut into blocks of T (the last partial block is dropped, as
 // run_mlm.py / run_clm.py do). mlm: "<s> line </s>" per line; clm: "line <|endoftext|>".
 std::vector<std::vector<std::int64_t>> make_blocks(const io::BpeTokenizer& tokenizer,
@@ -293,6 +432,7 @@ struct Evaluation {
 // ---- mlm and clm --------------------------------------------------------------------------
 struct TextTask {
   bool masked_lm = true;
+  bool llama_lm = false;                      // clm-llama (masked_lm false)
   std::optional<io::BpeTokenizer> tokenizer;  // set once the files are chosen
   fs::path tokenizer_dir;  // the (reduced) vocab.json + merges.txt, copied into the checkpoint
   std::vector<std::vector<std::int64_t>> train, eval;  // blocks of T ids
@@ -301,15 +441,22 @@ struct TextTask {
   std::int64_t mask_id = -1, eos_id = -1;
   std::unique_ptr<models::RobertaForMaskedLM<float>> mlm;
   std::unique_ptr<models::GPT2LMHeadModel<float>> clm;
+  std::unique_ptr<models::LlamaForCausalLM<float>> llama;
+  BpeFiles bpe;                      // clm-llama: the (reduced) files, written as tokenizer.json
+  ChatTokenIds chat_ids;             // clm-llama: the special tokens' ids
+  std::vector<std::string> samples;  // clm-llama: corpus lines the saved tokenizer must encode alike
 
-  nn::Module<float>& model() { return masked_lm ? static_cast<nn::Module<float>&>(*mlm) : *clm; }
+  nn::Module<float>& model() {
+    if (masked_lm) return *mlm;
+    return llama_lm ? static_cast<nn::Module<float>&>(*llama) : *clm;
+  }
   Index size() const { return static_cast<Index>(train.size()); }
   Index items(Index rows) const {
     return rows * static_cast<Index>(train.front().size());
   }
   void reseed(std::uint64_t seed, std::uint64_t step) {
     if (masked_lm) train::reseed_dropout(*mlm, seed, step);
-    else train::reseed_dropout(*clm, seed, step);
+    else if (!llama_lm) train::reseed_dropout(*clm, seed, step);  // LLaMA has no dropout
   }
 
   // The loss of blocks `rows`; masking drawn from `rng`.
@@ -321,6 +468,7 @@ struct TextTask {
       const Var<float> hidden = mlm->roberta.forward(tape, m.input_ids);
       return mlm->loss(tape, hidden, m.labels);
     }
+    if (llama_lm) return models::causal_lm_loss(tape, llama->forward(tape, ids).logits, ids);
     return models::causal_lm_loss(tape, clm->forward(tape, ids).logits, ids);
   }
 
@@ -355,9 +503,11 @@ struct TextTask {
         }
         scored += static_cast<double>(at.size());
       } else {
-        auto& model = dynamic_cast<models::GPT2LMHeadModel<float>&>(m);
+        const Var<float> logits =
+            llama_lm ? dynamic_cast<models::LlamaForCausalLM<float>&>(m).forward(tape, ids).logits
+                     : dynamic_cast<models::GPT2LMHeadModel<float>&>(m).forward(tape, ids).logits;
         const double n = static_cast<double>(ids.size(0) * (ids.size(1) - 1));
-        loss_sum += models::causal_lm_loss(tape, model.forward(tape, ids).logits, ids).item() * n;
+        loss_sum += models::causal_lm_loss(tape, logits, ids).item() * n;
         scored += n;
       }
       tape.clear();
@@ -383,6 +533,18 @@ struct TextTask {
   }
 
   void save(const fs::path& dir, io::Dtype dtype) const {
+    if (llama_lm) {
+      llama->save_pretrained(dir, dtype);
+      const auto T = static_cast<Index>(train.front().size());
+      io::write_json(dir / "tokenizer.json", hf_tokenizer_json(bpe, chat_ids));
+      io::write_json(dir / "tokenizer_config.json", hf_tokenizer_config(chat_ids, T));
+      // generate() stops at the end of an assistant turn or of a document.
+      io::write_json(dir / "generation_config.json",
+                     {{"bos_token_id", chat_ids.end_of_text},
+                      {"eos_token_id", io::Json::array({chat_ids.im_end, chat_ids.end_of_text})},
+                      {"pad_token_id", chat_ids.end_of_text}});
+      return;
+    }
     if (masked_lm) mlm->save_pretrained(dir, dtype);
     else clm->save_pretrained(dir, dtype);
     fs::copy_file(tokenizer_dir / "vocab.json", dir / "vocab.json");
@@ -392,7 +554,12 @@ struct TextTask {
                     {"model_max_length", train.front().size()}});
   }
   // The saved folder read back the way the fine-tuning programs read it.
+  // clm-llama also checks the saved tokenizer against the training one (check_saved_tokenizer).
   std::unique_ptr<nn::Module<float>> load(const fs::path& dir) const {
+    if (llama_lm) {
+      check_saved_tokenizer(dir, *tokenizer, chat_ids, samples);
+      return models::LlamaForCausalLM<float>::from_pretrained(dir);
+    }
     if (masked_lm) return models::RobertaForMaskedLM<float>::from_pretrained(dir);
     return models::GPT2LMHeadModel<float>::from_pretrained(dir);
   }
@@ -505,15 +672,16 @@ int main(int argc, char** argv) {
   const auto run_start = std::chrono::steady_clock::now();
   try {
     // ---- options ---------------------------------------------------------------------------------
-    util::Args args(argc, argv, {"--resume", "--fast-fft", "--help"});
+    util::Args args(argc, argv, {"--resume", "--fast-fft", "--unique-lines", "--help"});
     if (args.has("--help")) {
       std::cout << usage;
       return 0;
     }
     const std::string mode = args.str("--mode");
-    check(mode == "mlm" || mode == "clm" || mode == "image", "option --mode expects mlm, clm or ",
-          "image, got '", mode, "'");
-    const bool is_image = mode == "image";
+    check(mode == "mlm" || mode == "clm" || mode == "clm-llama" || mode == "image",
+          "option --mode expects mlm, clm or image, got '", mode, "' (or clm-llama: clm with a ",
+          "LLaMA model)");
+    const bool is_image = mode == "image", is_llama = mode == "clm-llama";
     train::RunOptions opt;
     opt.lr = 5e-4;
     opt.weight_decay = 0.01;
@@ -523,12 +691,16 @@ int main(int argc, char** argv) {
     const Index layers = args.integer("--layers", 4), hidden = args.integer("--hidden", 128);
     const Index heads = args.integer("--heads", 4);
     const Index intermediate = args.integer("--intermediate", 4 * hidden);
-    const double dropout = args.real("--dropout", is_image ? 0.0 : 0.1);
+    const double dropout = args.real("--dropout", is_image || is_llama ? 0.0 : 0.1);
     const double attention_dropout = args.real("--attention-dropout", 0.0);
+    const Index kv_heads = is_llama ? args.integer("--kv-heads", heads) : heads;
+    const double rope_theta = is_llama ? args.real("--rope-theta", 10000.0) : 0.0;
+    const std::string tie_embeddings = is_llama ? args.str("--tie-embeddings", "yes") : "yes";
     const std::string dtype_name = args.str("--dtype", "f32");
     const Index max_len = args.integer("--max-len", 128);
     const double eval_fraction = args.real("--eval-fraction", 0.02);
     const Index vocab_merges = args.integer("--vocab-merges", 0);
+    const bool unique_lines = args.has("--unique-lines");
     const Index image_size = args.integer("--image-size", 32), patch = args.integer("--patch", 4);
     const double crop_min = args.real("--crop-min", 0.35);
     const std::string text_files = is_image ? "" : args.str("--text");
@@ -543,9 +715,18 @@ int main(int argc, char** argv) {
           heads, ")");
     check(dropout >= 0 && dropout < 1 && attention_dropout >= 0 && attention_dropout < 1,
           "options --dropout and --attention-dropout must be in [0, 1)");
-    check(dtype_name == "f32" || dtype_name == "f16", "option --dtype expects f32 or f16, got '",
-          dtype_name, "'");
-    const io::Dtype dtype = dtype_name == "f16" ? io::Dtype::F16 : io::Dtype::F32;
+    check(dtype_name == "f32" || dtype_name == "f16" || dtype_name == "bf16",
+          "option --dtype expects f32, f16 or bf16, got '", dtype_name, "'");
+    const io::Dtype dtype = dtype_name == "f16"    ? io::Dtype::F16
+                            : dtype_name == "bf16" ? io::Dtype::BF16
+                                                   : io::Dtype::F32;
+    check(!is_llama || (dropout == 0 && attention_dropout == 0),
+          "--mode clm-llama has no dropout (LLaMA uses none): drop --dropout / --attention-dropout");
+    check(kv_heads >= 1 && heads % kv_heads == 0, "option --kv-heads (", kv_heads,
+          ") must divide --heads (", heads, ")");
+    check(rope_theta > 0 || !is_llama, "option --rope-theta must be > 0, got ", rope_theta);
+    check(tie_embeddings == "yes" || tie_embeddings == "no",
+          "option --tie-embeddings expects yes or no, got '", tie_embeddings, "'");
     check(max_len >= 4, "option --max-len must be >= 4, got ", max_len);
     check(eval_fraction > 0 && eval_fraction < 1, "option --eval-fraction must be in (0, 1), got ",
           eval_fraction);
@@ -598,20 +779,26 @@ int main(int argc, char** argv) {
                   static_cast<long long>(c.num_patches()));
     } else {
       text.masked_lm = mode == "mlm";
+      text.llama_lm = is_llama;
       // The tokenizer as given, then reduced to its first K merges; the files used are kept in
       // <out>/tokenizer/ (a resumed run reads the same ones) and copied into the checkpoint.
       const BpeFiles full = read_bpe_files(tokenizer_dir);
       const io::BpeTokenizer given =
           io::BpeTokenizer::from_files(tokenizer_dir / "vocab.json", tokenizer_dir / "merges.txt");
       text.tokenizer_dir = opt.out / "tokenizer";
-      write_bpe_files(keep_first_merges(full, given, vocab_merges, tokenizer_dir), text.tokenizer_dir);
+      text.bpe = keep_first_merges(full, given, vocab_merges, tokenizer_dir);
+      write_bpe_files(text.bpe, text.tokenizer_dir);
       text.tokenizer = io::BpeTokenizer::from_files(text.tokenizer_dir / "vocab.json",
                                                     text.tokenizer_dir / "merges.txt");
       const io::SpecialTokens specials = text.tokenizer->special_tokens();
-      const Index V = text.tokenizer->vocab_size();
+      // clm-llama: the ChatML markers get the two ids after the BPE vocabulary (unused in
+      // pretraining, there for instruction tuning).
+      if (is_llama) text.chat_ids = chat_token_ids(text.bpe);
+      const Index V = is_llama ? text.chat_ids.vocab_size : text.tokenizer->vocab_size();
       text.special.assign(static_cast<std::size_t>(V), false);
       for (std::int64_t id = 0; id < V; ++id) {
-        text.special[static_cast<std::size_t>(id)] = text.tokenizer->is_special(id);
+        text.special[static_cast<std::size_t>(id)] =
+            id >= text.tokenizer->vocab_size() || text.tokenizer->is_special(id);
         if (!text.special[static_cast<std::size_t>(id)]) text.ordinary.push_back(id);
       }
       if (text.masked_lm) {
@@ -621,8 +808,8 @@ int main(int argc, char** argv) {
         text.mask_id = *specials.mask;
       } else {
         check<FormatError>(specials.eos.has_value() && !specials.mask.has_value(),
-                           tokenizer_dir.string(), ": --mode clm needs a GPT-2 vocabulary ",
-                           "(<|endoftext|>, no <mask>); this one is RoBERTa's");
+                           tokenizer_dir.string(), ": --mode ", mode, " needs a GPT-2 ",
+                           "vocabulary (<|endoftext|>, no <mask>); this one is RoBERTa's");
         text.eos_id = *specials.eos;
       }
 
@@ -634,6 +821,15 @@ int main(int argc, char** argv) {
         std::printf("corpus: %s: %zu sentences\n", f.c_str(), more.size());
         lines.insert(lines.end(), more.begin(), more.end());
       }
+      if (unique_lines) {
+        std::set<std::string> seen;
+        const std::size_t before = lines.size();
+        std::erase_if(lines, [&](const std::string& line) { return !seen.insert(line).second; });
+        std::printf("corpus: %zu repeated lines dropped (--unique-lines)\n", before - lines.size());
+      }
+      // 200 lines spread over the corpus: the saved tokenizer.json must encode them alike.
+      for (std::size_t i = 0; is_llama && i < lines.size(); i += std::max<std::size_t>(1, lines.size() / 200))
+        text.samples.push_back(lines[i]);
       auto blocks = make_blocks(*text.tokenizer, lines, text.masked_lm, text.eos_id, max_len);
       const auto n_eval = std::max<std::size_t>(1, static_cast<std::size_t>(
                                                        eval_fraction * static_cast<double>(blocks.size())));
@@ -670,6 +866,28 @@ int main(int argc, char** argv) {
                     static_cast<long long>(layers), static_cast<long long>(hidden),
                     static_cast<long long>(heads), static_cast<long long>(intermediate),
                     static_cast<long long>(c.max_position_embeddings), static_cast<long long>(V));
+      } else if (is_llama) {
+        io::LlamaConfig c;
+        c.vocab_size = V;
+        c.hidden_size = hidden;
+        c.intermediate_size = intermediate;
+        c.num_hidden_layers = layers;
+        c.num_attention_heads = heads;
+        c.num_key_value_heads = kv_heads;
+        c.max_position_embeddings = max_len;  // the context it was trained on (RoPE: no table)
+        c.rope_theta = rope_theta;
+        c.tie_word_embeddings = tie_embeddings == "yes";
+        c.bos_token_id = text.chat_ids.end_of_text;  // as Qwen: <|endoftext|>, never added
+        c.pad_token_id = text.chat_ids.end_of_text;
+        c.eos_token_id = text.chat_ids.im_end;
+        c.eos_token_ids = {text.chat_ids.im_end, text.chat_ids.end_of_text};
+        text.llama = std::make_unique<models::LlamaForCausalLM<float>>(c, opt.seed);
+        std::printf("model: LlamaForCausalLM, %lld layers, hidden %lld, %lld heads (%lld key/value), "
+                    "intermediate %lld, rope theta %g, vocabulary %lld (with %s, %s; lm_head %s)\n",
+                    static_cast<long long>(layers), static_cast<long long>(hidden),
+                    static_cast<long long>(heads), static_cast<long long>(kv_heads),
+                    static_cast<long long>(intermediate), rope_theta, static_cast<long long>(V),
+                    im_start, im_end, c.tie_word_embeddings ? "tied" : "untied");
       } else {
         io::Gpt2Config c;
         c.vocab_size = V;
@@ -715,6 +933,10 @@ int main(int argc, char** argv) {
                      {"max_len", is_image ? 0 : max_len}, {"vocab_merges", vocab_merges},
                      {"image_size", is_image ? image_size : 0}, {"patch", is_image ? patch : 0},
                      {"crop_min", is_image ? crop_min : 0.0}});
+    if (unique_lines) settings["unique_lines"] = true;  // only when set: older states resume
+    if (is_llama)  // only in this mode, so earlier clm / mlm states still resume
+      settings.update({{"kv_heads", kv_heads}, {"rope_theta", rope_theta},
+                       {"tie_embeddings", tie_embeddings}});
     train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
     train::Run run(opt, model, optimizer, interrupt,
                    {.program = "pretrain", .settings = settings, .total_steps = total_steps,

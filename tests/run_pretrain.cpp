@@ -7,8 +7,14 @@
 //   pretrain/mlm, /clm, /image   each mode runs a few steps on bundled slices, writes a checkpoint
 //                           folder, and the matching fine-tuning program loads it and trains on it;
 //                           image also checks --stop-after + --resume gives the same weights
+//   pretrain/clm-llama      LlamaForCausalLM pretraining end to end: the folder HF reads (config,
+//                           BF16 weights, tokenizer.json + ChatML tokenizer_config.json) loads
+//                           through the registry, the tokenizer encodes as the training one, and
+//                           --stop-after + --resume gives the same weights
 //   pretrain/errors         bad options and inputs: one clear error, non-zero exit
 //   pretrain/vit-tiny-cifar5  the committed checkpoint reproduces its recorded test accuracy exactly
+//   pretrain/llama-tiny-qnli  the committed LLaMA checkpoint loads and reproduces its recorded
+//                           held-out loss on the QNLI blocks (needs ../shared/data; else skipped)
 //   pretrain/cifar5-demo    the README's main job, shortened: runs and reloads its adapter exactly
 #include <doctest/doctest.h>
 
@@ -16,15 +22,21 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "fourierft/io/e2e.hpp"
+#include "fourierft/io/glue.hpp"
+#include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/io/image.hpp"
 #include "fourierft/io/image_batches.hpp"
 #include "fourierft/io/image_folder.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/llama.hpp"
+#include "fourierft/models/registry.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "../examples/vit_transfer.hpp"
@@ -39,6 +51,8 @@ namespace {
 
 const fs::path fixtures = FOURIERFT_FIXTURES_DIR;
 const fs::path source_dir = FOURIERFT_SOURCE_DIR;
+const fs::path shared_data = FOURIERFT_SHARED_DATA_DIR;
+const bool no_shared_data = !fs::is_directory(shared_data / "glue/qnli");
 
 fs::path fresh_dir(const std::string& name) {
   return testing::fresh_dir(fs::path(FOURIERFT_BINARY_DIR) / "run_pretrain", name);
@@ -73,6 +87,13 @@ void check_error(const Run& r, const std::string& expected) {
   CHECK(r.status == 1);
   CHECK(r.output.find("pretrain: ") != std::string::npos);
   CHECK(r.output.find(expected) != std::string::npos);
+}
+
+// The id lists one after another.
+std::vector<std::int64_t> concat_ids(const std::vector<std::vector<std::int64_t>>& parts) {
+  std::vector<std::int64_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
 }
 
 double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
@@ -311,6 +332,112 @@ TEST_CASE("pretrain/image: ViT on CIFAR-10 images, resume is exact; finetune_vit
   CHECK(fs::exists(dir / "ft/adapter/adapter_model.safetensors"));
 }
 
+TEST_CASE("pretrain/clm-llama: a LLaMA folder HF reads, its tokenizer round-trips, resume is exact") {
+  const fs::path dir = fresh_dir("clm-llama"), a = dir / "a", b = dir / "b";
+  const fs::path tokenizer_dir = fixtures / "models/gpt2-bytes";  // 256 bytes + 15 merges + eot
+  const std::vector<std::string> common = {
+      "--mode", "clm-llama", "--text", (fixtures / "data/glue/qnli/dev.tsv").string(),
+      "--unique-lines", "--tokenizer", tokenizer_dir.string(), "--layers", "2", "--hidden", "32",
+      "--heads", "4", "--kv-heads", "2", "--intermediate", "48", "--rope-theta", "500",
+      "--max-len", "128", "--batch", "16", "--epochs", "2", "--lr", "3e-3", "--log-every", "1",
+      "--dtype", "bf16", "--seed", "5"};
+  const Run r = run(PRETRAIN, concat(common, {"--out", a.string()}), dir / "a.log");
+  CHECK(r.output.find("repeated lines dropped (--unique-lines)") != std::string::npos);
+  check_pretrain_run(r, a, {"config.json", "model.safetensors", "tokenizer.json",
+                            "tokenizer_config.json", "generation_config.json"});
+  const fs::path saved = a / "model";
+
+  // config.json as LlamaForCausalLM.from_pretrained reads it. Ids: 272 BPE tokens with
+  // <|endoftext|> = 271 last, then <|im_start|> = 272, <|im_end|> = 273.
+  const io::Json config = io::read_json(saved / "config.json");
+  CHECK(config.at("architectures") == io::Json(std::vector<std::string>{"LlamaForCausalLM"}));
+  CHECK(config.at("model_type") == "llama");
+  CHECK(config.at("torch_dtype") == "bfloat16");
+  CHECK(config.at("vocab_size") == 274);
+  CHECK(config.at("num_key_value_heads") == 2);
+  CHECK(config.at("intermediate_size") == 48);
+  CHECK(config.at("rope_theta") == 500.0);
+  CHECK(config.at("tie_word_embeddings") == true);
+  CHECK(config.at("bos_token_id") == 271);
+  CHECK(config.at("eos_token_id") == io::Json::array({273, 271}));
+  const io::SafetensorsFile weights(saved / "model.safetensors");
+  CHECK(weights.names().size() == 1 + 2 * 9 + 1);  // embed, 2 x (4 proj + 3 mlp + 2 norms), norm
+  for (const std::string& name : weights.names()) {
+    INFO(name);
+    CHECK(weights.info(name).dtype == io::Dtype::BF16);
+    CHECK(name != "lm_head.weight");  // tied
+  }
+  CHECK(weights.info("model.layers.0.self_attn.k_proj.weight").shape == Shape{16, 32});
+  const auto steps = events(a / "log.jsonl", "step");
+  REQUIRE(steps.size() >= 4);
+  CHECK(steps.back().at("loss").get<double>() < steps.front().at("loss").get<double>() - 0.5);
+
+  // The library's loader, through the registry (config.json's architectures), reproduces the
+  // held-out loss the program recorded for the saved weights.
+  models::CheckpointReport report;
+  auto model = models::model_registry<float>().from_pretrained(saved, &report);
+  INFO(report.summary());
+  CHECK(model->architecture() == "LlamaForCausalLM");
+  CHECK(report.initialized.empty());
+  CHECK(report.unexpected.empty());
+
+  // tokenizer.json: HfTokenizer encodes as the BPE files the model was trained with, decodes back;
+  // tokenizer_config.json: ChatML, no BOS, EOS <|im_end|>, pad <|endoftext|>.
+  const io::HfTokenizer hf = io::HfTokenizer::load(saved);
+  const io::BpeTokenizer bpe = io::BpeTokenizer::from_files(tokenizer_dir / "vocab.json",
+                                                            tokenizer_dir / "merges.txt");
+  for (const std::string text : {"The Eagle is a coffee shop near Burger King.",
+                                 "  two  spaces,\ttab and\nnew line\n\n", "It's 3.14 -- isn't it?",
+                                 "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80 end"}) {
+    INFO(text);
+    CHECK(hf.encode(text) == bpe.encode(text));
+    CHECK(hf.decode(hf.encode(text)) == text);
+  }
+  CHECK(hf.vocab_size() == 274);
+  CHECK(hf.token_id("<|endoftext|>") == 271);
+  CHECK(hf.encode("<|im_start|>user\nhi<|im_end|>\n").front() == 272);
+  CHECK(hf.encode("<|im_start|>user\nhi<|im_end|>\n") ==
+        concat_ids({{272}, bpe.encode("user\nhi"), {273}, bpe.encode("\n")}));
+  CHECK(hf.special_tokens().eos == 273);
+  CHECK(hf.special_tokens().pad == 271);
+  CHECK_FALSE(hf.special_tokens().bos.has_value());
+  CHECK(hf.encode_for_model("hi") == hf.encode("hi"));  // nothing added
+  const io::Json tc = io::read_json(saved / "tokenizer_config.json");
+  CHECK(tc.at("chat_template") ==
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+        "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|im_start|>assistant\\n' }}{% endif %}");
+  CHECK(hf.chat_template() == tc.at("chat_template").get<std::string>());
+  CHECK(tc.at("bos_token").is_null());
+  CHECK(tc.at("add_bos_token") == false);
+
+  // Stopped after 3 steps and resumed: the same weights, byte for byte.
+  const Run stopped = run(PRETRAIN, concat(common, {"--out", b.string(), "--stop-after", "3"}),
+                          dir / "b1.log");
+  INFO(stopped.output);
+  CHECK(stopped.status == 130);
+  const Run refused = run(PRETRAIN, concat(common, {"--out", b.string(), "--resume",
+                                                    "--kv-heads", "4"}), dir / "b2.log");
+  CHECK(refused.status == 1);
+  CHECK(refused.output.find("but this run has kv_heads = 4") != std::string::npos);
+  const Run resumed = run(PRETRAIN, concat(common, {"--out", b.string(), "--resume"}), dir / "b3.log");
+  INFO(resumed.output);
+  REQUIRE(resumed.status == 0);
+  CHECK(read_file(a / "model/model.safetensors") == read_file(b / "model/model.safetensors"));
+  CHECK(read_file(a / "model/tokenizer.json") == read_file(b / "model/tokenizer.json"));
+  CHECK(io::read_json(a / "results.json").at("history") == io::read_json(b / "results.json").at("history"));
+
+  const std::vector<std::string> minimal = {
+      "--mode", "clm-llama", "--text", (fixtures / "data/glue/qnli/dev.tsv").string(),
+      "--tokenizer", tokenizer_dir.string(), "--out", (dir / "e").string()};
+  check_error(run(PRETRAIN, concat(minimal, {"--heads", "4", "--kv-heads", "3"}), dir / "e1.log"),
+              "option --kv-heads (3) must divide --heads (4)");
+  check_error(run(PRETRAIN, concat(minimal, {"--dropout", "0.1"}), dir / "e2.log"),
+              "--mode clm-llama has no dropout");
+  check_error(run(PRETRAIN, concat(minimal, {"--tie-embeddings", "maybe"}), dir / "e3.log"),
+              "option --tie-embeddings expects yes or no, got 'maybe'");
+}
+
 TEST_CASE("pretrain/errors: one clear message, non-zero exit") {
   const fs::path dir = fresh_dir("errors");
   check_error(run(PRETRAIN, {"--mode", "bert"}, dir / "1.log"),
@@ -377,4 +504,77 @@ TEST_CASE("pretrain/cifar5-demo: the main job, shortened, runs and reloads its a
   CHECK(r.output.find("(identical)") != std::string::npos);
   CHECK(fs::exists(dir / "out/fourierft/adapter_model.safetensors"));
   CHECK(fs::exists(dir / "out/head/adapter_model.safetensors"));
+}
+
+// The committed LLaMA checkpoint (the base of the instruction-tuning demo): it loads through the
+// registry with every weight, and its held-out LM loss — recorded by the program in pretrain.json
+// and in the README — is reproduced: the corpus of its command is rebuilt here from the data pack
+// and tokenized with the committed tokenizer.json (lines deduplicated, each followed by
+// <|endoftext|>, cut into blocks of max_position_embeddings tokens, the last 2% held out).
+TEST_CASE("pretrain/llama-tiny-qnli-e2e: the committed checkpoint reproduces its held-out loss" *
+          doctest::skip(no_shared_data)) {
+  const fs::path ckpt = source_dir / "examples/checkpoints/llama-tiny-qnli-e2e";
+  models::CheckpointReport report;
+  auto model = models::model_registry<float>().from_pretrained(ckpt, &report);
+  INFO(report.summary());
+  CHECK(model->architecture() == "LlamaForCausalLM");
+  CHECK(report.initialized.empty());
+  CHECK(report.unexpected.empty());
+  const io::Json config = io::read_json(ckpt / "config.json");
+  CHECK(config.at("torch_dtype") == "bfloat16");
+  const io::Json record = io::read_json(ckpt / "pretrain.json");
+  const io::Json recorded = record.at("eval_of_saved_weights");
+  const std::string command = record.at("command").get<std::string>();
+  CHECK(command.find("--unique-lines") != std::string::npos);
+  CHECK(command.find("--eval-fraction") == std::string::npos);  // the default 2%
+
+  std::vector<std::string> lines;
+  for (const char* f : {"e2e/devset.csv", "e2e/testset_w_refs.csv"}) {
+    CHECK(command.find(f) != std::string::npos);
+    for (const io::E2EExample& e : io::read_e2e_csv(shared_data / f).examples) lines.push_back(e.ref);
+  }
+  for (const char* f : {"glue/qnli/dev.tsv", "glue/qnli/test.tsv"}) {
+    CHECK(command.find(f) != std::string::npos);
+    for (const io::GlueExample& e : io::read_glue(shared_data / f, "qnli").examples) {
+      lines.push_back(e.text_a);
+      if (e.text_b && !e.text_b->empty()) lines.push_back(*e.text_b);
+    }
+  }
+  std::set<std::string> seen;
+  std::erase_if(lines, [&](const std::string& line) { return !seen.insert(line).second; });
+  const io::HfTokenizer tokenizer = io::HfTokenizer::load(ckpt);
+  const std::int64_t eot = *tokenizer.token_id("<|endoftext|>");
+  const Index T = config.at("max_position_embeddings").get<Index>();
+  std::vector<std::int64_t> stream;
+  for (const std::string& line : lines) {
+    const auto ids = tokenizer.encode(line, io::SpecialText::plain);
+    stream.insert(stream.end(), ids.begin(), ids.end());
+    stream.push_back(eot);
+  }
+  const auto blocks = static_cast<Index>(stream.size()) / T;
+  const Index held_out = std::max<Index>(1, static_cast<Index>(0.02 * static_cast<double>(blocks)));
+  CHECK(held_out == recorded.at("eval_blocks").get<Index>());
+
+  // Batches of 16 blocks as the program evaluates them: sum of (mean loss x predicted tokens).
+  Tape<float> tape;
+  NoGradScope<float> no_grad(tape);
+  model->module().eval();
+  double loss_sum = 0, scored = 0;
+  for (Index first = blocks - held_out; first < blocks; first += 16) {
+    const Index B = std::min<Index>(16, blocks - first);
+    models::ModelInputs<float> in;
+    in.input_ids = Tensor<std::int64_t>({B, T});
+    std::copy_n(stream.begin() + first * T, B * T, in.input_ids.ptr());
+    const double n = static_cast<double>(B * (T - 1));
+    loss_sum += model->loss(tape, model->forward(tape, in), in).item() * n;
+    scored += n;
+    tape.clear();
+  }
+  const double loss = loss_sum / scored;
+  MESSAGE("llama-tiny-qnli-e2e: held-out LM loss ", loss, " over ", held_out, " blocks");
+  CHECK(scored == recorded.at("scored_tokens").get<double>());
+  CHECK(std::abs(loss - recorded.at("lm_loss").get<double>()) < 1e-4);
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4f", recorded.at("lm_loss").get<double>());
+  CHECK(read_file(ckpt / "README.md").find(text) != std::string::npos);
 }
