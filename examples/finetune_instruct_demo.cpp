@@ -2,10 +2,11 @@
 // pre-trained here learns to follow Alpaca instructions with FourierFT, beside LoRA, from the same
 // weights, data order and seed; then it answers a few Vicuna-bench questions.
 //
-// What it does. Loads examples/checkpoints/llama-tiny-qnli — a LlamaForCausalLM that examples/pretrain
-// made from scratch (its README has the command, seed and numbers) — and instruction-tunes it on the
-// first --train Alpaca records, holding out the next --held-out ones (Stanford Alpaca's template by
-// default: prompt, then response + EOS, the loss on the response tokens only). Every method starts
+// What it does. Loads examples/checkpoints/llama-tiny-qnli-e2e — a LlamaForCausalLM that
+// examples/pretrain made from scratch (its README has the command, seed and numbers) — and
+// instruction-tunes it on the first --train Alpaca records, holding out the next --held-out ones
+// (Stanford Alpaca's template by default: prompt, then response + EOS, the loss on the response
+// tokens only). Every method starts
 // from the same weights with the same data order and seed:
 //   fourierft  n spectral coefficients on q_proj and v_proj of every layer (the paper's Table 4 setup)
 //   lora       rank-r factors on the same layers (the Table 4 baseline, smaller rank at this size)
@@ -54,7 +55,7 @@ const char* const usage = R"(usage: finetune_instruct_demo [options]
 
 Instruction-tunes the committed tiny LLaMA on an Alpaca subset with each method; prints a table and
 answers to a few Vicuna-bench questions.
-  --model DIR         LLaMA checkpoint folder with tokenizer.json  [examples/checkpoints/llama-tiny-qnli]
+  --model DIR         LLaMA folder with tokenizer.json [examples/checkpoints/llama-tiny-qnli-e2e]
   --data FILE         Alpaca JSON          [../shared/data/instruct/alpaca/alpaca_data.derived.json]
   --questions FILE    FastChat question file       [examples/data/instruct/vicuna_bench/question.jsonl]
   --template T        alpaca | fourierft | chat                                             [alpaca]
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     const fs::path model_dir =
-        fs::path(args.str("--model", FOURIERFT_EXAMPLES_DATA_DIR "/../checkpoints/llama-tiny-qnli"))
+        fs::path(args.str("--model", FOURIERFT_EXAMPLES_DATA_DIR "/../checkpoints/llama-tiny-qnli-e2e"))
             .lexically_normal();
     const fs::path data_file =
         fs::path(args.str("--data", FOURIERFT_EXAMPLES_DATA_DIR
@@ -137,7 +138,7 @@ int main(int argc, char** argv) {
                    "(or use the data pack's alpaca/alpaca_data.derived.json) and pass --data FILE");
     check<IoError>(fs::exists(model_dir / "config.json"), model_dir.string(), ": no config.json. The ",
                    "demo starts from the tiny LLaMA that examples/pretrain made (examples/checkpoints/",
-                   "llama-tiny-qnli); pass --model DIR for another LLaMA-family folder with tokenizer.json");
+                   "llama-tiny-qnli-e2e); pass --model DIR for another LLaMA-family folder with tokenizer.json");
     io::InstructionData data = io::read_instruction_data(data_file);
     const auto available = static_cast<Index>(data.examples.size());
     check<FormatError>(available >= train_count + held_out_count, data_file.string(), " has ",
