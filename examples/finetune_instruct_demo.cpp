@@ -11,7 +11,7 @@
 //   fourierft  n spectral coefficients on q_proj and v_proj of every layer (the paper's Table 4 setup)
 //   lora       rank-r factors on the same layers (the Table 4 baseline, smaller rank at this size)
 // It prints, per method: trainable parameters, the size of the saved adapter file (PEFT format),
-// the held-out response loss before and after, seconds; then each method's answers to the first
+// the held-out response loss of the base model (before) and after training, seconds; then each method's answers to the first
 // --questions Vicuna-bench questions (FastChat's temperatures; written as model_answer files too).
 // Last it reloads the FourierFT adapter into a fresh model and checks the held-out loss is the same.
 //
@@ -200,14 +200,14 @@ int main(int argc, char** argv) {
       opt.lr = spectral ? spectrum_lr : config.find<peft::LoraConfig>() ? lora_lr : full_lr;
       opt.head_lr = opt.lr;
       std::printf("---- %s (lr %g)\n", method.c_str(), opt.lr);
+      MethodResult r;
+      r.loss_before = examples::held_out_loss(*model, held_out.items, 8, pad_id);  // the base model
       const peft::AdapterSpec spec = train::attach_adapter(
           *model, opt,
           {.targets = examples::instruct_targets("q,v"), .modules_to_save = {},
            .task_type = "CAUSAL_LM", .fan_in_fan_out = false, .fused_slices = {},
            .base_model_name_or_path = model_dir.string()});
-      MethodResult r;
       for (const auto& [name, p] : model->named_parameters()) r.trainable += p.requires_grad() ? p.numel() : 0;
-      r.loss_before = examples::held_out_loss(*model, held_out.items, 8, pad_id);
 
       optim::AdamW<float> optimizer(train::param_groups(*model, spec, opt), {.lr = opt.lr});
       const optim::Schedule schedule = optim::linear_warmup_decay(
@@ -261,8 +261,8 @@ int main(int argc, char** argv) {
       std::printf("%-10s %10lld %10llu %12.4f %11.4f %8.1f\n", method.c_str(),
                   static_cast<long long>(r.trainable), static_cast<unsigned long long>(r.adapter_bytes),
                   r.loss_before, r.loss_after, r.seconds);
-    std::printf("(held-out loss: mean cross-entropy per response token over %zu held-out records)\n",
-                held_out.items.size());
+    std::printf("(held-out loss: mean cross-entropy per response token over %zu held-out records; "
+                "before = the base model)\n", held_out.items.size());
     for (std::size_t q = 0; q < questions.size(); ++q) {
       std::printf("\nVicuna question %lld (%s): %s\n", static_cast<long long>(questions[q].question_id),
                   questions[q].category.c_str(), questions[q].turns[0].c_str());
