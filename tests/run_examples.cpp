@@ -561,6 +561,21 @@ TEST_CASE("finetune_instruct/end-to-end: train, resume, reload, answers, merge, 
   CHECK(io::read_json(dir / "lora" / "results.json").at("trainable_params") ==
         2 * 4 * (2 * (32 + 32) + 2 * (32 + 16) + 3 * (32 + 80)));  // r = 4: q,k,v,o,gate,up,down
 
+  // Activation checkpointing recomputes each layer in backward: the same adapter, byte for byte.
+  const Run recomputed = run(FINETUNE_INSTRUCT, concat(common, {"--out", (dir / "ckpt").string(),
+                                                                "--checkpointing"}), dir / "ckpt.log");
+  INFO(recomputed.output);
+  REQUIRE(recomputed.status == 0);
+  CHECK(read_file(dir / "ckpt" / "adapter" / "adapter_model.safetensors") ==
+        read_file(a / "adapter" / "adapter_model.safetensors"));
+  // BF16 frozen weights (rounded from the F32 file): trains, and the loss still falls.
+  const Run bf16 = run(FINETUNE_INSTRUCT, concat(common, {"--out", (dir / "bf16").string(),
+                                                          "--frozen-dtype", "bf16"}), dir / "bf16.log");
+  INFO(bf16.output);
+  REQUIRE(bf16.status == 0);
+  const io::Json bf16_results = io::read_json(dir / "bf16" / "results.json");
+  CHECK(bf16_results.at("eval_loss_after").get<double>() < bf16_results.at("eval_loss_before").get<double>());
+
   // The other two templates, answers included (fourierft: no EOS in its targets, the stop strings
   // end its answers; chat: the folder's chat_template rendered by the Jinja interpreter).
   for (const char* prompt_template : {"fourierft", "chat"}) {
