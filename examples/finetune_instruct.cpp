@@ -147,8 +147,9 @@ int main(int argc, char** argv) {
     const Index eval_batch = args.integer("--eval-batch", 8);
     const Index eval_limit = args.integer("--eval-limit", 0);
     const fs::path question_file = args.str("--answer", "");
+    const std::string model_name = (model_dir / "").parent_path().filename().string();  // "a/b/" -> b
     const std::string model_id =
-        args.str("--model-id", model_dir.filename().string() + "-" + (no_adapter ? "base" : opt.method));
+        args.str("--model-id", model_name + "-" + (no_adapter ? "base" : opt.method));
     const fs::path answers_out =
         args.str("--answers-out", (opt.out / "model_answer" / (model_id + ".jsonl")).string());
     const Index max_new_tokens = args.integer("--max-new-tokens", 1024);
