@@ -15,6 +15,7 @@
 #include "cmd_inspect.hpp"
 #include "cmd_lm_grad.hpp"
 #include "cmd_param_table.hpp"
+#include "cmd_prompt.hpp"
 #include "cmd_score_e2e.hpp"
 #include "cmd_tokenize.hpp"
 
@@ -39,6 +40,8 @@ const std::vector<Subcommand>& subcommands() {
        fourierft::cli::cmd_inspect},
       {"param-table", "the paper's Table 1: LoRA vs FourierFT trainable parameters and adapter bytes",
        fourierft::cli::cmd_param_table},
+      {"prompt", "the text an instruction record or a conversation becomes (Alpaca, FourierFT, chat template)",
+       fourierft::cli::cmd_prompt},
       {"score-e2e", "E2E NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr) of outputs vs references",
        fourierft::cli::cmd_score_e2e},
       {"tokenize", "token ids of each stdin line (vocab.json + merges.txt, or a tokenizer.json)",

@@ -206,7 +206,14 @@ struct PromptContext {
 // prompt + target = the whole training text; the loss covers the target only.
 struct PromptText {
   std::string prompt, target;
+  // true: tokenize as the model sees plain text (the tokenizer's BOS rule, encode_for_model);
+  // false for chat templates, which write their own special tokens ({{ bos_token }}), so they are
+  // tokenized without adding any, as transformers' apply_chat_template(tokenize=True) does.
+  bool add_special_tokens = true;
 };
+// Whether a template's text already holds its special tokens (chat), i.e. how to encode a
+// conversation_prompt() for generation: encode() if so, else encode_for_model().
+inline bool template_writes_special_tokens(PromptTemplate t) { return t == PromptTemplate::chat; }
 
 namespace detail {
 
@@ -374,6 +381,7 @@ inline PromptText format_example(const InstructionExample& example, PromptTempla
                          "rendered, so the answer cannot be split from the prompt");
       text.prompt = prompt;
       text.target = full.substr(prompt.size());
+      text.add_special_tokens = false;
       return text;
     }
   }
@@ -390,12 +398,15 @@ struct TokenizedExample {
 
 namespace detail {
 
-// tokenizer(text, max_length=max_len, truncation=True).input_ids: the template's special tokens
-// (BOS for Llama) count toward max_len and stay; the text's ids are cut from the end.
+// tokenizer(text, max_length=max_len, truncation=True, add_special_tokens=...).input_ids: the
+// template's special tokens (BOS for Llama) count toward max_len and stay; the text's ids are cut
+// from the end.
 inline std::vector<std::int64_t> encode_truncated(const HfTokenizer& tokenizer, std::string_view text,
-                                                  Index max_len) {
-  const std::vector<std::int64_t> prefix = tokenizer.template_prefix(),
-                                  suffix = tokenizer.template_suffix();
+                                                  Index max_len, bool add_special_tokens) {
+  const std::vector<std::int64_t> prefix = add_special_tokens ? tokenizer.template_prefix()
+                                                              : std::vector<std::int64_t>{},
+                                  suffix = add_special_tokens ? tokenizer.template_suffix()
+                                                              : std::vector<std::int64_t>{};
   std::vector<std::int64_t> content = tokenizer.encode(text);
   const Index room = max_len - static_cast<Index>(prefix.size() + suffix.size());
   if (static_cast<Index>(content.size()) > room)
@@ -410,7 +421,8 @@ inline std::vector<std::int64_t> encode_truncated(const HfTokenizer& tokenizer, 
 
 // Stanford Alpaca's _tokenize_fn + preprocess (FourierFT's SFT.py is the same): the whole text and
 // the prompt alone are encoded separately, each as the model sees it (the tokenizer's own BOS rule,
-// HfTokenizer::encode_for_model) and truncated to max_len (model_max_length, 512 in both sources);
+// HfTokenizer::encode_for_model; plain encode() for a chat template's text, which holds its own:
+// PromptText::add_special_tokens) and truncated to max_len (model_max_length, 512 in both sources);
 //   input_ids = ids(prompt + target),   labels = input_ids with the first len(ids(prompt)) = -100.
 // The prompt's ids need not be a prefix of the whole text's ids (a token may straddle the boundary);
 // as in the sources only the count is used. A target cut off entirely leaves every label -100.
@@ -418,8 +430,10 @@ inline TokenizedExample tokenize_example(const PromptText& text, const HfTokeniz
                                          Index max_len) {
   check(max_len > 0, "tokenize_example: max_len must be > 0, got ", max_len);
   TokenizedExample out;
-  out.input_ids = detail::encode_truncated(tokenizer, text.prompt + text.target, max_len);
-  const std::size_t prompt_len = detail::encode_truncated(tokenizer, text.prompt, max_len).size();
+  const bool specials = text.add_special_tokens;
+  out.input_ids = detail::encode_truncated(tokenizer, text.prompt + text.target, max_len, specials);
+  const std::size_t prompt_len =
+      detail::encode_truncated(tokenizer, text.prompt, max_len, specials).size();
   out.labels = out.input_ids;
   for (std::size_t i = 0; i < prompt_len && i < out.labels.size(); ++i) out.labels[i] = ignore_index;
   return out;

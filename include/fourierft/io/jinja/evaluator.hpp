@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <ctime>
@@ -21,7 +22,7 @@ namespace fourierft::io::jinja {
 
 // Limits that turn a hostile template into an error: jinja2's sandbox caps range() at 100000 items.
 inline constexpr std::int64_t max_range_length = 100000;
-inline constexpr std::int64_t max_loop_iterations = 10'000'000;   // all loops of one render
+inline constexpr std::int64_t max_loop_iterations = 1'000'000;     // all loops of one render
 inline constexpr std::size_t max_output_bytes = std::size_t(256) << 20;
 inline constexpr int max_call_depth = 100;                          // nested macro calls
 

@@ -2,6 +2,7 @@
 // trim_blocks, lstrip_blocks, one trailing newline dropped) and a parser for the chat-template subset.
 #pragma once
 
+#include <cctype>
 #include <cstddef>
 #include <memory>
 #include <set>
