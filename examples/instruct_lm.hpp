@@ -206,13 +206,15 @@ struct StopAtText {};  // thrown from on_token to end a generation at a stop str
 }  // namespace detail
 
 // One model turn as FastChat's get_model_answers makes it: the prompt encoded with the tokenizer's
-// BOS rule; greedy below temperature 1e-4, else sampling (HF's defaults top-k 50, top-p 1); cut at
+// BOS rule (plain text), or as it is (a chat template's text writes its own special tokens:
+// special_tokens_written); greedy below temperature 1e-4, else sampling (HF's defaults top-k 50, top-p 1); cut at
 // the first EOS, decoded with special tokens, cut at the first stop string found after position 0,
 // every special-token string removed, stripped.
 inline std::string generate_answer(InstructModel& model, const io::HfTokenizer& tokenizer,
                                    const std::string& prompt, double temperature,
                                    const std::vector<std::string>& stop_strings,
-                                   Index max_new_tokens, std::uint64_t seed) {
+                                   Index max_new_tokens, std::uint64_t seed,
+                                   bool special_tokens_written = false) {
   const std::int64_t eos = *tokenizer.special_tokens().eos;
   models::GenerationConfig config;
   config.max_new_tokens = max_new_tokens;
@@ -236,7 +238,9 @@ inline std::string generate_answer(InstructModel& model, const io::HfTokenizer& 
   };
   model.eval();
   try {
-    models::generate(model, {tokenizer.encode_for_model(prompt)}, config);
+    models::generate(model, {special_tokens_written ? tokenizer.encode(prompt)
+                                                    : tokenizer.encode_for_model(prompt)},
+                     config);
   } catch (const detail::StopAtText&) {
   }
   if (const auto at = std::find(tokens.begin(), tokens.end(), eos); at != tokens.end())
@@ -283,7 +287,8 @@ inline std::vector<io::ModelAnswer> answer_questions(
                                                          answer.turns, *settings.context);
       answer.turns.push_back(generate_answer(
           model, tokenizer, prompt, temperature, stops, settings.max_new_tokens,
-          train::mix_seed(settings.seed, static_cast<std::uint64_t>(question.question_id), turn)));
+          train::mix_seed(settings.seed, static_cast<std::uint64_t>(question.question_id), turn),
+          io::template_writes_special_tokens(settings.prompt_template)));
     }
     answer.answer_id = io::random_answer_id(train::mix_seed(
         settings.seed, static_cast<std::uint64_t>(question.question_id),
