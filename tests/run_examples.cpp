@@ -1,4 +1,5 @@
-// End-to-end tests of the example programs finetune_glue, finetune_e2e and finetune_vit: each is run
+// End-to-end tests of the example programs finetune_glue, finetune_e2e, finetune_vit and
+// finetune_instruct: each is run
 // as a user would, on tiny checkpoints and the bundled data slices, and its files are checked.
 //
 // Per program, "<program>/end-to-end": a short training run (a few steps, an evaluation per epoch,
@@ -22,6 +23,7 @@
 #include "fourierft/io/image_folder.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/models/gpt2.hpp"
+#include "fourierft/models/llama.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/peft/adapter_io.hpp"
@@ -370,4 +372,264 @@ TEST_CASE("finetune_vit/learns: the loss falls on CIFAR-10 images") {
   REQUIRE(r.status == 0);
   const auto [first, last] = first_and_last_loss(dir / "out" / "log.jsonl", 3);  // crops: noisy
   CHECK(last < first - 0.1);
+}
+
+// ---------------------------------------------------------------------------------------------------
+namespace {
+
+// tests/fixtures/models/llama-gqa (64 ids) plus a tokenizer.json over them: <unk> <s> </s>, "▁",
+// a-z, some punctuation, the digits and A-Q (anything else is <unk>); BOS added, as Llama's.
+fs::path llama_instruct_folder(const fs::path& dir) {
+  const fs::path folder = dir / "llama";
+  fs::create_directories(folder);
+  for (const auto& f : fs::directory_iterator(fixtures / "models/llama-gqa"))
+    if (f.is_regular_file()) fs::copy_file(f.path(), folder / f.path().filename());
+  io::Json vocab = io::Json::object();
+  std::int64_t id = 0;
+  for (const char* t : {"<unk>", "<s>", "</s>", "\u2581"}) vocab[t] = id++;
+  for (char c = 'a'; c <= 'z'; ++c) vocab[std::string(1, c)] = id++;
+  for (char c : std::string("#:\n.,?!")) vocab[std::string(1, c)] = id++;
+  for (char c = '0'; c <= '9'; ++c) vocab[std::string(1, c)] = id++;
+  for (char c = 'A'; id < 64; ++c) vocab[std::string(1, c)] = id++;
+  const io::Json tokenizer = {
+      {"version", "1.0"},
+      {"added_tokens", io::Json::array({{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+                                        {{"id", 1}, {"content", "<s>"}, {"special", true}},
+                                        {{"id", 2}, {"content", "</s>"}, {"special", true}}})},
+      {"normalizer",
+       {{"type", "Sequence"},
+        {"normalizers", io::Json::array({{{"type", "Prepend"}, {"prepend", "\u2581"}},
+                                         {{"type", "Replace"}, {"pattern", {{"String", " "}}},
+                                          {"content", "\u2581"}}})}}},
+      {"pre_tokenizer", nullptr},
+      {"post_processor", nullptr},
+      {"decoder",
+       {{"type", "Sequence"},
+        {"decoders", io::Json::array({{{"type", "Replace"}, {"pattern", {{"String", "\u2581"}}},
+                                       {"content", " "}},
+                                      {{"type", "Fuse"}},
+                                      {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}}},
+      {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"fuse_unk", true}, {"byte_fallback", false},
+                 {"vocab", vocab}, {"merges", io::Json::array()}}}};
+  std::ofstream(folder / "tokenizer.json") << tokenizer.dump();
+  // A ChatML chat template (its markers are <unk>s of this vocabulary: only the layout matters).
+  const std::string chatml =
+      "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
+      "+ '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' "
+      "}}{% endif %}";
+  std::ofstream(folder / "tokenizer_config.json")
+      << io::Json{{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token", "<s>"},
+                  {"eos_token", "</s>"}, {"unk_token", "<unk>"}, {"chat_template", chatml}}.dump();
+  return folder;
+}
+
+// Made-up records in Alpaca's format and layout (indent 4, \u escapes, no final newline): some with
+// an input, some without, an empty output, a surrogate pair. `answer(i)` gives record i's output.
+template <class Answer>
+fs::path write_alpaca_rows(const fs::path& file, int count, Answer answer) {
+  io::Json rows = io::Json::array();
+  const char* subjects[] = {"cats", "rivers", "bread", "clocks", "maps", "boats"};
+  for (int i = 0; i < count; ++i) {
+    const std::string subject = subjects[i % 6];
+    rows.push_back({{"instruction", "Name a fact about " + subject + " number " + std::to_string(i) + "."},
+                    {"input", i % 3 == 0 ? "Keep it short, caf\u00e9 style \U0001F600." : ""},
+                    {"output", answer(i)}});
+  }
+  std::ofstream(file, std::ios::binary) << rows.dump(4, ' ', true);
+  return file;
+}
+
+// FastChat question lines: two MT-Bench-style (2 turns) and one Vicuna-style (1 turn), made up.
+fs::path write_questions(const fs::path& file) {
+  std::ofstream out(file);
+  out << R"({"question_id": 81, "category": "writing", "turns": ["Write a note about cats.", "Now make it shorter."]})" "\n"
+      << R"({"question_id": 111, "category": "math", "turns": ["What is 2 plus 2?", "And 3 plus 3?"]})" "\n"
+      << R"({"question_id": 7, "category": "generic", "turns": ["How do boats float?"]})" "\n";
+  return file;
+}
+
+}  // namespace
+
+TEST_CASE("finetune_instruct/end-to-end: train, resume, reload, answers, merge, errors") {
+  const fs::path dir = fresh_dir("instruct");
+  const fs::path model = llama_instruct_folder(dir);
+  const fs::path data = write_alpaca_rows(dir / "rows.json", 40, [](int i) {
+    return i == 5 ? std::string() : "It is a fact about number " + std::to_string(i) + ".";
+  });
+  const fs::path questions = write_questions(dir / "question.jsonl");
+  // 40 records: 10 held out, 30 trained on in 8 micro-batches of 4 -> 4 steps of 2 per epoch.
+  const std::vector<std::string> common = {
+      "--model", model.string(), "--data", data.string(), "--n", "32", "--epochs", "2",
+      "--batch", "4", "--grad-accum", "2", "--max-len", "320", "--eval-split", "0.25",
+      "--split-seed", "1", "--eval-batch", "3", "--log-every", "1", "--seed", "3"};
+  const std::vector<std::string> answering = {"--answer", questions.string(), "--max-new-tokens", "6",
+                                              "--model-id", "tiny-fourierft"};
+  const fs::path a = dir / "a";
+  const Run r = run(FINETUNE_INSTRUCT, concat(concat(common, answering), {"--out", a.string(), "--save-merged"}),
+                    dir / "a.log");
+  check_complete_run(r, a, 8, 3);  // the held-out loss before training and after each epoch
+  CHECK(r.output.find("train 30, held out 10") != std::string::npos);
+  const io::Json results = io::read_json(a / "results.json");
+  CHECK(results.at("train_examples") == 30);
+  CHECK(results.at("held_out_examples") == 10);
+  CHECK(results.at("trainable_params") == 2 * 2 * 32);  // q_proj and v_proj of 2 layers, n = 32
+  CHECK(results.at("adapter_bytes").get<std::int64_t>() ==
+        static_cast<std::int64_t>(fs::file_size(a / "adapter" / "adapter_model.safetensors")));
+  REQUIRE(results.at("history").size() == 3);
+  CHECK(results.at("eval_loss_before") == results.at("history")[0].at("eval_loss"));
+  CHECK(results.at("eval_loss_after") == results.at("history")[2].at("eval_loss"));
+  CHECK(results.at("eval_loss_before").get<double>() != results.at("eval_loss_after").get<double>());
+  const io::Json config = io::read_json(a / "adapter" / "adapter_config.json");
+  CHECK(config.at("peft_type") == "FOURIERFT");
+  CHECK(config.at("task_type") == "CAUSAL_LM");
+  CHECK(config.at("target_modules") == io::Json(std::vector<std::string>{"q_proj", "v_proj"}));
+
+  // The answers: one FastChat model_answer line per question, the turns of its question.
+  const fs::path answer_file = a / "model_answer" / "tiny-fourierft.jsonl";
+  REQUIRE(fs::exists(answer_file));
+  std::vector<io::Json> answers;
+  {
+    std::istringstream lines(read_file(answer_file));
+    for (std::string line; std::getline(lines, line);) answers.push_back(io::parse_json(line, "answers"));
+  }
+  REQUIRE(answers.size() == 3);
+  const std::vector<std::int64_t> ids = {81, 111, 7};
+  const std::vector<std::size_t> turns = {2, 2, 1};
+  for (std::size_t q = 0; q < answers.size(); ++q) {
+    const io::Json& j = answers[q];
+    INFO(j.dump());
+    CHECK(j.size() == 5);
+    CHECK(j.at("question_id").is_number_integer());
+    CHECK(j.at("question_id") == ids[q]);
+    CHECK(j.at("answer_id").is_string());
+    CHECK(j.at("answer_id").get<std::string>().size() == 22);
+    CHECK(j.at("model_id") == "tiny-fourierft");
+    CHECK(j.at("tstamp").is_number());
+    CHECK(j.at("tstamp").get<double>() > 1.6e9);
+    REQUIRE(j.at("choices").is_array());
+    REQUIRE(j.at("choices").size() == 1);
+    CHECK(j.at("choices")[0].at("index") == 0);
+    REQUIRE(j.at("choices")[0].at("turns").is_array());
+    CHECK(j.at("choices")[0].at("turns").size() == turns[q]);
+    for (const io::Json& t : j.at("choices")[0].at("turns")) {
+      REQUIRE(t.is_string());
+      const std::string text = t.get<std::string>();
+      CHECK(text.find("</s>") == std::string::npos);  // special tokens removed
+      CHECK(text.find("<unk>") == std::string::npos);
+      CHECK((text.empty() || (text.front() != ' ' && text.back() != ' ')));  // stripped
+    }
+  }
+
+  check_resume(FINETUNE_INSTRUCT, common, a, dir / "b", 3, {"adapter/adapter_model.safetensors"});
+
+  // The saved adapter reloaded into the base model reproduces the held-out loss exactly, and
+  // answers the questions with the same text (greedy turns and seeded sampling alike).
+  const fs::path c = dir / "c";
+  const Run e = run(FINETUNE_INSTRUCT, concat(concat(common, answering),
+                                              {"--adapter", (a / "adapter").string(), "--eval-only",
+                                               "--out", c.string()}), dir / "c.log");
+  INFO(e.output);
+  REQUIRE(e.status == 0);
+  const io::Json eval = io::read_json(c / "eval.json");
+  CHECK(eval.at("eval_loss").get<double>() == results.at("eval_loss_after").get<double>());
+  CHECK(eval.at("held_out_examples") == 10);
+  {
+    std::istringstream lines(read_file(c / "model_answer" / "tiny-fourierft.jsonl"));
+    std::size_t q = 0;
+    for (std::string line; std::getline(lines, line); ++q) {
+      REQUIRE(q < answers.size());
+      CHECK(io::parse_json(line, "answers").at("choices") == answers[q].at("choices"));
+    }
+    CHECK(q == answers.size());
+  }
+
+  // --save-merged: a plain LlamaForCausalLM folder computing base + adapter.
+  const Tensor<std::int64_t> tokens = Tensor<std::int64_t>::from_data({1, 6}, {1, 40, 12, 3, 9, 33});
+  check_merged<models::LlamaForCausalLM<float>>(
+      model, a / "merged", a / "adapter",
+      [&](Tape<float>& t, auto& m) { return m.forward(t, tokens).logits; }, 1e-4);
+  CHECK(fs::exists(a / "merged" / "tokenizer.json"));
+
+  // LoRA on every linear layer but lm_head (Table 4's † rows) through the same program.
+  const Run lora = run(FINETUNE_INSTRUCT, concat(common, {"--out", (dir / "lora").string(), "--method",
+                                                          "lora", "--lora-targets", "all-linear", "--lora-r", "4",
+                                                          "--lr", "1e-3", "--epochs", "1"}),
+                       dir / "lora.log");
+  INFO(lora.output);
+  REQUIRE(lora.status == 0);
+  CHECK(io::read_json(dir / "lora" / "adapter" / "adapter_config.json").at("target_modules") == "all-linear");
+  CHECK(io::read_json(dir / "lora" / "results.json").at("trainable_params") ==
+        2 * 4 * (2 * (32 + 32) + 2 * (32 + 16) + 3 * (32 + 80)));  // r = 4: q,k,v,o,gate,up,down
+
+  // Activation checkpointing recomputes each layer in backward: the same adapter, byte for byte.
+  const Run recomputed = run(FINETUNE_INSTRUCT, concat(common, {"--out", (dir / "ckpt").string(),
+                                                                "--checkpointing"}), dir / "ckpt.log");
+  INFO(recomputed.output);
+  REQUIRE(recomputed.status == 0);
+  CHECK(read_file(dir / "ckpt" / "adapter" / "adapter_model.safetensors") ==
+        read_file(a / "adapter" / "adapter_model.safetensors"));
+  // BF16 frozen weights (rounded from the F32 file): trains, and the loss still falls.
+  const Run bf16 = run(FINETUNE_INSTRUCT, concat(common, {"--out", (dir / "bf16").string(),
+                                                          "--frozen-dtype", "bf16"}), dir / "bf16.log");
+  INFO(bf16.output);
+  REQUIRE(bf16.status == 0);
+  const io::Json bf16_results = io::read_json(dir / "bf16" / "results.json");
+  CHECK(bf16_results.at("eval_loss_after").get<double>() < bf16_results.at("eval_loss_before").get<double>());
+
+  // The other two templates, answers included (fourierft: no EOS in its targets, the stop strings
+  // end its answers; chat: the folder's chat_template rendered by the Jinja interpreter).
+  for (const char* prompt_template : {"fourierft", "chat"}) {
+    const fs::path t = dir / prompt_template;
+    const Run other = run(FINETUNE_INSTRUCT, concat(concat(common, answering),
+                                                    {"--out", t.string(), "--template", prompt_template,
+                                                     "--epochs", "1"}), dir / (std::string(prompt_template) + ".log"));
+    INFO(other.output);
+    REQUIRE(other.status == 0);
+    CHECK(io::read_json(t / "results.json").at("template") == prompt_template);
+    std::istringstream lines(read_file(t / "model_answer" / "tiny-fourierft.jsonl"));
+    std::size_t count = 0;
+    for (std::string line; std::getline(lines, line); ++count)
+      CHECK(io::parse_json(line, "answers").at("choices")[0].at("turns").size() == (count == 2 ? 1u : 2u));
+    CHECK(count == 3);
+  }
+
+  // Bad inputs: one clear error each, exit status 1.
+  const fs::path x = dir / "x";
+  check_error(run(FINETUNE_INSTRUCT, concat(common, {"--out", x.string(), "--data", (dir / "missing.json").string()}),
+                  dir / "x1.log"), "finetune_instruct", "missing.json");
+  check_error(run(FINETUNE_INSTRUCT, concat(common, {"--out", x.string(), "--template", "vicuna"}),
+                  dir / "x2.log"), "finetune_instruct", "'vicuna'");
+  std::ofstream(dir / "bad.json") << R"([{"instruction": "a", "input": "", "output": "b"},)"
+                                     R"( {"instruction": "c", "input": "", "output": "d"},)"
+                                     R"( {"instruction": "e", "input": "", "output": 5}])";
+  check_error(run(FINETUNE_INSTRUCT, concat(common, {"--out", x.string(), "--data", (dir / "bad.json").string()}),
+                  dir / "x3.log"), "finetune_instruct", "bad.json: record 2");
+  check_error(run(FINETUNE_INSTRUCT, {"--model", model.string(), "--out", x.string()}, dir / "x4.log"),
+              "finetune_instruct", "missing required option --data");
+  check_error(run(FINETUNE_INSTRUCT, concat(common, {"--out", x.string(), "--preset", "llama3-70b-alpaca"}),
+                  dir / "x5.log"), "finetune_instruct", "unknown preset 'llama3-70b-alpaca'");
+  check_error(run(FINETUNE_INSTRUCT, concat(common, {"--out", x.string(), "--frozen-dtype", "fp8"}),
+                  dir / "x6.log"), "finetune_instruct", "option --frozen-dtype expects keep, f32, bf16 or f16");
+  // (RMSNorm rescales a huge ΔW away, so a huge --scaling stays finite here: a huge step does not.)
+  const Run nan = run(FINETUNE_INSTRUCT, concat(common, {"--out", (dir / "nan").string(), "--lr", "1e38"}),
+                      dir / "x7.log");
+  check_error(nan, "finetune_instruct", "the training loss is");
+  CHECK(nan.output.find("at step ") != std::string::npos);
+}
+
+TEST_CASE("finetune_instruct/learns: the held-out response loss falls") {
+  // Every response is the same short sentence: the adapter only has to learn to say it.
+  const fs::path dir = fresh_dir("instruct-learns");
+  const fs::path model = llama_instruct_folder(dir);
+  const fs::path data = write_alpaca_rows(dir / "rows.json", 60, [](int) { return std::string("it is good."); });
+  const Run r = run(FINETUNE_INSTRUCT, {"--model", model.string(), "--data", data.string(), "--n", "200",
+                                       "--epochs", "3", "--batch", "4", "--max-len", "320",
+                                       "--log-every", "5", "--out", (dir / "out").string()},
+                    dir / "run.log");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const io::Json results = io::read_json(dir / "out" / "results.json");
+  CHECK(results.at("eval_loss_after").get<double>() < results.at("eval_loss_before").get<double>() - 0.5);
+  const auto [first, last] = first_and_last_loss(dir / "out" / "log.jsonl", 2);
+  CHECK(last < first - 0.5);
 }

@@ -1,5 +1,6 @@
 // fourierft/train/presets.hpp — the FourierFT paper's hyper-parameters as named presets, one per
-// (model size, task): GLUE with RoBERTa (Table 9), E2E with GPT-2 (Table 10), ViT (Table 12).
+// (model size, task): GLUE with RoBERTa (Table 9), E2E with GPT-2 (Table 10), ViT (Table 12),
+// instruction tuning of LLaMA on Alpaca (Table 4: the official run scripts, and LoRA r = 64).
 #pragma once
 
 // Each example program starts from a preset and lets every flag override it:
@@ -12,6 +13,12 @@
 //         no-repeat n-gram 4, 64 new tokens; last epoch.
 //   ViT:  query and value, n = 3000, scaling 300, classifier fully trained, 10 epochs, batch 200 as
 //         50 x 4 gradient accumulation, linear schedule without warmup.
+//   Instruction tuning (Chaos96/fourierft experiments/Instruction_Tuning: SFT.py + llama-*.sh):
+//         FourierFT on q_proj and v_proj, n = 1000, scaling 300, batch 1, no accumulation, AdamW,
+//         clip 1.0, linear schedule with 5% warmup, 512 tokens; lr / epochs / weight decay per script.
+//         The LoRA r = 64 baselines (q,v and every linear layer but lm_head, Table 4's † rows) come
+//         from VeRA's runs, which follow QLoRA: alpha 16, lr 2e-4, 1 epoch, 16 examples per step —
+//         assumed here, since neither paper's text was at hand (docs/examples/finetune_instruct.md).
 
 #include <filesystem>
 #include <string>
@@ -73,6 +80,24 @@ struct VitPreset {
   double warmup_ratio = 0.0;
 };
 
+// A LLaMA-family model instruction-tuned on Alpaca (examples/finetune_instruct).
+struct InstructPreset {
+  const char* name;          // "llama2-7b-alpaca"
+  const char* method = "fourierft";
+  const char* targets = "q,v";  // q,v | all-linear (every Linear but lm_head)
+  double lr = 5e-2;
+  int epochs = 3;
+  double weight_decay = 2e-3;
+  Index n = 1000;            // FourierFT
+  double scaling = 300;      // FourierFT: the paper's alpha
+  Index lora_r = 64;         // LoRA
+  double lora_alpha = 16;
+  Index batch = 1;           // examples per micro-batch (per_device_train_batch_size)
+  Index grad_accum = 1;
+  double warmup_ratio = 0.05;
+  Index max_len = 512;       // prompt + response tokens (model_max_length)
+};
+
 namespace presets {
 // clang-format off
 // GLUE, RoBERTa-base (Table 9):           name                  task    n     scal  lr      head_lr  ep   bs   len
@@ -106,6 +131,23 @@ inline constexpr VitPreset vit_large_cifar100  {"vit-large-cifar100",   3000, 30
 inline constexpr VitPreset vit_large_dtd       {"vit-large-dtd",        3000, 300, 3e-1, 1e-3,  7e-5};
 inline constexpr VitPreset vit_large_eurosat   {"vit-large-eurosat",    3000, 300, 2e-1, 8e-4,  3e-4};
 inline constexpr VitPreset vit_large_oxfordpets{"vit-large-oxfordpets", 3000, 300, 3e-1, 1e-3,  8e-4};
+
+// Instruction tuning on Alpaca (Table 4). FourierFT: the official run scripts llama-{1,2}-{7,13}b.sh.
+//                                             name                 method       targets       lr    ep wd
+inline constexpr InstructPreset llama2_7b_alpaca  {"llama2-7b-alpaca",  "fourierft", "q,v",        5e-2, 3, 2e-3};
+inline constexpr InstructPreset llama2_13b_alpaca {"llama2-13b-alpaca", "fourierft", "q,v",        5e-2, 3, 2e-3};
+inline constexpr InstructPreset llama1_7b_alpaca  {"llama1-7b-alpaca",  "fourierft", "q,v",        1e-1, 2, 1e-2};
+inline constexpr InstructPreset llama1_13b_alpaca {"llama1-13b-alpaca", "fourierft", "q,v",        1e-1, 3, 2e-2};
+// LoRA r = 64, alpha 16 (QLoRA's settings, assumed: see above), 1 epoch, 1 x 16 examples per step.
+//                                                   name                         method  targets       lr    ep wd  n     scal r   alpha bs acc warm
+inline constexpr InstructPreset llama2_7b_alpaca_lora64      {"llama2-7b-alpaca-lora64",      "lora", "q,v",        2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
+inline constexpr InstructPreset llama2_7b_alpaca_lora64_all  {"llama2-7b-alpaca-lora64-all",  "lora", "all-linear", 2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
+inline constexpr InstructPreset llama2_13b_alpaca_lora64     {"llama2-13b-alpaca-lora64",     "lora", "q,v",        2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
+inline constexpr InstructPreset llama2_13b_alpaca_lora64_all {"llama2-13b-alpaca-lora64-all", "lora", "all-linear", 2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
+inline constexpr InstructPreset llama1_7b_alpaca_lora64      {"llama1-7b-alpaca-lora64",      "lora", "q,v",        2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
+inline constexpr InstructPreset llama1_7b_alpaca_lora64_all  {"llama1-7b-alpaca-lora64-all",  "lora", "all-linear", 2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
+inline constexpr InstructPreset llama1_13b_alpaca_lora64     {"llama1-13b-alpaca-lora64",     "lora", "q,v",        2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
+inline constexpr InstructPreset llama1_13b_alpaca_lora64_all {"llama1-13b-alpaca-lora64-all", "lora", "all-linear", 2e-4, 1, 0, 1000, 300, 64, 16, 1, 16, 0.03};
 // clang-format on
 }  // namespace presets
 
@@ -129,6 +171,16 @@ inline const std::vector<VitPreset>& vit_presets() {
   return all;
 }
 
+inline const std::vector<InstructPreset>& instruct_presets() {
+  using namespace presets;
+  static const std::vector<InstructPreset> all = {
+      llama2_7b_alpaca,         llama2_13b_alpaca,            llama1_7b_alpaca,
+      llama1_13b_alpaca,        llama2_7b_alpaca_lora64,      llama2_7b_alpaca_lora64_all,
+      llama2_13b_alpaca_lora64, llama2_13b_alpaca_lora64_all, llama1_7b_alpaca_lora64,
+      llama1_7b_alpaca_lora64_all, llama1_13b_alpaca_lora64,  llama1_13b_alpaca_lora64_all};
+  return all;
+}
+
 // The preset called `name`; ValueError listing the known names otherwise.
 template <class Preset>
 const Preset& find_preset(const std::vector<Preset>& all, std::string_view name) {
@@ -142,7 +194,8 @@ const Preset& find_preset(const std::vector<Preset>& all, std::string_view name)
 
 // A program's options: the preset's values, then every flag given overrides them
 // (read_run_options); `out` is the default --out. E2E runs the preset's 128 examples per step as
-// micro-batches of 8, 16 accumulated; GLUE and ViT take the preset's micro-batch and accumulation.
+// micro-batches of 8, 16 accumulated; GLUE, ViT and instruction tuning take the preset's micro-batch
+// and accumulation (and instruction tuning its method and LoRA rank).
 template <class Preset>
 RunOptions run_options(const Preset& p, util::Args& args, const std::filesystem::path& out) {
   RunOptions o{.n = p.n, .scaling = p.scaling, .lr = p.lr, .epochs = p.epochs,
@@ -151,6 +204,13 @@ RunOptions run_options(const Preset& p, util::Args& args, const std::filesystem:
     o.head_lr = p.other_lr;
     o.batch = 8;
     o.grad_accum = p.batch / 8;
+  } else if constexpr (std::is_same_v<Preset, InstructPreset>) {
+    o.method = p.method;
+    o.lora_r = p.lora_r;
+    o.lora_alpha = p.lora_alpha;
+    o.batch = p.batch;
+    o.grad_accum = p.grad_accum;
+    o.head_lr = p.lr;  // no head: the lr of anything trainable outside the adapter
   } else {
     o.head_lr = p.head_lr;
     o.batch = p.batch;
