@@ -680,7 +680,7 @@ TEST_CASE("CLI: fourierft prompt prints a record's prompt or a rendered conversa
   // Errors: one line naming the file, the count, the missing option; non-zero exit.
   r = run({"--template", "alpaca", "--data", data, "--index", "11"});
   CHECK(r.status == 1);
-  CHECK(r.output == "fourierft prompt: prompt: --index 11 is out of range: " + data +
+  CHECK(r.output == "fourierft prompt: --index 11 is out of range: " + data +
                         " has 11 records (0 to 10)\n");
   r = run({"--template", "alpaca", "--data", (dir / "none.json").string(), "--index", "0"});
   CHECK(r.status == 1);

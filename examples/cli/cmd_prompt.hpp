@@ -33,7 +33,7 @@ inline std::vector<std::string> take_var_options(std::vector<std::string>& args)
   std::vector<std::string> specs, rest;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--var") {
-      check(i + 1 < args.size(), "prompt: option --var needs a value name=value");
+      check(i + 1 < args.size(), "option --var needs a value name=value");
       specs.push_back(args[++i]);
     } else if (args[i].rfind("--var=", 0) == 0) {
       specs.push_back(args[i].substr(6));
@@ -49,7 +49,7 @@ inline std::vector<std::string> take_var_options(std::vector<std::string>& args)
 // itself (enable_thinking=false is the boolean, name=Ada the string "Ada").
 inline void add_template_variable(io::Json& variables, const std::string& spec) {
   const auto eq = spec.find('=');
-  check(eq != std::string::npos && eq > 0, "prompt: --var expects name=value, got '", spec, "'");
+  check(eq != std::string::npos && eq > 0, "--var expects name=value, got '", spec, "'");
   const std::string value = spec.substr(eq + 1);
   io::Json parsed = io::Json::parse(value, nullptr, /*allow_exceptions=*/false);
   variables[spec.substr(0, eq)] = parsed.is_discarded() ? io::Json(value) : std::move(parsed);
@@ -89,7 +89,7 @@ inline int prompt(std::vector<std::string> args, std::ostream& out) {
            "                 parses (enable_thinking=false, n=3, s=\"x\"), else a string\n";
     return 0;
   }
-  check(options.positional().empty(), "prompt: unexpected argument '",
+  check(options.positional().empty(), "unexpected argument '",
         options.positional().empty() ? "" : options.positional().front(), "' (see --help)");
 
   // A conversation through a chat template.
@@ -117,12 +117,12 @@ inline int prompt(std::vector<std::string> args, std::ostream& out) {
   const std::string template_file =
       kind == io::PromptTemplate::chat ? options.str("--chat-template") : "";
   check(kind == io::PromptTemplate::chat || variables.empty(),
-        "prompt: --var sets chat template variables; it needs --template chat");
+        "--var sets chat template variables; it needs --template chat");
   options.reject_unknown();
 
   const io::InstructionData data = io::read_instruction_data(data_file);
   const auto count = static_cast<long long>(data.examples.size());
-  check<IndexError>(index >= 0 && index < count, "prompt: --index ", index, " is out of range: ",
+  check<IndexError>(index >= 0 && index < count, "--index ", index, " is out of range: ",
                     data_file, " has ", count, " records",
                     count > 0 ? str_cat(" (0 to ", count - 1, ")") : std::string());
   const io::InstructionExample& example = data.examples[static_cast<std::size_t>(index)];
@@ -132,7 +132,7 @@ inline int prompt(std::vector<std::string> args, std::ostream& out) {
   // conversation (after each earlier answer).
   const bool prompt_has_eos = example.is_conversation() && example.messages.size() > 2;
   if (kind == io::PromptTemplate::alpaca && (with_target || prompt_has_eos)) {
-    check(!config_file.empty(), "prompt: the alpaca template ends ",
+    check(!config_file.empty(), "the alpaca template ends ",
           with_target ? "the target" : "each earlier answer", " with the EOS token: give ",
           "--tokenizer-config tokenizer_config.json (its eos_token)");
   }

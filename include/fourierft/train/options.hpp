@@ -247,11 +247,10 @@ inline std::string with_commas(std::int64_t v) {
 template <class Real>
 std::string parameter_report(nn::Module<Real>& model, const peft::AdapterSpec& spec) {
   const std::set<std::string> adapter_names = peft::adapter_parameters(model, spec);
-  Index adapter = 0, other = 0, total = 0;
-  for (const auto& [name, p] : model.named_parameters()) {
-    total += p.numel();
+  Index adapter = 0, other = 0;
+  const Index total = model.num_parameters();  // frozen 16-bit weights included
+  for (const auto& [name, p] : model.named_parameters())
     if (p.requires_grad()) (adapter_names.count(name) ? adapter : other) += p.numel();
-  }
   const Index trainable = adapter + other;
   char pct[32];
   std::snprintf(pct, sizeof pct, "%.4f%%", total ? 100.0 * double(trainable) / double(total) : 0.0);
