@@ -16,6 +16,7 @@
 #include "fourierft/core/tape.hpp"
 #include "fourierft/detail/vector_math.hpp"
 #include "fourierft/detail/gemm.hpp"
+#include "fourierft/detail/isa.hpp"
 
 namespace fourierft::ops {
 
@@ -64,12 +65,14 @@ void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int
     std::fill(s.begin(), s.end(), Real(0));
     return;
   }
-  for (Index j = first; j < limit; ++j) s[j] = detail::exp_fast(s[j] - max);
-  if (!key_mask.empty())
-    for (Index j = first; j < limit; ++j)
-      if (key_mask[j] == 0) s[j] = Real(0);
-  const Real inv = Real(1) / detail::sum_lanes(s.data() + first, limit - first);
-  for (Index j = first; j < limit; ++j) s[j] *= inv;
+  fourierft::detail::run_dispatched([&] {  // at the CPU's ISA level (detail/isa.hpp)
+    for (Index j = first; j < limit; ++j) s[j] = detail::exp_fast(s[j] - max);
+    if (!key_mask.empty())
+      for (Index j = first; j < limit; ++j)
+        if (key_mask[j] == 0) s[j] = Real(0);
+    const Real inv = Real(1) / detail::sum_lanes(s.data() + first, limit - first);
+    for (Index j = first; j < limit; ++j) s[j] *= inv;
+  });
   std::fill(s.begin(), s.begin() + first, Real(0));
   std::fill(s.begin() + limit, s.end(), Real(0));
 }
@@ -194,12 +197,14 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
     if (!need_ds) return;
     fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + v_at, ldv,
                                   Real(0), ds, Tk);  // dP = dO·Vᵀ
-    for (Index i = 0; i < Tq; ++i) {  // dS = P ∘ (dP − rowsum(dP ∘ P)), row by row
-      Real* row = ds + i * Tk;
-      const Real* p = P + i * Tk;
-      const Real dot = detail::dot_lanes(row, p, Tk);
-      for (Index j = 0; j < Tk; ++j) row[j] = p[j] * (row[j] - dot);
-    }
+    fourierft::detail::run_dispatched([&] {  // dS = P ∘ (dP − rowsum(dP ∘ P)), row by row
+      for (Index i = 0; i < Tq; ++i) {
+        Real* row = ds + i * Tk;
+        const Real* p = P + i * Tk;
+        const Real dot = detail::dot_lanes(row, p, Tk);
+        for (Index j = 0; j < Tk; ++j) row[j] = p[j] * (row[j] - dot);
+      }
+    });
     if (!dq.empty())  // dQ += scale·dS·K
       fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, scale, ds, Tk, k.data() + k_at, ldk,
                                     Real(1), dq.data() + q_at, ldq);

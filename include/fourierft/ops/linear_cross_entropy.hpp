@@ -29,6 +29,7 @@
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/detail/vector_math.hpp"
 #include "fourierft/detail/gemm.hpp"
+#include "fourierft/detail/isa.hpp"
 #include "fourierft/ops/softmax.hpp"
 
 namespace fourierft::ops {
@@ -36,9 +37,10 @@ namespace fourierft::ops {
 namespace detail {
 
 // One row of logits (V) -> its loss term; with `to_gradient`, the row is overwritten by
-// g·(softmax − eps/V − (1 − eps)·onehot(t)).
+// g·(softmax − eps/V − (1 − eps)·onehot(t)). Called through cross_entropy_row below.
 template <class Real>
-Real cross_entropy_row(Real* row, Index V, std::int64_t t, Real eps, bool to_gradient, Real g) {
+Real cross_entropy_row_kernel(Real* row, Index V, std::int64_t t, Real eps, bool to_gradient,
+                              Real g) {
   Real m = row[0];
   for (Index v = 1; v < V; ++v) m = std::max(m, row[v]);
   Real shifted_sum = 0;  // Σ (x_v − m), for label smoothing
@@ -63,6 +65,15 @@ Real cross_entropy_row(Real* row, Index V, std::int64_t t, Real eps, bool to_gra
     for (Index v = 0; v < V; ++v) row[v] = row[v] * scale - smooth;
     row[t] -= g * (Real(1) - eps);
   }
+  return loss;
+}
+
+// cross_entropy_row_kernel at the CPU's ISA level (detail/isa.hpp; the same bits at every level).
+template <class Real>
+Real cross_entropy_row(Real* row, Index V, std::int64_t t, Real eps, bool to_gradient, Real g) {
+  Real loss = 0;
+  fourierft::detail::run_dispatched(
+      [&] { loss = cross_entropy_row_kernel(row, V, t, eps, to_gradient, g); });
   return loss;
 }
 

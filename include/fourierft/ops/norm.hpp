@@ -9,6 +9,7 @@
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
+#include "fourierft/detail/isa.hpp"
 
 namespace fourierft::ops {
 
@@ -24,17 +25,19 @@ void layer_norm_forward(std::span<Real> y, std::span<Real> mean, std::span<Real>
   const Real inv_C = Real(1) / static_cast<Real>(C);
 #pragma omp parallel for if (N * C > 16384)
   for (Index i = 0; i < N; ++i) {
-    const Real* xr = x.data() + i * C;
-    Real* yr = y.data() + i * C;
-    Real m = 0;
-    for (Index c = 0; c < C; ++c) m += xr[c];
-    m *= inv_C;
-    Real v = 0;
-    for (Index c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
-    const Real r = Real(1) / std::sqrt(v * inv_C + eps);
-    for (Index c = 0; c < C; ++c) yr[c] = (xr[c] - m) * r * gamma[c] + beta[c];
-    mean[i] = m;
-    rstd[i] = r;
+    fourierft::detail::run_dispatched([&] {  // the row at the CPU's ISA level (detail/isa.hpp)
+      const Real* xr = x.data() + i * C;
+      Real* yr = y.data() + i * C;
+      Real m = 0;
+      for (Index c = 0; c < C; ++c) m += xr[c];
+      m *= inv_C;
+      Real v = 0;
+      for (Index c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
+      const Real r = Real(1) / std::sqrt(v * inv_C + eps);
+      for (Index c = 0; c < C; ++c) yr[c] = (xr[c] - m) * r * gamma[c] + beta[c];
+      mean[i] = m;
+      rstd[i] = r;
+    });
   }
 }
 
@@ -60,28 +63,30 @@ void layer_norm_backward(std::span<Real> dx, std::span<Real> dgamma, std::span<R
   for (Index b = 0; b < blocks; ++b) {
     Real* pg = need_dgamma ? part_gamma.data() + b * C : nullptr;
     Real* pb = need_dbeta ? part_beta.data() + b * C : nullptr;
-    for (Index i = b * N / blocks; i < (b + 1) * N / blocks; ++i) {
-      const Real* xr = x.data() + i * C;
-      const Real* gr = dy.data() + i * C;
-      const Real m = mean[i], r = rstd[i];
-      if (need_dx) {
-        Real mean_g = 0, mean_gx = 0;  // mean_C(g), mean_C(g * xhat)
-        for (Index c = 0; c < C; ++c) {
-          const Real g = gr[c] * gamma[c];
-          mean_g += g;
-          mean_gx += g * (xr[c] - m) * r;
+    fourierft::detail::run_dispatched([&] {  // the block at the CPU's ISA level (detail/isa.hpp)
+      for (Index i = b * N / blocks; i < (b + 1) * N / blocks; ++i) {
+        const Real* xr = x.data() + i * C;
+        const Real* gr = dy.data() + i * C;
+        const Real m = mean[i], r = rstd[i];
+        if (need_dx) {
+          Real mean_g = 0, mean_gx = 0;  // mean_C(g), mean_C(g * xhat)
+          for (Index c = 0; c < C; ++c) {
+            const Real g = gr[c] * gamma[c];
+            mean_g += g;
+            mean_gx += g * (xr[c] - m) * r;
+          }
+          mean_g *= inv_C;
+          mean_gx *= inv_C;
+          Real* dxr = dx.data() + i * C;
+          for (Index c = 0; c < C; ++c)
+            dxr[c] += r * (gr[c] * gamma[c] - mean_g - (xr[c] - m) * r * mean_gx);
         }
-        mean_g *= inv_C;
-        mean_gx *= inv_C;
-        Real* dxr = dx.data() + i * C;
-        for (Index c = 0; c < C; ++c)
-          dxr[c] += r * (gr[c] * gamma[c] - mean_g - (xr[c] - m) * r * mean_gx);
+        if (pg)
+          for (Index c = 0; c < C; ++c) pg[c] += gr[c] * (xr[c] - m) * r;
+        if (pb)
+          for (Index c = 0; c < C; ++c) pb[c] += gr[c];
       }
-      if (pg)
-        for (Index c = 0; c < C; ++c) pg[c] += gr[c] * (xr[c] - m) * r;
-      if (pb)
-        for (Index c = 0; c < C; ++c) pb[c] += gr[c];
-    }
+    });
   }
   // Sum the block partials in block order; parallel over channels (each owns its output entry).
 #pragma omp parallel for if (blocks * C > 16384)

@@ -13,6 +13,7 @@
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/detail/gemm.hpp"
+#include "fourierft/detail/isa.hpp"
 #include "fourierft/detail/vector_math.hpp"
 #include "fourierft/ops/linalg.hpp"
 #include "fourierft/ops/spectral.hpp"
@@ -62,7 +63,8 @@ void fourierft_delta_forward_c2r(std::span<Real> dW, std::span<const Real> coeff
 
 namespace detail {
 // The inner loops of the sparse ΔW pass and of the coefficient gather, over blocks of 16 rows
-// (ops::spectral::block_size), each built for plain x86-64 and for AVX2 (FOURIERFT_SIMD_CLONES).
+// (ops::spectral::block_size), each built for plain x86-64, AVX2 and AVX-512 and run at the
+// level fourierft::detail::active_isa() picks (detail/isa.hpp; bit-identical across levels).
 
 struct SparseNonzero {
   Index u, v;  // a nonzero of the half spectrum (row u, column v)
@@ -72,18 +74,19 @@ struct SparseNonzero {
 // (N/2 + 1) × 16 complex, bin-major; vectors holds h·E_u and i·h·E_u per nonzero (4·16 reals):
 //   (z.re + i·z.im)(x + i·y) = z.re·(x, y) + z.im·(−y, x), a 32-real multiply-add.
 template <class Real>
-FOURIERFT_SIMD_CLONES void sparse_columns_block(Real* a, const SparseNonzero* nonzeros,
-                                                std::size_t count, const Real* vectors,
-                                                const std::complex<Real>* twiddle, Index M,
-                                                Index p0) {
-  for (std::size_t k = 0; k < count; ++k) {
-    const std::complex<Real> z = twiddle[(nonzeros[k].u * p0) % M];
-    const Real zr = z.real(), zi = z.imag();
-    const Real* hE = vectors + k * 64;
-    const Real* ihE = hE + 32;
-    Real* column = a + 32 * nonzeros[k].v;
-    for (int j = 0; j < 32; ++j) column[j] += zr * hE[j] + zi * ihE[j];
-  }
+void sparse_columns_block(Real* a, const SparseNonzero* nonzeros, std::size_t count,
+                          const Real* vectors, const std::complex<Real>* twiddle, Index M,
+                          Index p0) {
+  fourierft::detail::run_dispatched([&] {
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::complex<Real> z = twiddle[(nonzeros[k].u * p0) % M];
+      const Real zr = z.real(), zi = z.imag();
+      const Real* hE = vectors + k * 64;
+      const Real* ihE = hE + 32;
+      Real* column = a + 32 * nonzeros[k].v;
+      for (int j = 0; j < 32; ++j) column[j] += zr * hE[j] + zi * ihE[j];
+    }
+  });
 }
 
 template <class Real>
@@ -97,19 +100,20 @@ struct GatherEntry {
 // for every entry; the spectra are (bins × 16) complex, bin-major. An entry's 32 products are
 // summed in 8 fixed lanes (even: re·re, odd: im·im), in Real, then added to its double.
 template <class Real>
-FOURIERFT_SIMD_CLONES void gather_block(const Real* dy_spectra, const Real* x_spectra,
-                                        const GatherEntry<Real>* entries, std::size_t count,
-                                        double* acc) {
-  for (std::size_t k = 0; k < count; ++k) {
-    const Real* p = dy_spectra + 32 * entries[k].u;
-    const Real* q = x_spectra + 32 * entries[k].v;
-    Real lane[8] = {};
-    for (int j = 0; j < 32; j += 8)
-      for (int i = 0; i < 8; ++i) lane[i] += p[j + i] * q[j + i];
-    const Real real = (lane[0] + lane[2]) + (lane[4] + lane[6]);
-    const Real imag = (lane[1] + lane[3]) + (lane[5] + lane[7]);
-    acc[entries[k].slot] += static_cast<double>(real - entries[k].sign * imag);
-  }
+void gather_block(const Real* dy_spectra, const Real* x_spectra, const GatherEntry<Real>* entries,
+                  std::size_t count, double* acc) {
+  fourierft::detail::run_dispatched([&] {
+    for (std::size_t k = 0; k < count; ++k) {
+      const Real* p = dy_spectra + 32 * entries[k].u;
+      const Real* q = x_spectra + 32 * entries[k].v;
+      Real lane[8] = {};
+      for (int j = 0; j < 32; j += 8)
+        for (int i = 0; i < 8; ++i) lane[i] += p[j + i] * q[j + i];
+      const Real real = (lane[0] + lane[2]) + (lane[4] + lane[6]);
+      const Real imag = (lane[1] + lane[3]) + (lane[5] + lane[7]);
+      acc[entries[k].slot] += static_cast<double>(real - entries[k].sign * imag);
+    }
+  });
 }
 }  // namespace detail
 
@@ -262,14 +266,15 @@ struct ScatterTerm {
 };
 
 template <class Real>
-FOURIERFT_SIMD_CLONES void scatter_block(Real* out, const Real* in, const ScatterTerm<Real>* terms,
-                                         std::size_t count) {
-  for (std::size_t k = 0; k < count; ++k) {
-    const Real* s = in + 32 * terms[k].src;
-    Real* d = out + 32 * terms[k].dst;
-    const Real w[2] = {terms[k].weight, terms[k].weight * terms[k].imag_sign};
-    for (int j = 0; j < 32; ++j) d[j] += w[j & 1] * s[j];
-  }
+void scatter_block(Real* out, const Real* in, const ScatterTerm<Real>* terms, std::size_t count) {
+  fourierft::detail::run_dispatched([&] {
+    for (std::size_t k = 0; k < count; ++k) {
+      const Real* s = in + 32 * terms[k].src;
+      Real* d = out + 32 * terms[k].dst;
+      const Real w[2] = {terms[k].weight, terms[k].weight * terms[k].imag_sign};
+      for (int j = 0; j < 32; ++j) d[j] += w[j & 1] * s[j];
+    }
+  });
 }
 
 // The terms of  out[p] = Re Σ_l h_l · conj(IN[src_l]) · e^{+2πi·dst_l·p/L_out},  h_l = factor·c_l,

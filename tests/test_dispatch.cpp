@@ -1,0 +1,179 @@
+// Tests of include/fourierft/detail/isa.hpp: every kernel that runs through run_dispatched gives
+// bit-identical results at each ISA level this CPU supports (baseline, AVX2, AVX-512).
+#include <doctest/doctest.h>
+
+#include <complex>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <numbers>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fourierft/core/random.hpp"
+#include "fourierft/detail/isa.hpp"
+#include "fourierft/core/tape.hpp"
+#include "fourierft/core/tensor.hpp"
+#include "fourierft/ops/attention.hpp"
+#include "fourierft/ops/linear_cross_entropy.hpp"
+#include "fourierft/ops/norm.hpp"
+#include "fourierft/ops/reduce.hpp"
+#include "fourierft/peft/fourierft_op.hpp"
+
+using fourierft::Index;
+using fourierft::detail::Isa;
+
+namespace {
+
+std::vector<float> random_floats(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+  fourierft::Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(scale * rng.normal());
+  return v;
+}
+
+// Runs compute() (which fills and returns its outputs) at each supported level and checks that
+// every level's bytes equal the baseline's. Restores the level in use afterwards.
+template <class Output>
+void check_same_at_every_level(const std::function<Output()>& compute) {
+  const Isa before = fourierft::detail::set_active_isa(Isa::baseline);
+  const Output reference = compute();
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    if (isa > fourierft::detail::detected_isa()) continue;
+    fourierft::detail::set_active_isa(isa);
+    const std::string level = fourierft::detail::isa_name(isa);
+    CAPTURE(level);
+    const Output got = compute();
+    REQUIRE(got.size() == reference.size());
+    CHECK(std::memcmp(got.data(), reference.data(), sizeof(got[0]) * got.size()) == 0);
+  }
+  fourierft::detail::set_active_isa(before);
+}
+
+}  // namespace
+
+TEST_CASE("set_active_isa never goes above the CPU's level") {
+  const Isa before = fourierft::detail::set_active_isa(Isa::avx512);
+  CHECK(fourierft::detail::active_isa() == fourierft::detail::detected_isa());
+  fourierft::detail::set_active_isa(Isa::baseline);
+  CHECK(fourierft::detail::active_isa() == Isa::baseline);
+  fourierft::detail::set_active_isa(before);
+  MESSAGE("this CPU: ", fourierft::detail::isa_name(fourierft::detail::detected_isa()));
+}
+
+TEST_CASE("run_dispatched: the same kernel body gives the same bits at every level") {
+  // a·b + c over an odd length: a contracted FMA would round once and differ in the last bit.
+  const std::size_t n = 1003;
+  const auto a = random_floats(n, 1), b = random_floats(n, 2), c = random_floats(n, 3);
+  check_same_at_every_level<std::vector<float>>([&] {
+    std::vector<float> y(n);
+    fourierft::detail::run_dispatched([&] {
+      for (std::size_t i = 0; i < n; ++i) y[i] = a[i] * b[i] + c[i];
+    });
+    return y;
+  });
+}
+
+TEST_CASE("layer_norm forward and backward match across ISA levels") {
+  const Index N = 37, C = 203;  // C not a multiple of any vector width
+  const auto x = random_floats(N * C, 4, 3.0), gamma = random_floats(C, 5), beta = random_floats(C, 6);
+  const auto dy = random_floats(N * C, 7);
+  check_same_at_every_level<std::vector<float>>([&] {
+    std::vector<float> y(N * C), mean(N), rstd(N), dx(N * C, 0.5f), dgamma(C, 0.f), dbeta(C, 0.f);
+    fourierft::ops::layer_norm_forward<float>(y, mean, rstd, x, gamma, beta, N, C, 1e-5f);
+    fourierft::ops::layer_norm_backward<float>(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C);
+    std::vector<float> all = y;
+    for (const auto* part : {&mean, &rstd, &dx, &dgamma, &dbeta})
+      all.insert(all.end(), part->begin(), part->end());
+    return all;
+  });
+}
+
+TEST_CASE("masked_softmax_row matches across ISA levels, with and without a key mask") {
+  const Index Tk = 77;
+  const auto scores = random_floats(Tk, 8, 4.0);
+  std::vector<std::int64_t> mask(Tk, 1);
+  for (Index j = 0; j < Tk; j += 5) mask[j] = 0;
+  check_same_at_every_level<std::vector<float>>([&] {
+    std::vector<float> plain = scores, masked = scores, windowed = scores;
+    fourierft::ops::masked_softmax_row<float>(plain, Tk, {});
+    fourierft::ops::masked_softmax_row<float>(masked, Tk, mask);
+    fourierft::ops::masked_softmax_row<float>(windowed, Tk - 3, {}, 11);
+    plain.insert(plain.end(), masked.begin(), masked.end());
+    plain.insert(plain.end(), windowed.begin(), windowed.end());
+    return plain;
+  });
+}
+
+TEST_CASE("attention forward and backward (softmax rows, dS rows) match across ISA levels") {
+  fourierft::Rng rng(12);
+  const auto q = fourierft::randn<float>({2, 19, 12}, rng), k = fourierft::randn<float>({2, 19, 12}, rng),
+             v = fourierft::randn<float>({2, 19, 12}, rng), dy = fourierft::randn<float>({2, 19, 12}, rng);
+  const std::vector<std::int64_t> mask = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
+  check_same_at_every_level<std::vector<float>>([&] {
+    fourierft::Tape<float> tape;
+    using fourierft::Var;
+    Var<float> vq = Var<float>::parameter(q.clone()), vk = Var<float>::parameter(k.clone()),
+               vv = Var<float>::parameter(v.clone());
+    Var<float> y = fourierft::ops::attention(tape, vq, vk, vv, 3,
+                                             {.causal = true, .key_padding_mask = mask});
+    tape.backward(y, dy);
+    std::vector<float> all(y.data().begin(), y.data().end());
+    for (Var<float>* p : {&vq, &vk, &vv})
+      all.insert(all.end(), p->grad().data().begin(), p->grad().data().end());
+    return all;
+  });
+}
+
+TEST_CASE("cross_entropy_row (linear_cross_entropy's rows) matches across ISA levels") {
+  const Index V = 1001;
+  const auto logits = random_floats(V, 13, 5.0);
+  check_same_at_every_level<std::vector<float>>([&] {
+    std::vector<float> all;
+    for (float eps : {0.f, 0.1f}) {
+      std::vector<float> row = logits;
+      const float loss_only = fourierft::ops::detail::cross_entropy_row<float>(
+          row.data(), V, 17, eps, false, 1.f);
+      const float loss = fourierft::ops::detail::cross_entropy_row<float>(row.data(), V, 17, eps,
+                                                                          true, 0.25f);
+      all.push_back(loss_only);
+      all.push_back(loss);
+      all.insert(all.end(), row.begin(), row.end());
+    }
+    return all;
+  });
+}
+
+TEST_CASE("FourierFT block kernels (sparse columns, gather, scatter) match across ISA levels") {
+  namespace d = fourierft::peft::detail;
+  const Index M = 48, bins = 25;  // (bins × 16) complex blocks
+  const std::size_t count = 40;
+  std::vector<d::SparseNonzero> nonzeros;
+  std::vector<d::GatherEntry<float>> entries;
+  std::vector<d::ScatterTerm<float>> terms;
+  for (std::size_t k = 0; k < count; ++k) {
+    const Index u = static_cast<Index>((7 * k + 3) % bins), v = static_cast<Index>((11 * k) % bins);
+    nonzeros.push_back({u, v});
+    entries.push_back({u, v, k % 3 == 0 ? -1.f : 1.f, static_cast<Index>(k % 13)});
+    terms.push_back({u, v, 0.1f * static_cast<float>(k) - 1.f, k % 2 == 0 ? -1.f : 1.f});
+  }
+  const auto vectors = random_floats(64 * count, 9), spectra_a = random_floats(32 * bins, 10),
+             spectra_b = random_floats(32 * bins, 11);
+  std::vector<std::complex<float>> twiddle(M);
+  for (Index m = 0; m < M; ++m)
+    twiddle[m] = std::polar(1.f, static_cast<float>(2 * std::numbers::pi * m / M));
+  check_same_at_every_level<std::vector<double>>([&] {
+    std::vector<float> a(32 * bins, 0.f), out = spectra_b;
+    std::vector<double> acc(13, 0.0);
+    d::sparse_columns_block<float>(a.data(), nonzeros.data(), count, vectors.data(), twiddle.data(),
+                                   M, 5);
+    d::gather_block<float>(spectra_a.data(), spectra_b.data(), entries.data(), count, acc.data());
+    d::scatter_block<float>(out.data(), spectra_a.data(), terms.data(), count);
+    std::vector<double> all = acc;
+    all.insert(all.end(), a.begin(), a.end());
+    all.insert(all.end(), out.begin(), out.end());
+    return all;
+  });
+}
