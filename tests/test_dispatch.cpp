@@ -90,6 +90,19 @@ TEST_CASE("layer_norm forward and backward match across ISA levels") {
   });
 }
 
+TEST_CASE("rms_norm forward and backward match across ISA levels") {
+  const Index N = 29, C = 211;
+  const auto x = random_floats(N * C, 14, 2.0), weight = random_floats(C, 15), dy = random_floats(N * C, 16);
+  check_same_at_every_level<std::vector<float>>([&] {
+    std::vector<float> y(N * C), rstd(N), dx(N * C, -0.25f), dweight(C, 0.f);
+    fourierft::ops::rms_norm_forward<float>(y, rstd, x, weight, N, C, 1e-6f);
+    fourierft::ops::rms_norm_backward<float>(dx, dweight, dy, x, weight, rstd, N, C);
+    std::vector<float> all = y;
+    for (const auto* part : {&rstd, &dx, &dweight}) all.insert(all.end(), part->begin(), part->end());
+    return all;
+  });
+}
+
 TEST_CASE("masked_softmax_row matches across ISA levels, with and without a key mask") {
   const Index Tk = 77;
   const auto scores = random_floats(Tk, 8, 4.0);
@@ -146,7 +159,7 @@ TEST_CASE("cross_entropy_row (linear_cross_entropy's rows) matches across ISA le
   });
 }
 
-TEST_CASE("FourierFT block kernels (sparse columns, gather, scatter) match across ISA levels") {
+TEST_CASE("FourierFT block kernels (sparse columns, gather, scatter, add_rows) match across ISA levels") {
   namespace d = fourierft::peft::detail;
   const Index M = 48, bins = 25;  // (bins × 16) complex blocks
   const std::size_t count = 40;
@@ -171,6 +184,7 @@ TEST_CASE("FourierFT block kernels (sparse columns, gather, scatter) match acros
                                    M, 5);
     d::gather_block<float>(spectra_a.data(), spectra_b.data(), entries.data(), count, acc.data());
     d::scatter_block<float>(out.data(), spectra_a.data(), terms.data(), count);
+    d::add_rows<float>(out.data() + 3, 40, vectors.data(), 7, 37);  // 7 rows of 37, 40 apart
     std::vector<double> all = acc;
     all.insert(all.end(), a.begin(), a.end());
     all.insert(all.end(), out.begin(), out.end());

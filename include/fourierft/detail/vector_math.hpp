@@ -2,7 +2,7 @@
 // softmax rows of cross-entropy and attention: a float exp, and sums and dot products over eight
 // fixed lanes (the order of additions depends only on n, never on the data's address, so results
 // are bit-reproducible run to run — unlike a reduction that first aligns its pointer); and
-// FOURIERFT_SIMD_CLONES, which also builds a kernel for AVX2.
+// FOURIERFT_SIMD_CLONES (superseded by detail/isa.hpp), which also builds a kernel for AVX2.
 #pragma once
 
 #include <algorithm>
@@ -65,7 +65,22 @@ inline Real dot_lanes(const Real* x, const Real* y, std::ptrdiff_t n) {
          tail;
 }
 
-// For kernels built twice — for plain x86-64 (SSE2, what the library targets so binaries run
+// Σ_j term(j), j < n, accumulated in Acc in the fixed order of sum_lanes (for sums of products
+// of several rows, or a float row summed in double).
+template <class Acc, class Term>
+inline Acc sum_lanes_of(std::ptrdiff_t n, Term term) {
+  Acc lane[8] = {};
+  std::ptrdiff_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) lane[k] += term(j + k);
+  Acc tail = 0;
+  for (; j < n; ++j) tail += term(j);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7])) +
+         tail;
+}
+
+// Superseded by run-time dispatch (detail/isa.hpp: baseline, AVX2, AVX-512, FOURIERFT_ISA); kept
+// for code that still uses it. For kernels built twice — for plain x86-64 (SSE2, what the library targets so binaries run
 // anywhere) and for AVX2 — with the version picked once at load time by the CPU (GCC's
 // target_clones, a glibc ifunc). "avx2" without FMA: both versions do the same IEEE multiplies
 // and adds in the same order, so results are bit-identical whichever runs. A call goes through

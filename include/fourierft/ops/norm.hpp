@@ -10,6 +10,7 @@
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/detail/isa.hpp"
+#include "fourierft/detail/vector_math.hpp"
 
 namespace fourierft::ops {
 
@@ -135,22 +136,23 @@ Var<Real> layer_norm(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& gamm
 //   y = weight * x * rstd,   rstd = 1 / sqrt(mean_C(x^2) + eps)
 // HF computes it in float32 (upcasting half inputs) and multiplies by the weight after casting back:
 // with float activations that is this formula in float. The sum of squares is accumulated in
-// double, so a wide row (C = 4096) loses nothing to the order of the additions.
+// double, so a wide row (C = 4096) loses nothing to the order of the additions. Sums run in 8 fixed
+// lanes (detail::sum_lanes_of), so every ISA level (detail/isa.hpp) gives the same bits.
 template <class Real>
 void rms_norm_forward(std::span<Real> y, std::span<Real> rstd, std::span<const Real> x,
                       std::span<const Real> weight, Index N, Index C, Real eps) {
 #pragma omp parallel for if (N * C > 16384)
   for (Index i = 0; i < N; ++i) {
-    const Real* xr = x.data() + i * C;
-    Real* yr = y.data() + i * C;
-    double sum_sq = 0;
-#pragma omp simd reduction(+ : sum_sq)
-    for (Index c = 0; c < C; ++c) sum_sq += static_cast<double>(xr[c]) * xr[c];
-    const Real r = static_cast<Real>(
-        1.0 / std::sqrt(sum_sq / static_cast<double>(C) + static_cast<double>(eps)));
-#pragma omp simd
-    for (Index c = 0; c < C; ++c) yr[c] = weight[c] * (xr[c] * r);
-    rstd[i] = r;
+    fourierft::detail::run_dispatched([&] {  // the row at the CPU's ISA level
+      const Real* xr = x.data() + i * C;
+      Real* yr = y.data() + i * C;
+      const double sum_sq = detail::sum_lanes_of<double>(
+          C, [&](Index c) { return static_cast<double>(xr[c]) * xr[c]; });
+      const Real r = static_cast<Real>(
+          1.0 / std::sqrt(sum_sq / static_cast<double>(C) + static_cast<double>(eps)));
+      for (Index c = 0; c < C; ++c) yr[c] = weight[c] * (xr[c] * r);
+      rstd[i] = r;
+    });
   }
 }
 
@@ -171,23 +173,22 @@ void rms_norm_backward(std::span<Real> dx, std::span<Real> dweight, std::span<co
 #pragma omp parallel for schedule(static) if (N * C > 16384)
   for (Index b = 0; b < blocks; ++b) {
     Real* pw = need_dw ? part.data() + b * C : nullptr;
-    for (Index i = b * N / blocks; i < (b + 1) * N / blocks; ++i) {
-      const Real* xr = x.data() + i * C;
-      const Real* gr = dy.data() + i * C;
-      const Real r = rstd[i];
-      if (need_dx) {
-        Real mean_gx = 0;
-#pragma omp simd reduction(+ : mean_gx)
-        for (Index c = 0; c < C; ++c) mean_gx += gr[c] * weight[c] * xr[c];
-        const Real k = r * r * r * mean_gx * inv_C;
-        Real* dxr = dx.data() + i * C;
-#pragma omp simd
-        for (Index c = 0; c < C; ++c) dxr[c] += r * gr[c] * weight[c] - xr[c] * k;
+    fourierft::detail::run_dispatched([&] {  // the block at the CPU's ISA level
+      for (Index i = b * N / blocks; i < (b + 1) * N / blocks; ++i) {
+        const Real* xr = x.data() + i * C;
+        const Real* gr = dy.data() + i * C;
+        const Real r = rstd[i];
+        if (need_dx) {
+          const Real mean_gx = detail::sum_lanes_of<Real>(
+              C, [&](Index c) { return gr[c] * weight[c] * xr[c]; });
+          const Real k = r * r * r * mean_gx * inv_C;
+          Real* dxr = dx.data() + i * C;
+          for (Index c = 0; c < C; ++c) dxr[c] += r * gr[c] * weight[c] - xr[c] * k;
+        }
+        if (pw)
+          for (Index c = 0; c < C; ++c) pw[c] += gr[c] * xr[c] * r;
       }
-      if (pw)
-#pragma omp simd
-        for (Index c = 0; c < C; ++c) pw[c] += gr[c] * xr[c] * r;
-    }
+    });
   }
   if (!need_dw) return;
 #pragma omp parallel for if (blocks * C > 16384)

@@ -310,11 +310,13 @@ std::vector<ScatterTerm<Real>> beside_terms(std::span<const std::int64_t> src_fr
 // Adds a block's rows of a c2r result (16 rows of `length`, contiguous) into rows ld apart.
 template <class Real>
 void add_rows(Real* out, Index ld, const Real* block, Index rows, Index length) {
-  for (Index r = 0; r < rows; ++r) {
-    Real* row = out + r * ld;
-    const Real* src = block + r * length;
-    for (Index q = 0; q < length; ++q) row[q] += src[q];
-  }
+  fourierft::detail::run_dispatched([&] {
+    for (Index r = 0; r < rows; ++r) {
+      Real* row = out + r * ld;
+      const Real* src = block + r * length;
+      for (Index q = 0; q < length; ++q) row[q] += src[q];
+    }
+  });
 }
 }  // namespace detail
 
@@ -539,13 +541,16 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
     // (rows × d_in, contiguous); in_out writes `rows` contiguous values of each row of W.
     const Real* base = disjoint ? src : wp;
     auto add_rows = [&](Index first, Index rows, const Real* delta) {
-      if (out_in) {
-        for (Index i = 0; i < rows * d_in; ++i) wp[first * d_in + i] = base[first * d_in + i] + delta[i];
-      } else {
-        for (Index q = 0; q < d_in; ++q)
-          for (Index r = 0; r < rows; ++r)
-            wp[q * d_out + first + r] = base[q * d_out + first + r] + delta[r * d_in + q];
-      }
+      fourierft::detail::run_dispatched([&] {
+        if (out_in) {
+          for (Index i = 0; i < rows * d_in; ++i)
+            wp[first * d_in + i] = base[first * d_in + i] + delta[i];
+        } else {
+          for (Index q = 0; q < d_in; ++q)
+            for (Index r = 0; r < rows; ++r)
+              wp[q * d_out + first + r] = base[q * d_out + first + r] + delta[r * d_in + q];
+        }
+      });
     };
     for (const SpectralBlock<Real>& b : blocks) {
       const SpectralEntries& e = *b.entries;
