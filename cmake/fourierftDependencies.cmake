@@ -47,11 +47,31 @@ pkg_check_modules(FOURIERFT_PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
 if(NOT FOURIERFT_PCRE2_FOUND)
   _fourierft_missing("PCRE2 (8-bit)" libpcre2-dev)
 endif()
-# FFTW's OpenMP threading libraries are not described by pkg-config: look beside libfftw3.
+# FFTW's OpenMP threading libraries are not described by pkg-config: look beside libfftw3. They
+# become imported targets, found again here by an installed package's consumer, so the exported
+# target names them (fourierft::fftw3_omp) instead of holding this machine's paths.
 find_library(FOURIERFT_FFTW3_OMP NAMES fftw3_omp HINTS ${FOURIERFT_FFTW_LIBRARY_DIRS})
 find_library(FOURIERFT_FFTW3F_OMP NAMES fftw3f_omp HINTS ${FOURIERFT_FFTW_LIBRARY_DIRS})
 if(NOT FOURIERFT_FFTW3_OMP OR NOT FOURIERFT_FFTW3F_OMP)
   _fourierft_missing("FFTW's OpenMP libraries fftw3_omp and fftw3f_omp" libfftw3-dev)
+endif()
+foreach(_fourierft_lib fftw3_omp fftw3f_omp)
+  string(TOUPPER ${_fourierft_lib} _fourierft_var)
+  if(NOT TARGET fourierft::${_fourierft_lib})
+    add_library(fourierft::${_fourierft_lib} UNKNOWN IMPORTED)
+    set_target_properties(fourierft::${_fourierft_lib} PROPERTIES
+      IMPORTED_LOCATION ${FOURIERFT_${_fourierft_var}})
+  endif()
+endforeach()
+# stb_image (header only, Debian libstb-dev): included as <stb/stb_image.h>.
+find_path(FOURIERFT_STB_INCLUDE_DIR stb/stb_image.h)
+if(NOT FOURIERFT_STB_INCLUDE_DIR)
+  _fourierft_missing("stb_image (stb/stb_image.h)" libstb-dev)
+endif()
+if(NOT TARGET fourierft::stb)
+  add_library(fourierft::stb INTERFACE IMPORTED)
+  set_target_properties(fourierft::stb PROPERTIES
+    INTERFACE_INCLUDE_DIRECTORIES ${FOURIERFT_STB_INCLUDE_DIR})
 endif()
 # OpenBLAS: Debian ships a pthreads build (the system default) and an OpenMP build side by side
 # (/usr/lib/<arch>/openblas-{pthread,openmp}/, same SONAME). fourierft prefers the OpenMP build:
