@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages fourierft needs to build, test and run its examples.
-# Idempotent: packages already installed are skipped. Run as root (or with sudo).
+# Idempotent: packages already installed are skipped. Installing needs root: as root it calls apt-get
+# directly (fresh Debian images have no sudo); as another user, sudo apt-get.
 set -euo pipefail
 packages=(
   g++ cmake make pkg-config            # toolchain
@@ -23,7 +24,14 @@ if ((${#missing[@]} == 0)); then
 fi
 echo "install-deps: installing ${missing[*]}"
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: installing packages needs root; run this script as root" \
+         "(or install sudo), or install them yourself: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  SUDO="sudo"
+fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

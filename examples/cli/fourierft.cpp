@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/version.hpp"
 #include "cmd_forward.hpp"
 #include "cmd_generate.hpp"
 #include "cmd_inspect.hpp"
@@ -51,7 +52,7 @@ const std::vector<Subcommand>& subcommands() {
 }
 
 void print_usage(std::ostream& out) {
-  out << "usage: fourierft <subcommand> [options]\n\nsubcommands:\n";
+  out << "usage: fourierft <subcommand> [options]     (fourierft --version: the version)\n\nsubcommands:\n";
   for (const Subcommand& s : subcommands()) out << "  " << s.name << "  " << s.summary << "\n";
   out << "\nRun 'fourierft <subcommand> --help' for its options.\n";
 }
@@ -64,6 +65,10 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
+  if (name == "--version") {
+    std::cout << "fourierft " << fourierft::version_string << "\n";
+    return 0;
+  }
   const std::vector<std::string> args(argv + 2, argv + argc);
   for (const Subcommand& s : subcommands()) {
     if (name != s.name) continue;

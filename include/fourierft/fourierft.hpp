@@ -2,6 +2,7 @@
 // Libraries and tests include the individual headers (each compiles on its own).
 #pragma once
 
+#include "fourierft/version.hpp"
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/memory.hpp"
 #include "fourierft/core/parallel.hpp"
