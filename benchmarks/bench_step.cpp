@@ -21,7 +21,9 @@
 // default); classifier heads train fully with both. Each case runs in a forked child, so the peak
 // RSS is per case. Threads: FOURIERFT_NUM_THREADS (default 2 here).
 // Columns: impl model method batch seq tokens_per_s ms_per_step peak_rss_mb trainable gemm_gflop
-// gflop_per_s (the GEMM FLOPs of one step, 2·M·N·K summed over every detail::gemm call).
+// gflop_per_s (the GEMM FLOPs of one step, 2·M·N·K summed over every detail::gemm call), then
+// gemm_floor_ms and floor_ratio: the last timed step's GEMM calls replayed alone, shape by shape,
+// right after the steps (gemm_floor.hpp), and ms_per_step / gemm_floor_ms. --no-floor skips them.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -54,6 +56,7 @@
 #include "fourierft/peft/method.hpp"
 #include "fourierft/peft/registry.hpp"
 #include "bench_llama.hpp"
+#include "gemm_floor.hpp"
 #include "bench_process.hpp"
 
 using namespace fourierft;
@@ -66,6 +69,7 @@ struct Options {
   int steps = 2;  // timed steps after one warm-up step
   bool recompute = false;  // GPT-2 / LLaMA: checkpoint every block (activation recomputation)
   bool bf16 = false;       // LLaMA: frozen Linear weights held in BF16
+  bool floor = true;       // measure the GEMM floor of the last timed step
 };
 
 // Applies the method (any registered one: peft/registry.hpp) and returns the trainable parameters.
@@ -98,6 +102,8 @@ std::vector<Var<float>> apply_method(Model& model, const std::string& method, bo
 
 struct Result {
   double ms = 0, gflop = 0;
+  double peak_rss_mb = 0;
+  double floor_ms = 0;  // the last timed step's GEMM calls replayed alone (0: not measured)
   Index tokens = 0, batch = 0, seq = 0, trainable = 0;
 };
 
@@ -121,6 +127,8 @@ Result time_steps(const Options& opt, Step&& step) {
   for (int s = 0; s < opt.steps; ++s) {
     const std::uint64_t f0 = detail::gemm_flop_count().load();
     const long faults0 = minor_faults();
+    const bool last = s + 1 == opt.steps;
+    if (last && opt.floor) bench::GemmRecorder::start();
     const auto t0 = std::chrono::steady_clock::now();
     const float loss = step();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -128,6 +136,8 @@ Result time_steps(const Options& opt, Step&& step) {
       std::fprintf(stderr, "step %d: %.1f ms, %ld minor page faults\n", s + 1, ms.back(),
                    minor_faults() - faults0);
     flops = detail::gemm_flop_count().load() - f0;
+    if (last) r.peak_rss_mb = bench::peak_rss_mb();  // before the floor's own buffers
+    if (last && opt.floor) r.floor_ms = bench::gemm_floor_ms(bench::GemmRecorder::stop());
     if (!std::isfinite(loss)) throw Error(str_cat("bench_step: loss is ", loss, " at step ", s + 1));
   }
   r.ms = bench::median(std::move(ms));
@@ -263,10 +273,11 @@ bool run_forked(const std::string& c, const Options& opt) {
     const std::string shown = (checkpointed ? method + "+recompute" : method) +
                               (opt.bf16 && bench::llama_shapes().contains(model) ? "+bf16" : "");
     const double tokens = static_cast<double>(r.batch * r.seq);
-    std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\n", model.c_str(),
-                shown.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.seq),
-                tokens / (r.ms * 1e-3), r.ms, bench::peak_rss_mb(),
-                static_cast<long long>(r.trainable), r.gflop, r.gflop / (r.ms * 1e-3));
+    std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\t%.1f\t%.3f\n",
+                model.c_str(), shown.c_str(), static_cast<long long>(r.batch),
+                static_cast<long long>(r.seq), tokens / (r.ms * 1e-3), r.ms, r.peak_rss_mb,
+                static_cast<long long>(r.trainable), r.gflop, r.gflop / (r.ms * 1e-3), r.floor_ms,
+                r.floor_ms > 0 ? r.ms / r.floor_ms : 0.0);
   });
 }
 
@@ -288,10 +299,11 @@ int main(int argc, char** argv) {
     else if (a == "--no-header") header = false;
     else if (a == "--recompute") opt.recompute = true;
     else if (a == "--bf16") opt.bf16 = true;
+    else if (a == "--no-floor") opt.floor = false;
     else {
       std::fprintf(stderr,
                    "usage: bench_step [--case model/method]... [--all] [--batch 8] [--seq 128] "
-                   "[--images 8] [--steps 2] [--recompute] [--bf16] [--no-header]\n");
+                   "[--images 8] [--steps 2] [--recompute] [--bf16] [--no-floor] [--no-header]\n");
       return 2;
     }
   }
@@ -306,7 +318,7 @@ int main(int argc, char** argv) {
   if (std::getenv("FOURIERFT_KEEP_MALLOC_DEFAULTS") == nullptr) reuse_freed_memory();
   if (header)
     std::printf("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable"
-                "\tgemm_gflop\tgflop_per_s\n");
+                "\tgemm_gflop\tgflop_per_s\tgemm_floor_ms\tfloor_ratio\n");
   bool ok = true;
   for (const std::string& c : cases) ok = run_forked(c, opt) && ok;
   return ok ? 0 : 1;

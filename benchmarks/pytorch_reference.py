@@ -31,9 +31,10 @@ Each case runs in its own process (so peak RSS is per case). Output, one TSV row
   impl  model  method  batch  seq  tokens_per_s  ms_per_step  peak_rss_mb  trainable
 Threads: torch.set_num_threads(FOURIERFT_NUM_THREADS, default 2) — the same knob bench_step reads.
 
---generate: the decoding bench_generate times, in plain PyTorch *without* a KV cache (each new
-token runs the whole prefix through the model again, as a plain module without past_key_values
-does; the tied LM head only on the last position). GPT-2 small as above (random weights, dropout 0),
+--generate: the decoding bench_generate times, in plain PyTorch with a KV cache as HF's GPT-2
+with use_cache=True (the prompt once, then each row's new token alone against the cached keys and
+values, appended by torch.cat; beams reselect the cache rows; the tied LM head only on the last
+position), or with --no-cache without one (each new token runs the whole prefix again). GPT-2 small as above (random weights, dropout 0),
 eval mode, torch.no_grad(); prompts of random ids, prompt_len each, no padding; greedy, or beam
 search as HF's BeamSearchScorer (prompts expanded to num_beams rows before the first pass, beams
 2..K start at -1e9, log_softmax, then the no-repeat n-gram ban, then the running sums; the best
@@ -149,6 +150,23 @@ def build(torch, model_name, method):
                 q, v = q + self.aq(x), v + self.av(x)
             return self.o(attention(q, k, v, self.causal))
 
+        def attn_cached(self, x, past):  # x: (B, t, C) new positions; past: (K, V) (B, NH, P, HS) or None
+            B, t, _ = x.shape
+            q, k, v = (m(x).view(B, t, NH, HS).transpose(1, 2) for m in (self.q, self.k, self.v))
+            if past is not None:  # HF's GPT-2 with use_cache: the new keys / values appended
+                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
+            if t > 1:  # the prompt pass: causal within the new positions (past is empty then)
+                mask = torch.ones(t, k.shape[2], dtype=torch.bool).tril(k.shape[2] - t)
+                s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
+            o = (s.softmax(-1) @ v).transpose(1, 2).reshape(B, t, C)
+            return self.o(o), (k, v)
+
+        def forward_cached(self, x, past):  # GPT-2 (pre-LN) only
+            a, present = self.attn_cached(self.ln1(x), past)
+            x = x + a
+            return x + self.mlp(self.ln2(x)), present
+
         def mlp(self, x):
             return self.proj(self.act(self.fc(x)))
 
@@ -190,6 +208,15 @@ def build(torch, model_name, method):
             for b in self.h:
                 x = b(x)
             return self.ln_f(x)
+
+        def gpt2_hidden_cached(self, ids, past):  # ids (B, t) at positions P..P+t-1 after `past`
+            P = 0 if past is None else past[0][0].shape[2]
+            x = self.wte(ids) + self.wpe(torch.arange(P, P + ids.shape[1]))
+            presents = []
+            for i, b in enumerate(self.h):
+                x, present = b.forward_cached(x, None if past is None else past[i])
+                presents.append(present)
+            return self.ln_f(x), presents
 
         def loss(self, batch):
             if model_name.startswith("gpt2"):
@@ -385,25 +412,45 @@ def last_logits(model, rows):  # no cache: the whole (N, L) prefix again, the he
     return model.gpt2_hidden(rows)[:, -1] @ model.wte.weight.t()
 
 
-def greedy(torch, model, ids, new_tokens):
+class Decoder:
+    """The last position's logits of each row, with a KV cache (use_cache=True: the prompt once,
+    then one new token per row per step, the cached keys / values reordered when beams are
+    reselected) or without (the whole prefix again every step)."""
+
+    def __init__(self, model, use_cache):
+        self.model, self.use_cache, self.past = model, use_cache, None
+
+    def logits(self, rows, parents=None):  # rows: (N, L), all tokens so far
+        if not self.use_cache:
+            return last_logits(self.model, rows)
+        if self.past is not None and parents is not None:
+            self.past = [(k[parents], v[parents]) for k, v in self.past]
+        new = rows if self.past is None else rows[:, -1:]
+        hidden, self.past = self.model.gpt2_hidden_cached(new, self.past)
+        return hidden[:, -1] @ self.model.wte.weight.t()
+
+
+def greedy(torch, model, ids, new_tokens, use_cache):
     rows, score = ids, torch.zeros(ids.shape[0], dtype=torch.float64)
+    decoder = Decoder(model, use_cache)
     for _ in range(new_tokens):
-        logp = last_logits(model, rows).log_softmax(-1)
+        logp = decoder.logits(rows).log_softmax(-1)
         token = logp.argmax(-1)
         score += logp.gather(1, token[:, None])[:, 0].double()
         rows = torch.cat([rows, token[:, None]], 1)
     return rows[:, ids.shape[1]:], score
 
 
-def beam_search(torch, model, ids, new_tokens, K, length_penalty, ngram):
+def beam_search(torch, model, ids, new_tokens, K, length_penalty, ngram, use_cache):
     B, T = ids.shape
+    decoder, parents = Decoder(model, use_cache), None
     rows = ids.repeat_interleave(K, 0)  # (B·K, T): row b·K + k is beam k of prompt b
     beam_scores = torch.zeros(B, K)
     beam_scores[:, 1:] = -1e9  # the first step branches from one beam
     beam_scores = beam_scores.view(-1)
     offsets = (torch.arange(B) * K)[:, None]
     for _ in range(new_tokens):
-        logp = last_logits(model, rows).log_softmax(-1)  # (B·K, V)
+        logp = decoder.logits(rows, parents).log_softmax(-1)  # (B·K, V)
         ban_repeated_ngrams(torch, logp, rows, ngram)
         V = logp.shape[1]
         scores = (logp + beam_scores[:, None]).view(B, K * V)
@@ -418,7 +465,7 @@ def beam_search(torch, model, ids, new_tokens, K, length_penalty, ngram):
     return picked[:, T:], final[torch.arange(B), best]
 
 
-def run_generate_case(case, prompt_len, new_tokens, beams):
+def run_generate_case(case, prompt_len, new_tokens, beams, use_cache):
     import torch
     torch.manual_seed(0)
     torch.set_num_threads(int(os.environ.get("FOURIERFT_NUM_THREADS", "2")))
@@ -432,8 +479,8 @@ def run_generate_case(case, prompt_len, new_tokens, beams):
 
     def generate(n):
         if mode == "greedy":
-            return greedy(torch, model, ids, n)
-        return beam_search(torch, model, ids, n, beams, 0.8, 4)  # the E2E recipe
+            return greedy(torch, model, ids, n, use_cache)
+        return beam_search(torch, model, ids, n, beams, 0.8, 4, use_cache)  # the E2E recipe
 
     with torch.no_grad():
         generate(2)  # warm-up
@@ -459,6 +506,8 @@ def main():
     ap.add_argument("--generate", action="store_true",
                     help="time generation instead (cases mode/batch: greedy/1 greedy/4 beam/1 beam/4)")
     ap.add_argument("--prompt-len", type=int, default=32)
+    ap.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                    help="--generate with a KV cache (default, as HF's use_cache=True) or --no-cache")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--beams", type=int, default=10)
     a = ap.parse_args()
@@ -467,12 +516,13 @@ def main():
         if a.header:
             print("impl\tmode\tbatch\tprompt_len\tnew_tokens\ttokens_per_s\tms\tpeak_rss_mb", flush=True)
         if len(cases) == 1:
-            run_generate_case(cases[0], a.prompt_len, a.new_tokens, a.beams)
+            run_generate_case(cases[0], a.prompt_len, a.new_tokens, a.beams, a.cache)
             return
         for case in cases:  # one process per case
             subprocess.run([sys.executable, __file__, "--generate", "--no-header", "--case", case,
                             "--prompt-len", str(a.prompt_len), "--new-tokens", str(a.new_tokens),
-                            "--beams", str(a.beams)], check=True)
+                            "--beams", str(a.beams), "--cache" if a.cache else "--no-cache"],
+                           check=True)
         return
     cases = a.case or (LLAMA_CASES if a.llama else DEFAULT_CASES + (EXTRA_CASES if a.all else []))
     if a.header:

@@ -57,4 +57,13 @@ inline int num_threads() {
   return n;
 }
 
+// Whether the caller runs inside an active OpenMP parallel region (one thread among several).
+inline bool in_parallel_region() {
+#ifdef _OPENMP
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
 }  // namespace fourierft

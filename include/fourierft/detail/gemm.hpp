@@ -25,6 +25,16 @@ inline std::atomic<std::uint64_t>& gemm_flop_count() {
   return count;
 }
 
+// Benchmarks: when set, called by every gemm() with the call's shape and whether it runs inside an
+// OpenMP parallel region (then it runs on one thread beside others). From any thread, so the
+// observer synchronises itself. Null (the default) costs one relaxed load per call.
+using GemmObserver = void (*)(bool trans_a, bool trans_b, Index M, Index N, Index K,
+                              bool in_parallel_region);
+inline std::atomic<GemmObserver>& gemm_observer() {
+  static std::atomic<GemmObserver> observer{nullptr};
+  return observer;
+}
+
 // Eigen's own kernels: the fallback without BLAS, and the baseline the GEMM benchmark reports.
 template <class Real>
 void eigen_gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, const Real* A,
@@ -72,6 +82,8 @@ void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, con
   gemm_flop_count().fetch_add(2ull * static_cast<std::uint64_t>(M) * static_cast<std::uint64_t>(N) *
                                   static_cast<std::uint64_t>(K),
                               std::memory_order_relaxed);
+  if (const GemmObserver observe = gemm_observer().load(std::memory_order_relaxed))
+    observe(trans_a, trans_b, M, N, K, in_parallel_region());
   (void)num_threads();  // makes sure the thread knob has been applied before the first GEMM
 #ifdef FOURIERFT_USE_BLAS
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
