@@ -7,6 +7,7 @@
 //   ./build/benchmarks/bench_step --case gpt2/fourierft --steps 3
 //   FOURIERFT_PROFILE=1 ./build/benchmarks/bench_step --case gpt2/fourierft   time per op name
 //   FOURIERFT_BENCH_EACH_STEP=1 ...      each timed step's time and minor page faults on stderr
+//   FOURIERFT_BENCH_FLOOR_DETAIL=1 ...   the GEMM floor shape by shape on stderr
 //   ./build/benchmarks/bench_step --case gpt2/fourierft --recompute    GPT-2 with every block
 //        checkpointed (core/recompute.hpp): method printed as "fourierft+recompute"
 //   ./build/benchmarks/bench_step --case tinyllama/fourierft     the LLaMA family at published
@@ -137,7 +138,9 @@ Result time_steps(const Options& opt, Step&& step) {
                    minor_faults() - faults0);
     flops = detail::gemm_flop_count().load() - f0;
     if (last) r.peak_rss_mb = bench::peak_rss_mb();  // before the floor's own buffers
-    if (last && opt.floor) r.floor_ms = bench::gemm_floor_ms(bench::GemmRecorder::stop());
+    if (last && opt.floor)
+      r.floor_ms = bench::gemm_floor_ms(bench::GemmRecorder::stop(), 3,
+                                        std::getenv("FOURIERFT_BENCH_FLOOR_DETAIL") != nullptr);
     if (!std::isfinite(loss)) throw Error(str_cat("bench_step: loss is ", loss, " at step ", s + 1));
   }
   r.ms = bench::median(std::move(ms));

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -71,7 +72,8 @@ inline double gemm_flop(const GemmCalls& calls) {
 }
 
 // Milliseconds the recorded calls take when run alone (the floor, see the top of this file).
-inline double gemm_floor_ms(const GemmCalls& calls, int repeats = 3) {
+// With `detail` set, one line per shape on stderr: calls, GFLOP, floor ms, GFLOP/s.
+inline double gemm_floor_ms(const GemmCalls& calls, int repeats = 3, bool detail = false) {
   using Clock = std::chrono::steady_clock;
   double total_ms = 0;
   Rng rng(11);
@@ -113,6 +115,14 @@ inline double gemm_floor_ms(const GemmCalls& calls, int repeats = 3) {
       best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     }
     total_ms += best;
+    if (detail) {
+      const double gflop = 2e-9 * double(c.M) * double(c.N) * double(c.K) * double(count);
+      std::fprintf(stderr, "gemm %c%c M %lld N %lld K %lld%s: %lld calls, %.2f GFLOP, %.1f ms, %.1f GFLOP/s\n",
+                   c.trans_a ? 'T' : 'N', c.trans_b ? 'T' : 'N', static_cast<long long>(c.M),
+                   static_cast<long long>(c.N), static_cast<long long>(c.K),
+                   c.in_parallel_region ? " (in parallel loop)" : "", static_cast<long long>(count),
+                   gflop, best, gflop / (best * 1e-3));
+    }
   }
   return total_ms;
 }

@@ -3,6 +3,7 @@
 // at configure time, else through Eigen's own GEMM.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <type_traits>
@@ -88,6 +89,19 @@ void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, con
 #ifdef FOURIERFT_USE_BLAS
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<Real, float>) {
+    // One row of C (a decoding step's single token): C = alpha·a·op(B) is op(B)ᵀ·a, a matrix-vector
+    // product, which OpenBLAS's sgemm does several times slower than sgemv (docs/performance.md).
+    // sgemv's y is first zeroed when beta = 0, so C's old contents (maybe NaN) never leak in.
+    if (M == 1 && !trans_a) {
+      if (beta == Real(0)) std::fill(C, C + N, Real(0));
+      if (trans_b)  // B stored (N, K): C = B·a
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(N), static_cast<int>(K), alpha,
+                    B, static_cast<int>(ldb), A, 1, beta, C, 1);
+      else  // B stored (K, N): C = Bᵀ·a
+        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(K), static_cast<int>(N), alpha, B,
+                    static_cast<int>(ldb), A, 1, beta, C, 1);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(M), static_cast<int>(N),
                 static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
                 beta, C, static_cast<int>(ldc));
