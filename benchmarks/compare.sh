@@ -35,14 +35,15 @@ for c in "${cases[@]}"; do
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf 'model\tmethod\tfourierft_ms\tfourierft_policy\tpytorch_ms\tpytorch_policy\tspeedup\tfourierft_rss_mb\tpytorch_rss_mb\tfourierft_gflop_per_s\n'
+printf 'model\tmethod\tfourierft_ms\tfourierft_policy\tpytorch_ms\tpytorch_policy\tspeedup\tfourierft_rss_mb\tpytorch_rss_mb\tfourierft_gflop_per_s\tgemm_floor_ms\tfloor_ratio\n'
 # Best (lowest ms) row per case of each implementation, then the ratio.
 awk -F'\t' '
   { split($1, impl, "_"); key = $2 "/" $3; side = impl[1]
-    if (!((side, key) in ms) || $7 < ms[side, key]) { ms[side, key] = $7; pol[side, key] = impl[2]; rss[side, key] = $8; gf[side, key] = $11 }
+    if (!((side, key) in ms) || $7 < ms[side, key]) { ms[side, key] = $7; pol[side, key] = impl[2]; rss[side, key] = $8; gf[side, key] = $11; fl[side, key] = $12; fr[side, key] = $13 }
     if (side == "fourierft" && !(key in seen)) { seen[key] = 1; order[++n] = key } }
   END { for (i = 1; i <= n; ++i) { k = order[i]; split(k, mm, "/")
           if (!(("pytorch", k) in ms)) continue
-          printf "%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.2f\t%s\t%s\t%s\n", mm[1], mm[2], ms["fourierft", k], pol["fourierft", k],
-                 ms["pytorch", k], pol["pytorch", k], ms["pytorch", k] / ms["fourierft", k], rss["fourierft", k], rss["pytorch", k], gf["fourierft", k] } }
+          printf "%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\n", mm[1], mm[2], ms["fourierft", k], pol["fourierft", k],
+                 ms["pytorch", k], pol["pytorch", k], ms["pytorch", k] / ms["fourierft", k], rss["fourierft", k], rss["pytorch", k], gf["fourierft", k],
+                 fl["fourierft", k], fr["fourierft", k] } }
 ' "$out/fourierft.tsv" "$out/pytorch.tsv"

@@ -335,25 +335,27 @@ TEST_CASE("half_gemm equals gemm on the weight converted to float: shapes, trans
   }
 }
 
-TEST_CASE("gemm with one row of C (the matrix-vector path) equals Eigen's product") {
-  // M = 1 goes to sgemv under OpenBLAS; B with a row stride wider than its rows; beta = 0 must
-  // overwrite C even where it holds NaN.
+TEST_CASE("gemm with few rows of C (the matrix-vector path) equals Eigen's product") {
+  // M <= 8 goes to one sgemv per row under OpenBLAS; A and B with row strides wider than their
+  // rows; beta = 0 must overwrite C even where it holds NaN.
   Rng rng(23);
-  const Index N = 37, K = 29, ldb_pad = 3;
-  for (const bool trans_b : {false, true})
-    for (const float beta : {0.0f, 0.5f}) {
-      CAPTURE(trans_b);
-      CAPTURE(beta);
-      const Index rows = trans_b ? N : K, cols = trans_b ? K : N, ldb = cols + ldb_pad;
-      const Tensor<float> a = randn<float>({1, K}, rng), b = randn<float>({rows, ldb}, rng);
-      Tensor<float> got = randn<float>({1, N}, rng), want = got.clone();
-      if (beta == 0.0f) got[3] = std::numeric_limits<float>::quiet_NaN();
-      fourierft::detail::gemm<float>(false, trans_b, 1, N, K, 1.5f, a.ptr(), K, b.ptr(), ldb, beta,
-                                     got.ptr(), N);
-      fourierft::detail::eigen_gemm<float>(false, trans_b, 1, N, K, 1.5f, a.ptr(), K, b.ptr(), ldb,
-                                           beta, want.ptr(), N);
-      CHECK(relative_gap<float>(got.data(), want.data()) < 2e-6);
-    }
+  const Index N = 37, K = 29, pad = 3;
+  for (const Index M : {1, 3, 8, 9})
+    for (const bool trans_b : {false, true})
+      for (const float beta : {0.0f, 0.5f}) {
+        CAPTURE(M);
+        CAPTURE(trans_b);
+        CAPTURE(beta);
+        const Index rows = trans_b ? N : K, cols = trans_b ? K : N, ldb = cols + pad, lda = K + pad;
+        const Tensor<float> a = randn<float>({M, lda}, rng), b = randn<float>({rows, ldb}, rng);
+        Tensor<float> got = randn<float>({M, N}, rng), want = got.clone();
+        if (beta == 0.0f) got[3] = std::numeric_limits<float>::quiet_NaN();
+        fourierft::detail::gemm<float>(false, trans_b, M, N, K, 1.5f, a.ptr(), lda, b.ptr(), ldb,
+                                       beta, got.ptr(), N);
+        fourierft::detail::eigen_gemm<float>(false, trans_b, M, N, K, 1.5f, a.ptr(), lda, b.ptr(),
+                                             ldb, beta, want.ptr(), N);
+        CHECK(relative_gap<float>(got.data(), want.data()) < 2e-6);
+      }
 }
 
 TEST_CASE_TEMPLATE("Linear in half precision: forward and dx equal float on the rounded weight",

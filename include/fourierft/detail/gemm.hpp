@@ -89,17 +89,21 @@ void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, con
 #ifdef FOURIERFT_USE_BLAS
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<Real, float>) {
-    // One row of C (a decoding step's single token): C = alpha·a·op(B) is op(B)ᵀ·a, a matrix-vector
-    // product, which OpenBLAS's sgemm does several times slower than sgemv (docs/performance.md).
-    // sgemv's y is first zeroed when beta = 0, so C's old contents (maybe NaN) never leak in.
-    if (M == 1 && !trans_a) {
-      if (beta == Real(0)) std::fill(C, C + N, Real(0));
-      if (trans_b)  // B stored (N, K): C = B·a
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(N), static_cast<int>(K), alpha,
-                    B, static_cast<int>(ldb), A, 1, beta, C, 1);
-      else  // B stored (K, N): C = Bᵀ·a
-        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(K), static_cast<int>(N), alpha, B,
-                    static_cast<int>(ldb), A, 1, beta, C, 1);
+    // Few rows of C (decoding steps: one token per sequence): OpenBLAS's sgemm repacks all of B
+    // on every call, which costs more than the product itself at such sizes, so each row is a
+    // matrix-vector product op(B)ᵀ·a_m (sgemv). Measured here (docs/performance.md): faster for one
+    // row at every size, and up to 8 rows while B fits in the last-level cache (<= 16 MB).
+    if (!trans_a && (M == 1 || (M <= 8 && N * K <= (Index(1) << 22)))) {
+      for (Index m = 0; m < M; ++m) {
+        Real* c_row = C + m * ldc;
+        if (beta == Real(0)) std::fill(c_row, c_row + N, Real(0));  // sgemv never reads old NaNs
+        if (trans_b)  // B stored (N, K): c_m = B·a_m
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(N), static_cast<int>(K),
+                      alpha, B, static_cast<int>(ldb), A + m * lda, 1, beta, c_row, 1);
+        else  // B stored (K, N): c_m = Bᵀ·a_m
+          cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(K), static_cast<int>(N), alpha,
+                      B, static_cast<int>(ldb), A + m * lda, 1, beta, c_row, 1);
+      }
       return;
     }
     cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(M), static_cast<int>(N),
