@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <numbers>
 #include <span>
+#include <type_traits>
 
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>  // Array::erf()
@@ -16,6 +17,8 @@
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
+#include "fourierft/detail/isa.hpp"
+#include "fourierft/detail/vector_math.hpp"
 
 namespace fourierft::ops {
 
@@ -200,11 +203,61 @@ void parallel_chunks(Index n, F f) {
 #pragma omp parallel for if (chunks > 4)
   for (Index c = 0; c < chunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
 }
+// Float activations as plain loops over exp_fast, for the AVX-512 level only: there GCC runs them
+// 16 wide (~2x Eigen's SSE2 expressions on GELU at GPT-2's shapes, docs/performance.md); below it
+// exp_fast's clamp keeps such a loop scalar, so lower levels keep the Eigen expressions. The two
+// paths differ by a few ulp (tests/test_dispatch.cpp bounds it); each is deterministic.
+template <class Real>
+bool activations_as_loops() {
+  return std::is_same_v<Real, float> &&
+         ::fourierft::detail::active_isa() == ::fourierft::detail::Isa::avx512;
+}
+
+// tanh(u) = 1 − 2 / (1 + e^{2u}): absolute error below 3e-7 (exp_fast's ~1 ulp); ±1 at the clamp.
+inline float tanh_from_exp(float u) { return 1.0f - 2.0f / (1.0f + exp_fast(2.0f * u)); }
+
+// erf(z) by Abramowitz & Stegun 7.1.26: 1 − t·(a1 + t·(a2 + … + t·a5))·e^{−z²}, t = 1 / (1 + p·|z|),
+// with the sign of z; absolute error below 1.5e-7 (+ exp_fast's).
+inline float erf_from_exp(float z) {
+  const float a = std::fabs(z);
+  const float t = 1.0f / (1.0f + 0.3275911f * a);
+  const float poly =
+      t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  const float r = 1.0f - poly * exp_fast(-a * a);
+  return z < 0.0f ? -r : r;
+}
+
+// f(i) for i in [0, n), chunked over threads, each chunk a loop built for the active ISA.
+template <class F>
+void parallel_dispatched(Index n, F f) {
+  parallel_chunks(n, [&](Index begin, Index count) {
+    ::fourierft::detail::run_dispatched([&] {
+      for (Index i = begin; i < begin + count; ++i) f(i);
+    });
+  });
+}
 }  // namespace detail
 
 template <class Real>
 void gelu_forward(GeluForm form, std::span<Real> y, std::span<const Real> x) {
   const Index n = static_cast<Index>(x.size());
+  if constexpr (std::is_same_v<Real, float>) {
+    if (detail::activations_as_loops<Real>()) {
+      const float* xp = x.data();
+      float* yp = y.data();
+      if (form == GeluForm::exact)
+        detail::parallel_dispatched(n, [=](Index i) {
+          const float v = xp[i];
+          yp[i] = 0.5f * v * (1.0f + detail::erf_from_exp(v * 0.70710678118654752f));
+        });
+      else
+        detail::parallel_dispatched(n, [=](Index i) {
+          const float v = xp[i];
+          yp[i] = 0.5f * v * (1.0f + detail::tanh_from_exp(detail::gelu_k<float> * (v + detail::gelu_c<float> * v * v * v)));
+        });
+      return;
+    }
+  }
   const Real k = detail::gelu_k<Real>, c = detail::gelu_c<Real>;
   const Real inv_sqrt2 = static_cast<Real>(std::numbers::sqrt2 / 2);
   if (form == GeluForm::exact) {
@@ -231,6 +284,28 @@ void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
   const Real k = detail::gelu_k<Real>, c = detail::gelu_c<Real>;
   const Real inv_sqrt2 = static_cast<Real>(std::numbers::sqrt2 / 2);
   const Real inv_sqrt2pi = static_cast<Real>(std::numbers::inv_sqrtpi * std::numbers::sqrt2 / 2);
+  if constexpr (std::is_same_v<Real, float>) {
+    if (detail::activations_as_loops<Real>()) {
+      const float *xp = x.data(), *gp = dy.data();
+      float* dxp = dx.data();
+      if (form == GeluForm::exact)
+        detail::parallel_dispatched(n, [=](Index i) {
+          const float v = xp[i];
+          const float cdf = 0.5f * (1.0f + detail::erf_from_exp(v * inv_sqrt2));
+          const float pdf = inv_sqrt2pi * detail::exp_fast(-0.5f * v * v);
+          dxp[i] += gp[i] * (cdf + v * pdf);
+        });
+      else
+        detail::parallel_dispatched(n, [=](Index i) {
+          const float v = xp[i];
+          // q = 2 / (1 + e^{2u}) = 1 − t, so 1 − t² = q·(2 − q) without cancellation near |t| = 1.
+          const float q = 2.0f / (1.0f + detail::exp_fast(2.0f * k * (v + c * v * v * v)));
+          const float du = k * (1.0f + 3.0f * c * v * v);
+          dxp[i] += gp[i] * (0.5f * (2.0f - q) + 0.5f * v * (q * (2.0f - q)) * du);
+        });
+      return;
+    }
+  }
   if (form == GeluForm::exact) {
     detail::parallel_chunks(n, [&](Index begin, Index count) {
       const detail::ConstArrayMap<Real> v(x.data() + begin, count), g(dy.data() + begin, count);
@@ -267,6 +342,16 @@ Var<Real> gelu(Tape<Real>& tape, const Var<Real>& x, GeluForm form = GeluForm::e
 //   dgate += dy·up·σ(gate)·(1 + gate·(1 - σ(gate))),   dup += dy·silu(gate)
 template <class Real>
 void silu_forward(std::span<Real> y, std::span<const Real> x) {
+  if constexpr (std::is_same_v<Real, float>) {
+    if (detail::activations_as_loops<Real>()) {
+      const float* xp = x.data();
+      float* yp = y.data();
+      detail::parallel_dispatched(static_cast<Index>(x.size()), [=](Index i) {
+        yp[i] = xp[i] / (1.0f + detail::exp_fast(-xp[i]));
+      });
+      return;
+    }
+  }
   detail::parallel_chunks(static_cast<Index>(x.size()), [&](Index begin, Index count) {
     const detail::ConstArrayMap<Real> v(x.data() + begin, count);
     detail::ArrayMap<Real>(y.data() + begin, count) = v / (Real(1) + (-v).exp());
@@ -275,6 +360,17 @@ void silu_forward(std::span<Real> y, std::span<const Real> x) {
 
 template <class Real>
 void silu_backward(std::span<Real> dx, std::span<const Real> dy, std::span<const Real> x) {
+  if constexpr (std::is_same_v<Real, float>) {
+    if (detail::activations_as_loops<Real>()) {
+      const float *xp = x.data(), *gp = dy.data();
+      float* dxp = dx.data();
+      detail::parallel_dispatched(static_cast<Index>(dx.size()), [=](Index i) {
+        const float v = xp[i], sig = 1.0f / (1.0f + detail::exp_fast(-v));
+        dxp[i] += gp[i] * sig * (1.0f + v * (1.0f - sig));
+      });
+      return;
+    }
+  }
   detail::parallel_chunks(static_cast<Index>(dx.size()), [&](Index begin, Index count) {
     const detail::ConstArrayMap<Real> v(x.data() + begin, count), g(dy.data() + begin, count);
     const auto sig = (Real(1) / (Real(1) + (-v).exp())).eval();
@@ -294,6 +390,16 @@ Var<Real> silu(Tape<Real>& tape, const Var<Real>& x) {
 
 template <class Real>
 void swiglu_forward(std::span<Real> y, std::span<const Real> gate, std::span<const Real> up) {
+  if constexpr (std::is_same_v<Real, float>) {
+    if (detail::activations_as_loops<Real>()) {
+      const float *gp = gate.data(), *upp = up.data();
+      float* yp = y.data();
+      detail::parallel_dispatched(static_cast<Index>(y.size()), [=](Index i) {
+        yp[i] = gp[i] / (1.0f + detail::exp_fast(-gp[i])) * upp[i];
+      });
+      return;
+    }
+  }
   detail::parallel_chunks(static_cast<Index>(y.size()), [&](Index begin, Index count) {
     const detail::ConstArrayMap<Real> g(gate.data() + begin, count), u(up.data() + begin, count);
     detail::ArrayMap<Real>(y.data() + begin, count) = g / (Real(1) + (-g).exp()) * u;
@@ -305,6 +411,19 @@ template <class Real>
 void swiglu_backward(std::span<Real> dgate, std::span<Real> dup, std::span<const Real> dy,
                      std::span<const Real> gate, std::span<const Real> up) {
   if (dgate.empty() && dup.empty()) return;
+  if constexpr (std::is_same_v<Real, float>) {
+    if (detail::activations_as_loops<Real>()) {
+      const float *gp = gate.data(), *upp = up.data(), *dp = dy.data();
+      float *dgp = dgate.data(), *dup_p = dup.data();
+      const bool want_gate = !dgate.empty(), want_up = !dup.empty();
+      detail::parallel_dispatched(static_cast<Index>(dy.size()), [=](Index i) {
+        const float g = gp[i], sig = 1.0f / (1.0f + detail::exp_fast(-g));
+        if (want_gate) dgp[i] += dp[i] * upp[i] * sig * (1.0f + g * (1.0f - sig));
+        if (want_up) dup_p[i] += dp[i] * g * sig;
+      });
+      return;
+    }
+  }
   detail::parallel_chunks(static_cast<Index>(dy.size()), [&](Index begin, Index count) {
     const detail::ConstArrayMap<Real> g(gate.data() + begin, count), u(up.data() + begin, count),
         d(dy.data() + begin, count);
