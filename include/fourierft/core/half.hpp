@@ -159,6 +159,14 @@ inline HalfToFloatKernel half_to_float_kernel(io::Dtype dtype) {
 
 }  // namespace detail
 
+// How a product against a frozen 16-bit weight treats its float operand (nn::Linear::half_compute):
+//   exact  the weight's numbers converted to float, FP32 GEMM (detail/half_gemm.hpp): the result of
+//          an FP32 model holding the rounded weight; storage saving only.
+//   bf16   the BF16 compute mode (HF Trainer's bf16=True, PyTorch's autocast): the float operand is
+//          rounded to BF16 as well and the product runs with FP32 accumulation
+//          (detail/bf16_gemm.hpp). BF16 weights and Real = float only; otherwise exact.
+enum class HalfCompute { exact, bf16 };
+
 inline bool is_half_dtype(io::Dtype dtype) {
   return dtype == io::Dtype::BF16 || dtype == io::Dtype::F16;
 }
