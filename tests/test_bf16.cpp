@@ -65,7 +65,7 @@ std::vector<Bf16Kernel> available_kernels() {
     if (detail::bf16_kernel_available(k))
       kernels.push_back(k);
     else
-      MESSAGE("bf16 kernel ", detail::bf16_kernel_name(k), " is not available here: not tested");
+      MESSAGE(std::string("bf16 kernel ") + detail::bf16_kernel_name(k) + " is not available here: not tested");
   }
   return kernels;
 }
@@ -127,7 +127,7 @@ TEST_CASE("bf16_gemm: the activations are rounded (not only the weight), and row
 TEST_CASE("half_linear with HalfCompute::bf16: forward and dx are BF16 GEMMs of x and dy") {
   Rng rng(62);
   for (const auto layout : {ops::WeightLayout::out_in, ops::WeightLayout::in_out}) {
-    const Index N = 10, d_in = 48, d_out = 36;
+    const Index d_in = 48, d_out = 36;
     const bool out_in = layout == ops::WeightLayout::out_in;
     const Tensor<float> w = randn<float>(out_in ? Shape{d_out, d_in} : Shape{d_in, d_out}, rng);
     const HalfMatrix half = HalfMatrix::from_values<float>(w.data(), w.size(0), w.size(1), io::Dtype::BF16);
@@ -223,7 +223,7 @@ TEST_CASE("to_bf16_compute: a tiny model's forward and gradients stay close to F
     tape.backward(net.model->loss(tape, logits, labels));
     for (auto& [name, p] : net.model->named_parameters())
       if (p.requires_grad())
-        for (float g : p.grad()) grads.push_back(g);
+        for (float g : p.grad().data()) grads.push_back(g);
     return out;
   };
   std::vector<float> g32, g16;
