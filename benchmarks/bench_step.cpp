@@ -176,7 +176,10 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
     models::GPT2LMHeadModel<float> model(config, 1);
     auto params = apply_method(model, method, true);
-    if (opt.bf16) nn::to_bf16_compute(model);
+    if (opt.bf16) {  // the blocks' frozen Linear weights, and the tied head while wte is frozen
+      nn::to_bf16_compute(model);
+      if (!model.transformer.wte.weight.requires_grad()) model.set_bf16_lm_head(true);
+    }
     optim::AdamW<float> optimizer(params, adam);
     const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 0, config.vocab_size);
     const std::vector<std::int64_t> targets = models::causal_lm_targets(models::causal_lm_labels(ids));

@@ -65,7 +65,7 @@ std::vector<Bf16Kernel> available_kernels() {
     if (detail::bf16_kernel_available(k))
       kernels.push_back(k);
     else
-      MESSAGE(std::string("bf16 kernel ") + detail::bf16_kernel_name(k) + " is not available here: not tested");
+      MESSAGE((std::string("bf16 kernel ") + detail::bf16_kernel_name(k) + " is not available here: not tested"));
   }
   return kernels;
 }
@@ -270,4 +270,52 @@ TEST_CASE("to_bf16_compute: tied and trainable weights stay FP32; GPT-2 LM head 
     CHECK(linear->half_compute() == HalfCompute::bf16);
     CHECK(linear->half_weight().dtype() == io::Dtype::BF16);
   }
+}
+
+TEST_CASE("GPT-2's tied head in BF16 (set_bf16_lm_head): loss and dx close to FP32, wte frozen") {
+  io::Gpt2Config config;
+  config.vocab_size = 70;
+  config.n_positions = 16;
+  config.n_embd = 32;
+  config.n_layer = 2;
+  config.n_head = 2;
+  config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
+  models::GPT2LMHeadModel<float> fp32(config, 1), bf16(config, 1);
+  CHECK_THROWS_WITH_AS(bf16.set_bf16_lm_head(true),
+                       "GPT2LMHeadModel::set_bf16_lm_head: transformer.wte.weight trains; the BF16 "
+                       "head needs it frozen",
+                       Error);
+  for (auto* model : {&fp32, &bf16})
+    for (auto& [name, p] : model->named_parameters()) p.set_requires_grad(false);
+  nn::to_bf16_compute(bf16);
+  bf16.set_bf16_lm_head(true);
+  CHECK(bf16.bf16_lm_head());
+
+  Rng rng(65);
+  Tensor<std::int64_t> ids({2, 12});
+  for (auto& v : ids.data()) v = static_cast<std::int64_t>(rng.uniform() * 70);
+  const std::vector<std::int64_t> targets = models::causal_lm_targets(models::causal_lm_labels(ids));
+  auto run = [&](models::GPT2LMHeadModel<float>& model, std::vector<float>& dhidden) {
+    Tape<float> tape;
+    Var<float> hidden = model.transformer.forward(tape, ids);
+    Var<float> leaf = Var<float>::parameter(hidden.value().clone());  // dL/dhidden of the head alone
+    Var<float> loss = model.lm_loss(tape, leaf, targets);
+    tape.backward(loss);
+    dhidden.assign(leaf.grad().data().begin(), leaf.grad().data().end());
+    return loss.item();
+  };
+  std::vector<float> d32, d16;
+  const float l32 = run(fp32, d32), l16 = run(bf16, d16);
+  INFO("loss fp32 " << l32 << " bf16 " << l16);
+  CHECK(l16 != l32);
+  CHECK(std::abs(l16 - l32) < 1e-2 * std::abs(l32));
+  double dot = 0, n32 = 0, n16 = 0;
+  for (std::size_t i = 0; i < d32.size(); ++i) {
+    dot += double(d32[i]) * d16[i];
+    n32 += double(d32[i]) * d32[i];
+    n16 += double(d16[i]) * d16[i];
+  }
+  CHECK(dot / std::sqrt(n32 * n16) > 0.999);
+  bf16.set_bf16_lm_head(false);
+  CHECK_FALSE(bf16.bf16_lm_head());
 }

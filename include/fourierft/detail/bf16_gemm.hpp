@@ -7,7 +7,9 @@
 // kernels give the same numbers up to the order of the float additions; one is chosen at run time:
 //   avx512bf16   our own: A converted to BF16 (vcvtne2ps2bf16), B packed into panels of 32 columns
 //                whose k-pairs vdpbf16ps multiplies and adds (2 products per float lane and
-//                instruction: twice the multiply-adds of an FP32 FMA). Needs AVX512-BF16.
+//                instruction: twice the multiply-adds of an FP32 FMA). Needs AVX512-BF16. The
+//                packed weight (as many bytes as the weight, per transpose used) is made on first
+//                use and kept with the HalfMatrix until its numbers change (HalfMatrix::cached).
 //   sbgemm       OpenBLAS's cblas_sbgemm, when the BLAS linked in has it (looked up with dlsym:
 //                Debian's 0.3.21 declares it in cblas.h but is built without it).
 //   float_tiles  anywhere: A rounded to BF16 and back into a float buffer, then half_gemm (B's
@@ -26,6 +28,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -225,21 +228,36 @@ inline void micro_tile_rows(int n, Index P, const std::uint32_t* a, Index lda_wo
   }
 }
 
-// The whole product: A rounded into a row-major BF16 buffer, op(B) packed into panels, then each
-// thread computes its own rows of C in passes of (kPairsBlock k-pairs) x (kPanelsBlock panels).
+// op(B) packed into panels (pack_panel), all of them: panels·P·32 words, as many bytes as B has
+// (plus the padding). Made once per weight and transpose, kept with B (HalfMatrix::cached).
+inline std::shared_ptr<const std::vector<std::uint32_t>> packed_weight(const HalfMatrix& B,
+                                                                      bool trans_b) {
+  return B.cached<std::vector<std::uint32_t>>(trans_b ? 0 : 1, [&] {
+    const Index N = trans_b ? B.rows() : B.cols(), K = trans_b ? B.cols() : B.rows();
+    const Index P = (K + 1) / 2, panels = (N + kPanel - 1) / kPanel;
+    std::vector<std::uint32_t> packed(static_cast<std::size_t>(panels * P * kPanel));
+    const std::uint16_t* b = B.data();
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
+    for (Index p = 0; p < panels; ++p) pack_panel(trans_b, b, N, K, p, P, packed.data() + p * P * kPanel);
+    return packed;
+  });
+}
+
+// The whole product: A rounded into a row-major BF16 buffer, op(B) packed into panels (cached
+// with the weight), then each thread computes its own rows of C in passes of (kPairsBlock
+// k-pairs) x (kPanelsBlock panels).
 inline void gemm(bool trans_b, Index M, Index N, Index K, float alpha, const float* A, Index lda,
-                 const std::uint16_t* B, float beta, float* C, Index ldc) {
+                 const HalfMatrix& B, float beta, float* C, Index ldc) {
   const Index P = (K + 1) / 2, Kp = 2 * P, panels = (N + kPanel - 1) / kPanel;
+  const auto packed_b = packed_weight(B, trans_b);
+  const std::uint32_t* packed = packed_b->data();
   std::uint16_t* a16 = bf16_scratch<std::uint16_t, 0>(static_cast<std::size_t>(M * Kp));
-  std::uint32_t* packed = bf16_scratch<std::uint32_t, 1>(static_cast<std::size_t>(panels * P * kPanel));
   const Index tiles = (M + kRows - 1) / kRows;
   const bool parallel = num_threads() > 1 && M * N * K >= (1 << 18);
 #pragma omp parallel if (parallel)
   {
-#pragma omp for schedule(static) nowait
-    for (Index m = 0; m < M; ++m) round_row(A + m * lda, K, a16 + m * Kp, Kp);
 #pragma omp for schedule(static)
-    for (Index p = 0; p < panels; ++p) pack_panel(trans_b, B, N, K, p, P, packed + p * P * kPanel);
+    for (Index m = 0; m < M; ++m) round_row(A + m * lda, K, a16 + m * Kp, Kp);
     // Each thread: a contiguous run of row tiles (static schedule, no shared C rows).
 #ifdef _OPENMP
     const Index team = omp_get_num_threads(), me = omp_get_thread_num();
@@ -295,7 +313,7 @@ inline void bf16_gemm(bool trans_b, Index M, Index N, Index K, float alpha, cons
   switch (kernel) {
 #ifdef FOURIERFT_BF16_X86
     case Bf16Kernel::avx512bf16:
-      bf16_avx512::gemm(trans_b, M, N, K, alpha, A, lda, B.data(), beta, C, ldc);
+      bf16_avx512::gemm(trans_b, M, N, K, alpha, A, lda, B, beta, C, ldc);
       return;
 #endif
     case Bf16Kernel::sbgemm: {
