@@ -256,15 +256,16 @@ inline void gemm(bool trans_b, Index M, Index N, Index K, float alpha, const flo
   const bool parallel = num_threads() > 1 && M * N * K >= (1 << 18);
 #pragma omp parallel if (parallel)
   {
-#pragma omp for schedule(static)
-    for (Index m = 0; m < M; ++m) round_row(A + m * lda, K, a16 + m * Kp, Kp);
-    // Each thread: a contiguous run of row tiles (static schedule, no shared C rows).
+    // Each thread: a contiguous run of row tiles, whose rows of A it rounds itself (no barrier
+    // between rounding and multiplying) and whose rows of C only it writes.
 #ifdef _OPENMP
     const Index team = omp_get_num_threads(), me = omp_get_thread_num();
 #else
     const Index team = 1, me = 0;
 #endif
     const Index t_begin = tiles * me / team, t_end = tiles * (me + 1) / team;
+    for (Index m = t_begin * kRows; m < std::min(M, t_end * kRows); ++m)
+      round_row(A + m * lda, K, a16 + m * Kp, Kp);
     const auto* a_words = reinterpret_cast<const std::uint32_t*>(a16);
     for (Index q0 = 0; q0 < P; q0 += kPairsBlock) {
       const Index pp = std::min(kPairsBlock, P - q0);
