@@ -253,24 +253,34 @@ inline void gemm(bool trans_b, Index M, Index N, Index K, float alpha, const flo
   const std::uint32_t* packed = packed_b->data();
   std::uint16_t* a16 = bf16_scratch<std::uint16_t, 0>(static_cast<std::size_t>(M * Kp));
   const Index tiles = (M + kRows - 1) / kRows;
-  const bool parallel = num_threads() > 1 && M * N * K >= (1 << 18);
+  const bool parallel = num_threads() > 1 && M * N * K >= (1 << 17);
 #pragma omp parallel if (parallel)
   {
-    // Each thread: a contiguous run of row tiles, whose rows of A it rounds itself (no barrier
-    // between rounding and multiplying) and whose rows of C only it writes.
+    // Each thread owns a block of C: a contiguous run of row tiles (all panels), whose rows of A
+    // it rounds itself, with no barrier; with fewer row tiles than threads (few tokens: decoding)
+    // a run of panels (all rows) instead, after one thread has rounded all of A.
 #ifdef _OPENMP
     const Index team = omp_get_num_threads(), me = omp_get_thread_num();
 #else
     const Index team = 1, me = 0;
 #endif
-    const Index t_begin = tiles * me / team, t_end = tiles * (me + 1) / team;
-    for (Index m = t_begin * kRows; m < std::min(M, t_end * kRows); ++m)
-      round_row(A + m * lda, K, a16 + m * Kp, Kp);
+    const bool split_rows = tiles >= team;
+    const Index t_begin = split_rows ? tiles * me / team : 0;
+    const Index t_end = split_rows ? tiles * (me + 1) / team : tiles;
+    const Index own_p_begin = split_rows ? 0 : panels * me / team;
+    const Index own_p_end = split_rows ? panels : panels * (me + 1) / team;
+    if (split_rows) {
+      for (Index m = t_begin * kRows; m < std::min(M, t_end * kRows); ++m)
+        round_row(A + m * lda, K, a16 + m * Kp, Kp);
+    } else {
+#pragma omp single
+      for (Index m = 0; m < M; ++m) round_row(A + m * lda, K, a16 + m * Kp, Kp);
+    }
     const auto* a_words = reinterpret_cast<const std::uint32_t*>(a16);
     for (Index q0 = 0; q0 < P; q0 += kPairsBlock) {
       const Index pp = std::min(kPairsBlock, P - q0);
-      for (Index p0 = 0; p0 < panels; p0 += kPanelsBlock) {
-        const Index p1 = std::min(panels, p0 + kPanelsBlock);
+      for (Index p0 = own_p_begin; p0 < own_p_end; p0 += kPanelsBlock) {
+        const Index p1 = std::min(own_p_end, p0 + kPanelsBlock);
         for (Index t = t_begin; t < t_end; ++t) {
           const Index m0 = t * kRows;
           const int rows = static_cast<int>(std::min<Index>(kRows, M - m0));
