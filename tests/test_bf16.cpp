@@ -319,3 +319,25 @@ TEST_CASE("GPT-2's tied head in BF16 (set_bf16_lm_head): loss and dx close to FP
   bf16.set_bf16_lm_head(false);
   CHECK_FALSE(bf16.bf16_lm_head());
 }
+
+TEST_CASE("bf16_gemm: the packed weight is kept with the matrix and dropped when it changes") {
+  if (!detail::bf16_kernel_available(Bf16Kernel::avx512bf16)) {
+    MESSAGE("no AVX512-BF16 here: the packing cache is not used");
+    return;
+  }
+  const Index M = 2, N = 3, K = 4;
+  const std::vector<float> ones(N * K, 1.0f), x(M * K, 1.0f);
+  HalfMatrix w = HalfMatrix::from_values<float>(ones, N, K, io::Dtype::BF16);
+  const HalfMatrix copy = w;  // shares storage, hence the cache
+  std::vector<float> y(M * N);
+  CHECK_FALSE(w.has_cached(0));
+  detail::bf16_gemm(true, M, N, K, 1.0f, x.data(), K, copy, 0.0f, y.data(), N, Bf16Kernel::avx512bf16);
+  CHECK(w.has_cached(0));        // forward (x·Wᵀ) packing, seen through the other handle
+  CHECK_FALSE(w.has_cached(1));  // dx's packing is made only when used
+  CHECK(y[0] == 4.0f);
+  w.mutable_data()[0] = float_to_bf16(3.0f);  // W[0, 0] = 3: row 0 of W sums to 6
+  CHECK_FALSE(copy.has_cached(0));
+  detail::bf16_gemm(true, M, N, K, 1.0f, x.data(), K, copy, 0.0f, y.data(), N, Bf16Kernel::avx512bf16);
+  CHECK(y[0] == 6.0f);
+  CHECK(y[1] == 4.0f);
+}
