@@ -200,6 +200,30 @@ struct TinyRoberta {
 };
 }  // namespace
 
+namespace {
+// A GPT-2 small enough for a unit test: V words, 2 heads of 16, 16 positions, no dropout.
+io::Gpt2Config tiny_gpt2_config(Index vocab, Index layers) {
+  io::Gpt2Config config;
+  config.vocab_size = vocab;
+  config.n_positions = 16;
+  config.n_embd = 32;
+  config.n_layer = layers;
+  config.n_head = 2;
+  config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
+  return config;
+}
+// <a, b> / (|a|·|b|), in double.
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double dot = 0, na = 0, nb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    dot += double(a[i]) * b[i];
+    na += double(a[i]) * a[i];
+    nb += double(b[i]) * b[i];
+  }
+  return dot / std::sqrt(na * nb);
+}
+}  // namespace
+
 TEST_CASE("to_bf16_compute: a tiny model's forward and gradients stay close to FP32") {
   TinyRoberta fp32(3), bf16(3);
   const std::vector<std::string> converted = nn::to_bf16_compute(*bf16.model);
@@ -239,25 +263,13 @@ TEST_CASE("to_bf16_compute: a tiny model's forward and gradients stay close to F
   CHECK(gap > 0);             // BF16 really changed the numbers
   CHECK(gap < 3e-2 * scale);  // ... by about BF16's precision (2^-8 relative per operand)
   // Gradients of the trainable parameters (spectra, head): cosine similarity close to 1.
-  double dot = 0, n32 = 0, n16 = 0;
-  for (std::size_t i = 0; i < g32.size(); ++i) {
-    dot += double(g32[i]) * g16[i];
-    n32 += double(g32[i]) * g32[i];
-    n16 += double(g16[i]) * g16[i];
-  }
-  const double cosine = dot / std::sqrt(n32 * n16);
-  INFO("gradient cosine " << cosine);
-  CHECK(cosine > 0.999);
+  INFO("gradient cosine " << cosine(g32, g16));
+  CHECK(cosine(g32, g16) > 0.999);
 }
 
+
 TEST_CASE("to_bf16_compute: tied and trainable weights stay FP32; GPT-2 LM head is tied") {
-  io::Gpt2Config config;
-  config.vocab_size = 50;
-  config.n_positions = 16;
-  config.n_embd = 32;
-  config.n_layer = 1;
-  config.n_head = 2;
-  models::GPT2LMHeadModel<float> model(config, 1);
+  models::GPT2LMHeadModel<float> model(tiny_gpt2_config(50, 1), 1);
   // Nothing frozen yet: every weight trains, so the BF16 compute mode converts nothing.
   CHECK(nn::to_bf16_compute(model).empty());
   for (auto& [name, p] : model.named_parameters()) p.set_requires_grad(false);
@@ -273,13 +285,7 @@ TEST_CASE("to_bf16_compute: tied and trainable weights stay FP32; GPT-2 LM head 
 }
 
 TEST_CASE("GPT-2's tied head in BF16 (set_bf16_lm_head): loss and dx close to FP32, wte frozen") {
-  io::Gpt2Config config;
-  config.vocab_size = 70;
-  config.n_positions = 16;
-  config.n_embd = 32;
-  config.n_layer = 2;
-  config.n_head = 2;
-  config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
+  const io::Gpt2Config config = tiny_gpt2_config(70, 2);
   models::GPT2LMHeadModel<float> fp32(config, 1), bf16(config, 1);
   CHECK_THROWS_WITH_AS(bf16.set_bf16_lm_head(true),
                        "GPT2LMHeadModel::set_bf16_lm_head: transformer.wte.weight trains; the BF16 "
@@ -309,13 +315,7 @@ TEST_CASE("GPT-2's tied head in BF16 (set_bf16_lm_head): loss and dx close to FP
   INFO("loss fp32 " << l32 << " bf16 " << l16);
   CHECK(l16 != l32);
   CHECK(std::abs(l16 - l32) < 1e-2 * std::abs(l32));
-  double dot = 0, n32 = 0, n16 = 0;
-  for (std::size_t i = 0; i < d32.size(); ++i) {
-    dot += double(d32[i]) * d16[i];
-    n32 += double(d32[i]) * d32[i];
-    n16 += double(d16[i]) * d16[i];
-  }
-  CHECK(dot / std::sqrt(n32 * n16) > 0.999);
+  CHECK(cosine(d32, d16) > 0.999);
   bf16.set_bf16_lm_head(false);
   CHECK_FALSE(bf16.bf16_lm_head());
 }
