@@ -15,6 +15,7 @@
 // tiles converted to float on the fly) with the float GEMM on the same (rounded) weight, at LLaMA
 // shapes: prefill (512 x 4096 -> 4096, and -> 11008), decode (1 x 4096 -> 4096), forward and
 // dx. Interleaved medians as above; half_vs_fp32 = fp32 time / half time (1.00 = same speed).
+// `bench_gemm --bf16` prints only the BF16 compute mode's table instead (bf16_cases below).
 // A first table loads a random GPT-2-shaped BF16 checkpoint (C 1536, 8 layers: 227M weights,
 // 453 MB) in a forked child per mode and reports its peak RSS after loading and after one
 // forward pass: float Vars (f32) against 16-bit frozen weights (keep_file, mapped from the file).
@@ -26,10 +27,12 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_process.hpp"
 #include "fourierft/core/half.hpp"
+#include "fourierft/detail/bf16_gemm.hpp"
 #include "fourierft/detail/half_gemm.hpp"
 #include "fourierft/io/safetensors.hpp"
 #include "fourierft/models/gpt2.hpp"
@@ -140,6 +143,63 @@ void half_cases(int threads) {
   }
 }
 
+// --bf16: the BF16 compute mode's GEMMs (detail/bf16_gemm.hpp: BF16 operands, FP32 accumulation)
+// against the FP32 GEMM, at a training step's shapes: M tokens x d_in -> d_out, forward x·Wᵀ (NT)
+// and dx = dy·W (NN), every kernel this machine runs (forced), interleaved medians as above.
+// bf16_vs_fp32 = fp32 time / time of the automatic kernel.
+void bf16_cases(int threads) {
+  std::vector<detail::Bf16Kernel> kernels;
+  for (auto k : {detail::Bf16Kernel::avx512bf16, detail::Bf16Kernel::sbgemm,
+                 detail::Bf16Kernel::float_tiles})
+    if (detail::bf16_kernel_available(k)) kernels.push_back(k);
+  std::printf("# bf16 kernels here:");
+  for (auto k : kernels) std::printf(" %s", detail::bf16_kernel_name(k));
+  std::printf(" (automatic: %s; cblas_sbgemm %s)\n",
+              detail::bf16_kernel_name(detail::bf16_automatic_kernel()),
+              detail::sbgemm_function() != nullptr ? "found" : "not in the linked BLAS");
+  std::printf("case\tM\td_in\td_out\tthreads\tfp32_ms\tfp32_gflops");
+  for (auto k : kernels) std::printf("\t%s_ms\t%s_gflops", detail::bf16_kernel_name(k), detail::bf16_kernel_name(k));
+  std::printf("\tbf16_vs_fp32\n");
+  const std::size_t automatic = static_cast<std::size_t>(
+      std::find(kernels.begin(), kernels.end(), detail::bf16_automatic_kernel()) - kernels.begin());
+  for (const Index M : {Index(1024), Index(2048), Index(4096)})
+    for (const auto [d_in, d_out] : {std::pair<Index, Index>{768, 768}, {768, 3072}, {3072, 768}}) {
+      Rng rng(4);
+      const Tensor<float> x = randn<float>({M, d_in}, rng), dy = randn<float>({M, d_out}, rng);
+      const Tensor<float> w = randn<float>({d_out, d_in}, rng);
+      const HalfMatrix half = HalfMatrix::from_values<float>(w.data(), d_out, d_in, io::Dtype::BF16);
+      const Tensor<float> rounded = half.to_tensor<float>();
+      Tensor<float> y({M, d_out}), dx({M, d_in});
+      const double flops = 2.0 * double(M) * double(d_in) * double(d_out);
+      for (const bool backward : {false, true}) {
+        std::vector<std::function<void()>> fs = {[&] {
+          if (backward)
+            detail::gemm<float>(false, false, M, d_in, d_out, 1.0f, dy.ptr(), d_out, rounded.ptr(),
+                                d_in, 0.0f, dx.ptr(), d_in);
+          else
+            detail::gemm<float>(false, true, M, d_out, d_in, 1.0f, x.ptr(), d_in, rounded.ptr(),
+                                d_in, 0.0f, y.ptr(), d_out);
+        }};
+        for (auto k : kernels)
+          fs.push_back([&, k] {
+            if (backward)
+              detail::bf16_gemm(false, M, d_in, d_out, 1.0f, dy.ptr(), d_out, half, 0.0f, dx.ptr(),
+                                d_in, k);
+            else
+              detail::bf16_gemm(true, M, d_out, d_in, 1.0f, x.ptr(), d_in, half, 0.0f, y.ptr(),
+                                d_out, k);
+          });
+        const std::vector<double> ms = median_ms(fs, 2, 7);
+        std::printf("%s\t%ld\t%ld\t%ld\t%d\t%.2f\t%.1f", backward ? "dx_NN" : "forward_NT",
+                    long(M), long(d_in), long(d_out), threads, ms[0], gflops(flops, ms[0]));
+        for (std::size_t i = 0; i < kernels.size(); ++i)
+          std::printf("\t%.2f\t%.1f", ms[i + 1], gflops(flops, ms[i + 1]));
+        std::printf("\t%.2f\n", ms[0] / ms[automatic + 1]);
+        std::fflush(stdout);
+      }
+    }
+}
+
 // Peak RSS of loading a random BF16 GPT-2-shaped checkpoint, float Vars against 16-bit weights.
 void load_rss_cases() {
   namespace fs = std::filesystem;
@@ -211,10 +271,18 @@ void load_rss_cases() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   if (const char* env = std::getenv("FOURIERFT_NUM_THREADS"); env == nullptr || *env == '\0')
     set_num_threads(2);
   const int threads = num_threads();
+  if (argc > 1) {
+    if (std::string(argv[1]) != "--bf16" || argc > 2) {
+      std::fprintf(stderr, "usage: bench_gemm [--bf16]\n");
+      return 2;
+    }
+    bf16_cases(threads);
+    return 0;
+  }
   // First: its cases run in forked children, and a child forked after OpenMP has started its
   // threads can hang in its first parallel region (libgomp is not fork-safe).
   load_rss_cases();

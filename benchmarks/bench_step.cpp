@@ -15,6 +15,9 @@
 //        --seq; --bf16 holds the frozen Linear weights in BF16 (random, built without an FP32
 //        copy): ./build/benchmarks/bench_step --case llama2-7b/fourierft --bf16 --recompute
 //        --batch 1 --seq 512 --steps 1
+//   ./build/benchmarks/bench_step --case roberta/fourierft --bf16    the BF16 compute mode
+//        (nn::to_bf16_compute, every model): frozen Linear weights in BF16, their GEMMs with BF16
+//        operands and FP32 accumulation (detail/bf16_gemm.hpp); method printed as "fourierft+bf16"
 //
 // Models have random weights from their config structs (HF's initialisation, no checkpoint) and
 // dropout 0. FourierFT: q and v of every layer, n = 1000, scaling 150 (GPT-2: the q and v slices of
@@ -24,7 +27,7 @@
 // Columns: impl model method batch seq tokens_per_s ms_per_step peak_rss_mb trainable gemm_gflop
 // gflop_per_s (the GEMM FLOPs of one step, 2·M·N·K summed over every detail::gemm call), then
 // gemm_floor_ms and floor_ratio: the last timed step's GEMM calls replayed alone, shape by shape,
-// right after the steps (gemm_floor.hpp), and ms_per_step / gemm_floor_ms. --no-floor skips them.
+// right after the steps (gemm_floor.hpp), and ms_per_step / gemm_floor_ms. --no-floor skips them; with --bf16 they are 0 (the floor replays FP32 GEMMs only).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -69,8 +72,8 @@ struct Options {
   bool sizes_given = false;  // --batch / --seq given (the LLaMA family defaults to 4 x 256)
   int steps = 2;  // timed steps after one warm-up step
   bool recompute = false;  // GPT-2 / LLaMA: checkpoint every block (activation recomputation)
-  bool bf16 = false;       // LLaMA: frozen Linear weights held in BF16
-  bool floor = true;       // measure the GEMM floor of the last timed step
+  bool bf16 = false;       // BF16 compute mode (LLaMA: its frozen weights are also built in BF16)
+  bool floor = true;       // measure the FP32 GEMM floor of the last timed step (not with --bf16)
 };
 
 // Applies the method (any registered one: peft/registry.hpp) and returns the trainable parameters.
@@ -186,6 +189,10 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
     models::GPT2LMHeadModel<float> model(config, 1);
     auto params = apply_method(model, method, true);
+    if (opt.bf16) {  // the blocks' frozen Linear weights, and the tied head while wte is frozen
+      nn::to_bf16_compute(model);
+      if (!model.transformer.wte.weight.requires_grad()) model.set_bf16_lm_head(true);
+    }
     optim::AdamW<float> optimizer(params, adam);
     const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 0, config.vocab_size);
     const std::vector<std::int64_t> targets = models::causal_lm_targets(models::causal_lm_labels(ids));
@@ -220,6 +227,7 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     auto& model = *built;
     model.set_gradient_checkpointing(opt.recompute);
     auto params = apply_method(model, method, false, {"q_proj", "v_proj"});
+    if (opt.bf16) nn::to_bf16_compute(model);
     optim::AdamW<float> optimizer(params, adam);
     const Tensor<std::int64_t> ids = random_ids(B, T, 0, config.vocab_size);
     const std::vector<std::int64_t> targets = models::causal_lm_targets(ids);
@@ -237,6 +245,7 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0;
     models::RobertaForSequenceClassification<float> model(config, 1);
     auto params = apply_method(model, method, false);
+    if (opt.bf16) nn::to_bf16_compute(model);
     optim::AdamW<float> optimizer(params, adam);
     const Tensor<std::int64_t> ids = random_ids(opt.batch, opt.seq, 3, config.vocab_size);
     const Tensor<std::int64_t> labels = random_ids(opt.batch, 1, 0, 2).reshape({opt.batch});
@@ -251,6 +260,7 @@ Result run_case(const std::string& model_name, const std::string& method, const 
     for (int i = 0; i < 10; ++i) config.id2label.push_back("LABEL_" + std::to_string(i));
     models::ViTForImageClassification<float> model(config, 1);
     auto params = apply_method(model, method, false);
+    if (opt.bf16) nn::to_bf16_compute(model);
     optim::AdamW<float> optimizer(params, adam);
     Rng rng(5);
     const Tensor<float> pixels = randn<float>({opt.images, 3, 224, 224}, rng);
@@ -274,7 +284,7 @@ bool run_forked(const std::string& c, const Options& opt) {
     const bool checkpointed =
         opt.recompute && (model.rfind("gpt2", 0) == 0 || bench::llama_shapes().contains(model));
     const std::string shown = (checkpointed ? method + "+recompute" : method) +
-                              (opt.bf16 && bench::llama_shapes().contains(model) ? "+bf16" : "");
+                              (opt.bf16 ? "+bf16" : "");
     const double tokens = static_cast<double>(r.batch * r.seq);
     std::printf("fourierft\t%s\t%s\t%lld\t%lld\t%.1f\t%.1f\t%.0f\t%lld\t%.1f\t%.1f\t%.1f\t%.3f\n",
                 model.c_str(), shown.c_str(), static_cast<long long>(r.batch),
@@ -301,7 +311,7 @@ int main(int argc, char** argv) {
     else if (a == "--steps") opt.steps = std::max(1, std::stoi(value()));
     else if (a == "--no-header") header = false;
     else if (a == "--recompute") opt.recompute = true;
-    else if (a == "--bf16") opt.bf16 = true;
+    else if (a == "--bf16") opt.bf16 = true, opt.floor = false;  // BF16 GEMMs are not replayed
     else if (a == "--no-floor") opt.floor = false;
     else {
       std::fprintf(stderr,

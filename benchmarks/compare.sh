@@ -8,6 +8,9 @@
 #   BUILD=build-perf benchmarks/compare.sh -- --case gpt2/fourierft
 #   POLICIES=default benchmarks/compare.sh -- --case tinyllama/fourierft --steps 1   (one policy:
 #       the LLaMA-family steps take minutes each)
+#   benchmarks/compare.sh -- --bf16 --case gpt2/fourierft --case roberta/fourierft   the BF16
+#       compute mode (bench_step --bf16) beside PyTorch's autocast(dtype=torch.bfloat16)
+#       (pytorch_reference.py --bf16); both print the method as "fourierft+bf16"
 #
 # Needs /usr/bin/python3 with torch (Debian's python3-torch) and a build with
 # FOURIERFT_BUILD_BENCHMARKS=ON. Threads: FOURIERFT_NUM_THREADS (default 2) for both sides.

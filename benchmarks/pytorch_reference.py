@@ -15,6 +15,10 @@ Dropout is 0 (bench_step does the same), so both run the fused / eager attention
   python3 benchmarks/pytorch_reference.py --all           also GPT-2 medium and ViT-base
   python3 benchmarks/pytorch_reference.py --case gpt2/fourierft --steps 3
   OMP_WAIT_POLICY=PASSIVE python3 benchmarks/pytorch_reference.py   (often faster on few cores)
+  python3 benchmarks/pytorch_reference.py --bf16 --case gpt2/fourierft
+      forward and loss under torch.autocast("cpu", dtype=torch.bfloat16), as HF Trainer's
+      bf16=True does on CPU: matmuls / linears (attention's too) in BF16, parameters, gradients and
+      AdamW state FP32; the method is printed as "fourierft+bf16" (bench_step --bf16 prints the same)
   python3 benchmarks/pytorch_reference.py --llama         the LLaMA-family cases (issue 17) only
 
 LLaMA family (cases tinyllama/fourierft and qwen3-0.6b/fourierft; lora also accepted): random
@@ -341,7 +345,7 @@ def build_llama(torch, model_name, method):
     return model, V
 
 
-def run_case(case, batch, seq, steps, images):
+def run_case(case, batch, seq, steps, images, bf16=False):
     import torch
     torch.manual_seed(0)
     threads = int(os.environ.get("FOURIERFT_NUM_THREADS", "2"))
@@ -376,7 +380,8 @@ def run_case(case, batch, seq, steps, images):
     times = []
     for s in range(steps + 1):  # the first step warms up (allocator, AdamW state)
         t0 = time.perf_counter()
-        loss = model.loss(data)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model.loss(data)
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -388,6 +393,7 @@ def run_case(case, batch, seq, steps, images):
     ms = statistics.median(times) * 1e3
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     trainable = sum(p.numel() for p in params)
+    method = method + "+bf16" if bf16 else method
     print(f"pytorch\t{model_name}\t{method}\t{batch}\t{seq}\t{tokens / (ms / 1e3):.1f}\t{ms:.1f}"
           f"\t{rss_mb:.0f}\t{trainable}", flush=True)
 
@@ -503,6 +509,8 @@ def main():
     ap.add_argument("--images", type=int, default=8, help="ViT batch (197 tokens each)")
     ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     ap.add_argument("--header", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--bf16", action="store_true",
+                    help="training steps under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--generate", action="store_true",
                     help="time generation instead (cases mode/batch: greedy/1 greedy/4 beam/1 beam/4)")
     ap.add_argument("--prompt-len", type=int, default=32)
@@ -528,12 +536,13 @@ def main():
     if a.header:
         print("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable", flush=True)
     if len(cases) == 1:
-        run_case(cases[0], a.batch, a.seq, a.steps, a.images)
+        run_case(cases[0], a.batch, a.seq, a.steps, a.images, a.bf16)
         return
     for case in cases:  # one process per case: peak RSS per case, no allocator carry-over
         sizes = [arg for flag, v in (("--batch", a.batch), ("--seq", a.seq)) if v for arg in (flag, str(v))]
         subprocess.run([sys.executable, __file__, "--no-header", "--case", case, *sizes,
-                        "--steps", str(a.steps), "--images", str(a.images)], check=True)
+                        "--steps", str(a.steps), "--images", str(a.images),
+                        *(["--bf16"] if a.bf16 else [])], check=True)
 
 
 if __name__ == "__main__":

@@ -181,6 +181,8 @@ int main(int argc, char** argv) {
     const train::AdapterTargets targets = examples::e2e_adapter_targets(
         config.name_or_path.empty() ? model_dir.filename().string() : config.name_or_path);
     const peft::AdapterSpec spec = train::attach_adapter(*model, opt, targets);
+    if (opt.bf16 && !model->transformer.wte.weight.requires_grad())
+      model->set_bf16_lm_head(true);  // --bf16: the tied LM head's GEMMs in BF16 too
 
     // ---- data: train on the development set, evaluate on the test set ----------------------------
     const io::E2EDataset test_set = read_e2e(data_dir, format, true);

@@ -8,11 +8,13 @@
 // that of a float32 model holding the rounded weights.
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -159,6 +161,14 @@ inline HalfToFloatKernel half_to_float_kernel(io::Dtype dtype) {
 
 }  // namespace detail
 
+// How a product against a frozen 16-bit weight treats its float operand (nn::Linear::half_compute):
+//   exact  the weight's numbers converted to float, FP32 GEMM (detail/half_gemm.hpp): the result of
+//          an FP32 model holding the rounded weight; storage saving only.
+//   bf16   the BF16 compute mode (HF Trainer's bf16=True, PyTorch's autocast): the float operand is
+//          rounded to BF16 as well and the product runs with FP32 accumulation
+//          (detail/bf16_gemm.hpp). BF16 weights and Real = float only; otherwise exact.
+enum class HalfCompute { exact, bf16 };
+
 inline bool is_half_dtype(io::Dtype dtype) {
   return dtype == io::Dtype::BF16 || dtype == io::Dtype::F16;
 }
@@ -247,8 +257,13 @@ class HalfMatrix {
 
   const std::uint16_t* data() const { return storage().get(); }
   // For merge / unmerge: owned memory (a mapped matrix is copied first; every handle sees it).
+  // Drops the kernels' cached forms (cached() below): the numbers are about to change.
   std::uint16_t* mutable_data() {
     Storage& s = storage();
+    {
+      const std::lock_guard<std::mutex> lock(s.cache_mutex);
+      for (auto& c : s.cache) c.reset();
+    }
     if (s.view != nullptr) {
       s.owned.assign(s.view, s.view + numel());
       s.view = nullptr;
@@ -268,6 +283,24 @@ class HalfMatrix {
       half_to_real(dtype_, src + (row0 + r) * cols_ + col0, dst + r * ld,
                    static_cast<std::size_t>(ncols));
   }
+  // A form of the numbers a kernel derives once and reuses (detail/bf16_gemm.hpp: the weight
+  // packed into panels, one slot per transpose), made by make() -> T on first use and kept with
+  // the storage, shared by every copy of the handle, until mutable_data() is called. slot < 2.
+  template <class T, class Make>
+  std::shared_ptr<const T> cached(int slot, Make&& make) const {
+    Storage& s = storage();
+    const std::lock_guard<std::mutex> lock(s.cache_mutex);
+    std::shared_ptr<const void>& entry = s.cache.at(static_cast<std::size_t>(slot));
+    if (entry == nullptr) entry = std::make_shared<const T>(make());
+    return std::static_pointer_cast<const T>(entry);
+  }
+  // Whether slot holds a cached form (tests).
+  bool has_cached(int slot) const {
+    Storage& s = storage();
+    const std::lock_guard<std::mutex> lock(s.cache_mutex);
+    return s.cache.at(static_cast<std::size_t>(slot)) != nullptr;
+  }
+
   // The whole matrix as a (rows, cols) tensor.
   template <class Real>
   Tensor<Real> to_tensor() const {
@@ -281,6 +314,8 @@ class HalfMatrix {
     std::vector<std::uint16_t> owned;
     const std::uint16_t* view = nullptr;  // non-null: not ours, kept valid by `owner`
     std::shared_ptr<const void> owner;
+    std::mutex cache_mutex;                          // guards cache
+    std::array<std::shared_ptr<const void>, 2> cache;  // kernels' derived forms (cached())
     const std::uint16_t* get() const { return view != nullptr ? view : owned.data(); }
   };
   Storage& storage() const {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/core/half.hpp"
 #include "fourierft/core/random.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
@@ -332,10 +333,28 @@ class GPT2LMHeadModel : public PretrainedModel<GPT2LMHeadModel<Real>, io::Gpt2Co
   // The longest sequence the position table holds (generate checks prompts against it).
   static constexpr std::string_view max_positions_key = "n_positions";
   Index max_positions() const { return config.n_positions; }
-  // logits = hidden · wteᵀ: (..., C) -> (..., V).
+  // logits = hidden · wteᵀ: (..., C) -> (..., V) (BF16 operands with set_bf16_lm_head(true)).
   Var<Real> lm_head(Tape<Real>& tape, const Var<Real>& hidden) const {
+    if (lm_head_bf16_.defined())
+      return ops::half_linear(tape, hidden, lm_head_bf16_, Var<Real>(), ops::WeightLayout::out_in,
+                              HalfCompute::bf16);
     return ops::linear(tape, hidden, transformer.wte.weight);
   }
+  // The BF16 compute mode for the tied head, which nn::to_bf16_compute leaves in float (wte is
+  // also the embedding table): on, a BF16 copy of the frozen wte feeds the head's GEMMs (logits
+  // and dx, in lm_head and lm_loss); the embedding lookup keeps the FP32 table. Call after loading
+  // and freezing: the copy is taken now. Off drops it.
+  void set_bf16_lm_head(bool on) {
+    if (!on) {
+      lm_head_bf16_ = HalfMatrix();
+      return;
+    }
+    const Var<Real>& w = transformer.wte.weight;
+    check(!w.requires_grad(), "GPT2LMHeadModel::set_bf16_lm_head: transformer.wte.weight trains; ",
+          "the BF16 head needs it frozen");
+    lm_head_bf16_ = HalfMatrix::from_values<Real>(w.data(), w.size(0), w.size(1), io::Dtype::BF16);
+  }
+  bool bf16_lm_head() const { return lm_head_bf16_.defined(); }
   // The LM loss from the hidden states: cross_entropy(lm_head(hidden), targets, options), computed
   // by ops::linear_cross_entropy in chunks of rows, so the (B·T, V) logits and their gradient are
   // never in memory whole and rows with target ignore_index cost nothing. Training uses this.
@@ -344,7 +363,7 @@ class GPT2LMHeadModel : public PretrainedModel<GPT2LMHeadModel<Real>, io::Gpt2Co
                     std::span<const std::int64_t> targets,
                     const ops::CrossEntropyOptions& options = {}) const {
     return ops::linear_cross_entropy(tape, hidden, transformer.wte.weight, Var<Real>(), targets,
-                                     options);
+                                     options, 0, lm_head_bf16_.defined() ? &lm_head_bf16_ : nullptr);
   }
 
   static void validate(const io::Gpt2Config& c) {
@@ -374,6 +393,9 @@ class GPT2LMHeadModel : public PretrainedModel<GPT2LMHeadModel<Real>, io::Gpt2Co
             .ignored = {"*.attn.bias", "*.attn.masked_bias", "lm_head.weight"},
             .head = {}};
   }
+
+ private:
+  HalfMatrix lm_head_bf16_;  // set_bf16_lm_head: wte in BF16 (V, C), or undefined
 };
 
 }  // namespace fourierft::models

@@ -2,6 +2,7 @@
 // (d_out, d_in) or GPT-2 Conv1D's (d_in, d_out), plus the hook PEFT adapters attach to.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -80,6 +81,8 @@ class HalfWeightsScope {
 // the float Var: `weight` is then undefined, named_parameters() no longer lists it and
 // named_frozen_tensors() lists the HalfMatrix under the same key `weight`. Such a weight is frozen
 // (no gradient); gradients still flow to x and to the bias. The bias stays a Real Var.
+// half_compute() says how the GEMMs against it run: exact (float GEMM on the weight's numbers) or,
+// for a BF16 weight, bf16 — the BF16 compute mode, activations rounded to BF16 as well.
 template <class Real>
 class Linear : public Module<Real> {
  public:
@@ -122,7 +125,8 @@ class Linear : public Module<Real> {
   }
   // The pre-trained layer alone: x·Wᵀ + b (through the 16-bit GEMM when the weight is half).
   Var<Real> base_forward(Tape<Real>& tape, const Var<Real>& x) const {
-    if (half_precision()) return ops::half_linear(tape, x, half_weight_, bias, layout_);
+    if (half_precision())
+      return ops::half_linear(tape, x, half_weight_, bias, layout_, half_compute_);
     return ops::linear(tape, x, weight, bias, layout_);
   }
 
@@ -142,6 +146,11 @@ class Linear : public Module<Real> {
     check(half_precision(), "Linear::half_weight: the weight is not held in half precision");
     return half_weight_;
   }
+  // How products against the 16-bit weight run (HalfCompute; exact unless set). bf16 takes effect
+  // for a BF16 weight in a Linear<float>; elsewhere the product stays exact.
+  HalfCompute half_compute() const { return half_compute_; }
+  void set_half_compute(HalfCompute compute) { half_compute_ = compute; }
+
   // Rounds the weight to `dtype` (BF16 or F16, nearest even) and drops the float Var; from then on
   // the weight is frozen. A half weight of the other 16-bit type is re-rounded. A Var shared with
   // another module (a tied weight) is only dropped here: use nn::to_half_precision(model, ...),
@@ -208,6 +217,7 @@ class Linear : public Module<Real> {
   Index d_in_, d_out_;
   WeightLayout layout_;
   HalfMatrix half_weight_;  // defined iff the weight is held in 16 bits (then `weight` is not)
+  HalfCompute half_compute_ = HalfCompute::exact;
   std::vector<std::pair<std::string, std::shared_ptr<LinearAdapter<Real>>>> adapters_;
 };
 
@@ -216,9 +226,12 @@ class Linear : public Module<Real> {
 // name matches one of the `keep_float` globs ("classifier.*", a trainable head) and tied weights
 // (a Var registered by another module too, e.g. an lm_head sharing embed_tokens: it stays a shared
 // float Var). Returns the names of the converted weights ("layers.0.self_attn.q_proj.weight").
+// compute = HalfCompute::bf16 is the BF16 compute mode (use to_bf16_compute below): it also skips
+// every weight that requires a gradient, so call it after the PEFT method has frozen the model.
 template <class Real>
 std::vector<std::string> to_half_precision(Module<Real>& model, io::Dtype dtype,
-                                           const std::vector<std::string>& keep_float = {}) {
+                                           const std::vector<std::string>& keep_float = {},
+                                           HalfCompute compute = HalfCompute::exact) {
   std::map<const void*, int> owners;  // how many modules register each Var (by its value storage)
   for (auto& [path, module] : model.named_modules())
     for (const auto& [name, p] : module->own_parameters()) ++owners[p.value().ptr()];
@@ -231,10 +244,25 @@ std::vector<std::string> to_half_precision(Module<Real>& model, io::Dtype dtype,
                                   [&](const std::string& g) { return glob_match(g, name); });
     if (keep) continue;
     if (!linear->half_precision() && owners[linear->weight.value().ptr()] > 1) continue;  // tied
+    if (compute == HalfCompute::bf16 && !linear->half_precision() &&
+        linear->weight.requires_grad())
+      continue;  // trained: stays FP32
     linear->to_half_precision(dtype);
+    linear->set_half_compute(compute);
     converted.push_back(name);
   }
   return converted;
+}
+
+// The BF16 compute mode (HF Trainer's bf16=True for a PEFT run): every frozen Linear weight of
+// `model` (not tied, not matching `keep_float`) is held in BF16 and its GEMMs — forward x·Wᵀ and
+// dx = dy·W — take BF16 operands with FP32 accumulation. Trainable parameters, their gradients,
+// the optimizer state, adapters (FourierFT spectra and FFTs, LoRA A / B), norms, softmax and the
+// loss stay FP32. Call after freezing (PEFT's get_peft_model); returns the converted names.
+template <class Real>
+std::vector<std::string> to_bf16_compute(Module<Real>& model,
+                                         const std::vector<std::string>& keep_float = {}) {
+  return to_half_precision(model, io::Dtype::BF16, keep_float, HalfCompute::bf16);
 }
 
 }  // namespace fourierft::nn

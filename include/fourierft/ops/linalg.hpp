@@ -4,10 +4,12 @@
 #pragma once
 
 #include <span>
+#include <type_traits>
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/half.hpp"
+#include "fourierft/detail/bf16_gemm.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/detail/half_gemm.hpp"
 
@@ -107,33 +109,50 @@ Var<Real> linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
 // half_linear: linear against a frozen 16-bit weight W (HalfMatrix, BF16 / F16; no gradient).
 //   x: (N, d_in) (any leading dims)  W: (d_out, d_in) (out_in) or (d_in, d_out) (in_out)  b: (d_out)
 //   y = x·Wᵀ + b (out_in)  or  x·W + b (in_out);   dx += dy·W (out_in) or dy·Wᵀ (in_out);
-//   db += sum_N dy.  Equal to ops::linear on W converted to Real (detail/half_gemm.hpp), up to the
-//   order of float additions.
+//   db += sum_N dy.  compute = exact: equal to ops::linear on W converted to Real
+//   (detail/half_gemm.hpp), up to the order of float additions. compute = bf16 (BF16 W, float):
+//   x in forward and dy in backward are rounded to BF16 too, products accumulate in float
+//   (detail/bf16_gemm.hpp) — the BF16 compute mode; the bias and its gradient stay float.
+namespace detail {
+// C = A·op(W) + beta·C through the GEMM `compute` asks for (see half_linear).
+template <class Real>
+void half_weight_gemm(HalfCompute compute, bool trans_w, Index M, Index N, Index K, const Real* A,
+                      const HalfMatrix& w, Real beta, Real* C) {
+  if constexpr (std::is_same_v<Real, float>) {
+    if (compute == HalfCompute::bf16 && w.dtype() == io::Dtype::BF16) {
+      fourierft::detail::bf16_gemm(trans_w, M, N, K, 1.0f, A, K, w, beta, C, N);
+      return;
+    }
+  }
+  fourierft::detail::half_gemm<Real>(trans_w, M, N, K, Real(1), A, K, w, beta, C, N);
+}
+}  // namespace detail
+
 template <class Real>
 void half_linear_forward(std::span<Real> y, std::span<const Real> x, const HalfMatrix& w,
                          std::span<const Real> b, Index N, Index d_in, Index d_out,
-                         WeightLayout layout) {
+                         WeightLayout layout, HalfCompute compute = HalfCompute::exact) {
   const bool out_in = layout == WeightLayout::out_in;
-  fourierft::detail::half_gemm<Real>(out_in, N, d_out, d_in, Real(1), x.data(), d_in, w, Real(0),
-                                     y.data(), d_out);
+  detail::half_weight_gemm<Real>(compute, out_in, N, d_out, d_in, x.data(), w, Real(0), y.data());
   add_bias_rows(y, b, N, d_out);
 }
 
 template <class Real>
 void half_linear_backward(std::span<Real> dx, std::span<Real> db, std::span<const Real> dy,
                           const HalfMatrix& w, Index N, Index d_in, Index d_out,
-                          WeightLayout layout) {
+                          WeightLayout layout, HalfCompute compute = HalfCompute::exact) {
   const bool out_in = layout == WeightLayout::out_in;
   if (!dx.empty())
-    fourierft::detail::half_gemm<Real>(!out_in, N, d_in, d_out, Real(1), dy.data(), d_out, w,
-                                       Real(1), dx.data(), d_in);
+    detail::half_weight_gemm<Real>(compute, !out_in, N, d_in, d_out, dy.data(), w, Real(1),
+                                   dx.data());
   sum_rows_into(db, dy, N, d_out);
 }
 
 template <class Real>
 Var<Real> half_linear(Tape<Real>& tape, const Var<Real>& x, const HalfMatrix& w,
                       const Var<Real>& b = Var<Real>(),
-                      WeightLayout layout = WeightLayout::out_in) {
+                      WeightLayout layout = WeightLayout::out_in,
+                      HalfCompute compute = HalfCompute::exact) {
   check<ShapeError>(w.defined() && w.has_data(), "half_linear: the weight has no data");
   check<ShapeError>(x.dim() >= 1, "half_linear: x must have at least one dim");
   const bool out_in = layout == WeightLayout::out_in;
@@ -150,11 +169,11 @@ Var<Real> half_linear(Tape<Real>& tape, const Var<Real>& x, const HalfMatrix& w,
   Var<Real> y = tape.output_uninitialized(out_shape);  // beta = 0 writes all of y
   half_linear_forward<Real>(y.data(), x.data(), w,
                             b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out,
-                            layout);
+                            layout, compute);
   tape.record("half_linear", {x, b}, y, [=](std::span<const Real> dy) {
     half_linear_backward<Real>(grad_if_needed(x),
                                b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, w, N, d_in,
-                               d_out, layout);
+                               d_out, layout, compute);
   });
   return y;
 }

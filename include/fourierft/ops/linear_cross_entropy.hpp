@@ -28,6 +28,8 @@
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/detail/vector_math.hpp"
+#include "fourierft/core/half.hpp"
+#include "fourierft/detail/bf16_gemm.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/detail/isa.hpp"
 #include "fourierft/ops/softmax.hpp"
@@ -91,10 +93,14 @@ inline Index linear_cross_entropy_chunk_rows(Index V, std::size_t bytes_per_valu
 //   x: (N, C) (any leading dims)   w: (V, C) (nn.Linear layout; GPT-2's tied wte)   b: (V) or none
 //   targets: (N) in [0, V) or ignore_index   ->   scalar
 // chunk_rows: rows per GEMM (0: about 32 MB of logits).
+// w_bf16: the BF16 compute mode (GPT-2's tied head, GPT2LMHeadModel::set_bf16_lm_head): w rounded
+// to BF16, (V, C); when given, for float, the logits and dx GEMMs take BF16 operands with FP32
+// accumulation (detail/bf16_gemm.hpp). w must then be frozen (it still gives the shapes).
 template <class Real>
 Var<Real> linear_cross_entropy(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
                                const Var<Real>& bias, std::span<const std::int64_t> targets,
-                               CrossEntropyOptions options = {}, Index chunk_rows = 0) {
+                               CrossEntropyOptions options = {}, Index chunk_rows = 0,
+                               const HalfMatrix* w_bf16 = nullptr) {
   check<ShapeError>(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1),
                     "linear_cross_entropy: x ", shape_str(x.shape()), " and weight ",
                     shape_str(w.shape()), " do not fit: need x (..., C) and weight (V, C)");
@@ -122,6 +128,23 @@ Var<Real> linear_cross_entropy(Tape<Real>& tape, const Var<Real>& x, const Var<R
   const bool need_w = tape.grad_enabled() && w.requires_grad();
   const bool need_b = tape.grad_enabled() && bias.defined() && bias.requires_grad();
   const bool to_gradient = need_x || need_w || need_b;
+  const bool bf16 = std::is_same_v<Real, float> && w_bf16 != nullptr;
+  if (w_bf16 != nullptr)
+    check<ShapeError>(w_bf16->dtype() == io::Dtype::BF16 && w_bf16->shape() == w.shape() && !need_w,
+                      "linear_cross_entropy: the BF16 weight must be a BF16 copy ",
+                      shape_str(w_bf16->shape()), " of the frozen weight ", shape_str(w.shape()));
+  // x_chunk · wᵀ or D·w: (rows, n_out) = op(A)·op(w), through the BF16 GEMM in the BF16 mode.
+  auto gemm_w = [&](bool trans_w, Index rows, Index n_out, Index k, const Real* A, Real beta,
+                    Real* out) {
+    if constexpr (std::is_same_v<Real, float>) {
+      if (bf16) {
+        fourierft::detail::bf16_gemm(trans_w, rows, n_out, k, 1.0f, A, k, *w_bf16, beta, out, n_out);
+        return;
+      }
+    }
+    fourierft::detail::gemm<Real>(false, trans_w, rows, n_out, k, Real(1), A, k, w.data().data(), C,
+                                  beta, out, n_out);
+  };
   const Index R = std::min(std::max<Index>(K, 1), chunk_rows > 0 ? chunk_rows
                                                   : linear_cross_entropy_chunk_rows(V, sizeof(Real)));
 
@@ -132,7 +155,6 @@ Var<Real> linear_cross_entropy(Tape<Real>& tape, const Var<Real>& x, const Var<R
   std::vector<Real> logits(static_cast<std::size_t>(R * V)), x_chunk(static_cast<std::size_t>(R * C));
   const Real g = K > 0 ? Real(1) / static_cast<Real>(K) : Real(0);
   const Real* xp = x.data().data();
-  const Real* wp = w.data().data();
   for (Index k0 = 0; k0 < K; k0 += R) {
     const Index rows = std::min(R, K - k0);
     for (Index r = 0; r < rows; ++r)  // the chunk's rows of x, gathered: (rows, C)
@@ -140,16 +162,14 @@ Var<Real> linear_cross_entropy(Tape<Real>& tape, const Var<Real>& x, const Var<R
     if (bias.defined()) {
       for (Index r = 0; r < rows; ++r) std::copy_n(bias.data().data(), V, logits.data() + r * V);
     }
-    fourierft::detail::gemm<Real>(false, true, rows, V, C, Real(1), x_chunk.data(), C, wp, C,
-                                  bias.defined() ? Real(1) : Real(0), logits.data(), V);
+    gemm_w(true, rows, V, C, x_chunk.data(), bias.defined() ? Real(1) : Real(0), logits.data());
 #pragma omp parallel for schedule(static) if (rows * V > 65536)
     for (Index r = 0; r < rows; ++r)
       row_loss[static_cast<std::size_t>(k0 + r)] = static_cast<double>(detail::cross_entropy_row<Real>(
           logits.data() + r * V, V, targets[kept[k0 + r]], eps, to_gradient, g));
     if (!to_gradient) continue;
     if (need_x)  // dx_c = D·w : (rows, V)·(V, C)
-      fourierft::detail::gemm<Real>(false, false, rows, C, V, Real(1), logits.data(), V, wp, C,
-                                    Real(0), dx_kept.ptr() + k0 * C, C);
+      gemm_w(false, rows, C, V, logits.data(), Real(0), dx_kept.ptr() + k0 * C);
     if (need_w)  // dw += Dᵀ·x_c : (V, rows)·(rows, C)
       fourierft::detail::gemm<Real>(true, false, V, C, rows, Real(1), logits.data(), V,
                                     x_chunk.data(), C, k0 == 0 ? Real(0) : Real(1), dw_sum.ptr(), C);

@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/detail/bf16_gemm.hpp"
 #include "fourierft/io/json.hpp"
+#include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
 #include "fourierft/optim/optimizer.hpp"
 #include "fourierft/peft/adapter_io.hpp"
@@ -63,6 +65,7 @@ struct RunOptions {
   fs::path adapter;             // load this adapter instead of making a fresh one
   bool eval_only = false;       // with --adapter: evaluate and exit
   bool fast_fft = false;        // FFTW_MEASURE plans: faster, not bit-reproducible across processes
+  bool bf16 = false;            // BF16 compute mode for the frozen weights (nn::to_bf16_compute)
 };
 
 // The flags every example program reads (its own ones are listed by the program).
@@ -92,12 +95,16 @@ run:
   --random-init       build the model from DIR/config.json with random weights (for timing)
   --fast-fft          FFTW plans by timing (FFTW_MEASURE): faster spectra, but the last bits can
                       differ between processes, so a resumed run is no longer bit-identical
+  --bf16              BF16 compute mode (HF Trainer's bf16=True): frozen Linear weights held in
+                      BF16, their GEMMs with BF16 operands and FP32 accumulation; the adapter,
+                      head, gradients and optimizer state stay FP32 (docs/performance.md)
 )";
 }
 
 // The options that take no value, for util::Args.
 inline std::set<std::string> common_flags() {
-  return {"--resume", "--save-merged", "--random-init", "--eval-only", "--fast-fft", "--help"};
+  return {"--resume", "--save-merged", "--random-init", "--eval-only", "--fast-fft", "--bf16",
+          "--help"};
 }
 
 // Reads "fc,W" (--freq-bias 200,200).
@@ -166,6 +173,7 @@ inline void read_run_options(util::Args& args, RunOptions& o) {
   o.random_init = args.has("--random-init");
   if (args.has("--adapter")) o.adapter = args.str("--adapter");
   o.eval_only = args.has("--eval-only");
+  o.bf16 = args.has("--bf16");
 
   check(peft::find_method(o.method) != nullptr, "option --method expects ", peft::method_names(),
         ", got '", o.method, "'");
@@ -264,7 +272,8 @@ std::string parameter_report(nn::Module<Real>& model, const peft::AdapterSpec& s
 
 // The run's adapter, attached to `model`: the one saved in --adapter DIR, or a fresh
 // adapter_spec(o, t) whose random draws are seeded from --seed. Prints which, then
-// parameter_report(); returns the spec the model now carries.
+// parameter_report(); returns the spec the model now carries. With --bf16, the frozen Linear
+// weights then go to BF16 compute (nn::to_bf16_compute: after the method froze them).
 template <class Real>
 peft::AdapterSpec attach_adapter(nn::Module<Real>& model, const RunOptions& o,
                                  const AdapterTargets& t) {
@@ -277,6 +286,10 @@ peft::AdapterSpec attach_adapter(nn::Module<Real>& model, const RunOptions& o,
     peft::apply_adapter(model, spec, init_rng);
   }
   std::printf("%s\n", parameter_report(model, spec).c_str());
+  if (o.bf16)
+    std::printf("bf16: %zu frozen Linear weights in BF16 compute (kernel %s)\n",
+                nn::to_bf16_compute(model).size(),
+                fourierft::detail::bf16_kernel_name(fourierft::detail::bf16_automatic_kernel()));
   return spec;
 }
 
@@ -288,6 +301,7 @@ inline io::Json resume_settings(const RunOptions& o) {
                 {"grad_accum", o.grad_accum}, {"warmup_ratio", o.warmup_ratio},
                 {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed}};
   j["freq_bias"] = o.freq_bias ? io::Json{o.freq_bias->fc, o.freq_bias->W} : io::Json();
+  if (o.bf16) j["bf16"] = true;  // only when set: states saved before the flag existed still match
   return j;
 }
 
