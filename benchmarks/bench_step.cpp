@@ -27,7 +27,8 @@
 // Columns: impl model method batch seq tokens_per_s ms_per_step peak_rss_mb trainable gemm_gflop
 // gflop_per_s (the GEMM FLOPs of one step, 2·M·N·K summed over every detail::gemm call), then
 // gemm_floor_ms and floor_ratio: the last timed step's GEMM calls replayed alone, shape by shape,
-// right after the steps (gemm_floor.hpp), and ms_per_step / gemm_floor_ms. --no-floor skips them; with --bf16 they are 0 (the floor replays FP32 GEMMs only).
+// right after the steps (gemm_floor.hpp), and ms_per_step / gemm_floor_ms. --no-floor skips them;
+// with --bf16 they are 0 (the floor replays FP32 GEMMs only).
 #include <sys/resource.h>
 
 #include <algorithm>
