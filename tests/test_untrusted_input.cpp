@@ -92,6 +92,21 @@ TEST_CASE("JSON: nesting beyond the cap is a FormatError naming the source, befo
   CHECK_THROWS_AS(io::parse_json("[[[[1]]]]", "four.json"), FormatError);
 }
 
+TEST_CASE("JSON: a number out of double's range is a FormatError naming the source") {
+  // nlohmann reports it as out_of_range.406, not a parse_error: it used to escape as a non-fourierft
+  // exception ("unexpected error: [json.exception.out_of_range.406] ...", no file).
+  CHECK_THROWS_WITH_AS(io::parse_json(R"({"scaling": 1e400})", "adapter_config.json"),
+                       doctest::Contains("adapter_config.json: invalid JSON: number overflow"),
+                       FormatError);
+  const fs::path dir = scratch("overflow_number");
+  write_safetensors(dir / "n.safetensors",
+                    R"({"w":{"dtype":"F32","shape":[1e400],"data_offsets":[0,4]}})",
+                    std::string(4, '\0'));
+  CHECK_THROWS_WITH_AS((void)io::SafetensorsFile(dir / "n.safetensors"),
+                       doctest::Contains("n.safetensors: header is not valid JSON: number overflow"),
+                       FormatError);
+}
+
 TEST_CASE("JSON: every file reader refuses a deeply nested document, naming the file") {
   const fs::path dir = scratch("deep");
   const std::string deep = "{\"model_type\": \"gpt2\", \"x\": " + nested(100000) + "}";

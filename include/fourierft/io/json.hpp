@@ -96,6 +96,11 @@ inline Json parse_json(std::string_view text, const std::string& source) {
     if (const auto pos = reason.find("] "); pos != std::string::npos)
       reason = reason.substr(pos + 2);
     throw FormatError(str_cat(source, ": invalid JSON at byte ", e.byte, ": ", reason));
+  } catch (const Json::exception& e) {  // out_of_range.406: a number like 1e400 overflows
+    std::string reason = e.what();
+    if (const auto pos = reason.find("] "); pos != std::string::npos)
+      reason = reason.substr(pos + 2);
+    throw FormatError(str_cat(source, ": invalid JSON: ", reason));
   }
 }
 

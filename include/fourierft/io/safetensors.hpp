@@ -417,6 +417,11 @@ class SafetensorsFile {
       if (const auto pos = reason.find("] "); pos != std::string::npos)
         reason = reason.substr(pos + 2);
       fail("header is not valid JSON (at header byte ", e.byte, "): ", reason);
+    } catch (const Json::exception& e) {  // out_of_range.406: a number like 1e400 overflows
+      std::string reason = e.what();
+      if (const auto pos = reason.find("] "); pos != std::string::npos)
+        reason = reason.substr(pos + 2);
+      fail("header is not valid JSON: ", reason);
     }
     if (!header.is_object()) fail("header is not a JSON object");
     if (!duplicate.empty() && duplicate_in.empty())
