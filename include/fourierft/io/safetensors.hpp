@@ -163,6 +163,48 @@ inline std::size_t first_nonfinite(Dtype dtype, const std::byte* src, std::size_
   }
 }
 
+// SAX handler for the header: builds the document (nlohmann's DOM builder) and on the side records
+// the top-level keys in order and the first key repeated inside one object (duplicate_in: the
+// top-level key it is under, "" if it is a top-level key itself).
+struct HeaderSax {
+  using Json = nlohmann::json;
+  nlohmann::detail::json_sax_dom_parser<Json> dom;
+  std::vector<std::set<std::string>> open_objects;  // keys seen, one set per open object
+  std::vector<std::string> top_level_keys;
+  std::string duplicate, duplicate_in;
+
+  explicit HeaderSax(Json& result) : dom(result) {}
+  bool null() { return dom.null(); }
+  bool boolean(bool v) { return dom.boolean(v); }
+  bool number_integer(Json::number_integer_t v) { return dom.number_integer(v); }
+  bool number_unsigned(Json::number_unsigned_t v) { return dom.number_unsigned(v); }
+  bool number_float(Json::number_float_t v, const std::string& s) { return dom.number_float(v, s); }
+  bool string(std::string& v) { return dom.string(v); }
+  bool binary(Json::binary_t& v) { return dom.binary(v); }
+  bool start_object(std::size_t n) {
+    open_objects.emplace_back();
+    return dom.start_object(n);
+  }
+  bool end_object() {
+    open_objects.pop_back();
+    return dom.end_object();
+  }
+  bool start_array(std::size_t n) { return dom.start_array(n); }
+  bool end_array() { return dom.end_array(); }
+  bool key(std::string& k) {
+    if (open_objects.size() == 1) top_level_keys.push_back(k);
+    if (!open_objects.back().insert(k).second && duplicate.empty()) {
+      duplicate = k;
+      duplicate_in = open_objects.size() == 1 ? std::string() : top_level_keys.back();
+    }
+    return dom.key(k);
+  }
+  template <class Exception>
+  bool parse_error(std::size_t position, const std::string& token, const Exception& e) {
+    return dom.parse_error(position, token, e);  // throws e
+  }
+};
+
 // The whole file mapped read-only; unmapped when the last SafetensorsFile copy goes away.
 struct Mapping {
   const std::byte* data = nullptr;
@@ -383,35 +425,17 @@ class SafetensorsFile {
     data_start_ = 8 + n;
     const std::uint64_t data_size = file_size_ - data_start_;
 
-    // A bounded pre-scan first (nesting depth), then one parse whose callback records the
-    // top-level key order and catches a key given twice in any object (a JSON object would
-    // silently keep the last): a tensor name, a field of a tensor entry, a metadata key. The
-    // parsed objects are std::maps, so a header of 200k tensors parses in O(n log n).
+    // A bounded pre-scan first (nesting depth), then one linear SAX parse (HeaderSax) that
+    // records the top-level key order and catches a key given twice in any object (a JSON object
+    // would silently keep the last): a tensor name, a field of a tensor entry, a metadata key.
+    // (nlohmann's parse-with-callback is quadratic in the number of tensors: each closing brace
+    // scans its parent object.) The objects are std::maps: 200k tensors parse in O(n log n).
     check_json_depth(text, path_ + " (safetensors header)");
     using Json = nlohmann::json;
-    std::vector<std::set<std::string>> open_objects;  // keys seen, one set per open object
-    std::vector<std::string> order;                  // top-level keys in header order
-    std::string duplicate, duplicate_in;
-    auto on_event = [&](int, Json::parse_event_t event, Json& parsed) {
-      switch (event) {
-        case Json::parse_event_t::object_start: open_objects.emplace_back(); break;
-        case Json::parse_event_t::object_end: open_objects.pop_back(); break;
-        case Json::parse_event_t::key: {
-          std::string key = parsed.get<std::string>();
-          if (open_objects.size() == 1) order.push_back(key);
-          if (!open_objects.back().insert(key).second && duplicate.empty()) {
-            duplicate = key;
-            duplicate_in = open_objects.size() == 1 ? std::string() : order.back();
-          }
-          break;
-        }
-        default: break;
-      }
-      return true;
-    };
     Json header;
+    detail::HeaderSax sax(header);
     try {
-      header = Json::parse(text, on_event);
+      Json::sax_parse(text, &sax);
     } catch (const Json::parse_error& e) {
       std::string reason = e.what();
       if (const auto pos = reason.find("] "); pos != std::string::npos)
@@ -423,6 +447,9 @@ class SafetensorsFile {
         reason = reason.substr(pos + 2);
       fail("header is not valid JSON: ", reason);
     }
+    const std::vector<std::string>& order = sax.top_level_keys;
+    const std::string& duplicate = sax.duplicate;
+    const std::string& duplicate_in = sax.duplicate_in;
     if (!header.is_object()) fail("header is not a JSON object");
     if (!duplicate.empty() && duplicate_in.empty())
       fail("tensor '", duplicate, "' appears more than once in the header");
