@@ -298,21 +298,23 @@ struct MeteorChoice {
     while (p != nullptr && p.use_count() == 1) p = std::move(p->previous);
   }
 };
-struct MeteorPath {
+// The counters of a path (and of a path not yet built); the beam is sorted by them.
+struct MeteorCounts {
+  int matches1 = 0, matches2 = 0, chunks = 0, idx = 0, last_match_end = -1, distance = 0;
+};
+struct MeteorPath : MeteorCounts {
   std::shared_ptr<const MeteorChoice> chosen;           // newest first
   std::shared_ptr<const std::vector<std::uint64_t>> used1;  // hypothesis words matched
-  int matches1 = 0, matches2 = 0, chunks = 0, idx = 0, last_match_end = -1, distance = 0;
   bool uses1(int i) const {
     return ((*used1)[static_cast<std::size_t>(i) / 64] >> (static_cast<unsigned>(i) % 64)) & 1u;
   }
 };
 // A path of the next beam before it is built: the parent (rank in the current beam), what it
 // does (see meteor_align), and the fields the beam is sorted by.
-struct MeteorStep {
+struct MeteorStep : MeteorCounts {
   enum Kind { carry, extend } kind = carry;
   int parent = 0, k = 0;
   MeteorMatch m;
-  int matches1 = 0, matches2 = 0, chunks = 0, idx = 0, last_match_end = -1, distance = 0;
 };
 
 // Aligner.align + resolve: words1 = hypothesis, words2 = reference. The beam search of METEOR 1.5,
@@ -400,13 +402,8 @@ inline MeteorStats meteor_align(const std::vector<std::string>& words1,
   };
   auto step_of = [](const MeteorPath& p, int parent) {
     MeteorStep s;
+    static_cast<MeteorCounts&>(s) = p;
     s.parent = parent;
-    s.matches1 = p.matches1;
-    s.matches2 = p.matches2;
-    s.chunks = p.chunks;
-    s.idx = p.idx;
-    s.last_match_end = p.last_match_end;
-    s.distance = p.distance;
     return s;
   };
 
@@ -480,12 +477,7 @@ inline MeteorStats meteor_align(const std::vector<std::string>& words1,
               std::uint64_t{1} << (static_cast<unsigned>(st.m.match_start) % 64);
           p.used1 = std::move(bits);
         }
-        p.matches1 = st.matches1;
-        p.matches2 = st.matches2;
-        p.chunks = st.chunks;
-        p.idx = st.idx;
-        p.last_match_end = st.last_match_end;
-        p.distance = st.distance;
+        static_cast<MeteorCounts&>(p) = st;
         next.push_back(std::move(p));
       }
     }
