@@ -20,6 +20,7 @@
 #include "fourierft/io/bpe_tokenizer.hpp"
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/io/hf_tokenizer.hpp"
+#include "fourierft/io/image.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/io/limits.hpp"
 #include "fourierft/io/safetensors.hpp"
@@ -494,4 +495,33 @@ TEST_CASE("METEOR: 20k-word lines align in seconds; identical lines still score 
   for (int i = 0; i < 5000; ++i) same += "the ";
   CHECK(metrics::meteor({same}, {{same}}) == doctest::Approx(1.0).epsilon(1e-12));
   CHECK(seconds_since(start) < 120.0);
+}
+
+// ---------------------------------------------------------------------------
+// Images (found by tests/fuzz/fuzz_image)
+
+TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused before stb_image") {
+  // SOI, then DHT with 16 counts of 17 (272 codes; stb_image 2.27 writes past its 257-entry
+  // size list: an ASan / UBSan report), then the values, then EOI.
+  std::vector<std::uint8_t> jpeg = {0xFF, 0xD8, 0xFF, 0xC4};
+  const std::size_t length = 2 + 1 + 16 + 272;
+  jpeg.push_back(static_cast<std::uint8_t>(length >> 8));
+  jpeg.push_back(static_cast<std::uint8_t>(length & 0xFF));
+  jpeg.push_back(0x00);  // class 0 (DC), table 0
+  for (int k = 0; k < 16; ++k) jpeg.push_back(17);
+  for (int k = 0; k < 272; ++k) jpeg.push_back(static_cast<std::uint8_t>(k));
+  jpeg.insert(jpeg.end(), {0xFF, 0xD9});
+  CHECK_THROWS_WITH_AS(io::decode_image(jpeg, "bad.jpg"),
+                       doctest::Contains("bad.jpg: corrupt JPEG: a Huffman table with more than 256 "
+                                         "codes"),
+                       FormatError);
+  // A real JPEG from the fixtures still decodes.
+  std::ifstream in(fs::path(FOURIERFT_FIXTURES_DIR) / "data/cifar10-mini/test/airplane/0000.jpg",
+                   std::ios::binary);
+  const std::vector<std::uint8_t> good((std::istreambuf_iterator<char>(in)),
+                                       std::istreambuf_iterator<char>());
+  REQUIRE(!good.empty());
+  const io::Image image = io::decode_image(good, "0000.jpg");
+  CHECK(image.height > 0);
+  CHECK(image.width > 0);
 }

@@ -1,4 +1,4 @@
-// libFuzzer harness: image decoding (PNG, JPEG, BMP, PPM through stb_image) and the resize /
+// libFuzzer harness: image decoding (PNG, JPEG through stb_image) and the resize /
 // crop a ViT processor applies.
 #include <cstdint>
 #include <span>
