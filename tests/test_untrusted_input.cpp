@@ -515,6 +515,9 @@ TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused before
                        doctest::Contains("bad.jpg: corrupt JPEG: a Huffman table with more than 256 "
                                          "codes"),
                        FormatError);
+  // The same after fill bytes before SOI (stb skips them; the fuzzer's second finding).
+  jpeg.insert(jpeg.begin(), 0xFF);
+  CHECK_THROWS_AS(io::decode_image(jpeg, "fill.jpg"), FormatError);
   // A real JPEG from the fixtures still decodes.
   std::ifstream in(fs::path(FOURIERFT_FIXTURES_DIR) / "data/cifar10-mini/test/airplane/0000.jpg",
                    std::ios::binary);

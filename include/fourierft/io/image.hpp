@@ -56,8 +56,8 @@ namespace detail {
 // declares more than 256 codes (fixed upstream in 2.28; found by tests/fuzz/fuzz_image). Walks the
 // JPEG's segments (skipping entropy-coded data) and refuses such a table before stb sees it.
 inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std::string& source) {
-  if (b.size() < 2 || b[0] != 0xFF || b[1] != 0xD8) return;  // not a JPEG
-  std::size_t i = 2;
+  if (b.empty() || b[0] != 0xFF) return;  // not a JPEG (stb also skips fill bytes before SOI)
+  std::size_t i = 0;
   auto corrupt = [&](const char* what) {
     throw FormatError(str_cat(source, ": corrupt JPEG: ", what, " at byte ", i));
   };
@@ -71,8 +71,8 @@ inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std
       ++i;
       continue;
     }
-    if (marker == 0x00 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
-      i += 2;  // stuffed zero, restart marker, TEM: no length
+    if (marker == 0x00 || (marker >= 0xD0 && marker <= 0xD8) || marker == 0x01) {
+      i += 2;  // stuffed zero, restart marker, SOI, TEM: no length
       continue;
     }
     if (marker == 0xD9) return;  // end of image
@@ -80,12 +80,16 @@ inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std
     const std::size_t length = std::size_t(b[i + 2]) << 8 | b[i + 3];  // includes its 2 bytes
     if (length < 2) corrupt("segment length below 2");
     const std::size_t end = std::min(b.size(), i + 2 + length);
-    if (marker == 0xC4) {  // DHT: tables of (class/id, 16 counts, the values)
+    if (marker == 0xC4) {  // DHT: tables of (class/id, 16 counts, the values), read as stb does:
+      // while the declared length is not used up, even past the segment's end
+      std::int64_t remaining = static_cast<std::int64_t>(length) - 2;
       std::size_t p = i + 4;
-      while (p + 17 <= end) {
+      while (remaining > 0 && p + 17 <= b.size()) {
+        if ((b[p] >> 4) > 1 || (b[p] & 15) > 3) break;  // stb refuses the table itself
         std::size_t codes = 0;
         for (std::size_t k = 1; k <= 16; ++k) codes += b[p + k];
         if (codes > 256) corrupt("a Huffman table with more than 256 codes");
+        remaining -= static_cast<std::int64_t>(17 + codes);
         p += 17 + codes;
       }
     }
