@@ -20,8 +20,10 @@ fi
 flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" -DFOURIERFT_BUILD_EXAMPLES=OFF \
-  -DFOURIERFT_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target "${tests[@]}"
+  -DFOURIERFT_BUILD_BENCHMARKS=OFF "-DFOURIERFT_SANITIZER_TESTS=$(IFS=';'; echo "${tests[*]}")" \
+  >/dev/null
+# One aggregate target: several --target arguments would be built one after another.
+cmake --build "$build" -j "$(nproc)" --target fourierft_sanitizer_tests
 regex="^($(IFS='|'; echo "${tests[*]}"))\$"
 ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
