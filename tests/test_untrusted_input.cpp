@@ -518,6 +518,10 @@ TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused before
   // The same after fill bytes before SOI (stb skips them; the fuzzer's second finding).
   jpeg.insert(jpeg.begin(), 0xFF);
   CHECK_THROWS_AS(io::decode_image(jpeg, "fill.jpg"), FormatError);
+  // And a table cut off by the end of the data: stb reads the missing counts as 0 (the third).
+  const std::vector<std::uint8_t> cut = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00, 0xFF, 0xFF};
+  CHECK_THROWS_WITH_AS(io::decode_image(cut, "cut.jpg"),
+                       doctest::Contains("cut.jpg: corrupt JPEG: a Huffman table"), FormatError);
   // A real JPEG from the fixtures still decodes.
   std::ifstream in(fs::path(FOURIERFT_FIXTURES_DIR) / "data/cifar10-mini/test/airplane/0000.jpg",
                    std::ios::binary);

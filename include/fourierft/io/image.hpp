@@ -84,10 +84,10 @@ inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std
       // while the declared length is not used up, even past the segment's end
       std::int64_t remaining = static_cast<std::int64_t>(length) - 2;
       std::size_t p = i + 4;
-      while (remaining > 0 && p + 17 <= b.size()) {
+      while (remaining > 0 && p < b.size()) {
         if ((b[p] >> 4) > 1 || (b[p] & 15) > 3) break;  // stb refuses the table itself
-        std::size_t codes = 0;
-        for (std::size_t k = 1; k <= 16; ++k) codes += b[p + k];
+        std::size_t codes = 0;  // stb reads bytes past the end of the data as 0
+        for (std::size_t k = 1; k <= 16 && p + k < b.size(); ++k) codes += b[p + k];
         if (codes > 256) corrupt("a Huffman table with more than 256 codes");
         remaining -= static_cast<std::int64_t>(17 + codes);
         p += 17 + codes;
