@@ -220,7 +220,7 @@ TEST_CASE("safetensors: a header of 200k tensors opens in linear time, in header
   const io::SafetensorsFile file(dir / "many.safetensors");
   const double elapsed = seconds_since(start);
   INFO("opened in " << elapsed << " s");
-  CHECK(elapsed < 10.0);  // the quadratic header parse took > 60 s
+  CHECK(elapsed < 60.0);  // the quadratic header parse took > 60 s in Release (3 s now; ASan 19 s)
   REQUIRE(file.size() == count);
   CHECK(file.names().front() == "t200000");  // data order = header order here
   CHECK(file.names().back() == "t1");

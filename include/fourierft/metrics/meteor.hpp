@@ -28,8 +28,8 @@ struct MeteorOptions {
   double exact_weight = 1.0, stem_weight = 0.6;
   bool stem = true;
   int beam_size = 40;
-  // At most this many candidate matches (exact, then stem; hypothesis order) are tried per
-  // reference word. Only a word repeated more often than this in one hypothesis (never in E2E
+  // At most this many candidate matches per module are tried per reference word: those nearest
+  // its position. Only a word repeated more often than this in one hypothesis (never in E2E
   // text) is affected; it bounds the aligner's time on adversarial lines (docs/reliability.md).
   int max_candidates_per_word = 128;
   std::set<std::string> function_words;
@@ -323,37 +323,59 @@ struct MeteorStep : MeteorCounts {
 inline MeteorStats meteor_align(const std::vector<std::string>& words1,
                                 const std::vector<std::string>& words2, const MeteorOptions& o) {
   const int n1 = static_cast<int>(words1.size()), n2 = static_cast<int>(words2.size());
-  // Candidate matches per reference position, exact first then stem, hypothesis order. cover
-  // counts every candidate; the lists keep the first max_candidates_per_word.
+  // Candidate matches per reference position, exact first then stem, hypothesis order. A list
+  // longer than max_candidates_per_word keeps the candidates nearest the reference position (so
+  // identical long lines still align on the diagonal); cover counts every candidate.
   std::vector<std::vector<MeteorMatch>> cand(n2);
   std::vector<int> cover1(n1, 0), cover2(n2, 0);
   const std::size_t max_candidates =
       static_cast<std::size_t>(std::max(1, o.max_candidates_per_word));
-  auto add = [&](int module, int i, int j) {
-    if (cand[j].size() < max_candidates) cand[j].push_back({module, j, i});
-    ++cover1[i];
-    ++cover2[j];
-  };
-  // word -> its hypothesis positions (increasing): no words1 x words2 comparison loop.
+  // word -> its positions (increasing): no words1 x words2 comparison loop.
   auto positions = [](const std::vector<std::string>& words) {
     std::unordered_map<std::string_view, std::vector<int>> at;
     for (int i = 0; i < static_cast<int>(words.size()); ++i) at[words[i]].push_back(i);
     return at;
   };
+  // Adds the candidates of reference position j among the sorted hypothesis positions `at` that
+  // `accept`: all of them, or the max_candidates nearest j (ties: the earlier), in order.
+  auto add_nearest = [&](int module, int j, const std::vector<int>& at, auto accept) {
+    std::size_t r = static_cast<std::size_t>(std::lower_bound(at.begin(), at.end(), j) - at.begin());
+    std::size_t l = r, taken = 0;  // the window [l, r)
+    while (taken < max_candidates && (l > 0 || r < at.size())) {
+      const bool left = l > 0 && (r == at.size() || j - at[l - 1] <= at[r] - j);
+      const int i = left ? at[--l] : at[r++];
+      if (accept(i)) ++taken;
+    }
+    for (std::size_t k = l; k < r; ++k)
+      if (accept(at[k])) cand[j].push_back({module, j, at[k]});
+  };
   const auto exact_at = positions(words1);
   for (int j = 0; j < n2; ++j)
     if (const auto it = exact_at.find(words2[j]); it != exact_at.end())
-      for (int i : it->second) add(0, i, j);
+      add_nearest(0, j, it->second, [](int) { return true; });
   const bool identical = words1 == words2;  // then only the exact module runs
-  if (o.stem && !identical) {
-    std::vector<std::string> stems1(n1), stems2(n2);
+  const bool stem = o.stem && !identical;
+  std::vector<std::string> stems1, stems2;
+  if (stem) {
+    stems1.resize(n1);
+    stems2.resize(n2);
     for (int i = 0; i < n1; ++i) stems1[i] = snowball_english_stem(words1[i]);
     for (int j = 0; j < n2; ++j) stems2[j] = snowball_english_stem(words2[j]);
     const auto stem_at = positions(stems1);
     for (int j = 0; j < n2; ++j)
       if (const auto it = stem_at.find(stems2[j]); it != stem_at.end())
-        for (int i : it->second)
-          if (words1[i] != words2[j]) add(1, i, j);
+        add_nearest(1, j, it->second, [&](int i) { return words1[i] != words2[j]; });
+  }
+  {  // cover: with stems, every pair with equal stems (equal words have equal stems); else words
+    const std::vector<std::string>& keys1 = stem ? stems1 : words1;
+    const std::vector<std::string>& keys2 = stem ? stems2 : words2;
+    std::unordered_map<std::string_view, int> count1, count2;
+    for (const std::string& k : keys1) ++count1[k];
+    for (const std::string& k : keys2) ++count2[k];
+    for (int i = 0; i < n1; ++i)
+      if (const auto it = count2.find(keys1[i]); it != count2.end()) cover1[i] = it->second;
+    for (int j = 0; j < n2; ++j)
+      if (const auto it = count1.find(keys2[j]); it != count1.end()) cover2[j] = it->second;
   }
   const double aligner_weight[2] = {1.0, 0.5};
 
