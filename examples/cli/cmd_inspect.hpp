@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <iomanip>
 #include <iostream>
 #include <ostream>
@@ -22,7 +23,10 @@ namespace fourierft::cli {
 namespace detail {
 // 124439808 -> "124,439,808".
 inline std::string with_commas(Index n) {
-  std::string digits = std::to_string(n < 0 ? -n : n), out;
+  // The magnitude as unsigned: -n would overflow for the most negative Index.
+  const auto magnitude = n < 0 ? std::uint64_t(0) - static_cast<std::uint64_t>(n)
+                               : static_cast<std::uint64_t>(n);
+  std::string digits = std::to_string(magnitude), out;
   for (std::size_t i = 0; i < digits.size(); ++i) {
     if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
     out += digits[i];

@@ -150,7 +150,11 @@ inline HalfToFloatKernel half_to_float_kernel(io::Dtype dtype) {
   }();
   static const HalfToFloatKernel f16 = [] {
     __builtin_cpu_init();
+#if defined(__clang__) && __clang_major__ < 16  // cannot name "f16c"; every AVX2 CPU has F16C
+    if (__builtin_cpu_supports("avx2")) return &f16_to_float_f16c;
+#else
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return &f16_to_float_f16c;
+#endif
     return &f16_to_float_generic;
   }();
 #else

@@ -372,7 +372,7 @@ void for_each_json_merge(const Json& model, const std::string& source, const Add
       add(std::string_view(s).substr(0, space), std::string_view(s).substr(space + 1), where);
     } else {
       check<FormatError>(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
-                         where, ": expected \"a b\" or [\"a\", \"b\"], got ", m.dump());
+                         where, ": expected \"a b\" or [\"a\", \"b\"], got ", json_excerpt(m));
       add(std::string_view(m[0].get_ref<const std::string&>()),
           std::string_view(m[1].get_ref<const std::string&>()), where);
     }
@@ -431,10 +431,21 @@ struct IdTable {
   bool has(std::int64_t id) const {
     return id >= 0 && id < size() && present[static_cast<std::size_t>(id)];
   }
+  // Ids stay below this. Loaders lower it to the file's token count plus room for gaps
+  // (expect_tokens), so a 23 KB vocab.json cannot claim id 2^26 and make this table take 4 GB.
+  std::int64_t id_limit = std::int64_t{1} << 30;
+  static constexpr std::int64_t id_gap_allowance = 65536;
+  void expect_tokens(std::size_t tokens_in_file) {
+    id_limit = std::min<std::int64_t>(std::int64_t{1} << 30,
+                                      static_cast<std::int64_t>(tokens_in_file) + id_gap_allowance);
+  }
   // Puts `token` at a free id; `where` starts the messages ("vocab.json").
   void add(const std::string& token, std::int64_t id, const std::string& where) {
     check<FormatError>(id >= 0 && id < (std::int64_t{1} << 30), where, ": token '", token,
                        "' has id ", id, ", expected a non-negative integer below 2^30");
+    check<FormatError>(id < id_limit, where, ": token '", token, "' has id ", id,
+                       ", but the file lists only ", id_limit - id_gap_allowance,
+                       " tokens (ids must be below ", id_limit, ")");
     const auto k = static_cast<std::size_t>(id);
     if (k >= tokens.size()) {
       tokens.resize(k + 1);
@@ -489,7 +500,9 @@ class BpeTokenizer {
     const auto type = model.get<std::string>("type");
     check<FormatError>(type == "BPE", source, ": model.type is '", type,
                        "' but only 'BPE' is supported");
-    t.load_vocab(model.get<JsonObject>("vocab").json(), source + " (model.vocab)");
+    const auto added = root.json().find("added_tokens");
+    t.load_vocab(model.get<JsonObject>("vocab").json(), source + " (model.vocab)",
+                 added != root.json().end() && added->is_array() ? added->size() : 0);
     t.load_merges_json(model, source);
     if (root.has("pre_tokenizer")) {
       const auto pre = root.get<JsonObject>("pre_tokenizer");
@@ -662,11 +675,14 @@ class BpeTokenizer {
 
 
   // ---- loading ---------------------------------------------------------------------------------
-  void load_vocab(const Json& vocab, const std::string& source) {
+  // `extra_tokens`: tokens the file adds elsewhere (tokenizer.json's added_tokens), for the id bound.
+  void load_vocab(const Json& vocab, const std::string& source, std::size_t extra_tokens = 0) {
     check<FormatError>(vocab.is_object(), source, ": expected a JSON object {\"token\": id}");
+    ids_.expect_tokens(vocab.size() + extra_tokens);
     for (const auto& item : vocab.items()) {
       check<FormatError>(item.value().is_number_integer(), source, ": token '", item.key(),
-                         "' has id ", item.value().dump(), ", expected a non-negative integer");
+                         "' has id ", json_excerpt(item.value()),
+                         ", expected a non-negative integer");
       add_token(item.key(), item.value().get<std::int64_t>(), source);
     }
     // Each of the 256 byte symbols must be a token: that is what makes every input encodable.

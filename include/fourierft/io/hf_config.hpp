@@ -18,12 +18,14 @@
 // ("768")" / "<path>: model_type 'bert' is not supported (fourierft runs gpt2, roberta, ...)"; a file
 // that cannot be read is an IoError, malformed JSON a FormatError with the byte offset (io/json.hpp).
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,6 +33,7 @@
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/io/json.hpp"
+#include "fourierft/io/limits.hpp"
 #include "fourierft/ops/rotary.hpp"
 
 namespace fourierft::io {
@@ -247,7 +250,7 @@ inline Index square_size(const JsonObject& j, std::string_view key) {
     const auto hw = j.get<std::vector<Index>>(key);
     check<FormatError>(hw.size() == 2 && hw[0] == hw[1] && hw[0] > 0, j.source(), ": key '", key,
                        "' should be a positive integer or [n, n] (square images only) but is ",
-                       j.json().at(std::string(key)).dump());
+                       json_excerpt(j.json().at(std::string(key))));
     return hw[0];
   }
   return required_positive<Index>(j, key);
@@ -257,6 +260,24 @@ inline void check_divisible(const JsonObject& j, std::string_view width_key, Ind
                             std::string_view heads_key, Index heads) {
   check<FormatError>(width % heads == 0, j.source(), ": key '", width_key, "' (", width,
                      ") should be a multiple of '", heads_key, "' (", heads, ")");
+}
+
+// The model the sizes describe must fit input_limits().max_model_parameters (default 1e11) before
+// anything is allocated: n_layer 10^9 or hidden 2^62 is a FormatError naming the file and sizes.
+// `parameters` is a double, so the estimate itself cannot overflow; `sizes` lists the keys.
+// Each layer also counts as at least 10^6 parameters: its objects cost memory even when tiny, so
+// n_layer 10^9 with n_embd 1 is refused too.
+inline void check_model_size(const JsonObject& j, double layers, double parameters,
+                             const std::string& sizes) {
+  const double cap = input_limits().max_model_parameters;
+  parameters = std::max(parameters, layers * 1e6);
+  if (parameters <= cap) return;
+  std::ostringstream count;
+  count.precision(3);
+  count << parameters;
+  throw FormatError(str_cat(j.source(), ": the sizes (", sizes, ") describe a model of about ",
+                            count.str(), " parameters, above the limit of ", cap,
+                            " (set FOURIERFT_MAX_PARAMETERS to raise it)"));
 }
 
 inline void read_common(const JsonObject& j, HfCommonConfig& c) {
@@ -426,6 +447,13 @@ inline Gpt2Config parse_gpt2_config(const JsonObject& j) {
   c.scale_attn_by_inverse_layer_idx =
       j.get_or<bool>("scale_attn_by_inverse_layer_idx", c.scale_attn_by_inverse_layer_idx);
   c.reorder_and_upcast_attn = j.get_or<bool>("reorder_and_upcast_attn", c.reorder_and_upcast_attn);
+  {
+    const double C = double(c.n_embd), inner = c.n_inner ? double(*c.n_inner) : 4 * C;
+    detail::check_model_size(
+        j, double(c.n_layer), (double(c.vocab_size) + double(c.n_positions)) * C + double(c.n_layer) * (4 * C * C + 2 * C * inner),
+        str_cat("vocab_size ", c.vocab_size, ", n_embd ", c.n_embd, ", n_layer ", c.n_layer,
+                ", n_positions ", c.n_positions, ", n_inner ", inner));
+  }
   return c;
 }
 
@@ -452,6 +480,15 @@ inline RobertaConfig parse_roberta_config(const JsonObject& j) {
   c.initializer_range = j.get_or<double>("initializer_range", c.initializer_range);
   c.position_embedding_type =
       j.get_or<std::string>("position_embedding_type", c.position_embedding_type);
+  {
+    const double C = double(c.hidden_size);
+    detail::check_model_size(
+        j, double(c.num_hidden_layers), (double(c.vocab_size) + double(c.max_position_embeddings) + double(c.type_vocab_size)) * C +
+               double(c.num_hidden_layers) * (4 * C * C + 2 * C * double(c.intermediate_size)),
+        str_cat("vocab_size ", c.vocab_size, ", hidden_size ", c.hidden_size,
+                ", num_hidden_layers ", c.num_hidden_layers, ", intermediate_size ",
+                c.intermediate_size, ", max_position_embeddings ", c.max_position_embeddings));
+  }
   return c;
 }
 
@@ -478,6 +515,15 @@ inline VitConfig parse_vit_config(const JsonObject& j) {
   c.layer_norm_eps = j.get_or<double>("layer_norm_eps", c.layer_norm_eps);
   c.initializer_range = j.get_or<double>("initializer_range", c.initializer_range);
   c.qkv_bias = j.get_or<bool>("qkv_bias", c.qkv_bias);
+  {
+    const double C = double(c.hidden_size), side = double(c.image_size) / double(c.patch_size);
+    detail::check_model_size(
+        j, double(c.num_hidden_layers), (side * side + double(c.patch_size) * double(c.patch_size) * double(c.num_channels)) * C +
+               double(c.num_hidden_layers) * (4 * C * C + 2 * C * double(c.intermediate_size)),
+        str_cat("hidden_size ", c.hidden_size, ", num_hidden_layers ", c.num_hidden_layers,
+                ", intermediate_size ", c.intermediate_size, ", image_size ", c.image_size,
+                ", patch_size ", c.patch_size));
+  }
   return c;
 }
 
@@ -587,6 +633,20 @@ inline LlamaConfig parse_llama_config(const JsonObject& file) {
                                 rope->has("rope_type") ? "rope_type" : "type", "' is \"", kind,
                                 "\"; supported: default, linear, dynamic, llama3"));
     }
+  }
+  {
+    const double C = double(c.hidden_size), heads = double(c.num_attention_heads);
+    const double head = c.head_dim ? double(*c.head_dim) : C / heads;
+    const double kv = c.num_key_value_heads ? double(*c.num_key_value_heads) : heads;
+    detail::check_model_size(
+        j, double(c.num_hidden_layers), double(c.vocab_size) * C * (c.tie_word_embeddings ? 1 : 2) +
+               double(c.max_position_embeddings) * head +
+               double(c.num_hidden_layers) *
+                   (2 * C * heads * head + 2 * C * kv * head + 3 * C * double(c.intermediate_size)),
+        str_cat("vocab_size ", c.vocab_size, ", hidden_size ", c.hidden_size,
+                ", num_hidden_layers ", c.num_hidden_layers, ", intermediate_size ",
+                c.intermediate_size, ", num_attention_heads ", c.num_attention_heads,
+                ", max_position_embeddings ", c.max_position_embeddings));
   }
   return c;
 }

@@ -408,6 +408,12 @@ class HfTokenizer {
   void load_tokenizer_json(const std::filesystem::path& path) {
     source_ = path.string();
     const JsonObject root(read_json(path), source_);
+    std::size_t tokens = 0;  // ids are bounded by the file's token count (IdTable::expect_tokens)
+    if (const auto m = root.json().find("model"); m != root.json().end() && m->is_object())
+      if (const auto v = m->find("vocab"); v != m->end()) tokens += v->size();
+    if (const auto a = root.json().find("added_tokens"); a != root.json().end() && a->is_array())
+      tokens += a->size();
+    ids_.expect_tokens(tokens);
     load_model(root.get<JsonObject>("model"));
     if (root.has("added_tokens")) load_added_tokens(root.json().at("added_tokens"));
     if (root.has("normalizer")) add_normalizer(root.get<JsonObject>("normalizer"), "normalizer");
@@ -430,7 +436,8 @@ class HfTokenizer {
     const auto vocab = model.get<JsonObject>("vocab");
     for (const auto& item : vocab.json().items()) {
       check<FormatError>(item.value().is_number_integer(), source_, ": model.vocab: token '",
-                         item.key(), "' has id ", item.value().dump(), ", expected an integer");
+                         item.key(), "' has id ", json_excerpt(item.value()),
+                         ", expected an integer");
       add_token(item.key(), item.value().get<std::int64_t>(), "model.vocab");
       vocab_.emplace(item.key(), item.value().get<std::int64_t>());
     }
@@ -701,7 +708,7 @@ class HfTokenizer {
       } else {
         check<FormatError>(v.is_object() && v.contains("content") && v.at("content").is_string(),
                            config_source, ": ", key,
-                           " should be a string or {\"content\": ...}, got ", v.dump());
+                           " should be a string or {\"content\": ...}, got ", json_excerpt(v));
         name = v.at("content").get<std::string>();
       }
       const auto id = token_id(name);

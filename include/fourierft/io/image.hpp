@@ -51,11 +51,59 @@ struct Image {
 };
 
 // ---- decoding -----------------------------------------------------------------------------------
+namespace detail {
+// stb_image 2.27 (Debian 12's) writes past its 257-entry Huffman size list when a JPEG DHT table
+// declares more than 256 codes (fixed upstream in 2.28; found by tests/fuzz/fuzz_image). Walks the
+// JPEG's segments (skipping entropy-coded data) and refuses such a table before stb sees it.
+inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std::string& source) {
+  if (b.empty() || b[0] != 0xFF) return;  // not a JPEG (stb also skips fill bytes before SOI)
+  std::size_t i = 0;
+  auto corrupt = [&](const char* what) {
+    throw FormatError(str_cat(source, ": corrupt JPEG: ", what, " at byte ", i));
+  };
+  while (i + 1 < b.size()) {
+    if (b[i] != 0xFF) {  // entropy-coded data after a scan: find the next marker
+      ++i;
+      continue;
+    }
+    const std::uint8_t marker = b[i + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0x00 || (marker >= 0xD0 && marker <= 0xD8) || marker == 0x01) {
+      i += 2;  // stuffed zero, restart marker, SOI, TEM: no length
+      continue;
+    }
+    if (marker == 0xD9) return;  // end of image
+    if (i + 3 >= b.size()) return;
+    const std::size_t length = std::size_t(b[i + 2]) << 8 | b[i + 3];  // includes its 2 bytes
+    if (length < 2) corrupt("segment length below 2");
+    const std::size_t end = std::min(b.size(), i + 2 + length);
+    if (marker == 0xC4) {  // DHT: tables of (class/id, 16 counts, the values), read as stb does:
+      // while the declared length is not used up, even past the segment's end
+      std::int64_t remaining = static_cast<std::int64_t>(length) - 2;
+      std::size_t p = i + 4;
+      while (remaining > 0 && p < b.size()) {
+        if ((b[p] >> 4) > 1 || (b[p] & 15) > 3) break;  // stb refuses the table itself
+        std::size_t codes = 0;  // stb reads bytes past the end of the data as 0
+        for (std::size_t k = 1; k <= 16 && p + k < b.size(); ++k) codes += b[p + k];
+        if (codes > 256) corrupt("a Huffman table with more than 256 codes");
+        remaining -= static_cast<std::int64_t>(17 + codes);
+        p += 17 + codes;
+      }
+    }
+    i = end;
+  }
+}
+}  // namespace detail
+
 // PNG or JPEG bytes -> RGB (grey is repeated, alpha dropped, palettes expanded: Pillow's
 // convert("RGB")). `source` names the data in errors.
 inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string& source) {
   check<FormatError>(!bytes.empty(), source, ": empty file, expected a PNG or JPEG image");
   check<FormatError>(bytes.size() <= 0x7FFFFFFF, source, ": ", bytes.size(), " bytes is too large");
+  detail::check_jpeg_huffman_tables(bytes, source);
   int w = 0, h = 0, channels = 0;
   stbi_uc* data =
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, 3);

@@ -17,14 +17,78 @@
 #include <nlohmann/json.hpp>
 
 #include "fourierft/core/error.hpp"
+#include "fourierft/io/limits.hpp"
 #include "fourierft/util/atomic_file.hpp"
 
 namespace fourierft::io {
 
 using Json = nlohmann::json;  // objects keep their keys sorted, as HF's save_pretrained writes them
 
+// Rejects nesting deeper than `max_depth` levels of [ and { before any parser sees the text (a
+// deep document would overflow the stack of recursive copies, dumps and destructors). One pass,
+// strings skipped. FormatError "<source>: JSON nested deeper than N levels at byte B ...".
+inline void check_json_depth(std::string_view text, const std::string& source,
+                             std::int64_t max_depth = input_limits().json_max_depth) {
+  std::int64_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        throw FormatError(str_cat(source, ": JSON nested deeper than ", max_depth,
+                                  " levels at byte ", i,
+                                  " (the limit is FOURIERFT_JSON_MAX_DEPTH)"));
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
+// At most `max_chars` characters of `value` as compact JSON, "..." when cut: error messages quote
+// a value this way, never a whole document. Stops as soon as the budget is spent.
+inline std::string json_excerpt(const Json& value, std::size_t max_chars = 40) {
+  std::string out;
+  auto emit = [&](auto&& self, const Json& v) -> void {
+    if (out.size() > max_chars) return;
+    if (v.is_object()) {
+      out += '{';
+      bool first = true;
+      for (auto it = v.begin(); it != v.end() && out.size() <= max_chars; ++it) {
+        if (!first) out += ',';
+        first = false;
+        out += Json(it.key()).dump(-1, ' ', true, Json::error_handler_t::replace) + ':';
+        self(self, it.value());
+      }
+      out += '}';
+    } else if (v.is_array()) {
+      out += '[';
+      bool first = true;
+      for (auto it = v.begin(); it != v.end() && out.size() <= max_chars; ++it) {
+        if (!first) out += ',';
+        first = false;
+        self(self, *it);
+      }
+      out += ']';
+    } else {
+      out += v.dump(-1, ' ', true, Json::error_handler_t::replace);
+    }
+  };
+  emit(emit, value);
+  if (out.size() > max_chars) out = out.substr(0, max_chars - 3) + "...";
+  return out;
+}
+
 // Parses `text`; a syntax error is a FormatError "<source>: invalid JSON at byte N: <reason>".
+// Nesting beyond input_limits().json_max_depth is a FormatError too (check_json_depth).
 inline Json parse_json(std::string_view text, const std::string& source) {
+  check_json_depth(text, source);
   try {
     return Json::parse(text.begin(), text.end());
   } catch (const Json::parse_error& e) {
@@ -32,6 +96,11 @@ inline Json parse_json(std::string_view text, const std::string& source) {
     if (const auto pos = reason.find("] "); pos != std::string::npos)
       reason = reason.substr(pos + 2);
     throw FormatError(str_cat(source, ": invalid JSON at byte ", e.byte, ": ", reason));
+  } catch (const Json::exception& e) {  // out_of_range.406: a number like 1e400 overflows
+    std::string reason = e.what();
+    if (const auto pos = reason.find("] "); pos != std::string::npos)
+      reason = reason.substr(pos + 2);
+    throw FormatError(str_cat(source, ": invalid JSON: ", reason));
   }
 }
 
@@ -59,8 +128,9 @@ class JsonObject {
  public:
   JsonObject(Json json, std::string source, std::string path = "")
       : json_(std::move(json)), source_(std::move(source)), path_(std::move(path)) {
-    check<FormatError>(json_.is_object(), source_, ": ", where(), " should be an object but is ",
-                       describe(json_));
+    if (!json_.is_object())  // describe() only on failure: it reads the value
+      throw FormatError(
+          str_cat(source_, ": ", where(), " should be an object but is ", describe(json_)));
   }
   static JsonObject read(const std::filesystem::path& file) {
     return JsonObject(read_json(file), file.string());
@@ -108,8 +178,7 @@ class JsonObject {
   struct is_string_map<std::map<std::string, U>> : std::true_type {};
 
   static std::string describe(const Json& value) {
-    std::string text = value.dump(-1, ' ', true, Json::error_handler_t::replace);
-    if (text.size() > 40) text = text.substr(0, 37) + "...";
+    const std::string text = json_excerpt(value, 40);
     return str_cat(value.is_number()    ? "a number"
                    : value.is_boolean() ? "a boolean"
                    : value.is_string()  ? "a string"

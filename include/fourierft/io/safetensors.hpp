@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -45,6 +46,8 @@
 #include "fourierft/core/half.hpp"
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/io/dtype.hpp"
+#include "fourierft/io/json.hpp"
+#include "fourierft/io/limits.hpp"
 #include "fourierft/util/atomic_file.hpp"
 
 namespace fourierft::io {
@@ -88,6 +91,7 @@ inline std::uint64_t read_u64_le(const std::byte* p) {
 // Decodes `n` elements of `dtype` at `src` into `dst` (float, double or int64_t).
 template <class T>
 void decode(Dtype dtype, const std::byte* src, T* dst, std::size_t n) {
+  if (n == 0) return;  // an empty tensor's buffer may be null: no memcpy from or to it
   auto each = [&](auto raw_tag, auto convert) {
     using Raw = decltype(raw_tag);
     for (std::size_t i = 0; i < n; ++i) {
@@ -125,6 +129,81 @@ void decode(Dtype dtype, const std::byte* src, T* dst, std::size_t n) {
     case Dtype::BOOL: each(std::uint8_t{}, [](std::uint8_t v) { return v != 0 ? 1 : 0; }); break;
   }
 }
+
+// The index of the first NaN or infinity among `n` raw elements of a floating-point `dtype`, or
+// n if all are finite (integer dtypes: always n). Checks exponent bits only: no conversion.
+inline std::size_t first_nonfinite(Dtype dtype, const std::byte* src, std::size_t n) {
+  auto scan = [&](auto raw_tag, auto exponent_mask) -> std::size_t {
+    using Raw = decltype(raw_tag);
+    const auto mask = static_cast<Raw>(exponent_mask);
+    constexpr std::size_t block = 4096;  // branch-free within a block, so the loop vectorises
+    for (std::size_t start = 0; start < n; start += block) {
+      const std::size_t end = std::min(n, start + block);
+      bool bad = false;
+      for (std::size_t i = start; i < end; ++i) {
+        Raw raw;
+        std::memcpy(&raw, src + i * sizeof(Raw), sizeof(Raw));
+        bad |= (raw & mask) == mask;
+      }
+      if (!bad) continue;
+      for (std::size_t i = start; i < end; ++i) {
+        Raw raw;
+        std::memcpy(&raw, src + i * sizeof(Raw), sizeof(Raw));
+        if ((raw & mask) == mask) return i;
+      }
+    }
+    return n;
+  };
+  switch (dtype) {
+    case Dtype::F32: return scan(std::uint32_t{}, 0x7f800000u);
+    case Dtype::F64: return scan(std::uint64_t{}, 0x7ff0000000000000ull);
+    case Dtype::F16: return scan(std::uint16_t{}, 0x7c00u);
+    case Dtype::BF16: return scan(std::uint16_t{}, 0x7f80u);
+    default: return n;
+  }
+}
+
+// SAX handler for the header: builds the document (nlohmann's DOM builder) and on the side records
+// the top-level keys in order and the first key repeated inside one object (duplicate_in: the
+// top-level key it is under, "" if it is a top-level key itself).
+struct HeaderSax {
+  using Json = nlohmann::json;
+  nlohmann::detail::json_sax_dom_parser<Json> dom;
+  std::vector<std::set<std::string>> open_objects;  // keys seen, one set per open object
+  std::vector<std::string> top_level_keys;
+  std::string duplicate, duplicate_in;
+
+  explicit HeaderSax(Json& result) : dom(result) {}
+  bool null() { return dom.null(); }
+  bool boolean(bool v) { return dom.boolean(v); }
+  bool number_integer(Json::number_integer_t v) { return dom.number_integer(v); }
+  bool number_unsigned(Json::number_unsigned_t v) { return dom.number_unsigned(v); }
+  bool number_float(Json::number_float_t v, const std::string& s) { return dom.number_float(v, s); }
+  bool string(std::string& v) { return dom.string(v); }
+  bool binary(Json::binary_t& v) { return dom.binary(v); }
+  bool start_object(std::size_t n) {
+    open_objects.emplace_back();
+    return dom.start_object(n);
+  }
+  bool end_object() {
+    open_objects.pop_back();
+    return dom.end_object();
+  }
+  bool start_array(std::size_t n) { return dom.start_array(n); }
+  bool end_array() { return dom.end_array(); }
+  bool key(std::string& k) {
+    if (open_objects.size() == 1) top_level_keys.push_back(k);
+    if (!open_objects.back().insert(k).second && duplicate.empty()) {
+      duplicate = k;
+      duplicate_in = open_objects.size() == 1 ? std::string() : top_level_keys.back();
+    }
+    return dom.key(k);
+  }
+  template <class Exception>
+  bool parse_error(std::size_t position, const std::string& token, const Exception& e) {
+    return dom.parse_error(position, token, e);  // throws e
+  }
+};
 
 // The whole file mapped read-only; unmapped when the last SafetensorsFile copy goes away.
 struct Mapping {
@@ -203,10 +282,11 @@ class SafetensorsFile {
   // The "__metadata__" map (empty if the file has none).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // Total number of elements of all tensors (the "parameter count" of a checkpoint).
+  // Cannot overflow: each tensor's bytes lie inside the file, so the sum is below the file size.
   Index num_elements() const {
-    Index n = 0;
-    for (const TensorInfo& t : tensors_) n += t.numel();
-    return n;
+    std::uint64_t n = 0;
+    for (const TensorInfo& t : tensors_) n += static_cast<std::uint64_t>(t.numel());
+    return static_cast<Index>(n);
   }
 
   // A floating-point tensor (F16, BF16, F32, F64) converted to Real (float or double).
@@ -246,6 +326,7 @@ class SafetensorsFile {
                        " matrix: a 2-D floating-point tensor is needed");
     const Index rows = t.shape[0], cols = t.shape[1];
     const std::uint64_t offset = data_start_ + t.begin;
+    if (mapping_ != nullptr) check_finite(t, mapping_->data + offset);
     if (t.dtype == dtype && allow_view && mapping_ != nullptr && offset % 2 == 0)
       return HalfMatrix::view(rows, cols, dtype,
                               reinterpret_cast<const std::uint16_t*>(mapping_->data + offset),
@@ -255,6 +336,7 @@ class SafetensorsFile {
     const std::size_t n = static_cast<std::size_t>(t.numel()), size = dtype_size(t.dtype);
     if (t.dtype == dtype) {
       read_at(offset, reinterpret_cast<std::byte*>(dst), n * 2);
+      if (mapping_ == nullptr) check_finite(t, reinterpret_cast<const std::byte*>(dst));
       return out;
     }
     constexpr std::size_t chunk = 1 << 16;  // elements converted at a time
@@ -263,7 +345,10 @@ class SafetensorsFile {
     for (std::size_t i = 0; i < n; i += chunk) {
       const std::size_t k = std::min(chunk, n - i);
       const std::byte* src = mapping_ != nullptr ? mapping_->data + offset + i * size : bytes.data();
-      if (mapping_ == nullptr) read_at(offset + i * size, bytes.data(), k * size);
+      if (mapping_ == nullptr) {
+        read_at(offset + i * size, bytes.data(), k * size);
+        check_finite(t, bytes.data(), k, i);
+      }
       detail::decode(t.dtype, src, values.data(), k);
       real_to_half(dtype, values.data(), dst + i, k);
     }
@@ -295,12 +380,27 @@ class SafetensorsFile {
   void read_into(const TensorInfo& t, T* dst) const {
     const std::size_t n = static_cast<std::size_t>(t.numel());
     if (mapping_ != nullptr) {
+      check_finite(t, mapping_->data + data_start_ + t.begin);
       detail::decode(t.dtype, mapping_->data + data_start_ + t.begin, dst, n);
       return;
     }
     std::vector<std::byte> bytes(static_cast<std::size_t>(t.end - t.begin));
     read_at(data_start_ + t.begin, bytes.data(), bytes.size());
+    check_finite(t, bytes.data());
     detail::decode(t.dtype, bytes.data(), dst, n);
+  }
+  // FormatError naming the tensor and the element if a floating-point tensor holds NaN or an
+  // infinity (unless input_limits().allow_nonfinite_weights). `src` holds elements
+  // [first, first + count) of the tensor (count 0: all of it).
+  void check_finite(const TensorInfo& t, const std::byte* src, std::size_t count = 0,
+                    std::size_t first = 0) const {
+    if (!is_floating(t.dtype) || input_limits().allow_nonfinite_weights) return;
+    const std::size_t n = count != 0 ? count : static_cast<std::size_t>(t.numel());
+    const std::size_t bad = detail::first_nonfinite(t.dtype, src, n);
+    if (bad == n) return;
+    fail("tensor '", t.name, "' (", dtype_name(t.dtype), ", shape ", shape_str(t.shape),
+         ") holds NaN or infinity at element ", first + bad,
+         "; refusing to load it (set FOURIERFT_ALLOW_NONFINITE=1 to accept)");
   }
 
   template <class... Parts>
@@ -325,36 +425,48 @@ class SafetensorsFile {
     data_start_ = 8 + n;
     const std::uint64_t data_size = file_size_ - data_start_;
 
-    // ordered_json keeps the header's key order; the callback sees every top-level key, so a name
-    // given twice (which a JSON object would silently collapse) is caught.
-    using OrderedJson = nlohmann::ordered_json;
-    std::set<std::string> seen;
-    std::string duplicate;
-    auto on_event = [&](int depth, OrderedJson::parse_event_t event, OrderedJson& parsed) {
-      if (event == OrderedJson::parse_event_t::key && depth == 1) {
-        std::string key = parsed.get<std::string>();
-        if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-      }
-      return true;
-    };
-    OrderedJson header;
+    // A bounded pre-scan first (nesting depth), then one linear SAX parse (HeaderSax) that
+    // records the top-level key order and catches a key given twice in any object (a JSON object
+    // would silently keep the last): a tensor name, a field of a tensor entry, a metadata key.
+    // (nlohmann's parse-with-callback is quadratic in the number of tensors: each closing brace
+    // scans its parent object.) The objects are std::maps: 200k tensors parse in O(n log n).
+    check_json_depth(text, path_ + " (safetensors header)");
+    using Json = nlohmann::json;
+    Json header;
+    detail::HeaderSax sax(header);
     try {
-      header = OrderedJson::parse(text, on_event);
-    } catch (const OrderedJson::parse_error& e) {
+      Json::sax_parse(text, &sax);
+    } catch (const Json::parse_error& e) {
       std::string reason = e.what();
       if (const auto pos = reason.find("] "); pos != std::string::npos)
         reason = reason.substr(pos + 2);
       fail("header is not valid JSON (at header byte ", e.byte, "): ", reason);
+    } catch (const Json::exception& e) {  // out_of_range.406: a number like 1e400 overflows
+      std::string reason = e.what();
+      if (const auto pos = reason.find("] "); pos != std::string::npos)
+        reason = reason.substr(pos + 2);
+      fail("header is not valid JSON: ", reason);
     }
+    const std::vector<std::string>& order = sax.top_level_keys;
+    const std::string& duplicate = sax.duplicate;
+    const std::string& duplicate_in = sax.duplicate_in;
     if (!header.is_object()) fail("header is not a JSON object");
-    if (!duplicate.empty()) fail("tensor '", duplicate, "' appears more than once in the header");
+    if (!duplicate.empty() && duplicate_in.empty())
+      fail("tensor '", duplicate, "' appears more than once in the header");
+    if (!duplicate.empty())
+      fail(duplicate_in == "__metadata__" ? std::string("__metadata__")
+                                          : str_cat("tensor '", duplicate_in, "'"),
+           ": key '", duplicate, "' appears more than once");
 
-    for (const auto& [name, entry] : header.items()) {
+    tensors_.reserve(order.size());
+    for (const std::string& name : order) {
+      const Json& entry = header.find(name).value();
       if (name == "__metadata__") {
         if (!entry.is_object()) fail("__metadata__ should be an object of strings");
         for (const auto& [key, value] : entry.items()) {
           if (!value.is_string())
-            fail("__metadata__ value of '", key, "' should be a string but is ", value.dump());
+            fail("__metadata__ value of '", key, "' should be a string but is ",
+                 json_excerpt(value));
           metadata_[key] = value.get<std::string>();
         }
         continue;
@@ -387,7 +499,7 @@ class SafetensorsFile {
     }
   }
 
-  TensorInfo parse_entry(const std::string& name, const nlohmann::ordered_json& entry,
+  TensorInfo parse_entry(const std::string& name, const nlohmann::json& entry,
                          std::uint64_t data_size) const {
     TensorInfo t;
     t.name = name;
@@ -406,10 +518,11 @@ class SafetensorsFile {
     std::uint64_t numel = 1;
     for (const auto& d : *shape) {
       if (!d.is_number_unsigned())
-        fail("tensor '", name, "': shape ", shape->dump(), " should hold non-negative integers");
+        fail("tensor '", name, "': shape ", json_excerpt(*shape),
+             " should hold non-negative integers");
       const std::uint64_t v = d.get<std::uint64_t>();
       if (v != 0 && numel > (std::uint64_t(1) << 62) / v)
-        fail("tensor '", name, "': shape ", shape->dump(), " is too large");
+        fail("tensor '", name, "': shape ", json_excerpt(*shape), " is too large");
       numel *= v;
       t.shape.push_back(static_cast<Index>(v));
     }
@@ -421,6 +534,10 @@ class SafetensorsFile {
     t.end = (*offsets)[1].get<std::uint64_t>();
     if (t.end < t.begin)
       fail("tensor '", name, "': data_offsets [", t.begin, ", ", t.end, "] end before they begin");
+    // numel × dtype size, checked: [2^62] F32 would wrap to 0 bytes.
+    if (numel > std::numeric_limits<std::uint64_t>::max() / dtype_size(t.dtype))
+      fail("tensor '", name, "' (", dtype_name(t.dtype), ", shape ", shape_str(t.shape),
+           ") needs more than 2^64 bytes");
     const std::uint64_t need = numel * dtype_size(t.dtype);
     if (t.end - t.begin != need)
       fail("tensor '", name, "' (", dtype_name(t.dtype), ", shape ", shape_str(t.shape), ") needs ",

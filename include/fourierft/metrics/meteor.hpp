@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <memory>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +28,10 @@ struct MeteorOptions {
   double exact_weight = 1.0, stem_weight = 0.6;
   bool stem = true;
   int beam_size = 40;
+  // At most this many candidate matches per module are tried per reference word: those nearest
+  // its position. Only a word repeated more often than this in one hypothesis (never in E2E
+  // text) is affected; it bounds the aligner's time on adversarial lines (docs/reliability.md).
+  int max_candidates_per_word = 128;
   std::set<std::string> function_words;
 };
 
@@ -277,112 +284,236 @@ struct MeteorMatch {
 
 // One beam-search state (METEOR's PartialAlignment). matches1/matches2 are Java ints: adding a
 // weighted length truncates, so with the aligner's weights (exact 1, stem 0.5) a stem match adds 0.
-struct MeteorPath {
-  std::vector<int> match;  // per reference position: index into the candidate list, or -1
-  std::vector<MeteorMatch> chosen;
+// Java copies the whole state (match arrays, used flags) for every extension, which costs
+// O(words) per candidate and gigabytes on long lines; here a path shares its history: the matches
+// it chose are a chain of records (newest first, one per reference position at most), and its
+// used-hypothesis-word flags a bitset copied only when a surviving extension sets one.
+struct MeteorChoice {
+  mutable std::shared_ptr<const MeteorChoice> previous;
+  int position = 0, k = 0;  // reference position, index into its candidate list
+  MeteorMatch m;
+  // Frees the chain iteratively: a 20k-word alignment must not recurse 20k destructors deep.
+  ~MeteorChoice() {
+    std::shared_ptr<const MeteorChoice> p = std::move(previous);
+    while (p != nullptr && p.use_count() == 1) p = std::move(p->previous);
+  }
+};
+// The counters of a path (and of a path not yet built); the beam is sorted by them.
+struct MeteorCounts {
   int matches1 = 0, matches2 = 0, chunks = 0, idx = 0, last_match_end = -1, distance = 0;
-  std::vector<char> used1, used2;
+};
+struct MeteorPath : MeteorCounts {
+  std::shared_ptr<const MeteorChoice> chosen;           // newest first
+  std::shared_ptr<const std::vector<std::uint64_t>> used1;  // hypothesis words matched
+  bool uses1(int i) const {
+    return ((*used1)[static_cast<std::size_t>(i) / 64] >> (static_cast<unsigned>(i) % 64)) & 1u;
+  }
+};
+// A path of the next beam before it is built: the parent (rank in the current beam), what it
+// does (see meteor_align), and the fields the beam is sorted by.
+struct MeteorStep : MeteorCounts {
+  enum Kind { carry, extend } kind = carry;
+  int parent = 0, k = 0;
+  MeteorMatch m;
 };
 
-// Aligner.align + resolve: words1 = hypothesis, words2 = reference.
+// Aligner.align + resolve: words1 = hypothesis, words2 = reference. The beam search of METEOR 1.5,
+// step for step; each step keeps only the beam_size best of the candidate paths (ties in creation
+// order, as Java's stable sort) and builds only those.
 inline MeteorStats meteor_align(const std::vector<std::string>& words1,
                                 const std::vector<std::string>& words2, const MeteorOptions& o) {
   const int n1 = static_cast<int>(words1.size()), n2 = static_cast<int>(words2.size());
-  // Candidate matches per reference position, exact first then stem, hypothesis order.
+  // Candidate matches per reference position, exact first then stem, hypothesis order. A list
+  // longer than max_candidates_per_word keeps the candidates nearest the reference position (so
+  // identical long lines still align on the diagonal); cover counts every candidate.
   std::vector<std::vector<MeteorMatch>> cand(n2);
   std::vector<int> cover1(n1, 0), cover2(n2, 0);
-  auto add = [&](int module, int i, int j) {
-    cand[j].push_back({module, j, i});
-    ++cover1[i];
-    ++cover2[j];
+  const std::size_t max_candidates =
+      static_cast<std::size_t>(std::max(1, o.max_candidates_per_word));
+  // word -> its positions (increasing): no words1 x words2 comparison loop.
+  auto positions = [](const std::vector<std::string>& words) {
+    std::unordered_map<std::string_view, std::vector<int>> at;
+    for (int i = 0; i < static_cast<int>(words.size()); ++i) at[words[i]].push_back(i);
+    return at;
   };
+  // Adds the candidates of reference position j among the sorted hypothesis positions `at` that
+  // `accept`: all of them, or the max_candidates nearest j (ties: the earlier), in order.
+  auto add_nearest = [&](int module, int j, const std::vector<int>& at, auto accept) {
+    std::size_t r = static_cast<std::size_t>(std::lower_bound(at.begin(), at.end(), j) - at.begin());
+    std::size_t l = r, taken = 0;  // the window [l, r)
+    while (taken < max_candidates && (l > 0 || r < at.size())) {
+      const bool left = l > 0 && (r == at.size() || j - at[l - 1] <= at[r] - j);
+      const int i = left ? at[--l] : at[r++];
+      if (accept(i)) ++taken;
+    }
+    for (std::size_t k = l; k < r; ++k)
+      if (accept(at[k])) cand[j].push_back({module, j, at[k]});
+  };
+  const auto exact_at = positions(words1);
   for (int j = 0; j < n2; ++j)
-    for (int i = 0; i < n1; ++i)
-      if (words1[i] == words2[j]) add(0, i, j);
+    if (const auto it = exact_at.find(words2[j]); it != exact_at.end())
+      add_nearest(0, j, it->second, [](int) { return true; });
   const bool identical = words1 == words2;  // then only the exact module runs
-  if (o.stem && !identical) {
-    std::vector<std::string> stems1(n1), stems2(n2);
+  const bool stem = o.stem && !identical;
+  std::vector<std::string> stems1, stems2;
+  if (stem) {
+    stems1.resize(n1);
+    stems2.resize(n2);
     for (int i = 0; i < n1; ++i) stems1[i] = snowball_english_stem(words1[i]);
     for (int j = 0; j < n2; ++j) stems2[j] = snowball_english_stem(words2[j]);
+    const auto stem_at = positions(stems1);
     for (int j = 0; j < n2; ++j)
-      for (int i = 0; i < n1; ++i)
-        if (stems1[i] == stems2[j] && words1[i] != words2[j]) add(1, i, j);
+      if (const auto it = stem_at.find(stems2[j]); it != stem_at.end())
+        add_nearest(1, j, it->second, [&](int i) { return words1[i] != words2[j]; });
+  }
+  {  // cover: with stems, every pair with equal stems (equal words have equal stems); else words
+    const std::vector<std::string>& keys1 = stem ? stems1 : words1;
+    const std::vector<std::string>& keys2 = stem ? stems2 : words2;
+    std::unordered_map<std::string_view, int> count1, count2;
+    for (const std::string& k : keys1) ++count1[k];
+    for (const std::string& k : keys2) ++count2[k];
+    for (int i = 0; i < n1; ++i)
+      if (const auto it = count2.find(keys1[i]); it != count2.end()) cover1[i] = it->second;
+    for (int j = 0; j < n2; ++j)
+      if (const auto it = count1.find(keys2[j]); it != count1.end()) cover2[j] = it->second;
   }
   const double aligner_weight[2] = {1.0, 0.5};
 
-  MeteorPath start;
-  start.chosen.assign(n2, MeteorMatch{});
-  start.match.assign(n2, -1);
-  start.used1.assign(n1, 0);
-  start.used2.assign(n2, 0);
-  for (int j = 0; j < n2; ++j) {  // one-to-one, non-overlapping matches are fixed
+  // One-to-one, non-overlapping matches are fixed before the search (shared by all paths).
+  std::vector<int> fixed_match(n2, -1);
+  std::vector<MeteorMatch> fixed_chosen(n2);
+  std::vector<char> used2(n2, 0);  // only fixed matches: an extension at step j marks j, read no more
+  auto used1 = std::make_shared<std::vector<std::uint64_t>>((static_cast<std::size_t>(n1) + 63) / 64);
+  for (int j = 0; j < n2; ++j) {
     if (cand[j].size() != 1) continue;
     const MeteorMatch& m = cand[j][0];
     if (cover2[j] != 1 || cover1[m.match_start] != 1) continue;
-    start.match[j] = 0;
-    start.chosen[j] = m;
-    start.used2[j] = 1;
-    start.used1[m.match_start] = 1;
+    fixed_match[j] = 0;
+    fixed_chosen[j] = m;
+    used2[j] = 1;
+    (*used1)[static_cast<std::size_t>(m.match_start) / 64] |=
+        std::uint64_t{1} << (static_cast<unsigned>(m.match_start) % 64);
   }
-  auto take = [&](MeteorPath& p, const MeteorMatch& m) {
+  // match[j] / chosen[j] of a path: its own choice at j, else the fixed one.
+  auto match_at = [&](const MeteorPath& p, int j, MeteorMatch* m) {
+    for (const MeteorChoice* c = p.chosen.get(); c != nullptr && c->position >= j;
+         c = c->previous.get())
+      if (c->position == j) {
+        *m = c->m;
+        return c->k;
+      }
+    *m = fixed_chosen[j];
+    return fixed_match[j];
+  };
+  auto take = [&](MeteorStep& p, const MeteorMatch& m) {
     p.matches1 = static_cast<int>(p.matches1 + 1 * aligner_weight[m.module]);
     p.matches2 = static_cast<int>(p.matches2 + 1 * aligner_weight[m.module]);
     if (p.last_match_end != -1 && m.match_start != p.last_match_end) ++p.chunks;
     p.idx = m.start + 1;
     p.last_match_end = m.match_start + 1;
   };
-  // Constants.PARTIAL_COMPARE_TOTAL: more weighted matches, then fewer chunks, then less distance.
-  auto better = [](const MeteorPath& x, const MeteorPath& y) {
+  // Constants.PARTIAL_COMPARE_TOTAL: more weighted matches, then fewer chunks, then less distance;
+  // then creation order (the stable sort).
+  auto better = [](const MeteorStep& x, const MeteorStep& y, std::size_t x_order,
+                   std::size_t y_order) {
     const int a = x.matches1 + x.matches2, b = y.matches1 + y.matches2;
     if (a != b) return a > b;
     if (x.chunks != y.chunks) return x.chunks < y.chunks;
-    return x.distance < y.distance;
+    if (x.distance != y.distance) return x.distance < y.distance;
+    return x_order < y_order;
   };
-  std::vector<MeteorPath> paths, next{start};
+  auto step_of = [](const MeteorPath& p, int parent) {
+    MeteorStep s;
+    static_cast<MeteorCounts&>(s) = p;
+    s.parent = parent;
+    return s;
+  };
+
+  MeteorPath start;
+  start.used1 = used1;
+  std::vector<MeteorPath> paths{start};  // the beam, best first
+  std::vector<MeteorStep> steps;
+  std::vector<std::size_t> order;
+  const std::size_t beam = static_cast<std::size_t>(std::max(0, o.beam_size));
   for (int current = 0; current <= n2; ++current) {
-    paths = std::move(next);
-    next.clear();
-    std::stable_sort(paths.begin(), paths.end(), better);  // Collections.sort is stable
-    for (int rank = 0; rank < o.beam_size && rank < static_cast<int>(paths.size()); ++rank) {
-      MeteorPath& path = paths[rank];
+    steps.clear();
+    for (std::size_t rank = 0; rank < beam && rank < paths.size(); ++rank) {
+      const MeteorPath& path = paths[rank];
+      MeteorStep base = step_of(path, static_cast<int>(rank));
       if (current == n2) {
-        if (path.last_match_end != -1) ++path.chunks;
-        next.push_back(path);
+        if (base.last_match_end != -1) ++base.chunks;
+        steps.push_back(base);
         continue;
       }
-      if (path.used2[current]) {
-        if (current < path.idx) {
-          next.push_back(path);
-        } else if (path.match[path.idx] != -1) {  // a fixed match
-          const MeteorMatch m = path.chosen[path.idx];
-          take(path, m);
-          path.distance += std::abs(m.start - m.match_start);
-          next.push_back(path);
+      if (used2[current]) {
+        MeteorMatch m;
+        if (current < base.idx) {
+          steps.push_back(base);
+        } else if (match_at(path, base.idx, &m) != -1) {  // a fixed match
+          take(base, m);
+          base.distance += std::abs(m.start - m.match_start);
+          steps.push_back(base);
         }
         continue;
       }
       for (std::size_t k = 0; k < cand[current].size(); ++k) {
         const MeteorMatch& m = cand[current][k];
-        if (path.used2[m.start] || path.used1[m.match_start]) continue;
-        MeteorPath extended = path;
-        extended.used2[m.start] = extended.used1[m.match_start] = 1;
-        extended.match[current] = static_cast<int>(k);
-        extended.chosen[current] = m;
+        if (path.uses1(m.match_start)) continue;  // (m.start == current is not used: see above)
+        MeteorStep extended = base;
+        extended.kind = MeteorStep::extend;
+        extended.k = static_cast<int>(k);
+        extended.m = m;
         take(extended, m);
-        path.distance += std::abs(m.start - m.match_start);  // sic: METEOR 1.5 adds it to `path`
-        next.push_back(std::move(extended));
+        base.distance += std::abs(m.start - m.match_start);  // sic: METEOR 1.5 adds it to `path`
+        steps.push_back(extended);
       }
-      if (path.last_match_end != -1) {  // skip this reference word
-        ++path.chunks;
-        path.last_match_end = -1;
+      if (base.last_match_end != -1) {  // skip this reference word
+        ++base.chunks;
+        base.last_match_end = -1;
       }
-      ++path.idx;
-      next.push_back(path);
+      ++base.idx;
+      steps.push_back(base);
     }
-    if (next.empty()) next.push_back(paths[0]);
+    std::vector<MeteorPath> next;
+    if (steps.empty()) {
+      next.push_back(paths[0]);
+    } else {
+      order.resize(steps.size());
+      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+      const std::size_t keep = std::min(std::max<std::size_t>(beam, 1), order.size());
+      std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep),
+                        order.end(), [&](std::size_t a, std::size_t b) {
+                          return better(steps[a], steps[b], a, b);
+                        });
+      for (std::size_t r = 0; r < keep; ++r) {
+        const MeteorStep& st = steps[order[r]];
+        const MeteorPath& parent = paths[static_cast<std::size_t>(st.parent)];
+        MeteorPath p;
+        p.chosen = parent.chosen;
+        p.used1 = parent.used1;
+        if (st.kind == MeteorStep::extend) {
+          p.chosen = std::make_shared<const MeteorChoice>(
+              MeteorChoice{parent.chosen, current, st.k, st.m});
+          auto bits = std::make_shared<std::vector<std::uint64_t>>(*parent.used1);
+          (*bits)[static_cast<std::size_t>(st.m.match_start) / 64] |=
+              std::uint64_t{1} << (static_cast<unsigned>(st.m.match_start) % 64);
+          p.used1 = std::move(bits);
+        }
+        static_cast<MeteorCounts&>(p) = st;
+        next.push_back(std::move(p));
+      }
+    }
+    paths = std::move(next);
   }
-  std::stable_sort(next.begin(), next.end(), better);
-  const MeteorPath& best = next[0];
+  const MeteorPath& best_path = paths[0];
+  struct {
+    std::vector<int> match;
+    std::vector<MeteorMatch> chosen;
+  } best{fixed_match, fixed_chosen};
+  for (const MeteorChoice* c = best_path.chosen.get(); c != nullptr; c = c->previous.get()) {
+    best.match[c->position] = c->k;
+    best.chosen[c->position] = c->m;
+  }
 
   MeteorStats s;
   s.test_length = n1;

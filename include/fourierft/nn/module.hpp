@@ -345,7 +345,8 @@ class Module {
     return prefix.empty() ? name : name.empty() ? prefix : prefix + "." + name;
   }
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) const {
-    for (const auto& [name, p] : params_) {
+    for (const auto& [name, p_ptr] : params_) {
+      const auto& p = p_ptr;  // a plain reference: clang before 16 cannot capture a binding
       if (!p->defined()) continue;
       const bool seen = std::any_of(out.begin(), out.end(),
                                     [&](const NamedParameter& q) { return q.second.same_as(*p); });
@@ -355,7 +356,8 @@ class Module {
   }
   void collect_frozen(const std::string& prefix,
                       std::vector<std::pair<std::string, HalfMatrix*>>& out) const {
-    for (const auto& [name, t] : frozen_) {
+    for (const auto& [name, t_ptr] : frozen_) {
+      const auto& t = t_ptr;  // a plain reference: clang before 16 cannot capture a binding
       if (!t->defined()) continue;
       const bool seen = std::any_of(out.begin(), out.end(), [&](const auto& q) {
         return q.second == t || q.second->shares_storage_with(*t);

@@ -90,7 +90,8 @@ std::pair<Index, Index> linear_dims(const char* op, const Var<Real>& x, const Va
 template <class Real>
 Var<Real> linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
                  const Var<Real>& b = Var<Real>(), WeightLayout layout = WeightLayout::out_in) {
-  const auto [d_in, d_out] = linear_dims("linear", x, w, b, layout);
+  const auto dims = linear_dims("linear", x, w, b, layout);  // (not a structured binding: lambdas capture these)
+  const Index d_in = dims.first, d_out = dims.second;
   const Index N = x.numel() / d_in;
   Shape out_shape = x.shape();
   out_shape.back() = d_out;

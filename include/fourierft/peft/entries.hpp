@@ -24,6 +24,9 @@ struct SpectralEntries {
 
 inline void check_entry_count(const char* who, Index d_out, Index d_in, Index n) {
   check(d_out > 0 && d_in > 0, who, ": weight shape (", d_out, ", ", d_in, ") must be positive");
+  // d_out·d_in must not overflow (an adapter file's entry-tensor name can claim any shape).
+  check(d_out <= (Index{1} << 40) / d_in, who, ": weight shape (", d_out, ", ", d_in,
+        ") has more than 2^40 entries");
   check(n > 0 && n <= d_out * d_in, who, ": n = ", n, " spectral coefficients do not fit a (",
         d_out, ", ", d_in, ") weight: need 1 <= n <= ", d_out * d_in);
 }

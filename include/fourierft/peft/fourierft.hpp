@@ -2,11 +2,12 @@
 // (n trainable spectral coefficients, merge / unmerge), apply_fourierft() and FourierFTMethod.
 #pragma once
 
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@
 #include "fourierft/peft/entries.hpp"
 #include "fourierft/peft/fourierft_op.hpp"
 #include "fourierft/peft/method.hpp"
+#include "fourierft/peft/name_pattern.hpp"
 #include "fourierft/peft/targets.hpp"
 
 namespace fourierft::peft {
@@ -63,6 +65,7 @@ class EntryBank {
  public:
   EntryBank(std::uint64_t seed, std::optional<FrequencyBias> bias) : seed_(seed), bias_(bias) {}
   std::shared_ptr<const SpectralEntries> get(Index d_out, Index d_in, Index n) {
+    requested_.insert(str_cat("fourierft_entries.", d_out, "x", d_in, ".n", n));
     auto& slot = entries_[{d_out, d_in, n}];
     if (!slot) {
       slot = std::make_shared<const SpectralEntries>(
@@ -73,8 +76,11 @@ class EntryBank {
   }
   // Registers entries read from a file (frequency-biased adapters store theirs).
   void put(std::shared_ptr<const SpectralEntries> e) { entries_[{e->d_out, e->d_in, e->n()}] = std::move(e); }
+  // Whether get() asked for the entries saved under `key` (FourierFTMethod::entries_key).
+  bool was_used(const std::string& key) const { return requested_.count(key) != 0; }
 
  private:
+  std::set<std::string> requested_;
   std::uint64_t seed_;
   std::optional<FrequencyBias> bias_;
   std::map<std::tuple<Index, Index, Index>, std::shared_ptr<const SpectralEntries>> entries_;
@@ -189,9 +195,13 @@ Index set_fourierft_path(nn::Module<Real>& model, FourierFTPath path) {
 }
 
 // n for a module: the first n_frequency_pattern key k with re.match(".*\.k$", name), else the default.
+// Linear-time matching (peft/name_pattern.hpp): a key cannot make this backtrack.
 inline Index fourierft_n_for(const FourierFTConfig& config, const std::string& module_name) {
   for (const auto& [pattern, n] : config.n_frequency_pattern)
-    if (std::regex_match(module_name, std::regex(".*\\." + pattern)) || module_name == pattern) return n;
+    if (module_name == pattern ||
+        NamePattern(".*\\." + pattern, str_cat("n_frequency_pattern key '", pattern, "'"))
+            .full_match(module_name))
+      return n;
   return config.n_frequency;
 }
 
@@ -214,6 +224,8 @@ AppliedAdapters apply_fourierft(nn::Module<Real>& model, const FourierFTConfig& 
     for (const FusedSlices& f : config.fused_slices)
       if (name_matches(name, f.module)) fused = &f;
     if (fused) {
+      check(fused->num_blocks > 0, "apply_fourierft: fused slices of '", fused->module,
+            "' need num_blocks >= 1, got ", fused->num_blocks);
       check<ShapeError>(linear->d_out() % fused->num_blocks == 0, "apply_fourierft: ", name,
                         " has ", linear->d_out(), " outputs, not divisible into ",
                         fused->num_blocks, " blocks");
@@ -278,26 +290,54 @@ struct FourierFTMethod {
     }
   }
 
+  // Every value is checked here, so an error names the file and the key (not apply_fourierft).
   static Config read_config(const io::JsonObject& c) {
     Config f;
     f.n_frequency = c.get_or<Index>("n_frequency", 1000);
+    check<FormatError>(f.n_frequency >= 1, c.source(), ": key 'n_frequency' should be >= 1 but is ",
+                       f.n_frequency);
     f.scaling = c.get_or<double>("scaling", 150.0);
+    check<FormatError>(std::isfinite(f.scaling), c.source(),
+                       ": key 'scaling' should be a finite number but is ", f.scaling);
     f.random_loc_seed = c.get_or<std::uint64_t>("random_loc_seed", 777);
     f.init_weights = c.get_or<bool>("init_weights", false);
     f.target_modules = targets_from_json(c);
     f.bias = c.get_or<std::string>("bias", "none");
-    for (const auto& [k, n] : c.get_or<std::map<std::string, Index>>("n_frequency_pattern", {}))
+    check<FormatError>(f.bias == "none" || f.bias == "all" || f.bias == "fourier_only", c.source(),
+                       ": key 'bias' should be \"none\", \"all\" or \"fourier_only\" but is \"",
+                       f.bias, "\"");
+    for (const auto& [k, n] : c.get_or<std::map<std::string, Index>>("n_frequency_pattern", {})) {
+      const std::string where = str_cat(c.source(), ": key 'n_frequency_pattern.", k, "'");
+      check<FormatError>(n >= 1, where, " should be >= 1 but is ", n);
+      NamePattern(k, where);  // compiles, or names the file, the key and the reason
+      NamePattern(".*\\." + k, where);
       f.n_frequency_pattern.emplace_back(k, n);
+    }
     if (c.has("fourierft_frequency_bias")) {
       const io::JsonObject b = c.get<io::JsonObject>("fourierft_frequency_bias");
       f.frequency_bias = FrequencyBias{b.get<double>("fc"), b.get<double>("W")};
+      check<FormatError>(std::isfinite(f.frequency_bias->fc) && f.frequency_bias->fc >= 0 &&
+                             std::isfinite(f.frequency_bias->W) && f.frequency_bias->W > 0,
+                         c.source(), ": key 'fourierft_frequency_bias' needs fc >= 0 and W > 0, ",
+                         "got fc ", f.frequency_bias->fc, ", W ", f.frequency_bias->W);
     }
     if (c.has("fourierft_fused_slices")) {
-      for (const io::Json& s : c.json().at("fourierft_fused_slices")) {
-        const io::JsonObject o(s, c.source(), "fourierft_fused_slices[]");
+      const io::Json& slices = *c.json().find("fourierft_fused_slices");
+      check<FormatError>(slices.is_array(), c.source(),
+                         ": key 'fourierft_fused_slices' should be an array but is ",
+                         io::json_excerpt(slices));
+      for (std::size_t i = 0; i < slices.size(); ++i) {
+        const std::string key = str_cat("fourierft_fused_slices[", i, "]");
+        const io::JsonObject o(slices[i], c.source(), key);
         FusedSlices fused{o.get<std::string>("module"), o.get<Index>("num_blocks"), {}};
-        for (const auto& [name, index] : o.get<std::map<std::string, Index>>("slices"))
+        check<FormatError>(fused.num_blocks >= 1, c.source(), ": key '", key,
+                           ".num_blocks' should be >= 1 but is ", fused.num_blocks);
+        for (const auto& [name, index] : o.get<std::map<std::string, Index>>("slices")) {
+          check<FormatError>(index >= 0 && index < fused.num_blocks, c.source(), ": key '", key,
+                             ".slices.", name, "' is block ", index, ", outside [0, ",
+                             fused.num_blocks, ")");
           fused.slices.emplace_back(name, index);
+        }
         f.fused_slices.push_back(fused);
       }
     }
@@ -344,24 +384,38 @@ struct FourierFTMethod {
                               const std::vector<std::string>& modules_to_save,
                               const io::SafetensorsFile& file, std::set<std::string>& used) {
     EntryBank bank(c.random_loc_seed, c.frequency_bias);
+    std::vector<std::string> entry_keys;
     for (const std::string& key : file.names()) {
       if (!key.starts_with("fourierft_entries.")) continue;
-      const Tensor<std::int64_t> rc = file.load_int(key);
-      check<FormatError>(rc.dim() == 2 && rc.size(0) == 2, file.path(), ": tensor '", key,
-                         "' should have shape (2, n) but has ", shape_str(rc.shape()));
-      Index d_out = 0, d_in = 0, n = 0;
-      check<FormatError>(std::sscanf(key.c_str(), "fourierft_entries.%lldx%lld.n%lld",
-                                     reinterpret_cast<long long*>(&d_out),
-                                     reinterpret_cast<long long*>(&d_in),
-                                     reinterpret_cast<long long*>(&n)) == 3 && n == rc.size(1),
-                         file.path(), ": cannot read the entry shape from tensor name '", key, "'");
-      std::vector<std::int64_t> rows(rc.data().begin(), rc.data().begin() + n),
-          cols(rc.data().begin() + n, rc.data().end());
-      bank.put(std::make_shared<const SpectralEntries>(explicit_entries(d_out, d_in, rows, cols)));
+      const io::TensorInfo& info = file.info(key);
+      check<FormatError>(info.shape.size() == 2 && info.shape[0] == 2, file.path(), ": tensor '",
+                         key, "' should have shape (2, n) but has ", shape_str(info.shape));
+      // The name must be exactly fourierft_entries.<d_out>x<d_in>.n<n> with n the tensor's width.
+      const auto [d_out, d_in, n] = parse_entries_key(key);
+      check<FormatError>(d_out > 0 && d_in > 0 && n == info.shape[1], file.path(),
+                         ": cannot read the entry shape from tensor name '", key,
+                         "' (expected fourierft_entries.<d_out>x<d_in>.n<n>, n = ", info.shape[1],
+                         ")");
+      try {
+        const Tensor<std::int64_t> rc = file.load_int(key);
+        std::vector<std::int64_t> rows(rc.data().begin(), rc.data().begin() + n),
+            cols(rc.data().begin() + n, rc.data().end());
+        bank.put(std::make_shared<const SpectralEntries>(explicit_entries(d_out, d_in, rows, cols)));
+      } catch (const ValueError& e) {  // explicit_entries: range, count, distinctness
+        throw FormatError(str_cat(file.path(), ": tensor '", key, "': ", e.what()));
+      } catch (const IndexError& e) {
+        throw FormatError(str_cat(file.path(), ": tensor '", key, "': ", e.what()));
+      }
       used.insert(key);
+      entry_keys.push_back(key);
     }
     Rng rng(0);  // the spectra drawn here are overwritten by the file's
-    return apply(model, c, modules_to_save, rng, &bank);
+    AppliedAdapters applied = apply(model, c, modules_to_save, rng, &bank);
+    for (const std::string& key : entry_keys)  // entries no adapted layer asked for
+      check<FormatError>(bank.was_used(key), file.path(), ": tensor '",
+                         key, "' holds entries for a weight shape no adapted layer has ",
+                         "(another model or targets?)");
+    return applied;
   }
 
   // The adapted weights: one per adapted layer, or one per slice of a fused layer (GPT-2's q, v).
@@ -372,6 +426,28 @@ struct FourierFTMethod {
       if (auto* adapter = dynamic_cast<const FourierFTAdapter<Real>*>(module))
         count += static_cast<Index>(adapter->blocks().size());
     return count;
+  }
+  // (d_out, d_in, n) from "fourierft_entries.<d_out>x<d_in>.n<n>"; zeros unless the name is
+  // exactly that, with decimal numbers that fit an Index.
+  static std::tuple<Index, Index, Index> parse_entries_key(std::string_view key) {
+    constexpr std::string_view prefix = "fourierft_entries.";
+    if (!key.starts_with(prefix)) return {0, 0, 0};
+    const char* p = key.data() + prefix.size();
+    const char* const end = key.data() + key.size();
+    Index v[3] = {0, 0, 0};
+    const std::string_view separators[3] = {"x", ".n", ""};
+    for (int i = 0; i < 3; ++i) {
+      if (p == end || *p < '0' || *p > '9') return {0, 0, 0};
+      const auto [next, error] = std::from_chars(p, end, v[i]);
+      if (error != std::errc()) return {0, 0, 0};
+      p = next;
+      if (std::string_view(p, static_cast<std::size_t>(end - p)).substr(0, separators[i].size()) !=
+          separators[i])
+        return {0, 0, 0};
+      p += separators[i].size();
+    }
+    if (p != end) return {0, 0, 0};
+    return {v[0], v[1], v[2]};
   }
   static std::string entries_key(const SpectralEntries& e) {
     return str_cat("fourierft_entries.", e.d_out, "x", e.d_in, ".n", e.n());

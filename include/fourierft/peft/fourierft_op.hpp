@@ -494,7 +494,8 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
                            WeightReuse reuse = WeightReuse::automatic) {
   check(!w0.requires_grad(), "fourierft_linear: the base weight must be frozen (it requires a ",
         "gradient); FourierFT trains only the spectral coefficients");
-  const auto [d_in, d_out] = ops::linear_dims("fourierft_linear", x, w0, bias, layout);
+  const auto dims = ops::linear_dims("fourierft_linear", x, w0, bias, layout);  // (not a structured binding: lambdas capture these)
+  const Index d_in = dims.first, d_out = dims.second;
   const bool out_in = layout == ops::WeightLayout::out_in;
   for (const SpectralBlock<Real>& b : blocks) {
     const SpectralEntries& e = *b.entries;

@@ -46,7 +46,8 @@ template <class Real>
 Var<Real> lora_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& h, const Var<Real>& w,
                       const Var<Real>& b, ops::WeightLayout layout, const Var<Real>& lora_a,
                       const Var<Real>& lora_b, Real s) {
-  const auto [d_in, d_out] = ops::linear_dims("lora_linear", x, w, b, layout);
+  const auto dims = ops::linear_dims("lora_linear", x, w, b, layout);  // (not a structured binding: lambdas capture these)
+  const Index d_in = dims.first, d_out = dims.second;
   check<ShapeError>(h.shape() == x.shape(), "lora_linear: h has shape ", shape_str(h.shape()),
                     " but x has ", shape_str(x.shape()));
   check<ShapeError>(lora_a.dim() == 2 && lora_a.size(1) == d_in && lora_b.dim() == 2 &&
@@ -200,13 +201,24 @@ struct LoraMethod {
               {"init_lora_weights", true}, {"rank_pattern", io::Json::object()},
               {"alpha_pattern", io::Json::object()}, {"use_rslora", false}, {"use_dora", false}});
   }
+  // Values are checked here, so an error names the file and the key (and a rank of 2^40 is
+  // refused before LoRA's matrices are allocated).
   static Config read_config(const io::JsonObject& c) {
     Config l;
     l.r = c.get<Index>("r");
+    check<FormatError>(l.r >= 1 && l.r <= 65536, c.source(), ": key 'r' should be in [1, 65536] ",
+                       "but is ", l.r);
     l.lora_alpha = c.get_or<double>("lora_alpha", 8.0);
+    check<FormatError>(std::isfinite(l.lora_alpha), c.source(),
+                       ": key 'lora_alpha' should be a finite number but is ", l.lora_alpha);
     l.lora_dropout = c.get_or<double>("lora_dropout", 0.0);
+    check<FormatError>(l.lora_dropout >= 0 && l.lora_dropout < 1, c.source(),
+                       ": key 'lora_dropout' should be in [0, 1) but is ", l.lora_dropout);
     l.target_modules = targets_from_json(c);
     l.bias = c.get_or<std::string>("bias", "none");
+    check<FormatError>(l.bias == "none" || l.bias == "all" || l.bias == "lora_only", c.source(),
+                       ": key 'bias' should be \"none\", \"all\" or \"lora_only\" but is \"",
+                       l.bias, "\"");
     return l;
   }
   // "LoRA on 24 weights, r = 8, alpha 8"

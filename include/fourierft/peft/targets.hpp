@@ -2,7 +2,6 @@
 // the trainable / total parameter summary every method reports.
 #pragma once
 
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +10,7 @@
 #include "fourierft/io/json.hpp"
 #include "fourierft/nn/linear.hpp"
 #include "fourierft/nn/module.hpp"
+#include "fourierft/peft/name_pattern.hpp"
 
 namespace fourierft::peft {
 
@@ -37,7 +37,7 @@ struct TargetSpec {
   bool matches(std::string_view module_name) const {
     if (regex == all_linear)
       return module_name != "lm_head" && !name_matches(module_name, "lm_head");
-    if (!regex.empty()) return std::regex_match(std::string(module_name), std::regex(regex));
+    if (!regex.empty()) return NamePattern(regex, "target_modules").full_match(module_name);
     for (const std::string& t : names)
       if (name_matches(module_name, t)) return true;
     return false;
@@ -55,9 +55,16 @@ inline io::Json targets_json(const TargetSpec& t) {
   if (!t.regex.empty()) return t.regex;
   return t.names;
 }
+// A regex is compiled here once, so a malformed or oversized one is an error naming the file.
 inline TargetSpec targets_from_json(const io::JsonObject& config) {
-  const io::Json& j = config.json().at("target_modules");
-  if (j.is_string()) return {{}, j.get<std::string>()};
+  const auto it = config.json().find("target_modules");
+  check<FormatError>(it != config.json().end(), config.source(),
+                     ": key 'target_modules' is missing");
+  if (it->is_string()) {
+    const std::string regex = it->get<std::string>();
+    if (regex != all_linear) NamePattern(regex, config.source() + ": key 'target_modules'");
+    return {{}, regex};
+  }
   return {config.get<std::vector<std::string>>("target_modules"), ""};
 }
 

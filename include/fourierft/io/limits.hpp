@@ -1,0 +1,52 @@
+// fourierft/io/limits.hpp — the caps every reader of untrusted files checks before it allocates or
+// recurses: JSON nesting depth, model size from a config, user regex size (docs/reliability.md).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+namespace fourierft::io {
+
+// Process-wide limits. Defaults come from the environment on first use; programs and tests may
+// change them through input_limits() (not thread-safe: set them before loading anything).
+struct InputLimits {
+  // Deepest [ / { nesting any JSON reader accepts. Hugging Face's files nest under 10 levels.
+  // Environment: FOURIERFT_JSON_MAX_DEPTH.
+  std::int64_t json_max_depth = 256;
+  // Largest model (parameters, estimated from config.json's sizes) a config may describe before
+  // anything is allocated. 1e11 is above every open checkpoint (Llama 3.1 405B is 4.05e11: raise
+  // it). Environment: FOURIERFT_MAX_PARAMETERS.
+  double max_model_parameters = 1e11;
+  // Longest regular expression (target_modules, n_frequency_pattern) and deepest group nesting.
+  std::int64_t pattern_max_length = 4096;
+  std::int64_t pattern_max_nesting = 64;
+  // Loaded floating-point weights must be finite (a NaN weight gives NaN logits without a word).
+  // Environment: FOURIERFT_ALLOW_NONFINITE=1 accepts them.
+  bool allow_nonfinite_weights = false;
+};
+
+namespace detail {
+inline double env_number(const char* name, double fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const double v = std::strtod(text, &end);
+  return (end != nullptr && *end == '\0' && v > 0) ? v : fallback;
+}
+}  // namespace detail
+
+inline InputLimits& input_limits() {
+  static InputLimits limits = [] {
+    InputLimits l;
+    l.json_max_depth = static_cast<std::int64_t>(
+        detail::env_number("FOURIERFT_JSON_MAX_DEPTH", static_cast<double>(l.json_max_depth)));
+    l.max_model_parameters = detail::env_number("FOURIERFT_MAX_PARAMETERS", l.max_model_parameters);
+    const char* nonfinite = std::getenv("FOURIERFT_ALLOW_NONFINITE");
+    l.allow_nonfinite_weights = nonfinite != nullptr && std::string(nonfinite) == "1";
+    return l;
+  }();
+  return limits;
+}
+
+}  // namespace fourierft::io

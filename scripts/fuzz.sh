@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses (tests/fuzz, clang with ASan + UBSan) and runs each for
+# SECONDS seconds (default 60) on its seed corpus (tests/fuzz/corpus/<harness>) and dictionary.
+#   bash scripts/fuzz.sh            # every harness, 60 s each
+#   bash scripts/fuzz.sh 600        # 10 minutes each (the issue's bar)
+#   bash scripts/fuzz.sh 60 fuzz_safetensors fuzz_config    # some harnesses
+# New inputs go to build-fuzz/corpus/<harness> (the committed seeds stay as they are); a crash,
+# leak, timeout (> 1 s per input) or out-of-memory (> 2 GB) stops that harness and leaves
+# build-fuzz/findings/<harness>/crash-* to reproduce with: build-fuzz/tests/fuzz/<harness> FILE.
+# Needs clang-14 and libclang-rt-14-dev (Debian); prints a summary line per harness.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+shift || true
+build=${FOURIERFT_FUZZ_BUILD_DIR:-build-fuzz}
+cxx=${FOURIERFT_FUZZ_CXX:-$(command -v clang++-14 || command -v clang++ || true)}
+if [[ -z "$cxx" ]]; then
+  echo "fuzz.sh: clang++ not found (Debian: apt-get install clang-14 libclang-rt-14-dev)" >&2
+  exit 1
+fi
+harnesses=("$@")
+if [[ ${#harnesses[@]} -eq 0 ]]; then
+  for f in tests/fuzz/fuzz_*.cpp; do harnesses+=("$(basename "$f" .cpp)"); done
+fi
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" \
+  -DFOURIERFT_FUZZ=ON -DFOURIERFT_BUILD_TESTS=OFF -DFOURIERFT_BUILD_EXAMPLES=OFF \
+  -DFOURIERFT_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build "$build" -j "$(nproc)" --target "${harnesses[@]}"
+
+status=0
+for h in "${harnesses[@]}"; do
+  corpus="$build/corpus/$h"
+  findings="$build/findings/$h"
+  mkdir -p "$corpus" "$findings"
+  dict=()
+  [[ -f "tests/fuzz/$h.dict" ]] && dict=(-dict="tests/fuzz/$h.dict")
+  seeds=()
+  [[ -d "tests/fuzz/corpus/$h" ]] && seeds=("tests/fuzz/corpus/$h")
+  log="$findings/fuzz.log"
+  set +e
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    FOURIERFT_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+    "$build/tests/fuzz/$h" "$corpus" "${seeds[@]}" "${dict[@]}" -max_total_time="$seconds" \
+    -timeout=1 -rss_limit_mb=2048 -max_len=262144 -artifact_prefix="$findings/" \
+    -print_final_stats=1 >"$log" 2>&1
+  rc=$?
+  set -e
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  if [[ $rc -eq 0 ]]; then
+    echo "fuzz: $h ok: $runs executions in $seconds s"
+  else
+    echo "fuzz: $h FOUND A PROBLEM (exit $rc) after $runs executions; see $log and $findings/"
+    status=1
+  fi
+done
+exit $status
