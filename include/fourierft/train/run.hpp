@@ -153,8 +153,15 @@ class Run {
   // the backward seed, weight = examples / step.examples, so the accumulated gradient is that of
   // the mean over all the step's examples.
   Tensor<float> accumulate(const Step& step, const Var<float>& loss, std::size_t examples) {
+    return accumulate(step, loss, examples, 1.0);
+  }
+  // A loss that is a mean over a micro-batch's tokens, of which this rank's shard holds the share
+  // `share` = shard tokens / micro-batch tokens: weight = examples · share / step.examples, where
+  // `examples` counts the whole micro-batch. Summed over ranks this is the one-process weight.
+  Tensor<float> accumulate(const Step& step, const Var<float>& loss, std::size_t examples,
+                           double share) {
     check_finite_loss(loss.item(), step.index + 1, step.epoch + 1);
-    const double weight = static_cast<double>(examples) / static_cast<double>(step.examples);
+    const double weight = static_cast<double>(examples) * share / static_cast<double>(step.examples);
     step_loss_ += weight * loss.item();
     return Tensor<float>::full({}, static_cast<float>(weight));
   }
