@@ -192,6 +192,7 @@ class Run {
     save_state(step.epoch, step.end);
     log_.write({{"event", "interrupt"}, {"step", step_}, {"epoch", step.epoch + 1},
                 {"signal", signal}});
+    comm_.barrier();  // the state is saved before any rank exits (mpirun may then end the job)
     progress_.finish();
     std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
                 "--resume\n", signal ? "interrupted" : "stopped (--stop-after)",
