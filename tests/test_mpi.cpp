@@ -347,6 +347,21 @@ TEST_CASE("mpirun: a state saved by 2 processes resumes in 1, and one saved by 1
   check_close(dir / "whole", dir / "b");
 }
 
+TEST_CASE("mpirun: finetune_digits with 2 processes trains, saves and reloads its adapters") {
+  if (!have_mpirun()) {
+    MESSAGE("skipped: " MPIEXEC " not found");
+    return;
+  }
+  const fs::path dir = testing::fresh_dir(work, "digits");
+  const testing::Run r = testing::run(
+      MPIEXEC, mpirun_args(2, {FINETUNE_DIGITS, "--epochs", "3", "--threads", "1", "--out",
+                               (dir / "out").string()}), dir / "digits.log");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("(identical)") != std::string::npos);
+  CHECK(fs::exists(dir / "out/fourierft/adapter_model.safetensors"));
+}
+
 TEST_CASE("mpirun: bad input — batch not divisible, ranks with other arguments, a rank that dies") {
   if (!have_mpirun()) {
     MESSAGE("skipped: " MPIEXEC " not found");
