@@ -273,16 +273,19 @@ int main(int argc, char** argv) {
           if (rows.empty()) continue;
           const io::LmBatch batch = examples::e2e_make_batch(train_examples, rows, max_len);
           const Var<float> loss = examples::e2e_batch_loss(tape, *model, batch, smoothing);
-          // The loss is a mean over reference tokens: an MPI shard carries its share of them.
-          const auto reference_tokens = [](const io::LmBatch& b) {
-            double n = 0;
-            for (const float v : b.mask.data()) n += v;
-            return n;
-          };
-          const double share = rows.size() == batches[m].size() ? 1.0
-              : reference_tokens(batch) /
-                reference_tokens(examples::e2e_make_batch(train_examples, batches[m], max_len));
-          tape.backward(loss, run.accumulate(step, loss, batches[m].size(), share));
+          std::size_t micro_batch_examples = batch.lengths.size();
+          double share = 1.0;
+          if (rows.size() != batches[m].size()) {  // an MPI shard: the loss is a mean over
+            const auto reference_tokens = [](const io::LmBatch& b) {  // reference tokens, so
+              double n = 0;                                           // it carries its share
+              for (const float v : b.mask.data()) n += v;
+              return n;
+            };
+            const io::LmBatch whole = examples::e2e_make_batch(train_examples, batches[m], max_len);
+            micro_batch_examples = whole.lengths.size();
+            share = reference_tokens(batch) / reference_tokens(whole);
+          }
+          tape.backward(loss, run.accumulate(step, loss, micro_batch_examples, share));
           tape.clear();
         }
         run.reduce_gradients();  // Σ over MPI ranks
