@@ -124,6 +124,16 @@ void write_predictions(const fs::path& path, const io::ImageFolder& folder,
   });
 }
 
+// Rows [begin, begin + count) of `batch` (pixels (B, 3, H, W), labels (B)).
+io::ImageBatch batch_rows(const io::ImageBatch& batch, Index begin, Index count) {
+  const Index per_image = batch.pixels.numel() / batch.pixels.size(0);
+  Shape shape = batch.pixels.shape();
+  shape[0] = count;
+  io::ImageBatch out{Tensor<float>(shape), Tensor<std::int64_t>({count})};
+  std::copy_n(batch.pixels.ptr() + begin * per_image, count * per_image, out.pixels.ptr());
+  std::copy_n(batch.labels.ptr() + begin, count, out.labels.ptr());
+  return out;
+}
 
 }  // namespace
 
@@ -262,16 +272,22 @@ int main(int argc, char** argv) {
         // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
         // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
         for (Index m = step.begin; m < step.end; ++m) {
-          std::vector<Index> rows;  // micro-batch m (this rank's shard), augmented from its own seeded stream
-          for (Index i : run.shard(batches[m])) rows.push_back(train_items[static_cast<std::size_t>(i)]);
-          if (rows.empty()) continue;
+          std::vector<Index> rows;  // micro-batch m, augmented from its own seeded stream
+          for (Index i : batches[m]) rows.push_back(train_items[static_cast<std::size_t>(i)]);
           Rng augment = train::step_rng(opt.seed, train::Stream::augment,
                                         train::mix_seed(static_cast<std::uint64_t>(step.index),
                                                         static_cast<std::uint64_t>(m)));
-          const io::ImageBatch batch = train_folder.batch(rows, processor, &augment);
+          io::ImageBatch batch = train_folder.batch(rows, processor, &augment);
+          // Under MPI every rank augments the whole micro-batch (the one-process draws) and keeps
+          // its shard of it.
+          const std::span<const Index> mine = run.shard(batches[m]);
+          if (mine.empty()) continue;
+          if (mine.size() != rows.size())
+            batch = batch_rows(batch, static_cast<Index>(mine.data() - batches[m].data()),
+                               static_cast<Index>(mine.size()));
           const Var<float> logits = model->forward(tape, batch.pixels).logits;  // (B, classes)
           const Var<float> loss = model->loss(tape, logits, batch.labels);
-          tape.backward(loss, run.accumulate(step, loss, rows.size()));
+          tape.backward(loss, run.accumulate(step, loss, mine.size()));
           tape.clear();
         }
         run.reduce_gradients();  // Σ over MPI ranks
