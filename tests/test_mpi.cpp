@@ -220,20 +220,22 @@ std::vector<std::string> mpirun_args(int np, std::vector<std::string> rest) {
   return a;
 }
 
-// The tiny RoBERTa with dropout off: masks are drawn per batch, so with dropout a sharded batch
+// A fixture model with dropout off: masks are drawn per batch, so with dropout a sharded batch
 // would draw other masks than one process (docs/scaling.md); without, the runs must agree.
-fs::path model_without_dropout() {
-  const fs::path dir = work / "roberta-bytes-no-dropout";
+fs::path without_dropout(const std::string& model, const std::vector<std::string>& keys) {
+  const fs::path dir = work / (model + "-no-dropout");
   if (!fs::exists(dir / "config.json")) {
     fs::create_directories(dir);
-    fs::copy(fixtures / "models/roberta-bytes", dir, fs::copy_options::recursive |
-                                                         fs::copy_options::overwrite_existing);
+    fs::copy(fixtures / "models" / model, dir, fs::copy_options::recursive |
+                                                   fs::copy_options::overwrite_existing);
     io::Json config = io::read_json(dir / "config.json");
-    config["hidden_dropout_prob"] = 0.0;
-    config["attention_probs_dropout_prob"] = 0.0;
+    for (const std::string& key : keys) config[key] = 0.0;
     std::ofstream(dir / "config.json") << config.dump(2);
   }
   return dir;
+}
+fs::path model_without_dropout() {
+  return without_dropout("roberta-bytes", {"hidden_dropout_prob", "attention_probs_dropout_prob"});
 }
 
 std::vector<std::string> glue_args(const fs::path& out) {
@@ -244,16 +246,18 @@ std::vector<std::string> glue_args(const fs::path& out) {
           "--out", out.string()};
 }
 
-// finetune_glue with `np` processes (0: started directly, no mpirun).
-testing::Run glue(int np, const fs::path& out, std::vector<std::string> more = {}) {
-  std::vector<std::string> args = glue_args(out);
-  args.insert(args.end(), more.begin(), more.end());
+// `program args` with `np` processes (0: started directly, no mpirun); output in out + ".log".
+testing::Run launch(int np, std::vector<std::string> args, const fs::path& out) {
   if (np == 0) {
     const std::string program = args.front();
     args.erase(args.begin());
     return testing::run(program, args, out.string() + ".log");
   }
   return testing::run(MPIEXEC, mpirun_args(np, args), out.string() + ".log");
+}
+// finetune_glue with `np` processes.
+testing::Run glue(int np, const fs::path& out, std::vector<std::string> more = {}) {
+  return launch(np, testing::concat(glue_args(out), more), out);
 }
 
 std::vector<double> step_losses(const fs::path& out) {
@@ -278,10 +282,10 @@ std::vector<float> adapter_values(const fs::path& out) {
 constexpr double loss_tolerance = 1e-6;     // relative, per logged step loss (measured: <= 1e-7)
 constexpr double adapter_tolerance = 1e-5;  // absolute, per adapter value (|values| <= 3.3; measured: <= 5e-7)
 
-void check_close(const fs::path& a, const fs::path& b) {
+void check_close(const fs::path& a, const fs::path& b, std::size_t steps = 6) {
   const std::vector<double> la = step_losses(a), lb = step_losses(b);
   REQUIRE(la.size() == lb.size());
-  REQUIRE(la.size() == 6);
+  REQUIRE(la.size() == steps);
   for (std::size_t i = 0; i < la.size(); ++i) {
     INFO("step ", i + 1, ": ", la[i], " vs ", lb[i]);
     CHECK(std::abs(la[i] - lb[i]) <= loss_tolerance * std::abs(la[i]));
@@ -320,6 +324,45 @@ TEST_CASE("mpirun: 1, 2 and 4 processes train the same adapter; the same count t
   CHECK(step_losses(dir / "np2") == step_losses(dir / "np2-again"));
   CHECK(testing::read_file(dir / "np2/adapter/adapter_model.safetensors") ==
         testing::read_file(dir / "np2-again/adapter/adapter_model.safetensors"));
+}
+
+TEST_CASE("mpirun: finetune_e2e (token-mean loss) and finetune_vit (augmentation) agree with 1 process") {
+  if (!have_mpirun()) {
+    MESSAGE("skipped: " MPIEXEC " not found");
+    return;
+  }
+  const fs::path dir = testing::fresh_dir(work, "e2e-vit");
+  // E2E: 30 examples in micro-batches of 4 (the last holds 2), so shards differ in token counts.
+  const fs::path gpt2 = without_dropout("gpt2-bytes", {"embd_pdrop", "resid_pdrop", "attn_pdrop"});
+  auto e2e = [&](const fs::path& out) {
+    return std::vector<std::string>{
+        FINETUNE_E2E, "--model", gpt2.string(), "--data", (fixtures / "data/e2e").string(),
+        "--limit-train", "30", "--limit-test", "1", "--n", "32", "--epochs", "1", "--batch", "4",
+        "--grad-accum", "2", "--max-len", "160", "--beam", "1", "--max-new-tokens", "2",
+        "--log-every", "1", "--seed", "5", "--threads", "1", "--out", out.string()};
+  };
+  for (const int np : {0, 2}) {
+    const fs::path out = dir / ("e2e-np" + std::to_string(np));
+    const testing::Run r = launch(np, e2e(out), out);
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+  }
+  check_close(dir / "e2e-np0", dir / "e2e-np2", 4);
+  // ViT: random crops and flips per micro-batch (the fixture has no dropout).
+  auto vit = [&](const fs::path& out) {
+    return std::vector<std::string>{
+        FINETUNE_VIT, "--model", (fixtures / "models/vit").string(), "--data",
+        (fixtures / "data/cifar10-mini").string(), "--limit-train", "24", "--limit-test", "6",
+        "--n", "100", "--epochs", "1", "--batch", "6", "--grad-accum", "2", "--log-every", "1",
+        "--seed", "11", "--threads", "1", "--out", out.string()};
+  };
+  for (const int np : {0, 2}) {
+    const fs::path out = dir / ("vit-np" + std::to_string(np));
+    const testing::Run r = launch(np, vit(out), out);
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+  }
+  check_close(dir / "vit-np0", dir / "vit-np2", 2);
 }
 
 TEST_CASE("mpirun: a state saved by 2 processes resumes in 1, and one saved by 1 resumes in 4") {
