@@ -397,7 +397,7 @@ TEST_CASE("mpirun: finetune_digits with 2 processes trains, saves and reloads it
   }
   const fs::path dir = testing::fresh_dir(work, "digits");
   const testing::Run r = testing::run(
-      MPIEXEC, mpirun_args(2, {FINETUNE_DIGITS, "--epochs", "3", "--threads", "1", "--out",
+      MPIEXEC, mpirun_args(2, {FINETUNE_DIGITS, "--epochs", "2", "--threads", "1", "--out",
                                (dir / "out").string()}), dir / "digits.log");
   INFO(r.output);
   CHECK(r.status == 0);
