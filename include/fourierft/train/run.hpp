@@ -170,7 +170,7 @@ class Run {
   // {"event": "step", step, epoch, loss, lr, ms, <rate_key>} (items: examples unless given, e.g.
   // tokens). Then, if Ctrl-C / SIGTERM arrived or --stop-after steps are done, saves the state so
   // that --resume continues after this step, logs it and returns the exit status (128 + signal, or
-  // 130 for --stop-after); otherwise nullopt.
+  // 130 for --stop-after; 0 on ranks other than 0); otherwise nullopt.
   std::optional<int> end_step(const Step& step, std::optional<std::int64_t> items = std::nullopt) {
     step_ = step.index + 1;
     const auto window = progress_.step(step_, step_loss_, optimizer_.lr(0),
@@ -197,6 +197,9 @@ class Run {
     std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
                 "--resume\n", signal ? "interrupted" : "stopped (--stop-after)",
                 static_cast<long long>(step_), state_dir().string().c_str());
+    // The status goes to rank 0 alone: other ranks exit 0 (Open MPI's mpirun can hang when several
+    // processes exit non-zero after MPI_Finalize, open-mpi/ompi#3380; it reports rank 0's status).
+    if (!comm_.is_root()) return 0;
     return signal ? 128 + signal : 130;
   }
 
