@@ -220,6 +220,12 @@ std::vector<std::string> mpirun_args(int np, std::vector<std::string> rest) {
   return a;
 }
 
+// mpirun `args`, ended by `timeout` after 60 s if it hangs (status 124 or 137: the case fails,
+// the suite goes on).
+testing::Run mpirun(const std::vector<std::string>& args, const fs::path& log) {
+  return testing::run("timeout", testing::concat({"-k", "5", "60", MPIEXEC}, args), log);
+}
+
 // A fixture model with dropout off: masks are drawn per batch, so with dropout a sharded batch
 // would draw other masks than one process (docs/scaling.md); without, the runs must agree.
 fs::path without_dropout(const std::string& model, const std::vector<std::string>& keys) {
@@ -253,7 +259,7 @@ testing::Run launch(int np, std::vector<std::string> args, const fs::path& out) 
     args.erase(args.begin());
     return testing::run(program, args, out.string() + ".log");
   }
-  return testing::run(MPIEXEC, mpirun_args(np, args), out.string() + ".log");
+  return mpirun(mpirun_args(np, args), out.string() + ".log");
 }
 // finetune_glue with `np` processes.
 testing::Run glue(int np, const fs::path& out, std::vector<std::string> more = {}) {
@@ -396,8 +402,8 @@ TEST_CASE("mpirun: finetune_digits with 2 processes trains, saves and reloads it
     return;
   }
   const fs::path dir = testing::fresh_dir(work, "digits");
-  const testing::Run r = testing::run(
-      MPIEXEC, mpirun_args(2, {FINETUNE_DIGITS, "--epochs", "2", "--threads", "1", "--out",
+  const testing::Run r = mpirun(
+      mpirun_args(2, {FINETUNE_DIGITS, "--epochs", "2", "--threads", "1", "--out",
                                (dir / "out").string()}), dir / "digits.log");
   INFO(r.output);
   CHECK(r.status == 0);
@@ -423,7 +429,7 @@ TEST_CASE("mpirun: bad input — batch not divisible, ranks with other arguments
   args.insert(args.end(), a.begin(), a.end());
   args.insert(args.end(), {":", "-np", "1"});
   args.insert(args.end(), b.begin(), b.end());
-  const testing::Run mixed = testing::run(MPIEXEC, args, dir / "mixed.log");
+  const testing::Run mixed = mpirun(args, dir / "mixed.log");
   INFO(mixed.output);
   CHECK(mixed.status != 0);
   CHECK(mixed.output.find("MPI ranks 1 were started with other settings than rank 0") !=
