@@ -23,6 +23,8 @@
 //   full            41989       168692      0.196      0.978
 // Adapters are written to --out/<method>/ (PEFT format) and the FourierFT one is reloaded into a
 // fresh model to check that it reproduces the accuracy exactly.
+// Under `mpirun -np P` every batch of 32 is split over P processes and the gradients summed
+// (docs/scaling.md): the same table up to float rounding; rank 0 prints and writes --out.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -32,6 +34,9 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
+#include "fourierft/dist/world.hpp"
 #include "fourierft/fourierft.hpp"
 
 using namespace fourierft;
@@ -127,10 +132,14 @@ double accuracy(const Mlp& model, const Split& s) {
 
 // Trains `model`'s trainable parameters with AdamW: `spectral_lr` for parameters whose name
 // contains "fourierft_spectrum", `lr` for the rest; linear decay; returns the last epoch's mean loss.
-double train(Mlp& model, const Split& data, int epochs, double lr, double spectral_lr, Rng& rng) {
+// Data-parallel over `comm`: each rank forwards its shard of every batch, weighted by its share.
+double train(Mlp& model, const Split& data, int epochs, double lr, double spectral_lr, Rng& rng,
+             dist::Communicator& comm) {
   std::vector<Var<float>> spectra, others;
   for (auto& [name, p] : model.named_parameters())
     if (p.requires_grad()) (name.find("fourierft_spectrum") != std::string::npos ? spectra : others).push_back(p);
+  std::vector<Var<float>> trainable = others;
+  trainable.insert(trainable.end(), spectra.begin(), spectra.end());
   std::vector<optim::ParamGroup<float>> groups = {{.params = others, .lr = lr, .name = "weights"}};
   if (!spectra.empty()) groups.push_back({.params = spectra, .lr = spectral_lr, .name = "spectrum"});
   optim::AdamW<float> opt(groups, {.lr = lr, .weight_decay = 0.0});
@@ -145,24 +154,33 @@ double train(Mlp& model, const Split& data, int epochs, double lr, double spectr
     for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
     epoch_loss = 0;
     for (std::size_t start = 0; start < order.size(); start += batch) {
-      const std::span<const std::size_t> idx(order.data() + start, std::min(batch, order.size() - start));
-      std::vector<std::int64_t> labels;
-      for (std::size_t i : idx) labels.push_back(data.labels[i]);
-      Var<float> loss = ops::cross_entropy(tape, model.forward(tape, batch_pixels(data, idx)), labels);
-      check(std::isfinite(loss.item()), "loss is ", loss.item(), " at step ", step);
-      tape.backward(loss);
+      const std::span<const std::size_t> whole(order.data() + start, std::min(batch, order.size() - start));
+      const std::span<const std::size_t> idx = dist::shard(whole, comm.rank(), comm.size());
+      float weighted_loss = 0;  // this shard's part of the batch's mean loss
+      if (!idx.empty()) {
+        std::vector<std::int64_t> labels;
+        for (std::size_t i : idx) labels.push_back(data.labels[i]);
+        Var<float> loss = ops::cross_entropy(tape, model.forward(tape, batch_pixels(data, idx)), labels);
+        check(std::isfinite(loss.item()), "loss is ", loss.item(), " at step ", step);
+        const float share = static_cast<float>(idx.size()) / static_cast<float>(whole.size());
+        tape.backward(loss, Tensor<float>::full({}, share));
+        weighted_loss = share * loss.item();
+      }
+      dist::all_reduce_gradients(comm, trainable, std::span<float>(&weighted_loss, 1));
       opt.scale_lr(schedule(step++));
       opt.step();
       opt.zero_grad();
       tape.clear();
-      epoch_loss += loss.item() / double(steps_per_epoch);
+      epoch_loss += weighted_loss / double(steps_per_epoch);
     }
   }
   return epoch_loss;
 }
 
 int main(int argc, char** argv) {
+  dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
+    dist::Communicator& comm = world.comm();
     // ---- options -------------------------------------------------------------------------
     util::Args args(argc, argv, {"--help"});
     if (args.has("--help")) {
@@ -171,7 +189,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     const fs::path data_path = args.str("--data", FOURIERFT_EXAMPLES_DATA_DIR "/digits/digits.csv");
-    const fs::path out = args.str("--out", "out/digits");
+    const fs::path out_arg = args.str("--out", "out/digits");
+    // Rank 0 writes --out; the others keep their (identical) files in a private folder.
+    const fs::path out = comm.is_root() ? out_arg
+        : fs::temp_directory_path() / str_cat("fourierft-digits-", ::getpid(), "-rank", comm.rank());
     const Index n = args.integer("--n", 96), r = args.integer("--r", 2), hidden = 128;
     const int epochs = static_cast<int>(args.integer("--epochs", 30));
     const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("--seed", 0));
@@ -192,7 +213,9 @@ int main(int argc, char** argv) {
     Rng rng(seed);
     {
       Mlp base(hidden, 5, rng);
-      train(base, source_train, epochs, 3e-3, 0, rng);
+      check(32 % comm.size() == 0, "finetune_digits splits every batch of 32 over the MPI ",
+            "processes: use -np 1, 2, 4, 8, 16 or 32, not ", comm.size());
+      train(base, source_train, epochs, 3e-3, 0, rng, comm);
       std::printf("pre-trained MLP 64-%lld-%lld-%lld-5 (%lld params): accuracy on 0-4 = %.3f\n",
                   (long long)hidden, (long long)hidden, (long long)hidden,
                   (long long)base.num_parameters(), accuracy(base, source_test));
@@ -228,7 +251,7 @@ int main(int argc, char** argv) {
       }
       const auto applied = peft::apply_adapter(model, spec, method_rng);
       const double before = accuracy(model, target_test);
-      train(model, target_train, epochs, 3e-3, 5e-2, method_rng);
+      train(model, target_train, epochs, 3e-3, 5e-2, method_rng, comm);
       const double after = accuracy(model, target_test);
       peft::save_adapter(model, spec, out / method);
       const auto bytes = fs::file_size(out / method / "adapter_model.safetensors");
@@ -248,9 +271,10 @@ int main(int argc, char** argv) {
                 reloaded == fourierft_accuracy ? "identical" : "DIFFERENT");
     std::printf("done in %.1f s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!comm.is_root()) fs::remove_all(out);
     return reloaded == fourierft_accuracy ? 0 : 1;
   } catch (const Error& e) {
     std::fprintf(stderr, "finetune_digits: %s\n", e.what());
-    return 1;
+    return world.fail(1);
   }
 }

@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "fourierft/dist/world.hpp"
 #include "fourierft/fourierft.hpp"
 #include "fourierft/models/generation.hpp"
 #include "fourierft/models/gpt2.hpp"
@@ -115,6 +116,7 @@ std::vector<std::string> decode_test(Model& model, const io::BpeTokenizer& token
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also into a file or a pipe
+  dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
     // ---- options: the preset first, then every flag given overrides it --------------------------
     util::Args args(argc, argv, train::common_flags());
@@ -254,7 +256,8 @@ int main(int argc, char** argv) {
                      {"train_examples", N}, {"model", model_dir.string()}});
     train::Run run(opt, *model, optimizer, interrupt,
                    {.program = "finetune_e2e", .settings = settings, .total_steps = total_steps,
-                    .start_fields = {{"preset", preset.name}}, .save_after_last_epoch = true});
+                    .start_fields = {{"preset", preset.name}}, .save_after_last_epoch = true,
+                    .comm = &world.comm()});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
     const std::vector<Var<float>> params = optimizer.parameters();
@@ -268,11 +271,26 @@ int main(int argc, char** argv) {
         // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
         // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
         for (Index m = step.begin; m < step.end; ++m) {
-          const io::LmBatch batch = examples::e2e_make_batch(train_examples, batches[m], max_len);
+          const std::span<const Index> rows = run.shard(batches[m]);  // all of it in one process
+          if (rows.empty()) continue;
+          const io::LmBatch batch = examples::e2e_make_batch(train_examples, rows, max_len);
           const Var<float> loss = examples::e2e_batch_loss(tape, *model, batch, smoothing);
-          tape.backward(loss, run.accumulate(step, loss, batch.lengths.size()));
+          std::size_t micro_batch_examples = batch.lengths.size();
+          double share = 1.0;
+          if (rows.size() != batches[m].size()) {  // an MPI shard: the loss is a mean over
+            const auto reference_tokens = [](const io::LmBatch& b) {  // reference tokens, so
+              double n = 0;                                           // it carries its share
+              for (const float v : b.mask.data()) n += v;
+              return n;
+            };
+            const io::LmBatch whole = examples::e2e_make_batch(train_examples, batches[m], max_len);
+            micro_batch_examples = whole.lengths.size();
+            share = reference_tokens(batch) / reference_tokens(whole);
+          }
+          tape.backward(loss, run.accumulate(step, loss, micro_batch_examples, share));
           tape.clear();
         }
+        run.reduce_gradients();  // Σ over MPI ranks
         if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
         optimizer.step();
         optimizer.zero_grad();
@@ -282,7 +300,7 @@ int main(int argc, char** argv) {
       // ---- after every epoch: the teacher-forced loss on the test references -------------------
       const double loss = e2e_eval_loss(*model, test_examples, eval_batch, max_len);
       run.record_epoch(epoch, {{"test_loss", loss}});
-      peft::save_adapter(*model, spec, opt.out / "adapter");
+      if (run.is_root()) peft::save_adapter(*model, spec, opt.out / "adapter");
       run.log({{"event", "eval"}, {"step", run.step()}, {"epoch", epoch + 1}, {"split", "test"},
                {"metric", "loss"}, {"value", train::json_number(loss)}});
       char line[160];
@@ -291,6 +309,7 @@ int main(int argc, char** argv) {
       run.end_epoch(epoch, line);  // the state stays until decoding is done: --resume decodes again
     }
     run.end_loop();
+    if (!run.is_root()) return 0;  // decoding, scoring and saving: rank 0 alone
 
     // ---- evaluate: beam search on the test MRs, then the E2E metrics ------------------------------
     const io::Json scores = decode_and_score();
@@ -319,6 +338,6 @@ int main(int argc, char** argv) {
                 (opt.out / "predictions.txt").string().c_str());
     return 0;
   } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
-    return train::report_error("finetune_e2e", e);
+    return world.fail(train::report_error("finetune_e2e", e));
   }
 }

@@ -16,6 +16,8 @@
 //   finetune_glue --model tests/fixtures/models/roberta-bytes --task sst2
 //       --data tests/fixtures/data/glue/sst2 --n 64 --epochs 3 --batch 16 --max-len 64 --out out/tiny
 // Options: --help. Ctrl-C saves the state; the same command with --resume continues.
+// Data-parallel: `mpirun -np 4 finetune_glue ...` splits every batch over 4 processes with the same
+// result (docs/scaling.md); rank 0 prints and writes --out.
 //
 // Output. At start: the settings, the checkpoint report, trainable / total parameters and the
 // adapter's bytes. Then one line per logged step ("step 120 | loss 0.4132 | lr 5.0e-02 | 83 ms",
@@ -34,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "fourierft/dist/world.hpp"
 #include "fourierft/fourierft.hpp"
 #include "fourierft/models/roberta.hpp"
 #include "fourierft/train/log.hpp"
@@ -209,6 +212,7 @@ std::string format_eval(const Evaluation& e) {
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also into a file or a pipe
+  dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
     // ---- options: the preset first, then every flag given overrides it --------------------------
     util::Args args(argc, argv, train::common_flags());
@@ -334,7 +338,8 @@ int main(int argc, char** argv) {
     train::InterruptFlag interrupt;  // Ctrl-C: save the state at the next step boundary and stop
     train::Run run(opt, *model, optimizer, interrupt,
                    {.program = "finetune_glue", .settings = settings, .total_steps = total_steps,
-                    .start_fields = {{"preset", preset->name}}, .keeps_best = true});
+                    .start_fields = {{"preset", preset->name}}, .keeps_best = true,
+                    .comm = &world.comm()});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
     const std::vector<Var<float>> params = optimizer.parameters();
@@ -348,11 +353,14 @@ int main(int argc, char** argv) {
         // Gradient accumulation: micro-batch m's backward is seeded with its share of the step's
         // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
         for (Index m = step.begin; m < step.end; ++m) {
-          const Batch batch = make_batch(train_split, batches[m], pad);
+          const std::span<const Index> rows = run.shard(batches[m]);  // all of it in one process
+          if (rows.empty()) continue;
+          const Batch batch = make_batch(train_split, rows, pad);
           const Var<float> loss = batch_loss(tape, *model, batch);
-          tape.backward(loss, run.accumulate(step, loss, batches[m].size()));
+          tape.backward(loss, run.accumulate(step, loss, rows.size()));
           tape.clear();
         }
+        run.reduce_gradients();  // Σ over MPI ranks
         if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
         optimizer.step();
         optimizer.zero_grad();
@@ -364,9 +372,11 @@ int main(int argc, char** argv) {
       const io::Json entry = {{"metric", e.metric}, {"value", train::json_number(e.value)},
                               {"scores", e.scores}};
       const bool best = run.record_epoch(epoch, entry, e.value);
-      if (best) peft::save_adapter(*model, spec, opt.out / "best_adapter");
-      peft::save_adapter(*model, spec, opt.out / "adapter");
-      write_predictions(opt.out / "dev_predictions.tsv", dev, e);
+      if (run.is_root()) {  // every rank evaluates (same weights, same result); rank 0 writes
+        if (best) peft::save_adapter(*model, spec, opt.out / "best_adapter");
+        peft::save_adapter(*model, spec, opt.out / "adapter");
+        write_predictions(opt.out / "dev_predictions.tsv", dev, e);
+      }
       run.log({{"event", "eval"}, {"step", run.step()}, {"epoch", epoch + 1}, {"split", "dev"},
                {"metric", e.metric}, {"value", train::json_number(e.value)}, {"scores", e.scores},
                {"best_epoch", run.best_epoch()}});
@@ -382,7 +392,7 @@ int main(int argc, char** argv) {
     const io::Json& last = run.history().back();
     run.write_results({{"task", task_key}, {"preset", preset->name}, {"method", spec.method()},
                        {"metric", last["metric"]}, {"last_value", last["value"]}});
-    if (opt.save_merged) {
+    if (opt.save_merged && run.is_root()) {
       peft::merge_adapters(*model);
       model->save_pretrained(opt.out / "merged");
       for (const char* f : {"vocab.json", "merges.txt", "tokenizer.json"})
@@ -398,6 +408,6 @@ int main(int argc, char** argv) {
                 (opt.out / "best_adapter").string().c_str());
     return 0;
   } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
-    return train::report_error("finetune_glue", e);
+    return world.fail(train::report_error("finetune_glue", e));
   }
 }

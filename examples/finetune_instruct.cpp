@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "fourierft/dist/world.hpp"
 #include "fourierft/fourierft.hpp"
 #include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/io/instruct.hpp"
@@ -114,6 +115,7 @@ bool has_half_weights(Model& model) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also into a file or a pipe
   const auto process_start = std::chrono::steady_clock::now();
+  dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
     // ---- options: the preset first, then every flag given overrides it --------------------------
     std::set<std::string> flags = train::common_flags();
@@ -302,7 +304,8 @@ int main(int argc, char** argv) {
     train::Run run(opt, *model, optimizer, interrupt,
                    {.program = "finetune_instruct", .settings = settings, .total_steps = total_steps,
                     .start_fields = {{"preset", preset.name}}, .unit = "tok",
-                    .rate_key = "tokens_per_s", .save_after_last_epoch = !question_file.empty()});
+                    .rate_key = "tokens_per_s", .save_after_last_epoch = !question_file.empty(),
+                    .comm = &world.comm()});
 
     // The held-out loss before training (kept in the state's history, so --resume has it too).
     if (run.history().empty() && has_held_out) {
@@ -326,13 +329,23 @@ int main(int argc, char** argv) {
         // examples, so the gradients add up to the mean loss's (a NaN loss stops before updates).
         Index tokens = 0;
         for (Index m = step.begin; m < step.end; ++m) {
+          Index micro_batch_responses = 0;  // the loss is a mean over response tokens
+          for (Index i : batches[m]) {
+            const auto& e = train_set.items[static_cast<std::size_t>(i)];
+            micro_batch_responses += examples::response_tokens(e);
+            tokens += static_cast<Index>(e.input_ids.size());
+          }
+          const std::span<const Index> rows = run.shard(batches[m]);  // all of it in one process
+          if (rows.empty()) continue;
           const examples::InstructBatch batch =
-              examples::make_instruct_batch(train_set.items, batches[m], pad_id);
+              examples::make_instruct_batch(train_set.items, rows, pad_id);
           const Var<float> loss = examples::response_loss(tape, *model, batch);
-          tape.backward(loss, run.accumulate(step, loss, static_cast<std::size_t>(batch.rows)));
+          const double share = static_cast<double>(batch.response_tokens) /
+                               static_cast<double>(micro_batch_responses);  // 1 in one process
+          tape.backward(loss, run.accumulate(step, loss, batches[m].size(), share));
           tape.clear();
-          tokens += batch.tokens;
         }
+        run.reduce_gradients();  // Σ over MPI ranks
         if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
         optimizer.step();
         optimizer.zero_grad();
@@ -352,10 +365,11 @@ int main(int argc, char** argv) {
         line += text;
       }
       run.record_epoch(epoch, entry);
-      peft::save_adapter(*model, *spec, opt.out / "adapter");
+      if (run.is_root()) peft::save_adapter(*model, *spec, opt.out / "adapter");
       run.end_epoch(epoch, line + " | " + train::format_duration(run.epoch_seconds()));
     }
     run.end_loop();
+    if (!run.is_root()) return 0;  // answers, results and saving: rank 0 alone
 
     // ---- answers, results, the merged model on request; the run is complete --------------------
     const io::Json answers = answer();
@@ -390,6 +404,6 @@ int main(int argc, char** argv) {
                 (opt.out / "adapter").string().c_str(), static_cast<unsigned long long>(adapter_bytes));
     return 0;
   } catch (const std::exception& e) {  // fourierft::Error names the file, record, tensor or option
-    return train::report_error("finetune_instruct", e);
+    return world.fail(train::report_error("finetune_instruct", e));
   }
 }

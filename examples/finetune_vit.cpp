@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "fourierft/dist/world.hpp"
 #include "fourierft/fourierft.hpp"
 #include "fourierft/models/vit.hpp"
 #include "fourierft/train/log.hpp"
@@ -123,11 +124,22 @@ void write_predictions(const fs::path& path, const io::ImageFolder& folder,
   });
 }
 
+// Rows [begin, begin + count) of `batch` (pixels (B, 3, H, W), labels (B)).
+io::ImageBatch batch_rows(const io::ImageBatch& batch, Index begin, Index count) {
+  const Index per_image = batch.pixels.numel() / batch.pixels.size(0);
+  Shape shape = batch.pixels.shape();
+  shape[0] = count;
+  io::ImageBatch out{Tensor<float>(shape), Tensor<std::int64_t>({count})};
+  std::copy_n(batch.pixels.ptr() + begin * per_image, count * per_image, out.pixels.ptr());
+  std::copy_n(batch.labels.ptr() + begin, count, out.labels.ptr());
+  return out;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also into a file or a pipe
+  dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
     // ---- options: the preset first, then every flag given overrides it --------------------------
     util::Args args(argc, argv, train::common_flags());
@@ -246,7 +258,7 @@ int main(int argc, char** argv) {
     train::Run run(opt, *model, optimizer, interrupt,
                    {.program = "finetune_vit", .settings = settings, .total_steps = total_steps,
                     .start_fields = {{"preset", preset.name}}, .unit = "img",
-                    .rate_key = "images_per_s", .keeps_best = true});
+                    .rate_key = "images_per_s", .keeps_best = true, .comm = &world.comm()});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
     const std::vector<Var<float>> params = optimizer.parameters();
@@ -265,12 +277,20 @@ int main(int argc, char** argv) {
           Rng augment = train::step_rng(opt.seed, train::Stream::augment,
                                         train::mix_seed(static_cast<std::uint64_t>(step.index),
                                                         static_cast<std::uint64_t>(m)));
-          const io::ImageBatch batch = train_folder.batch(rows, processor, &augment);
+          io::ImageBatch batch = train_folder.batch(rows, processor, &augment);
+          // Under MPI every rank augments the whole micro-batch (the one-process draws) and keeps
+          // its shard of it.
+          const std::span<const Index> mine = run.shard(batches[m]);
+          if (mine.empty()) continue;
+          if (mine.size() != rows.size())
+            batch = batch_rows(batch, static_cast<Index>(mine.data() - batches[m].data()),
+                               static_cast<Index>(mine.size()));
           const Var<float> logits = model->forward(tape, batch.pixels).logits;  // (B, classes)
           const Var<float> loss = model->loss(tape, logits, batch.labels);
-          tape.backward(loss, run.accumulate(step, loss, rows.size()));
+          tape.backward(loss, run.accumulate(step, loss, mine.size()));
           tape.clear();
         }
+        run.reduce_gradients();  // Σ over MPI ranks
         if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
         optimizer.step();
         optimizer.zero_grad();
@@ -280,9 +300,11 @@ int main(int argc, char** argv) {
       // ---- evaluate on the test images after every epoch; keep the best ----------------------
       const Evaluation e = evaluate(*model, test_folder, test_items, processor, eval_batch);
       if (run.record_epoch(epoch, {{"accuracy", e.accuracy}}, e.accuracy))
-        peft::save_adapter(*model, spec, opt.out / "best_adapter");
-      peft::save_adapter(*model, spec, opt.out / "adapter");
-      write_predictions(opt.out / "test_predictions.tsv", test_folder, test_items, e);
+        if (run.is_root()) peft::save_adapter(*model, spec, opt.out / "best_adapter");
+      if (run.is_root()) {  // every rank evaluates (same weights, same result); rank 0 writes
+        peft::save_adapter(*model, spec, opt.out / "adapter");
+        write_predictions(opt.out / "test_predictions.tsv", test_folder, test_items, e);
+      }
       run.log({{"event", "eval"}, {"step", run.step()}, {"epoch", epoch + 1}, {"split", "test"},
                {"metric", "accuracy"}, {"value", e.accuracy}, {"best_epoch", run.best_epoch()}});
       char line[160];
@@ -297,7 +319,7 @@ int main(int argc, char** argv) {
     run.write_results({{"preset", preset.name}, {"method", spec.method()}, {"metric", "accuracy"},
                        {"last_value", run.history().back()["accuracy"]},
                        {"classes", train_folder.classes()}});
-    if (opt.save_merged) {
+    if (opt.save_merged && run.is_root()) {
       peft::merge_adapters(*model);
       model->save_pretrained(opt.out / "merged");
       if (fs::exists(model_dir / "preprocessor_config.json"))
@@ -312,6 +334,6 @@ int main(int argc, char** argv) {
                 (opt.out / "best_adapter").string().c_str());
     return 0;
   } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
-    return train::report_error("finetune_vit", e);
+    return world.fail(train::report_error("finetune_vit", e));
   }
 }

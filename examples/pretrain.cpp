@@ -71,6 +71,7 @@
 #include <utility>
 #include <vector>
 
+#include "fourierft/dist/world.hpp"
 #include "fourierft/fourierft.hpp"
 #include "fourierft/io/e2e.hpp"
 #include "fourierft/io/glue.hpp"
@@ -670,7 +671,13 @@ std::string command_line(int argc, char** argv) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also into a file or a pipe
   const auto run_start = std::chrono::steady_clock::now();
+  dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
+    // Masking and crops are drawn per micro-batch, and the text losses are token means: sharding
+    // them exactly is not done yet, so pretraining refuses mpirun instead of training differently.
+    check(world.comm().size() == 1, "pretrain does not run data-parallel yet (", world.size(),
+          " MPI processes): run it as one process; the fine-tuning programs support mpirun ",
+          "(docs/scaling.md)");
     // ---- options ---------------------------------------------------------------------------------
     util::Args args(argc, argv, {"--resume", "--fast-fft", "--unique-lines", "--help"});
     if (args.has("--help")) {
@@ -1028,6 +1035,6 @@ int main(int argc, char** argv) {
                 train::format_duration(train_seconds).c_str());
     return 0;
   } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
-    return train::report_error("pretrain", e);
+    return world.fail(train::report_error("pretrain", e));
   }
 }

@@ -13,6 +13,7 @@ packages=(
   libpcre2-dev                         # GPT-2 pre-tokenisation (Unicode categories)
   libstb-dev                           # PNG/JPEG decoding and PNG writing
   doctest-dev                          # tests
+  libopenmpi-dev openmpi-bin           # data-parallel training under mpirun (FOURIERFT_WITH_MPI)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -10,10 +10,13 @@
 //       optimizer.scale_lr(schedule(step.index));
 //       ...model->train(), reseed dropout for step.index...
 //       for (Index m = step.begin; m < step.end; ++m) {               // gradient accumulation
-//         const Var<float> loss = ...forward batches[m]...;
-//         tape.backward(loss, run.accumulate(step, loss, batches[m].size()));
+//         const auto rows = run.shard(batches[m]);                    // this rank's part (MPI)
+//         if (rows.empty()) continue;
+//         const Var<float> loss = ...forward rows...;
+//         tape.backward(loss, run.accumulate(step, loss, rows.size()));
 //         tape.clear();
 //       }
+//       run.reduce_gradients();                                       // Σ over ranks (MPI)
 //       ...clip, optimizer.step(), optimizer.zero_grad()...
 //       if (const auto code = run.end_step(step)) return *code;       // Ctrl-C / --stop-after
 //     }
@@ -21,6 +24,11 @@
 //   }
 //   run.end_loop();  ...;  run.write_results({...});  run.finish({...});
 // Files and events are those of train/checkpoint.hpp (state/) and train/log.hpp (log.jsonl).
+// Data-parallel (RunSetup::comm with several ranks, docs/scaling.md): rank 0 alone reads and writes
+// state/, log.jsonl and results and shows progress; it broadcasts the trainable tensors (and, on
+// --resume, the optimizer state and position) at start; shard() gives each rank its slice of a
+// micro-batch, reduce_gradients() sums gradients and loss over ranks, and a stop request on any
+// rank stops all of them after the same step. The saved state is the same for every rank count.
 
 #include <algorithm>
 #include <chrono>
@@ -28,14 +36,20 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
+#include "fourierft/core/error.hpp"
 #include "fourierft/core/tape.hpp"
 #include "fourierft/core/tensor.hpp"
+#include "fourierft/dist/comm.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/nn/module.hpp"
 #include "fourierft/optim/optimizer.hpp"
@@ -58,6 +72,7 @@ struct RunSetup {
   bool keeps_best = false;               // track the best epoch (record_epoch's value; higher wins)
   bool save_after_last_epoch = false;    // keep a state after the last epoch (e2e decodes after)
   bool lr_per_group = true;              // the step event's "lr": one per group, or group 0's alone
+  dist::Communicator* comm = nullptr;    // data-parallel ranks (dist/world.hpp); nullptr: one process
 };
 
 // One optimizer step: micro-batches [begin, end) of the epoch's batches.
@@ -65,7 +80,7 @@ struct Step {
   std::int64_t index = 0;  // optimizer steps done before it (schedule, dropout and data seeds)
   int epoch = 0;           // 0-based
   Index begin = 0, end = 0;
-  Index examples = 0;      // Σ of the micro-batches' sizes
+  Index examples = 0;      // Σ of the micro-batches' sizes (all ranks together)
 };
 
 class Run {
@@ -77,16 +92,35 @@ class Run {
       const InterruptFlag& interrupt, RunSetup setup)
       : opt_(opt), model_(model), optimizer_(optimizer), interrupt_(interrupt),
         setup_(std::move(setup)),
-        state_(start_or_resume(opt.out, opt.resume, model, optimizer, setup_.settings,
-                               initial_record(setup_.keeps_best))),
-        log_(opt.out / "log.jsonl"),
+        comm_(setup_.comm != nullptr ? *setup_.comm : single_process()),
+        state_(start(opt, model, optimizer, comm_, setup_)),
+        log_(comm_.is_root() ? JsonlLog(opt.out / "log.jsonl") : JsonlLog()),
         progress_(setup_.total_steps, state_.step, opt.log_every, setup_.unit),
         step_(state_.step) {
     io::Json start = {{"event", opt.resume ? "resume" : "start"}, {"program", setup_.program},
                       {"step", state_.step}, {"settings", setup_.settings},
                       {"total_steps", setup_.total_steps}};
     start.update(setup_.start_fields);
+    if (comm_.size() > 1) start["processes"] = comm_.size();
     log_.write(start);
+  }
+
+  bool is_root() const { return comm_.is_root(); }  // rank 0: the one that writes files
+  dist::Communicator& comm() { return comm_; }
+
+  // This rank's contiguous slice of micro-batch `rows` (dist::shard); all of it in one process.
+  std::span<const Index> shard(std::span<const Index> rows) const {
+    return dist::shard(rows, comm_.rank(), comm_.size());
+  }
+
+  // After a step's backward passes, before clipping: every trainable gradient and the step's loss
+  // become their sums over ranks (one all-reduce, dist::all_reduce_gradients). Nothing in one process.
+  void reduce_gradients() {
+    if (comm_.size() == 1) return;
+    std::vector<Var<float>> params = optimizer_.parameters();
+    float loss = static_cast<float>(step_loss_);
+    dist::all_reduce_gradients(comm_, params, std::span<float>(&loss, 1));
+    step_loss_ = loss;
   }
 
   int epoch() const { return state_.epoch; }          // the epoch to continue with
@@ -114,13 +148,20 @@ class Run {
     return out;
   }
 
-  // Micro-batch of `examples` examples in `step`, its mean loss just recorded: stops on a NaN / Inf
+  // Micro-batch (shard) of `examples` examples in `step`, its mean loss just recorded: stops on a NaN / Inf
   // loss before any update (naming the step), adds weight · loss to the step's loss and returns
   // the backward seed, weight = examples / step.examples, so the accumulated gradient is that of
   // the mean over all the step's examples.
   Tensor<float> accumulate(const Step& step, const Var<float>& loss, std::size_t examples) {
+    return accumulate(step, loss, examples, 1.0);
+  }
+  // A loss that is a mean over a micro-batch's tokens, of which this rank's shard holds the share
+  // `share` = shard tokens / micro-batch tokens: weight = examples · share / step.examples, where
+  // `examples` counts the whole micro-batch. Summed over ranks this is the one-process weight.
+  Tensor<float> accumulate(const Step& step, const Var<float>& loss, std::size_t examples,
+                           double share) {
     check_finite_loss(loss.item(), step.index + 1, step.epoch + 1);
-    const double weight = static_cast<double>(examples) / static_cast<double>(step.examples);
+    const double weight = static_cast<double>(examples) * share / static_cast<double>(step.examples);
     step_loss_ += weight * loss.item();
     return Tensor<float>::full({}, static_cast<float>(weight));
   }
@@ -129,7 +170,7 @@ class Run {
   // {"event": "step", step, epoch, loss, lr, ms, <rate_key>} (items: examples unless given, e.g.
   // tokens). Then, if Ctrl-C / SIGTERM arrived or --stop-after steps are done, saves the state so
   // that --resume continues after this step, logs it and returns the exit status (128 + signal, or
-  // 130 for --stop-after); otherwise nullopt.
+  // 130 for --stop-after; 0 on ranks other than 0); otherwise nullopt.
   std::optional<int> end_step(const Step& step, std::optional<std::int64_t> items = std::nullopt) {
     step_ = step.index + 1;
     const auto window = progress_.step(step_, step_loss_, optimizer_.lr(0),
@@ -144,16 +185,22 @@ class Run {
                   {"ms", window->ms}, {setup_.rate_key, window->items_per_s}});
     }
     step_start_ = std::chrono::steady_clock::now();
-    if (!interrupt_.requested() && !(opt_.stop_after > 0 && step_ == opt_.stop_after))
-      return std::nullopt;
+    // Every rank stops after the same step: the signal any of them got (Ctrl-C reaches rank 0).
+    const int signal = comm_.size() > 1 ? comm_.all_reduce_max(interrupt_.requested())
+                                        : interrupt_.requested();
+    if (!signal && !(opt_.stop_after > 0 && step_ == opt_.stop_after)) return std::nullopt;
     save_state(step.epoch, step.end);
     log_.write({{"event", "interrupt"}, {"step", step_}, {"epoch", step.epoch + 1},
-                {"signal", interrupt_.requested()}});
+                {"signal", signal}});
+    comm_.barrier();  // the state is saved before any rank exits (mpirun may then end the job)
     progress_.finish();
     std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
-                "--resume\n", interrupt_.requested() ? "interrupted" : "stopped (--stop-after)",
+                "--resume\n", signal ? "interrupted" : "stopped (--stop-after)",
                 static_cast<long long>(step_), state_dir().string().c_str());
-    return interrupt_.requested() ? interrupt_.exit_code() : 130;
+    // The status goes to rank 0 alone: other ranks exit 0 (Open MPI's mpirun can hang when several
+    // processes exit non-zero after MPI_Finalize, open-mpi/ompi#3380; it reports rank 0's status).
+    if (!comm_.is_root()) return 0;
+    return signal ? 128 + signal : 130;
   }
 
   // After epoch `epoch`'s evaluation: appends `entry` + {epoch, step} to the history and, with
@@ -198,12 +245,12 @@ class Run {
       fields["best_epoch"] = state_.record["best_epoch"];
       fields["best_value"] = state_.record["best_value"];
     }
-    io::write_json(opt_.out / "results.json", fields);
+    if (comm_.is_root()) io::write_json(opt_.out / "results.json", fields);
   }
   // The run is complete: removes its state and logs {"event": "done", "step", (+ best) + fields}.
   void finish(io::Json fields = io::Json::object()) {
     std::error_code ec;
-    std::filesystem::remove_all(state_dir(), ec);
+    if (comm_.is_root()) std::filesystem::remove_all(state_dir(), ec);
     fields["event"] = "done";
     fields["step"] = step_;
     if (setup_.keeps_best) {
@@ -224,7 +271,76 @@ class Run {
     state_.step = step_;
     state_.epoch = epoch;
     state_.next_batch = next_batch;
-    save_train_state(state_dir(), model_, optimizer_, state_, setup_.settings);
+    if (comm_.is_root()) save_train_state(state_dir(), model_, optimizer_, state_, setup_.settings);
+  }
+  static dist::Communicator& single_process() {
+    static dist::SingleProcess one;
+    return one;
+  }
+  // start_or_resume on rank 0; with several ranks, first the checks (the same settings everywhere,
+  // --batch divisible), then rank 0's trainable tensors, position and (on --resume) optimizer state
+  // broadcast to the others, which never touch opt.out.
+  static TrainState start(const RunOptions& opt, nn::Module<float>& model,
+                          optim::Optimizer<float>& optimizer, dist::Communicator& comm,
+                          const RunSetup& setup) {
+    if (comm.size() == 1)
+      return start_or_resume(opt.out, opt.resume, model, optimizer, setup.settings,
+                             initial_record(setup.keeps_best));
+    dist::check_batch_divisible(opt.batch, comm.size());
+    dist::check_same_settings(comm, {{"program", setup.program}, {"settings", setup.settings},
+                                     {"resume", opt.resume}, {"stop_after", opt.stop_after}});
+    TrainState state;
+    std::string position, optimizer_bytes;
+    if (comm.is_root()) {
+      state = start_or_resume(opt.out, opt.resume, model, optimizer, setup.settings,
+                              initial_record(setup.keeps_best));
+      position = io::Json{{"step", state.step}, {"epoch", state.epoch},
+                          {"next_batch", state.next_batch}, {"record", state.record}}.dump();
+      if (opt.resume)
+        optimizer_bytes = read_bytes(*find_train_state(opt.out / "state") / "optimizer.safetensors");
+    }
+    comm.broadcast(position);
+    std::vector<Var<float>> trainable;
+    for (const auto& [name, p] : model.named_parameters())
+      if (p.requires_grad()) trainable.push_back(p);
+    dist::broadcast_values(comm, trainable);
+    if (opt.resume) {
+      comm.broadcast(optimizer_bytes);
+      if (!comm.is_root()) load_optimizer_bytes(optimizer, optimizer_bytes, comm.rank());
+    }
+    if (!comm.is_root()) {
+      const io::Json j = io::Json::parse(position);
+      state.step = j.at("step").get<std::int64_t>();
+      state.epoch = j.at("epoch").get<int>();
+      state.next_batch = j.at("next_batch").get<std::int64_t>();
+      state.record = j.at("record");
+    }
+    return state;
+  }
+  static std::string read_bytes(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    check<IoError>(static_cast<bool>(in), "cannot read '", path.string(), "'");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // Optimizer::load_state reads a file: rank 0's bytes go through a private temporary one.
+  static void load_optimizer_bytes(optim::Optimizer<float>& optimizer, const std::string& bytes,
+                                   int rank) {
+    const std::filesystem::path tmp =
+        std::filesystem::temp_directory_path() /
+        str_cat("fourierft-optimizer-", ::getpid(), "-rank", rank, ".safetensors");
+    {
+      std::ofstream out(tmp, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      check<IoError>(static_cast<bool>(out), "cannot write '", tmp.string(), "'");
+    }
+    std::error_code ec;
+    try {
+      optimizer.load_state(tmp);
+    } catch (...) {
+      std::filesystem::remove(tmp, ec);
+      throw;
+    }
+    std::filesystem::remove(tmp, ec);
   }
 
   RunOptions opt_;
@@ -232,6 +348,7 @@ class Run {
   optim::Optimizer<float>& optimizer_;
   const InterruptFlag& interrupt_;
   RunSetup setup_;
+  dist::Communicator& comm_;
   TrainState state_;
   JsonlLog log_;
   Progress progress_;
