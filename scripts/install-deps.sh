@@ -13,6 +13,7 @@ packages=(
   libpcre2-dev                         # GPT-2 pre-tokenisation (Unicode categories)
   libstb-dev                           # PNG/JPEG decoding and PNG writing
   doctest-dev                          # tests
+  libcpp-httplib-dev                   # `fourierft serve` and test_serve (HTTP server / client)
 )
 missing=()
 for p in "${packages[@]}"; do
