@@ -284,7 +284,7 @@ struct Served {
   httplib::Client client(int timeout_seconds = 60) const {
     httplib::Client c("127.0.0.1", port);
     c.set_read_timeout(timeout_seconds, 0);
-    c.set_connection_timeout(10, 0);
+    c.set_connection_timeout(60, 0);  // a loaded machine may drop SYNs (listen backlog 5 in Debian's library)
     return c;
   }
 };
@@ -569,6 +569,8 @@ TEST_CASE("http: 100 concurrent connections are all served or cleanly refused (4
       if (res) {
         statuses[i] = res->status;
         bodies[i] = res->body;
+      } else {
+        bodies[i] = "no response: " + httplib::to_string(res.error());
       }
     });
   for (auto& c : clients) c.join();
@@ -577,6 +579,7 @@ TEST_CASE("http: 100 concurrent connections are all served or cleanly refused (4
     CAPTURE(i);
     CAPTURE(bodies[i]);
     CHECK((statuses[i] == 200 || statuses[i] == 429));  // no dropped connection, no 500
+    if (statuses[i] < 0) continue;
     const io::Json j = io::Json::parse(bodies[i]);
     if (statuses[i] == 200) {
       ++served;

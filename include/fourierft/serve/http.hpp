@@ -37,7 +37,8 @@
 // After every Eigen header: httplib pulls in <resolv.h>, whose `_res` macro breaks Eigen's
 // parameter names if Eigen is parsed after it.
 #ifndef CPPHTTPLIB_LISTEN_BACKLOG
-#define CPPHTTPLIB_LISTEN_BACKLOG 128  // bursts of connections wait in the kernel, not refused
+#define CPPHTTPLIB_LISTEN_BACKLOG 128  // bursts of connections (header-only builds of httplib;
+                                       // Debian's compiled libcpp-httplib keeps its 5)
 #endif
 #include <httplib.h>
 
