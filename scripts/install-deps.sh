@@ -14,6 +14,8 @@ packages=(
   libstb-dev                           # PNG/JPEG decoding and PNG writing
   doctest-dev                          # tests
   libopenmpi-dev openmpi-bin           # data-parallel training under mpirun (FOURIERFT_WITH_MPI)
+  libcpp-httplib-dev                   # `fourierft serve` and test_serve (HTTP server / client)
+  curl                                 # serve_cli: the real server driven by a real HTTP client
 )
 missing=()
 for p in "${packages[@]}"; do

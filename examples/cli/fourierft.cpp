@@ -18,6 +18,7 @@
 #include "cmd_param_table.hpp"
 #include "cmd_prompt.hpp"
 #include "cmd_score_e2e.hpp"
+#include "cmd_serve.hpp"
 #include "cmd_tokenize.hpp"
 
 namespace {
@@ -45,6 +46,8 @@ const std::vector<Subcommand>& subcommands() {
        fourierft::cli::cmd_prompt},
       {"score-e2e", "E2E NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr) of outputs vs references",
        fourierft::cli::cmd_score_e2e},
+      {"serve", "OpenAI-compatible HTTP server: one base model, many FourierFT/LoRA adapters per batch",
+       fourierft::cli::cmd_serve},
       {"tokenize", "token ids of each stdin line (vocab.json + merges.txt, or a tokenizer.json)",
        fourierft::cli::cmd_tokenize},
   };
