@@ -89,11 +89,16 @@ void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, Real alpha, con
 #ifdef FOURIERFT_USE_BLAS
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<Real, float>) {
-    // Few rows of C (decoding steps: one token per sequence): OpenBLAS's sgemm repacks all of B
-    // on every call, which costs more than the product itself at such sizes, so each row is a
-    // matrix-vector product op(B)ᵀ·a_m (sgemv). Measured here (docs/performance.md): faster for one
-    // row at every size, and up to 8 rows while B fits in the last-level cache (<= 16 MB).
-    if (!trans_a && (M == 1 || (M <= 8 && N * K <= (Index(1) << 22)))) {
+    // Few rows of C against a weight-sized B (decoding steps: one token per sequence): OpenBLAS's
+    // sgemm repacks all of B on every call, which costs more than the product itself at such
+    // sizes, so each row is a matrix-vector product op(B)ᵀ·a_m (sgemv). Measured here
+    // (docs/performance.md): faster for one row, and up to 8 rows while B fits in the last-level
+    // cache (<= 16 MB). Only for B of >= 2^18 numbers: sgemv's sums depend on its operands'
+    // alignment, so small products (attention's per-head ones, read in place or copied) keep
+    // sgemm's packed, alignment-independent results.
+    const Index b_size = N * K;
+    if (!trans_a && b_size >= (Index(1) << 18) &&
+        (M == 1 || (M <= 8 && b_size <= (Index(1) << 22)))) {
       for (Index m = 0; m < M; ++m) {
         Real* c_row = C + m * ldc;
         if (beta == Real(0)) std::fill(c_row, c_row + N, Real(0));  // sgemv never reads old NaNs
