@@ -1,8 +1,8 @@
 // fourierft/detail/vector_math.hpp — loops the compiler vectorises without -ffast-math, for the
 // softmax rows of cross-entropy and attention: a float exp, and sums and dot products over eight
 // fixed lanes (the order of additions depends only on n, never on the data's address, so results
-// are bit-reproducible run to run — unlike a reduction that first aligns its pointer); and
-// FOURIERFT_SIMD_CLONES (superseded by detail/isa.hpp), which also builds a kernel for AVX2.
+// are bit-reproducible run to run — unlike a reduction that first aligns its pointer). Kernels are
+// built per ISA level by detail/isa.hpp.
 #pragma once
 
 #include <algorithm>
@@ -78,17 +78,5 @@ inline Acc sum_lanes_of(std::ptrdiff_t n, Term term) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7])) +
          tail;
 }
-
-// Superseded by run-time dispatch (detail/isa.hpp: baseline, AVX2, AVX-512, FOURIERFT_ISA); kept
-// for code that still uses it. For kernels built twice — for plain x86-64 (SSE2, what the library targets so binaries run
-// anywhere) and for AVX2 — with the version picked once at load time by the CPU (GCC's
-// target_clones, a glibc ifunc). "avx2" without FMA: both versions do the same IEEE multiplies
-// and adds in the same order, so results are bit-identical whichever runs. A call goes through
-// the ifunc (not inlined): put whole loops in such a kernel, not one iteration.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-#define FOURIERFT_SIMD_CLONES [[gnu::target_clones("avx2", "default")]]
-#else
-#define FOURIERFT_SIMD_CLONES
-#endif
 
 }  // namespace fourierft::ops::detail
