@@ -121,7 +121,12 @@ inline CompletionRequest parse_completion_request(const std::string& body, bool 
                                                   const ServerOptions& options) {
   io::Json j;
   try {
+    // Bounded nesting first: a message's extra fields go through the chat template's recursive
+    // conversion (a 100k-deep one overflowed the stack).
+    io::check_json_depth(body, "the body");
     j = io::Json::parse(body);
+  } catch (const FormatError& e) {
+    throw detail::bad_request(e.what(), "", "invalid_json");
   } catch (const std::exception& e) {
     throw detail::bad_request(str_cat("the body is not valid JSON: ", e.what()), "", "invalid_json");
   }
