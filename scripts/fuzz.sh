@@ -45,8 +45,8 @@ for h in "${harnesses[@]}"; do
   log="$findings/fuzz.log"
   cpu_file="$findings/cpu_seconds"
   set +e
-  # bash's `time` keyword reports the user + system CPU seconds of the fuzzer process.
-  { TIMEFORMAT='%U %S'; time ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+  # bash's `time` keyword reports the wall seconds and the user + system CPU seconds of the fuzzer.
+  { TIMEFORMAT='%R %U %S'; time ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
     UBSAN_OPTIONS=print_stacktrace=1 FOURIERFT_NUM_THREADS=1 OMP_NUM_THREADS=1 \
     "$build/tests/fuzz/$h" "$corpus" "${seeds[@]}" "${dict[@]}" -max_total_time="$seconds" \
     -timeout="$timeout" -rss_limit_mb=2048 -max_len=262144 -artifact_prefix="$findings/" \
@@ -54,10 +54,11 @@ for h in "${harnesses[@]}"; do
   rc=$?
   set -e
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-  cpu=$(awk 'NF == 2 { printf "%.0f", $1 + $2 }' "$cpu_file")
+  wall=$(awk 'NF == 3 { printf "%.0f", $1 }' "$cpu_file")
+  cpu=$(awk 'NF == 3 { printf "%.0f", $2 + $3 }' "$cpu_file")
   corpus_size=$(find "$corpus" -type f | wc -l)
   when=$(date -u +%Y-%m-%dT%H:%MZ)
-  measured="$runs executions, $seconds s, ${cpu:-?} CPU s, corpus $corpus_size files, timeout $timeout s ($when)"
+  measured="$runs executions, ${wall:-?} s, ${cpu:-?} CPU s, corpus $corpus_size files, timeout $timeout s ($when)"
   if [[ $rc -ne 0 ]]; then
     line="fuzz: $h FOUND A PROBLEM (exit $rc): $measured; see $log and $findings/"
     status=1
