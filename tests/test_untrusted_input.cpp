@@ -519,6 +519,51 @@ TEST_CASE("vocab.json / tokenizer.json: an id far beyond the token count is refu
                        FormatError);
 }
 
+TEST_CASE("tokenizer.json: a missing or non-array list in a post-processor, normalizer or decoder names the field") {
+  // Found by fuzz_hf_tokenizer: TemplateProcessing without "pair" threw json's out_of_range
+  // (std::terminate in the harness, "unexpected error" naming no file in the CLI).
+  const fs::path dir = scratch("tokenizer_lists");
+  const io::Json base = io::read_json(fs::path(FOURIERFT_SOURCE_DIR) /
+                                      "examples/checkpoints/llama-tiny-qnli-e2e/tokenizer.json");
+  const std::string file = (dir / "tokenizer.json").string();
+  auto load_with = [&](const std::string& key, const io::Json& value) {
+    io::Json j = base;
+    j[key] = value;
+    io::write_json(dir / "tokenizer.json", j);
+    (void)io::HfTokenizer::from_file(dir / "tokenizer.json");
+  };
+  const io::Json special = {{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}};
+  const io::Json sequence = {{"Sequence", {{"id", "A"}, {"type_id", 0}}}};
+  const io::Json specials = {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}};
+  io::Json processor = {{"type", "TemplateProcessing"},
+                        {"single", {special, sequence}},
+                        {"pair", {special, sequence, special}},
+                        {"special_tokens", specials}};
+  CHECK_NOTHROW(load_with("post_processor", processor));
+  processor.erase("pair");
+  CHECK_THROWS_WITH_AS(load_with("post_processor", processor),
+                       (file + ": post_processor.pair is missing").c_str(), FormatError);
+  processor["pair"] = "A B";
+  CHECK_THROWS_WITH_AS(load_with("post_processor", processor),
+                       doctest::Contains((file + ": post_processor.pair should be an array").c_str()),
+                       FormatError);
+  CHECK_THROWS_WITH_AS(load_with("post_processor", {{"type", "Sequence"}}),
+                       (file + ": post_processor.processors is missing").c_str(), FormatError);
+  CHECK_THROWS_WITH_AS(load_with("post_processor", {{"type", "RobertaProcessing"}, {"sep", {"</s>", 2}}}),
+                       (file + ": post_processor.cls is missing").c_str(), FormatError);
+  CHECK_THROWS_WITH_AS(load_with("normalizer", {{"type", "Sequence"}, {"normalizers", {{"a", 1}}}}),
+                       doctest::Contains((file + ": normalizer.normalizers should be an array").c_str()),
+                       FormatError);
+  CHECK_THROWS_WITH_AS(load_with("decoder", {{"type", "Sequence"}}),
+                       (file + ": decoder.decoders is missing").c_str(), FormatError);
+  // BpeTokenizer's own tokenizer.json reader had the same gap in RobertaProcessing.
+  io::Json roberta = base;
+  roberta["post_processor"] = {{"type", "RobertaProcessing"}, {"sep", {"</s>", 2}}};
+  io::write_json(dir / "tokenizer.json", roberta);
+  CHECK_THROWS_WITH_AS(io::BpeTokenizer::from_tokenizer_json(dir / "tokenizer.json"),
+                       doctest::Contains("post_processor.cls is missing"), FormatError);
+}
+
 // ---------------------------------------------------------------------------
 // METEOR on long lines
 

@@ -731,6 +731,7 @@ class BpeTokenizer {
         });
   }
   std::int64_t id_of_pair(const JsonObject& post, const char* key) const {
+    check<FormatError>(post.has(key), post.source(), ": post_processor.", key, " is missing");
     const Json& v = post.json().at(key);  // ["<s>", 0]
     check<FormatError>(
         v.is_array() && v.size() == 2 && v[0].is_string() && v[1].is_number_integer(),

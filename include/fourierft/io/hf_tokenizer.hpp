@@ -377,6 +377,15 @@ class HfTokenizer {
   JsonObject object_at(const Json& j, const std::string& path) const {
     return JsonObject(j, source_, path);
   }
+  // o[key] as an array; missing or of another type: FormatError naming the file and the field
+  // (json's own at() / operator[] would throw its exceptions, which name neither).
+  const Json& array_at(const JsonObject& o, const char* key, const std::string& where) const {
+    const auto it = o.json().find(key);
+    check<FormatError>(it != o.json().end(), source_, ": ", where, ".", key, " is missing");
+    check<FormatError>(it->is_array(), source_, ": ", where, ".", key, " should be an array but is ",
+                       json_excerpt(*it));
+    return *it;
+  }
   Pattern pattern_of(const JsonObject& o, const std::string& where) const {
     const auto p = o.get<JsonObject>("pattern");
     Pattern out;
@@ -501,7 +510,7 @@ class HfTokenizer {
   void add_normalizer(const JsonObject& o, const std::string& where) {
     const auto type = o.get<std::string>("type");
     if (type == "Sequence") {
-      const Json& list = o.json().at("normalizers");
+      const Json& list = array_at(o, "normalizers", where);
       for (std::size_t i = 0; i < list.size(); ++i) {
         const std::string w = str_cat(where, ".normalizers[", i, "]");
         add_normalizer(object_at(list[i], w), w);
@@ -522,7 +531,7 @@ class HfTokenizer {
     const auto type = o.get<std::string>("type");
     PreTokenizer p;
     if (type == "Sequence") {
-      const Json& list = o.json().at("pretokenizers");
+      const Json& list = array_at(o, "pretokenizers", where);
       for (std::size_t i = 0; i < list.size(); ++i) {
         const std::string w = str_cat(where, ".pretokenizers[", i, "]");
         add_pre_tokenizer(object_at(list[i], w), w);
@@ -573,7 +582,7 @@ class HfTokenizer {
                                            const std::string& where) const {
     std::vector<TemplateItem> out;
     const auto specials = o.get<JsonObject>("special_tokens");
-    const Json& list = o.json().at(key);
+    const Json& list = array_at(o, key, where);
     for (std::size_t i = 0; i < list.size(); ++i) {
       const std::string w = str_cat(where, ".", key, "[", i, "]");
       const JsonObject item = object_at(list[i], w);
@@ -592,6 +601,7 @@ class HfTokenizer {
     return out;
   }
   std::int64_t pair_id(const JsonObject& o, const char* key) const {
+    check<FormatError>(o.has(key), source_, ": post_processor.", key, " is missing");
     const Json& v = o.json().at(key);  // ["<s>", 0]
     check<FormatError>(
         v.is_array() && v.size() == 2 && v[0].is_string() && v[1].is_number_integer(), source_,
@@ -601,7 +611,7 @@ class HfTokenizer {
   void add_post_processor(const JsonObject& o, const std::string& where) {
     const auto type = o.get<std::string>("type");
     if (type == "Sequence") {
-      const Json& list = o.json().at("processors");
+      const Json& list = array_at(o, "processors", where);
       for (std::size_t i = 0; i < list.size(); ++i) {
         const std::string w = str_cat(where, ".processors[", i, "]");
         add_post_processor(object_at(list[i], w), w);
@@ -629,7 +639,7 @@ class HfTokenizer {
     const auto type = o.get<std::string>("type");
     Decoder d;
     if (type == "Sequence") {
-      const Json& list = o.json().at("decoders");
+      const Json& list = array_at(o, "decoders", where);
       for (std::size_t i = 0; i < list.size(); ++i) {
         const std::string w = str_cat(where, ".decoders[", i, "]");
         add_decoder(object_at(list[i], w), w);
