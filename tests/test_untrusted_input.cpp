@@ -666,3 +666,20 @@ TEST_CASE("server requests: nesting is bounded before the chat template; rejecti
         "no_chat_template");
   CHECK(rejection("[1, 2]", false).status == 400);
 }
+
+TEST_CASE("images: a zero-length IDAT before the image data decodes without undefined behaviour") {
+  // stb_image copied it with memcpy(nullptr, p, 0) (UBSan: null pointer passed as argument 1;
+  // found by tests/fuzz/fuzz_image). The chunk carries nothing, so the image is unchanged.
+  std::ifstream in(fs::path(FOURIERFT_FIXTURES_DIR) / "data/pil-reference/mode_L.png", std::ios::binary);
+  const std::vector<std::uint8_t> png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(png.size() > 33);
+  // After the signature (8 bytes) and IHDR (4 + 4 + 13 + 4): length 0, "IDAT", a CRC.
+  std::vector<std::uint8_t> with_empty(png.begin(), png.begin() + 33);
+  const std::vector<std::uint8_t> empty_idat = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};
+  with_empty.insert(with_empty.end(), empty_idat.begin(), empty_idat.end());
+  with_empty.insert(with_empty.end(), png.begin() + 33, png.end());
+  const io::Image expected = io::decode_image(png, "mode_L.png");
+  CHECK(io::decode_image(with_empty, "empty_idat.png") == expected);
+  CHECK(io::detail::png_without_empty_idat(with_empty) == png);
+  CHECK(io::detail::png_without_empty_idat(png).empty());  // nothing to drop: decoded as it is
+}

@@ -96,6 +96,32 @@ inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std
     i = end;
   }
 }
+
+// stb_image copies each IDAT chunk into a buffer that is still null before the first IDAT with
+// data, so a zero-length IDAT there is memcpy(nullptr, p, 0): undefined behaviour (UBSan; found by
+// tests/fuzz/fuzz_image). Such chunks carry nothing: returns the PNG without them, or nothing when
+// there is none to drop (then the bytes are decoded as they are).
+inline std::vector<std::uint8_t> png_without_empty_idat(std::span<const std::uint8_t> b) {
+  static constexpr std::array<std::uint8_t, 8> signature = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (b.size() < 8 || !std::equal(signature.begin(), signature.end(), b.begin())) return {};
+  std::vector<std::uint8_t> out;
+  std::size_t kept_from = 0;  // b[kept_from, chunk) is still to be copied
+  // Chunks: length (4 bytes, big-endian), type (4), data (length), CRC (4).
+  for (std::size_t i = 8; i + 8 <= b.size();) {
+    const std::size_t length = std::size_t(b[i]) << 24 | std::size_t(b[i + 1]) << 16 |
+                               std::size_t(b[i + 2]) << 8 | b[i + 3];
+    const std::size_t next = i + 12 + length;
+    if (length == 0 && b[i + 4] == 'I' && b[i + 5] == 'D' && b[i + 6] == 'A' && b[i + 7] == 'T') {
+      out.insert(out.end(), b.begin() + static_cast<std::ptrdiff_t>(kept_from),
+                 b.begin() + static_cast<std::ptrdiff_t>(i));
+      kept_from = std::min(next, b.size());
+    }
+    i = next;
+  }
+  if (kept_from == 0) return {};
+  out.insert(out.end(), b.begin() + static_cast<std::ptrdiff_t>(kept_from), b.end());
+  return out;
+}
 }  // namespace detail
 
 // PNG or JPEG bytes -> RGB (grey is repeated, alpha dropped, palettes expanded: Pillow's
@@ -104,9 +130,11 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   check<FormatError>(!bytes.empty(), source, ": empty file, expected a PNG or JPEG image");
   check<FormatError>(bytes.size() <= 0x7FFFFFFF, source, ": ", bytes.size(), " bytes is too large");
   detail::check_jpeg_huffman_tables(bytes, source);
+  const std::vector<std::uint8_t> cleaned = detail::png_without_empty_idat(bytes);
+  const std::span<const std::uint8_t> input = cleaned.empty() ? bytes : std::span(cleaned);
   int w = 0, h = 0, channels = 0;
   stbi_uc* data =
-      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, 3);
+      stbi_load_from_memory(input.data(), static_cast<int>(input.size()), &w, &h, &channels, 3);
   if (data == nullptr)
     throw FormatError(
         str_cat(source, ": cannot decode as PNG or JPEG (", stbi_failure_reason(), ")"));
