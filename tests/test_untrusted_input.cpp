@@ -683,3 +683,27 @@ TEST_CASE("images: a zero-length IDAT before the image data decodes without unde
   CHECK(io::detail::png_without_empty_idat(with_empty) == png);
   CHECK(io::detail::png_without_empty_idat(png).empty());  // nothing to drop: decoded as it is
 }
+
+TEST_CASE("images: pixels declared beyond the cap are refused before decoding") {
+  // fuzz_image: a 973-byte JPEG declaring 1312 x 54560 pixels took 10 CPU seconds (ASan) and
+  // 215 MB to decode. The same JPEG header on a fixture, with that size written into its SOF0.
+  std::ifstream in(fs::path(FOURIERFT_FIXTURES_DIR) / "data/cifar10-mini/test/airplane/0000.jpg",
+                   std::ios::binary);
+  std::vector<std::uint8_t> jpeg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::size_t sof = 2;
+  while (sof + 9 < jpeg.size() && !(jpeg[sof] == 0xFF && (jpeg[sof + 1] == 0xC0 || jpeg[sof + 1] == 0xC2)))
+    sof += 2 + (std::size_t(jpeg[sof + 2]) << 8 | jpeg[sof + 3]);
+  REQUIRE(sof + 9 < jpeg.size());
+  const io::Image original = io::decode_image(jpeg, "0000.jpg");
+  LimitsGuard guard;
+  io::input_limits().image_max_pixels = double(original.height * original.width);
+  CHECK(io::decode_image(jpeg, "0000.jpg") == original);  // at the cap: decoded
+  const std::uint16_t height = 54560, width = 1312;
+  jpeg[sof + 5] = height >> 8, jpeg[sof + 6] = height & 0xFF;
+  jpeg[sof + 7] = width >> 8, jpeg[sof + 8] = width & 0xFF;
+  io::input_limits() = io::InputLimits{};
+  CHECK_THROWS_WITH_AS(io::decode_image(jpeg, "bomb.jpg"),
+                       "bomb.jpg: 1312 x 54560 pixels is over the limit of 67108864 "
+                       "(FOURIERFT_IMAGE_MAX_PIXELS)",
+                       FormatError);
+}

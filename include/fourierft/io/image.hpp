@@ -29,6 +29,7 @@
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/detail/stb_image.hpp"
 #include "fourierft/io/json.hpp"
+#include "fourierft/io/limits.hpp"
 
 namespace fourierft::io {
 
@@ -133,6 +134,12 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   const std::vector<std::uint8_t> cleaned = detail::png_without_empty_idat(bytes);
   const std::span<const std::uint8_t> input = cleaned.empty() ? bytes : std::span(cleaned);
   int w = 0, h = 0, channels = 0;
+  // The declared size first: a small file may declare a huge image (input_limits()).
+  if (stbi_info_from_memory(input.data(), static_cast<int>(input.size()), &w, &h, &channels))
+    check<FormatError>(double(w) * double(h) <= input_limits().image_max_pixels, source, ": ", w,
+                       " x ", h, " pixels is over the limit of ",
+                       static_cast<std::int64_t>(input_limits().image_max_pixels),
+                       " (FOURIERFT_IMAGE_MAX_PIXELS)");
   stbi_uc* data =
       stbi_load_from_memory(input.data(), static_cast<int>(input.size()), &w, &h, &channels, 3);
   if (data == nullptr)

@@ -1,5 +1,6 @@
 // fourierft/io/limits.hpp — the caps every reader of untrusted files checks before it allocates or
-// recurses: JSON nesting depth, model size from a config, user regex size (docs/reliability.md).
+// recurses: JSON nesting depth, model size from a config, user regex size, image pixels
+// (docs/reliability.md).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,10 @@ struct InputLimits {
   // Loaded floating-point weights must be finite (a NaN weight gives NaN logits without a word).
   // Environment: FOURIERFT_ALLOW_NONFINITE=1 accepts them.
   bool allow_nonfinite_weights = false;
+  // Most pixels (width x height) a PNG / JPEG may declare before it is decoded: a 1 KB JPEG can
+  // declare 1312 x 54560 pixels (215 MB decoded, seconds of work). 2^26 is 8192 x 8192; datasets
+  // of photos stay far below. Environment: FOURIERFT_IMAGE_MAX_PIXELS.
+  double image_max_pixels = 67108864;
 };
 
 namespace detail {
@@ -42,6 +47,7 @@ inline InputLimits& input_limits() {
     l.json_max_depth = static_cast<std::int64_t>(
         detail::env_number("FOURIERFT_JSON_MAX_DEPTH", static_cast<double>(l.json_max_depth)));
     l.max_model_parameters = detail::env_number("FOURIERFT_MAX_PARAMETERS", l.max_model_parameters);
+    l.image_max_pixels = detail::env_number("FOURIERFT_IMAGE_MAX_PIXELS", l.image_max_pixels);
     const char* nonfinite = std::getenv("FOURIERFT_ALLOW_NONFINITE");
     l.allow_nonfinite_weights = nonfinite != nullptr && std::string(nonfinite) == "1";
     return l;
