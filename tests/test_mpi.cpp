@@ -371,6 +371,64 @@ TEST_CASE("mpirun: finetune_e2e (token-mean loss) and finetune_vit (augmentation
   check_close(dir / "vit-np0", dir / "vit-np2", 2);
 }
 
+// pretrain's weights, every tensor of <out>/model/model.safetensors in name order.
+std::vector<float> pretrained_values(const fs::path& out) {
+  const io::SafetensorsFile file(out / "model" / "model.safetensors");
+  std::vector<float> values;
+  for (const std::string& name : file.sorted_names()) {
+    const Tensor<float> t = file.load<float>(name);
+    values.insert(values.end(), t.data().begin(), t.data().end());
+  }
+  return values;
+}
+
+TEST_CASE("mpirun: pretrain (masked LM, causal LM, images) agrees with 1 process") {
+  if (!have_mpirun()) {
+    MESSAGE("skipped: " MPIEXEC " not found");
+    return;
+  }
+  const fs::path dir = testing::fresh_dir(work, "pretrain");
+  // Every weight trains here (AdamW, 3-4 steps): reduction-order differences of ~1e-7 in a
+  // gradient move an update by up to lr where a gradient is near 0, so weights are compared at
+  // a tolerance of a fraction of lr, losses as for the adapters.
+  const std::vector<std::string> text = {"--text", (fixtures / "data/glue/sst2/train.tsv").string(),
+                                         "--layers", "1", "--hidden", "32", "--heads", "4",
+                                         "--batch", "8", "--grad-accum", "2", "--epochs", "1",
+                                         "--dropout", "0", "--lr", "1e-3", "--log-every", "1",
+                                         "--seed", "6", "--threads", "1"};
+  const std::vector<std::vector<std::string>> modes = {
+      testing::concat({PRETRAIN, "--mode", "mlm", "--tokenizer",
+                       (fixtures / "models/roberta-bytes").string(), "--max-len", "64"}, text),
+      testing::concat({PRETRAIN, "--mode", "clm", "--tokenizer",
+                       (fixtures / "models/gpt2-bytes").string(), "--max-len", "64"}, text),
+      {PRETRAIN, "--mode", "image", "--data", (fixtures / "data/cifar10-mini").string(),
+       "--layers", "1", "--hidden", "32", "--heads", "4", "--image-size", "16", "--patch", "4",
+       "--batch", "6", "--grad-accum", "2", "--epochs", "1", "--lr", "1e-3", "--log-every", "1",
+       "--seed", "6", "--threads", "1"}};
+  for (std::size_t k = 0; k < modes.size(); ++k) {
+    const fs::path one = dir / ("mode" + std::to_string(k) + "-np0"),
+                   two = dir / ("mode" + std::to_string(k) + "-np2");
+    for (const auto& [np, out] : {std::pair{0, one}, std::pair{2, two}}) {
+      const testing::Run r = launch(np, testing::concat(modes[k], {"--out", out.string()}), out);
+      INFO(r.output);
+      REQUIRE(r.status == 0);
+    }
+    const std::vector<double> la = step_losses(one), lb = step_losses(two);
+    REQUIRE(la.size() >= 2);
+    REQUIRE(la.size() == lb.size());
+    for (std::size_t i = 0; i < la.size(); ++i) {
+      INFO(modes[k][2], " step ", i + 1, ": ", la[i], " vs ", lb[i]);
+      CHECK(std::abs(la[i] - lb[i]) <= 1e-5 * std::abs(la[i]));
+    }
+    const std::vector<float> wa = pretrained_values(one), wb = pretrained_values(two);
+    REQUIRE(wa.size() == wb.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < wa.size(); ++i) worst = std::max(worst, double(std::abs(wa[i] - wb[i])));
+    INFO(modes[k][2], ": largest weight difference ", worst);
+    CHECK(worst <= 2e-4);
+  }
+}
+
 TEST_CASE("mpirun: a state saved by 2 processes resumes in 1, and one saved by 1 resumes in 4") {
   if (!have_mpirun()) {
     MESSAGE("skipped: " MPIEXEC " not found");
