@@ -154,15 +154,9 @@ inline std::string read_state_file(const fs::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Restores what save_train_state wrote into `model` (already built with the same adapters) and
-// `optimizer`; returns the position to continue from. FormatError naming the file if a tensor is
-// missing or misfits; ValueError naming the option if `settings` differ from the saved ones.
-template <class Real>
-TrainState load_train_state(const fs::path& dir, nn::Module<Real>& model,
-                            optim::Optimizer<Real>& optimizer, const io::Json& settings) {
-  const io::JsonObject json = io::JsonObject::read(dir / "state.json");
-  const io::Json saved = json.json().contains("settings") ? json.json().at("settings")
-                                                          : io::Json::object();
+// ValueError naming the first option whose value in `saved` (the settings of the state in `dir`)
+// differs from this run's `settings`.
+inline void check_same_settings(const fs::path& dir, const io::Json& saved, const io::Json& settings) {
   std::set<std::string> keys;
   for (const auto& item : saved.items()) keys.insert(item.key());
   for (const auto& item : settings.items()) keys.insert(item.key());
@@ -173,6 +167,18 @@ TrainState load_train_state(const fs::path& dir, nn::Module<Real>& model,
           a.dump(), " but this run has ", key, " = ", b.dump(),
           " (use the same options, or a new --out folder)");
   }
+}
+
+// Restores what save_train_state wrote into `model` (already built with the same adapters) and
+// `optimizer`; returns the position to continue from. FormatError naming the file if a tensor is
+// missing or misfits; ValueError naming the option if `settings` differ from the saved ones.
+template <class Real>
+TrainState load_train_state(const fs::path& dir, nn::Module<Real>& model,
+                            optim::Optimizer<Real>& optimizer, const io::Json& settings) {
+  const io::JsonObject json = io::JsonObject::read(dir / "state.json");
+  check_same_settings(dir, json.json().contains("settings") ? json.json().at("settings")
+                                                            : io::Json::object(),
+                      settings);
 
   nn::load_parameters(model, io::SafetensorsFile(dir / "trainable.safetensors"),
                       {.trainable_only = true}, /*strict=*/true, "another method?");
