@@ -221,11 +221,6 @@ TrainOutcome train_mlp(Mlp& model, const Split& data, int epochs, double lr, dou
   return {epoch_loss, step, 0};
 }
 
-// Removes a finished phase's state folder (and what a crash mid-swap leaves beside it).
-void remove_phase_state(const fs::path& dir) {
-  std::error_code ec;
-  for (const char* suffix : {"", ".old", ".new"}) fs::remove_all(fs::path(dir.string() + suffix), ec);
-}
 
 int main(int argc, char** argv) {
   dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
@@ -264,20 +259,9 @@ int main(int argc, char** argv) {
                                {"epochs", epochs}, {"seed", seed}};
     if (comm.size() == 1) {
       interrupt.emplace();
-      train::clean_stale_temporaries(out);
-      if (resume) {
-        check(fs::exists(state_root / "settings.json"), "--resume: no saved state in '",
-              state_root.string(), "' (nothing to resume; run without --resume)");
-        train::check_same_settings(state_root, io::read_json(state_root / "settings.json"), settings);
-      } else {
-        check(!fs::exists(state_root), "'", state_root.string(), "' holds the state of an ",
-              "unfinished run: pass --resume to continue it, or choose another --out");
-        std::error_code ec;  // a finished run's files are not this run's phases
-        fs::remove(out / "pretrained.safetensors", ec);
-        for (const std::string& method : methods) fs::remove(out / method / "results.json", ec);
-        fs::create_directories(state_root);
-        io::write_json(state_root / "settings.json", settings);
-      }
+      std::vector<fs::path> finished = {out / "pretrained.safetensors"};  // phases' done-markers
+      for (const std::string& method : methods) finished.push_back(out / method / "results.json");
+      train::start_or_resume_phases(out, resume, settings, finished);
     }
     auto phase = [&](const std::string& name) {
       return PhaseSaving{.dir = comm.size() == 1 ? state_root / name : fs::path(),
@@ -321,7 +305,7 @@ int main(int argc, char** argv) {
         fs::create_directories(out);
         base.save_safetensors(out / "pretrained.safetensors");
       }
-      if (comm.size() == 1) remove_phase_state(state_root / "pretrain");
+      if (comm.size() == 1) train::remove_train_state(state_root / "pretrain");
     }
 
     // ---- fine-tuning on 5–9 with each method ---------------------------------------------------
@@ -378,7 +362,7 @@ int main(int argc, char** argv) {
         io::write_json(result_file, {{"method", method}, {"trainable", applied.params.trainable},
                                      {"adapter_bytes", bytes}, {"accuracy_before", before},
                                      {"accuracy_after", after}, {"seconds", seconds}});
-        remove_phase_state(state_root / method);
+        train::remove_train_state(state_root / method);
       }
       if (method == "fourierft") fourierft_accuracy = after;
     }

@@ -248,4 +248,35 @@ TrainState start_or_resume(const fs::path& out, bool resume, nn::Module<Real>& m
   return state;
 }
 
+// The start of a program that trains in phases (the README's demos: pre-training, then one run per
+// method), each saving its own state in out/state/<phase> with save_train_state; out/state/ lives
+// until the whole run is done. A fresh start refuses an unfinished run's folder, removes
+// `finished_markers` (the files by which the phases of an earlier run said they were done) and
+// writes out/state/settings.json; `resume` requires that file and the same `settings`. Either way
+// the temporaries of a killed run go first (clean_stale_temporaries).
+inline void start_or_resume_phases(const fs::path& out, bool resume, const io::Json& settings,
+                                   const std::vector<fs::path>& finished_markers) {
+  const fs::path state_root = out / "state";
+  clean_stale_temporaries(out);
+  std::error_code ec;
+  if (resume) {
+    check(fs::exists(state_root / "settings.json", ec), "--resume: no saved state in '",
+          state_root.string(), "' (nothing to resume; run without --resume)");
+    check_same_settings(state_root, io::read_json(state_root / "settings.json"), settings);
+    return;
+  }
+  check(!fs::exists(state_root, ec), "'", state_root.string(), "' holds the state of an ",
+        "unfinished run: pass --resume to continue it, or choose another --out");
+  for (const fs::path& marker : finished_markers) fs::remove(marker, ec);
+  fs::create_directories(state_root, ec);
+  check<IoError>(!ec, "cannot create the state folder '", state_root.string(), "': ", ec.message());
+  io::write_json(state_root / "settings.json", settings);
+}
+
+// Removes a finished phase's state folder `dir` (and the .old / .new a crash mid-save leaves).
+inline void remove_train_state(const fs::path& dir) {
+  std::error_code ec;
+  for (const char* suffix : {"", ".old", ".new"}) fs::remove_all(fs::path(dir.string() + suffix), ec);
+}
+
 }  // namespace fourierft::train
