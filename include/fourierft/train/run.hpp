@@ -61,6 +61,7 @@
 #include "fourierft/dist/comm.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/nn/module.hpp"
+#include "fourierft/ops/spectral.hpp"
 #include "fourierft/optim/optimizer.hpp"
 #include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
@@ -357,6 +358,9 @@ class Run {
   static void import_fftw_wisdom(const RunOptions& opt, const TrainState& state) {
     const auto it = state.files.find("fftw_wisdom");
     if (!opt.fast_fft || it == state.files.end() || it->second.empty()) return;
+    // The wisdom names FFTW's threaded solvers: they exist once the plan cache has initialised
+    // FFTW's threads (without them the import fails).
+    ops::spectral::PlanCache<float>::instance();
     check<FormatError>(fftwf_import_wisdom_from_string(it->second.c_str()) != 0,
                        (opt.out / "state" / "fftw_wisdom").string(), ": not FFTW wisdom");
   }
