@@ -13,10 +13,11 @@
 // a mix (state.old, which find_train_state falls back to, when the crash hit between the renames).
 // "log" is {"bytes": the length of log.jsonl at the save, "loss_sum", "loss_steps": the open
 // logging window}: a resume cuts log.jsonl back to those bytes (dropping records of steps redone)
-// and reopens the window, so the log after a resume is the uninterrupted run's. Restoring needs the same model, method and optimizer groups; `settings` are the
-// options that must not change across a resume (a different --n or --batch is an error naming the
-// option). Data order and dropout are functions of (seed, epoch, step) in the example programs, so
-// state + settings determine the rest of the run exactly: a resumed run matches an uninterrupted one.
+// and reopens the window, so the log after a resume is the uninterrupted run's. Restoring needs
+// the same model, method and optimizer groups; `settings` are the options that must not change
+// across a resume (a different --n or --batch is an error naming the option). Data order and
+// dropout are functions of (seed, epoch, step) in the example programs, so state + settings
+// determine the rest of the run exactly: a resumed run matches an uninterrupted one.
 
 #include <cerrno>
 #include <cstdint>
