@@ -7,7 +7,9 @@
 #     kill may lose at most one --save-every interval: the last step logged before the kill minus
 #     the step of the state resumed from is <= that interval.
 #   determinism: the same command twice gives the same bytes (adapters, predictions, results) and
-#     the same logged losses; a --fast-fft run saves its FFTW wisdom with the state and resumes.
+#     the same logged losses; so does a run stopped (--stop-after) inside a logging window of 3
+#     steps and resumed (the window's loss sum is saved); a --fast-fft run saves its FFTW wisdom
+#     with the state and resumes.
 #   disk-full: a resume under a file-size limit (prlimit --fsize) fails at its first save with an
 #     error naming the file and a non-zero status; the previous state is intact and resumes to the
 #     uninterrupted run's result.
@@ -27,10 +29,11 @@ command -v jq > /dev/null || fail "jq is needed"
 
 case $mode in
   glue | disk-full | determinism)
-    fixtures=$3 kills=${4:-20}
+    fixtures=$3 kills=${4:-20} log_every=1
+    [ "$mode" = determinism ] && log_every=3
     args=(--model "$fixtures/models/roberta-bytes" --task sst2 --data "$fixtures/data/glue/sst2"
-          --limit-train 96 --limit-dev 40 --n 32 --epochs 2 --batch 8 --max-len 48 --log-every 1
-          --seed 3 --threads 2)
+          --limit-train 96 --limit-dev 40 --n 32 --epochs 2 --batch 8 --max-len 48
+          --log-every $log_every --seed 3 --threads 2)
     files=(adapter/adapter_model.safetensors adapter/adapter_config.json
            best_adapter/adapter_model.safetensors dev_predictions.tsv results.json) ;;
   digits)
@@ -148,6 +151,14 @@ case $mode in
     "$program" "${args[@]}" --out "$work/again" > "$last_log" 2>&1 || fail "the second run failed"
     check_same "$work/again"
     echo "the same command twice: identical files and logged values"
+    dir=$work/window
+    last_log=$dir.1.log
+    "$program" "${args[@]}" --out "$dir" --stop-after 4 > "$last_log" 2>&1
+    [ $? = 130 ] || fail "--stop-after 4 did not stop with status 130"
+    last_log=$dir.2.log
+    "$program" "${args[@]}" --out "$dir" --resume > "$last_log" 2>&1 || fail "the resume failed"
+    check_same "$dir"
+    echo "stopped inside a logging window and resumed: identical files and logged losses"
     dir=$work/fast
     last_log=$dir.1.log
     "$program" "${args[@]}" --out "$dir" --fast-fft --stop-after 3 > "$last_log" 2>&1
