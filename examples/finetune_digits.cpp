@@ -243,6 +243,8 @@ int main(int argc, char** argv) {
     const int epochs = static_cast<int>(args.integer("--epochs", 30));
     const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("--seed", 0));
     set_num_threads(static_cast<int>(args.integer("--threads", 2)));
+    // FFTW plans without timing: a run is bit-identical to the last (and to a resumed one).
+    ops::spectral::reproducible_fft(true);
     const bool resume = args.has("--resume");
     const std::int64_t save_every = args.integer("--save-every", 0);
     args.reject_unknown();
