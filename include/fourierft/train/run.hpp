@@ -264,7 +264,7 @@ class Run {
     if (comm_.is_root()) io::write_json(opt_.out / "results.json", fields);
   }
   // The run is complete: logs {"event": "done", "step", (+ best) + fields}, fsyncs the log, then
-  // removes the state (a kill in between leaves a state whose resume redoes the end).
+  // removes the state folders (a kill in between leaves a state whose resume redoes the end).
   void finish(io::Json fields = io::Json::object()) {
     fields["event"] = "done";
     fields["step"] = step_;
@@ -274,8 +274,8 @@ class Run {
     }
     log_.write(std::move(fields));
     log_.sync();
-    std::error_code ec;
-    if (comm_.is_root()) std::filesystem::remove_all(state_dir(), ec);
+    // With state.old / state.new: a kill inside a save can leave them beside the state.
+    if (comm_.is_root()) remove_train_state(state_dir());
   }
 
  private:
