@@ -312,9 +312,8 @@ int main(int argc, char** argv) {
       peft::merge_adapters(*model);
       model->save_pretrained(opt.out / "merged");
       if (fs::exists(model_dir / "preprocessor_config.json"))
-        fs::copy_file(model_dir / "preprocessor_config.json",
-                      opt.out / "merged" / "preprocessor_config.json",
-                      fs::copy_options::overwrite_existing);
+        util::copy_file_atomically(model_dir / "preprocessor_config.json",
+                                   opt.out / "merged" / "preprocessor_config.json");
       std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
     }
     run.finish();

@@ -126,6 +126,7 @@ run:
   --seed S [0]  --threads T  --out DIR [out/pretrain]  --log-every K [10]
   --resume            continue from DIR/state (after Ctrl-C, --stop-after or a crash)
   --stop-after S      save the state and stop after S optimizer steps (resume later)
+  --save-every N      save the state every N optimizer steps too (a crash loses < N)  [epoch ends]
   --fast-fft          (accepted for symmetry with the fine-tuning programs; no FFT here)
 )";
 
