@@ -1,7 +1,7 @@
 // Tests of the limits every reader of untrusted files checks (docs/reliability.md): JSON nesting,
 // safetensors sizes / duplicates / scale / non-finite values, user regexes, adapter and config
-// validation, vocabulary ids, METEOR on long lines. Each case is a finding of issue 20's probe or
-// of the fuzzers (tests/fuzz/), and fails on the code before its fix.
+// validation, vocabulary ids, METEOR on long lines, server request bodies. Each case is a finding
+// of issue 20's probe or of the fuzzers (tests/fuzz/), and fails on the code before its fix.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -21,6 +21,7 @@
 #include "fourierft/io/hf_config.hpp"
 #include "fourierft/io/hf_tokenizer.hpp"
 #include "fourierft/io/image.hpp"
+#include "fourierft/io/jinja.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/io/limits.hpp"
 #include "fourierft/io/safetensors.hpp"
@@ -30,6 +31,7 @@
 #include "fourierft/peft/adapter_io.hpp"
 #include "fourierft/peft/fourierft.hpp"
 #include "fourierft/peft/name_pattern.hpp"
+#include "fourierft/serve/request.hpp"
 #include "../examples/cli/cmd_inspect.hpp"
 
 using namespace fourierft;
@@ -419,6 +421,52 @@ TEST_CASE("adapter files: entry tensors with overflowing or unmatched shapes nam
   }
 }
 
+TEST_CASE("adapter folders: sizes that do not fit the model name adapter_config.json and the key") {
+  // Before, these errors named only internal functions (uniform_entries, apply_fourierft,
+  // modules_to_save) and no file.
+  const fs::path dir = scratch("misfit");
+  const std::string file = (dir / "adapter_config.json").string();
+  Rng rng(5);
+  PairNet net(rng);
+  peft::FourierFTConfig config;
+  config.n_frequency = 4;
+  config.target_modules = {{"query", "value"}, ""};
+  const peft::AdapterSpec spec{.config = config};
+  peft::apply_adapter(net, spec, rng);
+  peft::save_adapter(net, spec, dir);
+  const io::Json saved = io::read_json(dir / "adapter_config.json");
+  auto load_with = [&](const std::string& key, const io::Json& value) {
+    io::Json j = saved;
+    j[key] = value;
+    io::write_json(dir / "adapter_config.json", j);
+    PairNet fresh(rng);
+    peft::load_adapter(fresh, dir);
+  };
+  // 37 coefficients cannot fit a 6 x 6 weight.
+  CHECK_THROWS_WITH_AS(load_with("n_frequency", 37),
+                       doctest::Contains((file + ": key 'n_frequency' does not fit layer 'query' of "
+                                                 "the model: ").c_str()),
+                       FormatError);
+  CHECK_THROWS_WITH_AS(load_with("n_frequency_pattern", {{"value", 40}}),
+                       doctest::Contains((file + ": key 'n_frequency_pattern' does not fit layer "
+                                                 "'value'").c_str()),
+                       FormatError);
+  // 6 outputs do not split into 4 blocks.
+  CHECK_THROWS_WITH_AS(
+      load_with("fourierft_fused_slices", {{{"module", "query"}, {"num_blocks", 4}, {"slices", {{"q", 0}}}}}),
+      doctest::Contains((file + ": key 'fourierft_fused_slices' does not fit layer 'query'").c_str()),
+      FormatError);
+  CHECK_THROWS_WITH_AS(load_with("modules_to_save", {"classifier"}),
+                       (file + ": key 'modules_to_save' names 'classifier', which is no module of the "
+                               "model").c_str(),
+                       FormatError);
+  // The same sizes in a config built in code keep the function's own error (no file to name).
+  peft::FourierFTConfig too_many = config;
+  too_many.n_frequency = 37;
+  PairNet other(rng);
+  CHECK_THROWS_AS(peft::apply_fourierft(other, too_many, rng), ValueError);
+}
+
 // ---------------------------------------------------------------------------
 // Configs and vocabularies: limits before allocation
 
@@ -531,4 +579,45 @@ TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused before
   const io::Image image = io::decode_image(good, "0000.jpg");
   CHECK(image.height > 0);
   CHECK(image.width > 0);
+}
+
+// ---------------------------------------------------------------------------
+// Server request bodies (found by tests/fuzz/fuzz_serve_request)
+
+TEST_CASE("server requests: nesting is bounded before the chat template; rejections are 400s naming the field") {
+  const fs::path tiny_llama = fs::path(FOURIERFT_SOURCE_DIR) / "examples/checkpoints/llama-tiny-qnli-e2e";
+  const io::HfTokenizer tokenizer = io::HfTokenizer::load(tiny_llama);
+  const io::ChatTemplate chat_template = io::ChatTemplate::load(tiny_llama / "tokenizer_config.json");
+  const serve::ServerOptions options;
+  auto parse = [&](const std::string& body, bool chat, const io::ChatTemplate* with = nullptr) {
+    return serve::parse_completion_request(body, chat, tokenizer, with, options);
+  };
+  auto rejection = [&](const std::string& body, bool chat, const io::ChatTemplate* with = nullptr) {
+    try {
+      (void)parse(body, chat, with);
+    } catch (const serve::ApiError& e) {
+      return e;
+    }
+    FAIL("accepted: ", body.substr(0, 80));
+    return serve::ApiError(0, "", "", "", "");
+  };
+  // An extra field of a message nested 100k deep overflowed the stack of the template's
+  // recursive conversion of the messages (ASan: stack-overflow in jinja::from_json).
+  const std::string message = R"({"model": "base", "messages": [{"role": "user", "content": "hi", "x": )";
+  const serve::ApiError deep = rejection(message + nested(100000) + "}]}", true, &chat_template);
+  CHECK(deep.status == 400);
+  CHECK(deep.code == "invalid_json");
+  CHECK(std::string(deep.what()).find("the body: JSON nested deeper than 256 levels") != std::string::npos);
+  const serve::CompletionRequest shallow = parse(message + nested(3) + "}]}", true, &chat_template);
+  CHECK(shallow.chat);
+  CHECK(!shallow.prompt.empty());
+  CHECK(shallow.max_tokens == options.default_max_tokens);
+  // Each malformed field is named.
+  CHECK(rejection(R"({"model": "base", "prompt": [0, -1]})", false).param == "prompt");
+  CHECK(rejection(R"({"model": "base", "prompt": "x", "top_p": 0})", false).param == "top_p");
+  CHECK(rejection(R"({"model": "base", "prompt": "x", "max_tokens": 100000})", false).param == "max_tokens");
+  CHECK(rejection(R"({"prompt": "x"})", false).param == "model");
+  CHECK(rejection(R"({"model": "base", "messages": [{"role": "user", "content": "hi"}]})", true).code ==
+        "no_chat_template");
+  CHECK(rejection("[1, 2]", false).status == 400);
 }

@@ -12,6 +12,7 @@
 #include "fourierft/nn/module.hpp"
 #include "fourierft/peft/method.hpp"
 #include "fourierft/peft/registry.hpp"
+#include "fourierft/peft/targets.hpp"
 
 namespace fourierft::peft {
 
@@ -76,7 +77,14 @@ void save_adapter(const nn::Module<Real>& model, const AdapterSpec& spec,
 // naming the file and the tensor (an adapter for another model, another n, or other targets).
 template <class Real>
 AdapterSpec load_adapter(nn::Module<Real>& model, const std::filesystem::path& dir) {
-  const AdapterSpec spec = adapter_spec_from_json(io::JsonObject::read(dir / "adapter_config.json"));
+  const std::filesystem::path config_file = dir / "adapter_config.json";
+  const AdapterSpec spec = adapter_spec_from_json(io::JsonObject::read(config_file));
+  for (const std::string& target : spec.modules_to_save) {  // PEFT's name rule, as unfreeze_modules
+    bool found = false;
+    for (auto& [name, module] : model.named_modules()) found = found || name_matches(name, target);
+    check<FormatError>(found, config_file.string(), ": key 'modules_to_save' names '", target,
+                       "', which is no module of the model");
+  }
   const io::SafetensorsFile file(dir / "adapter_model.safetensors");
   std::set<std::string> read_by_method;
   spec.config.load(model, spec.modules_to_save, file, read_by_method);

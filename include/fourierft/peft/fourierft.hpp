@@ -58,6 +58,7 @@ struct FourierFTConfig {
   std::string bias = "none";          // "none" | "all" (every bias trains) | "fourier_only"
   std::optional<FrequencyBias> frequency_bias;  // none: uniform entries (PEFT's); else eq. 5
   std::vector<FusedSlices> fused_slices;        // adapt blocks of fused projections
+  std::string source;  // the adapter_config.json read (read_config); empty when built in code
 };
 
 // One shared entry matrix per weight shape (the paper's "shared across layers"), made on demand.
@@ -205,6 +206,31 @@ inline Index fourierft_n_for(const FourierFTConfig& config, const std::string& m
   return config.n_frequency;
 }
 
+// The adapter blocks of one target Linear: the whole weight, or the chosen slices of a fused one
+// (each block: spectrum parameter name, shared entries, first output row).
+using FourierFTBlockSpec = std::tuple<std::string, std::shared_ptr<const SpectralEntries>, Index>;
+template <class Real>
+std::vector<FourierFTBlockSpec> fourierft_blocks(const nn::Linear<Real>& linear, const std::string& name,
+                                                 const FusedSlices* fused, Index n, EntryBank& entries) {
+  std::vector<FourierFTBlockSpec> blocks;
+  if (!fused) {
+    blocks.emplace_back("fourierft_spectrum", entries.get(linear.d_out(), linear.d_in(), n), 0);
+    return blocks;
+  }
+  check(fused->num_blocks > 0, "apply_fourierft: fused slices of '", fused->module,
+        "' need num_blocks >= 1, got ", fused->num_blocks);
+  check<ShapeError>(linear.d_out() % fused->num_blocks == 0, "apply_fourierft: ", name, " has ",
+                    linear.d_out(), " outputs, not divisible into ", fused->num_blocks, " blocks");
+  const Index block = linear.d_out() / fused->num_blocks;
+  for (const auto& [suffix, index] : fused->slices) {
+    check(index >= 0 && index < fused->num_blocks, "apply_fourierft: slice '", suffix, "' of ",
+          name, " has block index ", index, " outside [0, ", fused->num_blocks, ")");
+    blocks.emplace_back("fourierft_spectrum_" + suffix, entries.get(block, linear.d_in(), n),
+                        index * block);
+  }
+  return blocks;
+}
+
 // Freezes the model, attaches a FourierFTAdapter to every target Linear (shared entries per shape),
 // and unfreezes modules_to_save and biases as `bias` says. Entries come from `bank` when given
 // (loading an adapter with stored entries), else from the config's seed and bias.
@@ -219,25 +245,27 @@ AppliedAdapters apply_fourierft(nn::Module<Real>& model, const FourierFTConfig& 
   AppliedAdapters applied;
   for (auto& [name, linear] : find_target_linears(model, config.target_modules, "apply_fourierft")) {
     const Index n = fourierft_n_for(config, name);
-    std::vector<std::tuple<std::string, std::shared_ptr<const SpectralEntries>, Index>> blocks;
     const FusedSlices* fused = nullptr;
     for (const FusedSlices& f : config.fused_slices)
       if (name_matches(name, f.module)) fused = &f;
-    if (fused) {
-      check(fused->num_blocks > 0, "apply_fourierft: fused slices of '", fused->module,
-            "' need num_blocks >= 1, got ", fused->num_blocks);
-      check<ShapeError>(linear->d_out() % fused->num_blocks == 0, "apply_fourierft: ", name,
-                        " has ", linear->d_out(), " outputs, not divisible into ",
-                        fused->num_blocks, " blocks");
-      const Index block = linear->d_out() / fused->num_blocks;
-      for (const auto& [suffix, index] : fused->slices) {
-        check(index >= 0 && index < fused->num_blocks, "apply_fourierft: slice '", suffix,
-              "' of ", name, " has block index ", index, " outside [0, ", fused->num_blocks, ")");
-        blocks.emplace_back("fourierft_spectrum_" + suffix, entries.get(block, linear->d_in(), n),
-                            index * block);
-      }
-    } else {
-      blocks.emplace_back("fourierft_spectrum", entries.get(linear->d_out(), linear->d_in(), n), 0);
+    // A config read from a file whose sizes do not fit this layer: the error names file and key.
+    const auto misfit = [&](const Error& e) {
+      const char* key = fused                      ? "fourierft_fused_slices"
+                        : n != config.n_frequency  ? "n_frequency_pattern"
+                        : config.frequency_bias    ? "n_frequency' / 'fourierft_frequency_bias"
+                                                   : "n_frequency";
+      return FormatError(str_cat(config.source, ": key '", key, "' does not fit layer '", name,
+                                 "' of the model: ", e.what()));
+    };
+    std::vector<FourierFTBlockSpec> blocks;
+    try {
+      blocks = fourierft_blocks(*linear, name, fused, n, entries);
+    } catch (const ValueError& e) {
+      if (config.source.empty()) throw;
+      throw misfit(e);
+    } catch (const ShapeError& e) {
+      if (config.source.empty()) throw;
+      throw misfit(e);
     }
     linear->attach("", std::make_shared<FourierFTAdapter<Real>>(Real(config.scaling), blocks, rng,
                                                                 config.init_weights));
@@ -293,6 +321,7 @@ struct FourierFTMethod {
   // Every value is checked here, so an error names the file and the key (not apply_fourierft).
   static Config read_config(const io::JsonObject& c) {
     Config f;
+    f.source = c.source();
     f.n_frequency = c.get_or<Index>("n_frequency", 1000);
     check<FormatError>(f.n_frequency >= 1, c.source(), ": key 'n_frequency' should be >= 1 but is ",
                        f.n_frequency);

@@ -38,6 +38,7 @@
 #include "fourierft/io/jinja.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/serve/adapter_store.hpp"
+#include "fourierft/serve/request.hpp"
 #include "fourierft/serve/scheduler.hpp"
 
 // After every Eigen header: httplib pulls in <resolv.h>, whose `_res` macro breaks Eigen's
@@ -50,38 +51,7 @@
 
 namespace fourierft::serve {
 
-struct ServerOptions {
-  std::string host = "127.0.0.1";
-  int port = 8080;                 // 0: any free port (bind() says which)
-  Index max_prompt_tokens = 1024;  // longer prompts: 400
-  Index max_tokens = 256;          // the most a request may ask for
-  Index default_max_tokens = 16;   // OpenAI's default for completions
-  Index http_threads = 16;         // connections handled at once (others wait for a thread)
-};
-
-// An error answered as OpenAI does: HTTP status, message, type, param, code.
-class ApiError : public Error {
- public:
-  ApiError(int status, std::string message, std::string type, std::string param, std::string code)
-      : Error(message), status(status), type(std::move(type)), param(std::move(param)),
-        code(std::move(code)) {}
-  int status;
-  std::string type, param, code;
-
-  io::Json body() const {
-    return {{"error",
-             {{"message", what()},
-              {"type", type},
-              {"param", param.empty() ? io::Json(nullptr) : io::Json(param)},
-              {"code", code.empty() ? io::Json(nullptr) : io::Json(code)}}}};
-  }
-};
-
 namespace detail {
-
-inline ApiError bad_request(std::string message, std::string param, std::string code = "") {
-  return ApiError(400, std::move(message), "invalid_request_error", std::move(param), std::move(code));
-}
 
 // The length of the longest prefix of `text` that does not end inside a UTF-8 sequence.
 inline std::size_t complete_utf8_prefix(const std::string& text) {
@@ -95,19 +65,6 @@ inline std::size_t complete_utf8_prefix(const std::string& text) {
 }
 
 }  // namespace detail
-
-// A request once checked.
-struct CompletionRequest {
-  std::string model;
-  bool chat = false;
-  std::vector<std::int64_t> prompt;
-  Index max_tokens = 16;
-  double temperature = 1.0;  // OpenAI's default; 0: greedy
-  double top_p = 1.0;
-  std::uint64_t seed = 0;
-  bool stream = false;
-  bool return_token_ids = false;
-};
 
 template <class Model>
 class HttpServer {
@@ -188,59 +145,8 @@ class HttpServer {
 
   // Parses and checks a request body (public for tests).
   CompletionRequest parse(const std::string& body, bool chat) const {
-    io::Json j;
-    try {
-      j = io::Json::parse(body);
-    } catch (const std::exception& e) {
-      throw detail::bad_request(str_cat("the body is not valid JSON: ", e.what()), "", "invalid_json");
-    }
-    if (!j.is_object()) throw detail::bad_request("the body should be a JSON object", "");
-    CompletionRequest r;
-    r.chat = chat;
-    r.max_tokens = options_.default_max_tokens;
-    if (!j.contains("model") || !j["model"].is_string())
-      throw detail::bad_request("'model' is required and should be a string", "model");
-    r.model = j["model"].get<std::string>();
-    auto number = [&](const char* key, double low, double high, double& out) {
-      if (!j.contains(key) || j[key].is_null()) return;
-      if (!j[key].is_number())
-        throw detail::bad_request(str_cat("'", key, "' should be a number"), key);
-      out = j[key].get<double>();
-      if (!(out >= low && out <= high))
-        throw detail::bad_request(str_cat("'", key, "' = ", out, " should be in [", low, ", ", high, "]"), key);
-    };
-    auto integer = [&](const char* key, Index low, Index high) -> std::optional<Index> {
-      if (!j.contains(key) || j[key].is_null()) return std::nullopt;
-      if (!j[key].is_number_integer())
-        throw detail::bad_request(str_cat("'", key, "' should be an integer"), key);
-      const Index v = j[key].get<Index>();
-      if (v < low || v > high)
-        throw detail::bad_request(str_cat("'", key, "' = ", v, " should be in [", low, ", ", high, "]"), key);
-      return v;
-    };
-    auto boolean = [&](const char* key) {
-      if (!j.contains(key) || j[key].is_null()) return false;
-      if (!j[key].is_boolean()) throw detail::bad_request(str_cat("'", key, "' should be a boolean"), key);
-      return j[key].get<bool>();
-    };
-    if (auto v = integer("max_tokens", 1, options_.max_tokens)) r.max_tokens = *v;
-    if (chat)
-      if (auto v = integer("max_completion_tokens", 1, options_.max_tokens)) r.max_tokens = *v;
-    number("temperature", 0.0, 2.0, r.temperature);
-    number("top_p", 1e-9, 1.0, r.top_p);
-    if (auto v = integer("seed", std::numeric_limits<Index>::min(), std::numeric_limits<Index>::max()))
-      r.seed = static_cast<std::uint64_t>(*v);
-    if (auto n = integer("n", 1, 1); n && *n != 1) throw detail::bad_request("only n = 1 is supported", "n");
-    r.stream = boolean("stream");
-    r.return_token_ids = boolean("return_token_ids");
-    r.prompt = chat ? chat_prompt(j) : text_prompt(j);
-    if (r.prompt.empty())
-      throw detail::bad_request("the prompt encodes to no tokens", chat ? "messages" : "prompt");
-    if (static_cast<Index>(r.prompt.size()) > options_.max_prompt_tokens)
-      throw detail::bad_request(str_cat("the prompt has ", r.prompt.size(), " tokens; the limit is ",
-                                        options_.max_prompt_tokens),
-                                chat ? "messages" : "prompt", "context_length_exceeded");
-    return r;
+    return parse_completion_request(body, chat, tokenizer_, chat_template_ ? &*chat_template_ : nullptr,
+                                    options_);
   }
 
  private:
@@ -273,43 +179,6 @@ class HttpServer {
   static void reply(httplib::Response& res, int status, const io::Json& body) {
     res.status = status;
     res.set_content(body.dump(), "application/json");
-  }
-
-  std::vector<std::int64_t> text_prompt(const io::Json& j) const {
-    if (!j.contains("prompt")) throw detail::bad_request("'prompt' is required", "prompt");
-    const io::Json& p = j["prompt"];
-    if (p.is_string()) return tokenizer_.encode_for_model(p.get<std::string>());
-    if (p.is_array() && !p.empty() && std::all_of(p.begin(), p.end(), [](const io::Json& v) { return v.is_number_integer(); })) {
-      std::vector<std::int64_t> ids;
-      for (const io::Json& v : p) {
-        const auto id = v.get<std::int64_t>();
-        if (id < 0 || id >= tokenizer_.vocab_size())
-          throw detail::bad_request(str_cat("token id ", id, " is outside the vocabulary [0, ",
-                                            tokenizer_.vocab_size(), ")"), "prompt");
-        ids.push_back(id);
-      }
-      return ids;
-    }
-    throw detail::bad_request("'prompt' should be a string or a non-empty array of token ids (one prompt per request)",
-                              "prompt");
-  }
-  std::vector<std::int64_t> chat_prompt(const io::Json& j) const {
-    if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
-      throw detail::bad_request("'messages' is required and should be a non-empty array", "messages");
-    for (const io::Json& m : j["messages"])
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
-          !m["content"].is_string())
-        throw detail::bad_request("each message should be {\"role\": string, \"content\": string}", "messages");
-    if (!chat_template_)
-      throw detail::bad_request("this model has no chat template (tokenizer_config.json); use /v1/completions",
-                                "messages", "no_chat_template");
-    std::string text;
-    try {
-      text = chat_template_->render(j["messages"], true);
-    } catch (const Error& e) {
-      throw detail::bad_request(str_cat("the chat template rejected the messages: ", e.what()), "messages");
-    }
-    return tokenizer_.encode(text);  // apply_chat_template tokenizes without adding special tokens
   }
 
   void handle(const httplib::Request& req, httplib::Response& res, bool chat) {
