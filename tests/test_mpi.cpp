@@ -10,6 +10,10 @@
 //     mpirun on PATH, they report that they are skipped and pass.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -452,6 +456,60 @@ TEST_CASE("mpirun: a state saved by 2 processes resumes in 1, and one saved by 1
   INFO(rest4.output);
   REQUIRE(rest4.status == 0);
   check_close(dir / "whole", dir / "b");
+}
+
+TEST_CASE("mpirun: Ctrl-C (SIGINT to mpirun) stops every rank after one step; --resume is bit-identical") {
+  if (!have_mpirun()) {
+    MESSAGE("skipped: " MPIEXEC " not found");
+    return;
+  }
+  const fs::path dir = testing::fresh_dir(work, "interrupt");
+  // 300 steps (150 epochs of 2), so the signal lands mid-run.
+  const std::vector<std::string> more = {"--epochs", "150", "--log-every", "1"};
+  const testing::Run whole = glue(2, dir / "whole", more);
+  INFO(whole.output);
+  REQUIRE(whole.status == 0);
+
+  // mpirun started in the background; SIGINT once rank 0 has logged a step.
+  const fs::path out = dir / "cut";
+  std::vector<std::string> args = testing::concat({MPIEXEC}, mpirun_args(2, testing::concat(glue_args(out), more)));
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  const std::string log = (dir / "cut.log").string();
+  posix_spawn_file_actions_addopen(&files, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&files, 1, 2);
+  pid_t pid = 0;
+  REQUIRE(posix_spawnp(&pid, argv[0], &files, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&files);
+  const auto start = std::chrono::steady_clock::now();
+  bool stepped = false;
+  while (!stepped && std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    stepped = fs::exists(out / "log.jsonl") &&
+              testing::read_file(out / "log.jsonl").find("\"event\":\"step\"") != std::string::npos;
+    if (!stepped) ::usleep(2000);
+  }
+  REQUIRE(stepped);
+  ::kill(pid, SIGINT);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  INFO(testing::read_file(log));
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) != 0);  // rank 0's 128 + signal
+  const auto stops = testing::events(out / "log.jsonl", "interrupt");
+  REQUIRE(stops.size() == 1);
+  const auto stopped_at = stops[0].at("step").get<std::int64_t>();
+  CHECK(stopped_at < 300);
+  CHECK(fs::exists(out / "state" / "state.json"));
+
+  const testing::Run rest = glue(2, out, testing::concat(more, {"--resume"}));
+  INFO(rest.output);
+  REQUIRE(rest.status == 0);
+  CHECK(step_losses(out) == step_losses(dir / "whole"));
+  CHECK(testing::read_file(out / "adapter/adapter_model.safetensors") ==
+        testing::read_file(dir / "whole/adapter/adapter_model.safetensors"));
 }
 
 TEST_CASE("mpirun: finetune_digits with 2 processes trains, saves and reloads its adapters") {
