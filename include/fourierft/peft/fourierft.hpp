@@ -249,12 +249,12 @@ AppliedAdapters apply_fourierft(nn::Module<Real>& model, const FourierFTConfig& 
     for (const FusedSlices& f : config.fused_slices)
       if (name_matches(name, f.module)) fused = &f;
     // A config read from a file whose sizes do not fit this layer: the error names file and key.
-    const auto misfit = [&](const Error& e) {
+    const auto misfit = [&](const Error& e, const std::string& layer) {
       const char* key = fused                      ? "fourierft_fused_slices"
                         : n != config.n_frequency  ? "n_frequency_pattern"
                         : config.frequency_bias    ? "n_frequency' / 'fourierft_frequency_bias"
                                                    : "n_frequency";
-      return FormatError(str_cat(config.source, ": key '", key, "' does not fit layer '", name,
+      return FormatError(str_cat(config.source, ": key '", key, "' does not fit layer '", layer,
                                  "' of the model: ", e.what()));
     };
     std::vector<FourierFTBlockSpec> blocks;
@@ -262,10 +262,10 @@ AppliedAdapters apply_fourierft(nn::Module<Real>& model, const FourierFTConfig& 
       blocks = fourierft_blocks(*linear, name, fused, n, entries);
     } catch (const ValueError& e) {
       if (config.source.empty()) throw;
-      throw misfit(e);
+      throw misfit(e, name);
     } catch (const ShapeError& e) {
       if (config.source.empty()) throw;
-      throw misfit(e);
+      throw misfit(e, name);
     }
     linear->attach("", std::make_shared<FourierFTAdapter<Real>>(Real(config.scaling), blocks, rng,
                                                                 config.init_weights));
