@@ -392,9 +392,9 @@ TEST_CASE("mpirun: pretrain (masked LM, causal LM, images) agrees with 1 process
     return;
   }
   const fs::path dir = testing::fresh_dir(work, "pretrain");
-  // Every weight trains here (AdamW, 3-4 steps): reduction-order differences of ~1e-7 in a
-  // gradient move an update by up to lr where a gradient is near 0, so weights are compared at
-  // a tolerance of a fraction of lr, losses as for the adapters.
+  // Every weight trains here (AdamW, 2-5 steps): reduction-order differences of ~1e-7 in a
+  // gradient can move an update by up to lr where a gradient is near 0, so weights get a looser
+  // tolerance than adapters (measured: largest difference 6e-8 mlm, 2.2e-7 clm, 5.3e-7 image).
   const std::vector<std::string> text = {"--text", (fixtures / "data/glue/sst2/train.tsv").string(),
                                          "--layers", "1", "--hidden", "32", "--heads", "4",
                                          "--batch", "8", "--grad-accum", "2", "--epochs", "1",
@@ -429,7 +429,7 @@ TEST_CASE("mpirun: pretrain (masked LM, causal LM, images) agrees with 1 process
     double worst = 0;
     for (std::size_t i = 0; i < wa.size(); ++i) worst = std::max(worst, double(std::abs(wa[i] - wb[i])));
     INFO(modes[k][2], ": largest weight difference ", worst);
-    CHECK(worst <= 2e-4);
+    CHECK(worst <= 1e-5);
   }
 }
 
@@ -464,7 +464,7 @@ TEST_CASE("mpirun: Ctrl-C (SIGINT to mpirun) stops every rank after one step; --
     return;
   }
   const fs::path dir = testing::fresh_dir(work, "interrupt");
-  // 300 steps (150 epochs of 2), so the signal lands mid-run.
+  // 450 steps (150 epochs of 3), so the signal lands mid-run.
   const std::vector<std::string> more = {"--epochs", "150", "--log-every", "1"};
   const testing::Run whole = glue(2, dir / "whole", more);
   INFO(whole.output);
@@ -501,7 +501,7 @@ TEST_CASE("mpirun: Ctrl-C (SIGINT to mpirun) stops every rank after one step; --
   const auto stops = testing::events(out / "log.jsonl", "interrupt");
   REQUIRE(stops.size() == 1);
   const auto stopped_at = stops[0].at("step").get<std::int64_t>();
-  CHECK(stopped_at < 300);
+  CHECK(stopped_at < 450);
   CHECK(fs::exists(out / "state" / "state.json"));
 
   const testing::Run rest = glue(2, out, testing::concat(more, {"--resume"}));
