@@ -112,7 +112,11 @@ case $mode in
         kill -KILL $pid 2> /dev/null
         wait $pid 2> /dev/null
         status=$?
-        [ $status = 0 ] && break  # it finished first
+        if [ $status = 0 ]; then  # it finished first: a fresh run takes at most delay_ms now
+          # (the first timing can be slow, e.g. beside other tests): later delays stay inside a run
+          [ ${#resume[@]} = 0 ] && [ "$delay_ms" -lt "$run_ms" ] && run_ms=$delay_ms
+          break
+        fi
         [ $status = 137 ] || fail "exit status $status (not the SIGKILL's 137)"
         done_kills=$((done_kills + 1))
         if [ "$mode" = glue ] && has_state "$dir"; then
