@@ -277,14 +277,18 @@ std::vector<double> step_losses(const fs::path& out) {
   return losses;
 }
 
-std::vector<float> adapter_values(const fs::path& out) {
-  const io::SafetensorsFile file(out / "adapter" / "adapter_model.safetensors");
+// Every tensor of a safetensors file, in name order, as one list of floats.
+std::vector<float> file_values(const fs::path& path) {
+  const io::SafetensorsFile file(path);
   std::vector<float> values;
   for (const std::string& name : file.sorted_names()) {
     const Tensor<float> t = file.load<float>(name);
     values.insert(values.end(), t.data().begin(), t.data().end());
   }
   return values;
+}
+std::vector<float> adapter_values(const fs::path& out) {
+  return file_values(out / "adapter" / "adapter_model.safetensors");
 }
 
 // Floating-point tolerance of data-parallel vs one process (docs/scaling.md): the same sums in
@@ -375,17 +379,6 @@ TEST_CASE("mpirun: finetune_e2e (token-mean loss) and finetune_vit (augmentation
   check_close(dir / "vit-np0", dir / "vit-np2", 2);
 }
 
-// pretrain's weights, every tensor of <out>/model/model.safetensors in name order.
-std::vector<float> pretrained_values(const fs::path& out) {
-  const io::SafetensorsFile file(out / "model" / "model.safetensors");
-  std::vector<float> values;
-  for (const std::string& name : file.sorted_names()) {
-    const Tensor<float> t = file.load<float>(name);
-    values.insert(values.end(), t.data().begin(), t.data().end());
-  }
-  return values;
-}
-
 TEST_CASE("mpirun: pretrain (masked LM, causal LM, images) agrees with 1 process") {
   if (!have_mpirun()) {
     MESSAGE("skipped: " MPIEXEC " not found");
@@ -424,7 +417,8 @@ TEST_CASE("mpirun: pretrain (masked LM, causal LM, images) agrees with 1 process
       INFO(modes[k][2], " step ", i + 1, ": ", la[i], " vs ", lb[i]);
       CHECK(std::abs(la[i] - lb[i]) <= 1e-5 * std::abs(la[i]));
     }
-    const std::vector<float> wa = pretrained_values(one), wb = pretrained_values(two);
+    const std::vector<float> wa = file_values(one / "model/model.safetensors"),
+                             wb = file_values(two / "model/model.safetensors");
     REQUIRE(wa.size() == wb.size());
     double worst = 0;
     for (std::size_t i = 0; i < wa.size(); ++i) worst = std::max(worst, double(std::abs(wa[i] - wb[i])));
