@@ -19,6 +19,10 @@
 //   ./build/examples/finetune_cifar5_demo [--methods head,fourierft,lora] [--epochs 2]
 //       [--n 256] [--lora-r 4] [--threads 2] [--out out/cifar5]
 // Expect: the table in README.md (measured on 2 cores; about two minutes for the three runs).
+// Crash safety: Ctrl-C or SIGTERM saves the running method's state to --out/state/<method> after the
+// current step and exits 130 / 143; --save-every N also saves every N steps; the same command plus
+// --resume skips the finished methods (their --out/<method>/results.json) and continues the
+// running one: the same table (but for seconds) and adapters, bit for bit.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -52,6 +56,8 @@ Fine-tunes the committed tiny ViT on five new CIFAR-10 classes with each method;
   --n N [256]  --scaling A [100]  --lr LR (spectrum) [0.05]
   --lora-r R [4]  --lora-alpha A [8]  --lora-lr LR [5e-3]  --full-lr LR [5e-4]
   --head-lr LR [5e-3]  --seed S [0]  --threads T [2]  --out DIR [out/cifar5]
+  --save-every N      also save the running method's state every N steps        [on Ctrl-C only]
+  --resume            continue an interrupted run (Ctrl-C, SIGTERM, a crash) in --out
 )";
 
 
@@ -61,7 +67,7 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     // ---- options ---------------------------------------------------------------------------------
-    util::Args args(argc, argv, {"--help"});
+    util::Args args(argc, argv, {"--help", "--resume"});
     if (args.has("--help")) {
       std::cout << usage;
       return 0;
@@ -90,7 +96,10 @@ int main(int argc, char** argv) {
     opt.seed = static_cast<std::uint64_t>(args.integer("--seed", 0));
     const int threads = static_cast<int>(args.integer("--threads", 2));
     const fs::path out = args.str("--out", "out/cifar5");
+    const bool resume = args.has("--resume");
+    const std::int64_t save_every = args.integer("--save-every", 0);
     args.reject_unknown();
+    check(save_every >= 0, "option --save-every must be >= 0 (0: on Ctrl-C only), got ", save_every);
     check(epochs >= 1 && batch_size >= 1 && opt.n >= 1 && opt.lora_r >= 1 && threads >= 1,
           "options --epochs, --batch, --n, --lora-r, --threads must be >= 1");
     for (const std::string& m : methods)
@@ -99,6 +108,22 @@ int main(int argc, char** argv) {
     set_num_threads(threads);
     ops::spectral::reproducible_fft(true);
     const auto start = std::chrono::steady_clock::now();
+
+    // ---- the run's state: <out>/state/<method> while it is unfinished ---------------------------
+    train::InterruptFlag interrupt;  // Ctrl-C / SIGTERM: save the running method's state, stop
+    const fs::path state_root = out / "state";
+    {
+      std::vector<fs::path> finished;  // a method is done once its results.json is written
+      for (const std::string& m : methods) finished.push_back(out / m / "results.json");
+      train::start_or_resume_phases(
+          out, resume,
+          {{"program", "finetune_cifar5_demo"}, {"methods", methods}, {"limit_train", limit_train},
+           {"data", data_dir.string()}, {"model", model_dir.string()}, {"epochs", epochs},
+           {"batch", batch_size}, {"n", opt.n}, {"scaling", opt.scaling}, {"lora_r", opt.lora_r},
+           {"lora_alpha", opt.lora_alpha}, {"lr", spectrum_lr}, {"lora_lr", lora_lr},
+           {"full_lr", full_lr}, {"head_lr", opt.head_lr}, {"seed", opt.seed}},
+          finished);
+    }
 
     // ---- data and the pre-trained checkpoint ---------------------------------------------------
     const io::DecodedImageFolder train_set(data_dir / "train"), test_set(data_dir / "test");
@@ -138,18 +163,38 @@ int main(int argc, char** argv) {
                 "acc after", "seconds");
     double fourierft_accuracy = -1;
     for (const std::string& method : methods) {  // examples/vit_transfer.hpp: load, adapt, train
-      examples::TransferSettings settings{.opt = opt, .epochs = epochs, .batch_size = batch_size};
+      examples::TransferSettings settings{.opt = opt, .epochs = epochs, .batch_size = batch_size,
+                                          .state_dir = state_root / method,
+                                          .save_every = save_every, .interrupt = &interrupt};
       settings.opt.method = method;
       const peft::MethodConfig config = peft::method_config(method);  // the lr by the method's kind
       const bool spectral = config.find<peft::FourierFTConfig>() != nullptr;
       settings.lr = spectral ? spectrum_lr : config.find<peft::LoraConfig>() ? lora_lr : full_lr;
-      const examples::TransferResult r = examples::run_transfer(
-          model_dir, train_set, train_items, test_set, processor, settings, out / method);
-      const auto bytes = fs::file_size(out / method / "adapter_model.safetensors");
+      const fs::path result_file = out / method / "results.json";
+      io::Json row;
+      if (resume && fs::exists(result_file)) {  // finished before the interruption
+        row = io::read_json(result_file);
+      } else {
+        const examples::TransferResult r = examples::run_transfer(
+            model_dir, train_set, train_items, test_set, processor, settings, out / method);
+        if (r.signal != 0) {
+          std::printf("interrupted in %s at step %lld: state saved to %s; continue with the same "
+                      "command plus --resume\n", method.c_str(), static_cast<long long>(r.steps),
+                      settings.state_dir.string().c_str());
+          return 128 + r.signal;
+        }
+        row = {{"method", method}, {"trainable", r.trainable},
+               {"adapter_bytes", fs::file_size(out / method / "adapter_model.safetensors")},
+               {"accuracy_before", r.accuracy_before}, {"accuracy_after", r.accuracy_after},
+               {"seconds", r.seconds}};
+        io::write_json(result_file, row);
+        train::remove_train_state(settings.state_dir);
+      }
       std::printf("%-10s %10lld %10llu %11.4f %10.4f %8.1f\n", method.c_str(),
-                  static_cast<long long>(r.trainable), static_cast<unsigned long long>(bytes),
-                  r.accuracy_before, r.accuracy_after, r.seconds);
-      if (spectral) fourierft_accuracy = r.accuracy_after;
+                  row.at("trainable").get<long long>(), row.at("adapter_bytes").get<unsigned long long>(),
+                  row.at("accuracy_before").get<double>(), row.at("accuracy_after").get<double>(),
+                  row.at("seconds").get<double>());
+      if (spectral) fourierft_accuracy = row.at("accuracy_after").get<double>();
     }
 
     // ---- the saved FourierFT adapter alone reproduces its accuracy ------------------------------
@@ -166,6 +211,8 @@ int main(int argc, char** argv) {
     }
     std::printf("done in %s; adapters in %s/<method>/ (PEFT format)\n",
                 train::format_duration(train::seconds_since(start)).c_str(), out.string().c_str());
+    std::error_code ec;
+    fs::remove_all(state_root, ec);  // the run is complete
     return reproduced ? 0 : 1;
   } catch (const std::exception& e) {  // fourierft::Error names the file, tensor or option
     return train::report_error("finetune_cifar5_demo", e);

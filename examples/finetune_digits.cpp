@@ -13,7 +13,7 @@
 // parameters. (The README's main job is finetune_cifar5_demo: the same comparison on a pre-trained ViT.)
 //
 // Run:   ./build/examples/finetune_digits [--data examples/data/digits/digits.csv] [--out out/digits]
-//        [--n 96] [--r 2] [--epochs 30] [--seed 0] [--threads 2]
+//        [--n 96] [--r 2] [--epochs 30] [--seed 0] [--threads 2] [--save-every N] [--resume]
 // Expect (2 cores, ~5 s; measured with the defaults):
 //   pre-trained MLP 64-128-128-128-5 (41989 params): accuracy on 0-4 = 0.991
 //   method      trainable    adapter B acc before  acc after
@@ -23,6 +23,10 @@
 //   full            41989       168692      0.196      0.978
 // Adapters are written to --out/<method>/ (PEFT format) and the FourierFT one is reloaded into a
 // fresh model to check that it reproduces the accuracy exactly.
+// Crash safety (one process): Ctrl-C or SIGTERM saves the running phase's state (pre-training or one
+// method) to --out/state/<phase> after the current step and exits 130 / 143; --save-every N also
+// saves every N steps; the same command plus --resume skips the finished phases (their
+// results.json) and continues the running one, to the same table and adapters, bit for bit.
 // Under `mpirun -np P` every batch of 32 is split over P processes and the gradients summed
 // (docs/scaling.md): the same table up to float rounding; rank 0 prints and writes --out.
 #include <chrono>
@@ -30,6 +34,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -38,6 +43,8 @@
 
 #include "fourierft/dist/world.hpp"
 #include "fourierft/fourierft.hpp"
+#include "fourierft/train/checkpoint.hpp"
+#include "fourierft/train/signals.hpp"
 
 using namespace fourierft;
 namespace fs = std::filesystem;
@@ -130,11 +137,27 @@ double accuracy(const Mlp& model, const Split& s) {
   return metrics::accuracy(pred, s.labels);
 }
 
+// ---------------------------------------------------------------------------
+// Saving one training phase (pre-training, or one method): where, how often, and the stop request.
+struct PhaseSaving {
+  fs::path dir;                                  // <out>/state/<phase>; empty: never (mpirun)
+  std::int64_t save_every = 0;                   // > 0: after every that many steps too
+  const train::InterruptFlag* interrupt = nullptr;  // Ctrl-C / SIGTERM: save and stop
+  io::Json settings;                             // checked on resume
+};
+struct TrainOutcome {
+  double last_epoch_loss = 0;
+  std::int64_t step = 0;
+  int signal = 0;  // non-zero: stopped by that signal, its state saved
+};
+
 // Trains `model`'s trainable parameters with AdamW: `spectral_lr` for parameters whose name
 // contains "fourierft_spectrum", `lr` for the rest; linear decay; returns the last epoch's mean loss.
 // Data-parallel over `comm`: each rank forwards its shard of every batch, weighted by its share.
-double train(Mlp& model, const Split& data, int epochs, double lr, double spectral_lr, Rng& rng,
-             dist::Communicator& comm) {
+// `rng` shuffles the data each epoch (in place, cumulatively). With a state in saving.dir (a
+// resume), the trainable tensors and optimizer are restored and the shuffles replayed up to it.
+TrainOutcome train_mlp(Mlp& model, const Split& data, int epochs, double lr, double spectral_lr,
+                   Rng& rng, dist::Communicator& comm, const PhaseSaving& saving) {
   std::vector<Var<float>> spectra, others;
   for (auto& [name, p] : model.named_parameters())
     if (p.requires_grad()) (name.find("fourierft_spectrum") != std::string::npos ? spectra : others).push_back(p);
@@ -150,10 +173,20 @@ double train(Mlp& model, const Split& data, int epochs, double lr, double spectr
   Tape<float> tape;
   double epoch_loss = 0;
   std::int64_t step = 0;
+  train::TrainState resumed;  // epoch 0, batch 0 unless a state is found
+  const auto found = saving.dir.empty() ? std::nullopt : train::find_train_state(saving.dir);
+  if (found) {
+    resumed = train::load_train_state(*found, model, opt, saving.settings);
+    step = resumed.step;
+    epoch_loss = resumed.record.at("epoch_loss").get<double>();
+  }
   for (int epoch = 0; epoch < epochs; ++epoch) {
     for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-    epoch_loss = 0;
-    for (std::size_t start = 0; start < order.size(); start += batch) {
+    if (epoch < resumed.epoch) continue;  // replayed for the order and rng
+    const bool continued = found && epoch == resumed.epoch;
+    if (!continued) epoch_loss = 0;
+    const std::size_t first = continued ? static_cast<std::size_t>(resumed.next_batch) * batch : 0;
+    for (std::size_t start = first; start < order.size(); start += batch) {
       const std::span<const std::size_t> whole(order.data() + start, std::min(batch, order.size() - start));
       const std::span<const std::size_t> idx = dist::shard(whole, comm.rank(), comm.size());
       float weighted_loss = 0;  // this shard's part of the batch's mean loss
@@ -172,20 +205,33 @@ double train(Mlp& model, const Split& data, int epochs, double lr, double spectr
       opt.zero_grad();
       tape.clear();
       epoch_loss += weighted_loss / double(steps_per_epoch);
+      const int signal = saving.interrupt != nullptr ? saving.interrupt->requested() : 0;
+      if (!saving.dir.empty() &&
+          (signal != 0 || (saving.save_every > 0 && step % saving.save_every == 0))) {
+        train::TrainState state;
+        state.step = step;
+        state.epoch = epoch;
+        state.next_batch = static_cast<std::int64_t>(start / batch + 1);
+        state.record = {{"epoch_loss", epoch_loss}};
+        train::save_train_state(saving.dir, model, opt, state, saving.settings);
+      }
+      if (signal != 0) return {epoch_loss, step, signal};
     }
   }
-  return epoch_loss;
+  return {epoch_loss, step, 0};
 }
+
 
 int main(int argc, char** argv) {
   dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
     dist::Communicator& comm = world.comm();
     // ---- options -------------------------------------------------------------------------
-    util::Args args(argc, argv, {"--help"});
+    util::Args args(argc, argv, {"--help", "--resume"});
     if (args.has("--help")) {
       std::printf("usage: finetune_digits [--data CSV] [--out DIR] [--n N] [--r R] [--epochs E] "
-                  "[--seed S] [--threads T]\n(see the comment at the top of finetune_digits.cpp)\n");
+                  "[--seed S] [--threads T] [--save-every N] [--resume]\n(see the comment at the "
+                  "top of finetune_digits.cpp)\n");
       return 0;
     }
     const fs::path data_path = args.str("--data", FOURIERFT_EXAMPLES_DATA_DIR "/digits/digits.csv");
@@ -197,8 +243,40 @@ int main(int argc, char** argv) {
     const int epochs = static_cast<int>(args.integer("--epochs", 30));
     const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("--seed", 0));
     set_num_threads(static_cast<int>(args.integer("--threads", 2)));
+    // FFTW plans without timing: a run is bit-identical to the last (and to a resumed one).
+    ops::spectral::reproducible_fft(true);
+    const bool resume = args.has("--resume");
+    const std::int64_t save_every = args.integer("--save-every", 0);
     args.reject_unknown();
+    check(save_every >= 0, "option --save-every must be >= 0 (0: no periodic saves), got ", save_every);
+    check(comm.size() == 1 || (!resume && save_every == 0), "options --resume and --save-every ",
+          "work in one process, not under mpirun (", comm.size(), " processes)");
     const auto start = std::chrono::steady_clock::now();
+    const std::vector<std::string> methods = {"head", "fourierft", "lora", "full"};
+
+    // ---- the run's state: <out>/state/ while it is unfinished (one process) --------------------
+    std::optional<train::InterruptFlag> interrupt;  // Ctrl-C / SIGTERM: save, then stop
+    const fs::path state_root = out / "state";
+    const io::Json settings = {{"program", "finetune_digits"}, {"n", n}, {"r", r},
+                               {"epochs", epochs}, {"seed", seed}};
+    if (comm.size() == 1) {
+      interrupt.emplace();
+      std::vector<fs::path> finished = {out / "pretrained.safetensors"};  // phases' done-markers
+      for (const std::string& method : methods) finished.push_back(out / method / "results.json");
+      train::start_or_resume_phases(out, resume, settings, finished);
+    }
+    auto phase = [&](const std::string& name) {
+      return PhaseSaving{.dir = comm.size() == 1 ? state_root / name : fs::path(),
+                         .save_every = save_every,
+                         .interrupt = interrupt ? &*interrupt : nullptr,
+                         .settings = settings};
+    };
+    auto stopped = [&](const TrainOutcome& o, const std::string& name) {
+      std::printf("interrupted in %s at step %lld: state saved to %s; continue with the same "
+                  "command plus --resume\n", name.c_str(), static_cast<long long>(o.step),
+                  (state_root / name).string().c_str());
+      return 128 + o.signal;
+    };
 
     // ---- data: pre-train on 0–4, fine-tune on 5–9 -------------------------------------------
     const auto rows = read_digits(data_path);
@@ -215,12 +293,21 @@ int main(int argc, char** argv) {
       Mlp base(hidden, 5, rng);
       check(32 % comm.size() == 0, "finetune_digits splits every batch of 32 over the MPI ",
             "processes: use -np 1, 2, 4, 8, 16 or 32, not ", comm.size());
-      train(base, source_train, epochs, 3e-3, 0, rng, comm);
+      const bool done = resume && fs::exists(out / "pretrained.safetensors");
+      if (done) {
+        base.load_safetensors(out / "pretrained.safetensors").require_complete();
+      } else {
+        const TrainOutcome o = train_mlp(base, source_train, epochs, 3e-3, 0, rng, comm, phase("pretrain"));
+        if (o.signal != 0) return stopped(o, "pretrain");
+      }
       std::printf("pre-trained MLP 64-%lld-%lld-%lld-5 (%lld params): accuracy on 0-4 = %.3f\n",
                   (long long)hidden, (long long)hidden, (long long)hidden,
                   (long long)base.num_parameters(), accuracy(base, source_test));
-      fs::create_directories(out);
-      base.save_safetensors(out / "pretrained.safetensors");
+      if (!done) {
+        fs::create_directories(out);
+        base.save_safetensors(out / "pretrained.safetensors");
+      }
+      if (comm.size() == 1) train::remove_train_state(state_root / "pretrain");
     }
 
     // ---- fine-tuning on 5–9 with each method ---------------------------------------------------
@@ -228,7 +315,18 @@ int main(int argc, char** argv) {
     std::printf("\n%-10s %10s %12s %10s %10s %8s\n", "method", "trainable", "adapter B",
                 "acc before", "acc after", "seconds");
     double fourierft_accuracy = 0;
-    for (const std::string method : {"head", "fourierft", "lora", "full"}) {
+    for (const std::string& method : methods) {
+      // A resumed run's finished methods: their row as they printed it.
+      const fs::path result_file = out / method / "results.json";
+      if (resume && fs::exists(result_file)) {
+        const io::Json row = io::read_json(result_file);
+        std::printf("%-10s %10lld %12llu %10.3f %10.3f %8.1f\n", method.c_str(),
+                    row.at("trainable").get<long long>(), row.at("adapter_bytes").get<unsigned long long>(),
+                    row.at("accuracy_before").get<double>(), row.at("accuracy_after").get<double>(),
+                    row.at("seconds").get<double>());
+        if (method == "fourierft") fourierft_accuracy = row.at("accuracy_after").get<double>();
+        continue;
+      }
       const auto t0 = std::chrono::steady_clock::now();
       Rng method_rng(seed + 1);  // same head init and data order for every method
       Mlp model(hidden, 5, method_rng);
@@ -251,13 +349,23 @@ int main(int argc, char** argv) {
       }
       const auto applied = peft::apply_adapter(model, spec, method_rng);
       const double before = accuracy(model, target_test);
-      train(model, target_train, epochs, 3e-3, 5e-2, method_rng, comm);
+      const TrainOutcome o =
+          train_mlp(model, target_train, epochs, 3e-3, 5e-2, method_rng, comm, phase(method));
+      if (o.signal != 0) return stopped(o, method);
       const double after = accuracy(model, target_test);
       peft::save_adapter(model, spec, out / method);
       const auto bytes = fs::file_size(out / method / "adapter_model.safetensors");
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::printf("%-10s %10lld %12llu %10.3f %10.3f %8.1f\n", method.c_str(),
                   (long long)applied.params.trainable, (unsigned long long)bytes, before, after,
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                  seconds);
+      if (comm.size() == 1) {  // the phase is done: its row, then its state goes
+        io::write_json(result_file, {{"method", method}, {"trainable", applied.params.trainable},
+                                     {"adapter_bytes", bytes}, {"accuracy_before", before},
+                                     {"accuracy_after", after}, {"seconds", seconds}});
+        train::remove_train_state(state_root / method);
+      }
       if (method == "fourierft") fourierft_accuracy = after;
     }
 
@@ -272,6 +380,7 @@ int main(int argc, char** argv) {
     std::printf("done in %.1f s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (!comm.is_root()) fs::remove_all(out);
+    if (comm.size() == 1) fs::remove_all(state_root);  // the run is complete
     return reloaded == fourierft_accuracy ? 0 : 1;
   } catch (const Error& e) {
     std::fprintf(stderr, "finetune_digits: %s\n", e.what());

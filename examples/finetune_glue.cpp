@@ -397,8 +397,7 @@ int main(int argc, char** argv) {
       model->save_pretrained(opt.out / "merged");
       for (const char* f : {"vocab.json", "merges.txt", "tokenizer.json"})
         if (fs::exists(tokenizer_dir / f))
-          fs::copy_file(tokenizer_dir / f, opt.out / "merged" / f,
-                        fs::copy_options::overwrite_existing);
+          util::copy_file_atomically(tokenizer_dir / f, opt.out / "merged" / f);
       std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
     }
     run.finish();

@@ -396,7 +396,7 @@ int main(int argc, char** argv) {
       for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                             "tokenizer.model", "generation_config.json"})
         if (fs::exists(tokenizer_dir / f))
-          fs::copy_file(tokenizer_dir / f, opt.out / "merged" / f, fs::copy_options::overwrite_existing);
+          util::copy_file_atomically(tokenizer_dir / f, opt.out / "merged" / f);
       std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
     }
     run.finish(has_held_out ? io::Json{{"eval_loss", history.back().at("eval_loss")}} : io::Json::object());

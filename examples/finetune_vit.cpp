@@ -124,17 +124,6 @@ void write_predictions(const fs::path& path, const io::ImageFolder& folder,
   });
 }
 
-// Rows [begin, begin + count) of `batch` (pixels (B, 3, H, W), labels (B)).
-io::ImageBatch batch_rows(const io::ImageBatch& batch, Index begin, Index count) {
-  const Index per_image = batch.pixels.numel() / batch.pixels.size(0);
-  Shape shape = batch.pixels.shape();
-  shape[0] = count;
-  io::ImageBatch out{Tensor<float>(shape), Tensor<std::int64_t>({count})};
-  std::copy_n(batch.pixels.ptr() + begin * per_image, count * per_image, out.pixels.ptr());
-  std::copy_n(batch.labels.ptr() + begin, count, out.labels.ptr());
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -283,7 +272,7 @@ int main(int argc, char** argv) {
           const std::span<const Index> mine = run.shard(batches[m]);
           if (mine.empty()) continue;
           if (mine.size() != rows.size())
-            batch = batch_rows(batch, static_cast<Index>(mine.data() - batches[m].data()),
+            batch = io::batch_rows(batch, static_cast<Index>(mine.data() - batches[m].data()),
                                static_cast<Index>(mine.size()));
           const Var<float> logits = model->forward(tape, batch.pixels).logits;  // (B, classes)
           const Var<float> loss = model->loss(tape, logits, batch.labels);
@@ -323,9 +312,8 @@ int main(int argc, char** argv) {
       peft::merge_adapters(*model);
       model->save_pretrained(opt.out / "merged");
       if (fs::exists(model_dir / "preprocessor_config.json"))
-        fs::copy_file(model_dir / "preprocessor_config.json",
-                      opt.out / "merged" / "preprocessor_config.json",
-                      fs::copy_options::overwrite_existing);
+        util::copy_file_atomically(model_dir / "preprocessor_config.json",
+                                   opt.out / "merged" / "preprocessor_config.json");
       std::printf("merged model: %s\n", (opt.out / "merged").string().c_str());
     }
     run.finish();

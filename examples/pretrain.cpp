@@ -126,6 +126,7 @@ run:
   --seed S [0]  --threads T  --out DIR [out/pretrain]  --log-every K [10]
   --resume            continue from DIR/state (after Ctrl-C, --stop-after or a crash)
   --stop-after S      save the state and stop after S optimizer steps (resume later)
+  --save-every N      save the state every N optimizer steps too (a crash loses < N)  [epoch ends]
   --fast-fft          (accepted for symmetry with the fine-tuning programs; no FFT here)
 )";
 
@@ -387,6 +388,21 @@ Tensor<std::int64_t> stack_blocks(const std::vector<std::vector<std::int64_t>>& 
   return ids;
 }
 
+// Rows [begin, begin + count) of a (B, T) tensor.
+Tensor<std::int64_t> block_rows(const Tensor<std::int64_t>& ids, Index begin, Index count) {
+  const Index T = ids.size(1);
+  Tensor<std::int64_t> out({count, T});
+  std::copy_n(ids.ptr() + begin * T, count * T, out.ptr());
+  return out;
+}
+
+// A data-parallel rank's loss on its shard of a micro-batch, and the shard's share of the
+// micro-batch's loss (train::Run::accumulate's `share`).
+struct ShardLoss {
+  Var<float> loss;
+  double share = 1.0;
+};
+
 // BERT's masking (HF DataCollatorForLanguageModeling, mlm_probability 0.15): each non-special
 // token is chosen with probability p; a chosen one becomes <mask> (80%), a random non-special
 // token (10%) or stays (10%), and its label is the original id; every other label is -100.
@@ -460,17 +476,35 @@ struct TextTask {
     else if (!llama_lm) train::reseed_dropout(*clm, seed, step);  // LLaMA has no dropout
   }
 
-  // The loss of blocks `rows`; masking drawn from `rng`.
-  Var<float> loss(Tape<float>& tape, const std::vector<std::vector<std::int64_t>>& blocks,
-                  std::span<const Index> rows, Rng& rng) {
-    const Tensor<std::int64_t> ids = stack_blocks(blocks, rows);
+  // The loss of this rank's rows [begin, begin + count) of micro-batch `rows`, and its share of the
+  // micro-batch's loss (1 in one process). mlm masking is drawn from `rng` over the whole micro-batch
+  // (the one-process draws), so the shard's loss is a mean over its masked tokens and its share is
+  // shard masked / micro-batch masked; clm blocks all score T − 1 tokens: share = count / B.
+  // nullopt: the shard has nothing to score (no masked token in it).
+  std::optional<ShardLoss> loss(Tape<float>& tape, const std::vector<std::vector<std::int64_t>>& blocks,
+                                std::span<const Index> rows, Index begin, Index count, Rng& rng) {
+    const auto B = static_cast<Index>(rows.size());
     if (masked_lm) {
-      const MaskedBatch m = mask_tokens(ids, special, ordinary, mask_id, 0.15, rng);
+      MaskedBatch m = mask_tokens(stack_blocks(blocks, rows), special, ordinary, mask_id, 0.15, rng);
+      double share = 1.0;
+      if (count != B) {
+        const auto masked = [](const Tensor<std::int64_t>& labels) {
+          return static_cast<double>(std::count_if(labels.ptr(), labels.ptr() + labels.numel(),
+                                                   [](std::int64_t l) { return l != -100; }));
+        };
+        const double all = masked(m.labels);
+        m = {block_rows(m.input_ids, begin, count), block_rows(m.labels, begin, count)};
+        share = masked(m.labels) / all;
+        if (share == 0) return std::nullopt;
+      }
       const Var<float> hidden = mlm->roberta.forward(tape, m.input_ids);
-      return mlm->loss(tape, hidden, m.labels);
+      return ShardLoss{mlm->loss(tape, hidden, m.labels), share};
     }
-    if (llama_lm) return models::causal_lm_loss(tape, llama->forward(tape, ids).logits, ids);
-    return models::causal_lm_loss(tape, clm->forward(tape, ids).logits, ids);
+    const Tensor<std::int64_t> ids = stack_blocks(blocks, rows.subspan(static_cast<std::size_t>(begin),
+                                                                       static_cast<std::size_t>(count)));
+    const double share = static_cast<double>(count) / static_cast<double>(B);
+    if (llama_lm) return ShardLoss{models::causal_lm_loss(tape, llama->forward(tape, ids).logits, ids), share};
+    return ShardLoss{models::causal_lm_loss(tape, clm->forward(tape, ids).logits, ids), share};
   }
 
   // Held-out blocks, masking fixed by the seed (the same positions every epoch): the mean loss
@@ -578,9 +612,15 @@ struct ImageTask {
   Index items(Index rows) const { return rows; }
   void reseed(std::uint64_t seed, std::uint64_t step) { train::reseed_dropout(*vit, seed, step); }
 
-  Var<float> loss(Tape<float>& tape, std::span<const Index> rows, Rng& augment) {
-    const io::ImageBatch batch = train_images->batch(rows, processor, &augment, crop);
-    return vit->loss(tape, vit->forward(tape, batch.pixels).logits, batch.labels);
+  // The loss of this rank's rows [begin, begin + count) of micro-batch `rows` (a mean over images:
+  // share count / B). Every rank augments the whole micro-batch (the one-process draws).
+  std::optional<ShardLoss> loss(Tape<float>& tape, std::span<const Index> rows, Index begin,
+                                Index count, Rng& augment) {
+    io::ImageBatch batch = train_images->batch(rows, processor, &augment, crop);
+    const auto B = static_cast<Index>(rows.size());
+    if (count != B) batch = io::batch_rows(batch, begin, count);
+    return ShardLoss{vit->loss(tape, vit->forward(tape, batch.pixels).logits, batch.labels),
+                     static_cast<double>(count) / static_cast<double>(B)};
   }
 
   // Test accuracy, evaluation transform (deterministic: the same count for the same weights).
@@ -673,11 +713,6 @@ int main(int argc, char** argv) {
   const auto run_start = std::chrono::steady_clock::now();
   dist::World world = dist::world(argc, argv);  // one process, or this one's rank under mpirun
   try {
-    // Masking and crops are drawn per micro-batch, and the text losses are token means: sharding
-    // them exactly is not done yet, so pretraining refuses mpirun instead of training differently.
-    check(world.comm().size() == 1, "pretrain does not run data-parallel yet (", world.size(),
-          " MPI processes): run it as one process; the fine-tuning programs support mpirun ",
-          "(docs/scaling.md)");
     // ---- options ---------------------------------------------------------------------------------
     util::Args args(argc, argv, {"--resume", "--fast-fft", "--unique-lines", "--help"});
     if (args.has("--help")) {
@@ -950,7 +985,7 @@ int main(int argc, char** argv) {
                     .start_fields = {{"command", command_line(argc, argv)}},
                     .unit = is_image ? "img" : "tok",
                     .rate_key = is_image ? "images_per_s" : "tokens_per_s",
-                    .lr_per_group = false});
+                    .lr_per_group = false, .comm = &world.comm()});
 
     // ---- the loop: forward, backward, clip, step, clear ------------------------------------------
     const std::vector<Var<float>> params = optimizer.parameters();
@@ -970,11 +1005,20 @@ int main(int argc, char** argv) {
           Rng draws = train::step_rng(opt.seed, is_image ? train::Stream::augment : train::Stream::masking,
                                       train::mix_seed(static_cast<std::uint64_t>(step.index),
                                                       static_cast<std::uint64_t>(m)));
-          const Var<float> loss = is_image ? image.loss(tape, batches[m], draws)
-                                           : text.loss(tape, text.train, batches[m], draws);
-          tape.backward(loss, run.accumulate(step, loss, batches[m].size()));
+          // Under mpirun: this rank's shard; every rank draws for the whole micro-batch.
+          const std::span<const Index> mine = run.shard(batches[m]);
+          if (mine.empty()) continue;
+          const auto begin = static_cast<Index>(mine.data() - batches[m].data());
+          const auto count = static_cast<Index>(mine.size());
+          const std::optional<ShardLoss> shard =
+              is_image ? image.loss(tape, batches[m], begin, count, draws)
+                       : text.loss(tape, text.train, batches[m], begin, count, draws);
+          if (!shard) continue;
+          tape.backward(shard->loss,
+                        run.accumulate(step, shard->loss, batches[m].size(), shard->share));
           tape.clear();
         }
+        run.reduce_gradients();  // Σ over MPI ranks
         if (opt.clip > 0) optim::clip_grad_norm(params, opt.clip);
         optimizer.step();
         optimizer.zero_grad();
@@ -992,6 +1036,7 @@ int main(int argc, char** argv) {
                                    train::format_duration(run.epoch_seconds())));
     }
     run.end_loop();
+    if (!run.is_root()) return 0;  // saving and the final evaluation: rank 0 alone
 
     // ---- save: <out>/model.tmp, reloaded and evaluated, then renamed to <out>/model --------------
     const fs::path model_dir = opt.out / "model", tmp_dir = opt.out / "model.tmp",

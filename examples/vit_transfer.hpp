@@ -15,9 +15,11 @@
 #include "fourierft/fourierft.hpp"
 #include "fourierft/io/image_batches.hpp"
 #include "fourierft/models/vit.hpp"
+#include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
 #include "fourierft/train/options.hpp"
 #include "fourierft/train/seeds.hpp"
+#include "fourierft/train/signals.hpp"
 
 namespace fourierft::examples {
 
@@ -87,6 +89,11 @@ struct TransferSettings {
   Index batch_size = 50;
   double clip = 1.0;        // global gradient norm
   double crop_scale_min = 0.35;  // random resized crop: 35-100% of the area, and h-flips
+  // Crash safety (finetune_cifar5_demo): with state_dir set, a state found there is resumed, the
+  // state is saved there every save_every steps, and a signal in *interrupt saves it and stops.
+  fs::path state_dir;
+  std::int64_t save_every = 0;
+  const train::InterruptFlag* interrupt = nullptr;
 };
 
 struct TransferResult {
@@ -94,12 +101,16 @@ struct TransferResult {
   Index classifier = 0;       // of which the classifier's
   double accuracy_before = 0, accuracy_after = 0;
   double seconds = 0;
+  std::int64_t steps = 0;  // optimizer steps done
+  int signal = 0;          // non-zero: stopped by this signal after saving its state (no adapter)
 };
 
 // Loads `model_dir` with a fresh head for the train set's classes, attaches the method to query
 // and value of every layer (FourierFT with zero spectra, LoRA with B = 0: the start is exactly the
 // pre-trained model), trains with AdamW (linear decay, no warmup) and measures test accuracy
-// before and after. With save_dir non-empty, the adapter is saved there (PEFT format).
+// before and after. With save_dir non-empty, the adapter is saved there (PEFT format). Data order,
+// augmentation and dropout are functions of (seed, epoch, step), so a state (trainable tensors,
+// optimizer, position) resumes the run exactly.
 inline TransferResult run_transfer(const fs::path& model_dir,
                                    const io::DecodedImageFolder& train_set,
                                    const std::vector<Index>& train_items,
@@ -126,9 +137,20 @@ inline TransferResult run_transfer(const fs::path& model_dir,
   const optim::Schedule schedule = optim::linear_warmup_decay(0, total_steps);
   std::vector<Var<float>> params = optimizer.parameters();
   Tape<float> tape;
-  std::int64_t step = 0;
-  for (int epoch = 0; epoch < s.epochs; ++epoch) {
-    for (const std::vector<Index>& batch : train::epoch_batches(N, s.batch_size, s.opt.seed, epoch)) {
+  const io::Json settings = {{"method", s.opt.method}, {"n", s.opt.n}, {"scaling", s.opt.scaling},
+                             {"lora_r", s.opt.lora_r}, {"lora_alpha", s.opt.lora_alpha},
+                             {"lr", s.lr}, {"head_lr", s.opt.head_lr}, {"epochs", s.epochs},
+                             {"batch", s.batch_size}, {"train_images", N}, {"seed", s.opt.seed}};
+  train::TrainState resumed;  // the start unless a state is found
+  if (!s.state_dir.empty())
+    if (const auto found = train::find_train_state(s.state_dir))
+      resumed = train::load_train_state(*found, *model, optimizer, settings);
+  std::int64_t step = resumed.step;
+  for (int epoch = resumed.epoch; epoch < s.epochs; ++epoch) {
+    const auto batches = train::epoch_batches(N, s.batch_size, s.opt.seed, epoch);
+    for (std::size_t m = epoch == resumed.epoch ? static_cast<std::size_t>(resumed.next_batch) : 0;
+         m < batches.size(); ++m) {
+      const std::vector<Index>& batch = batches[m];
       model->train();
       train::reseed_dropout(*model, s.opt.seed, static_cast<std::uint64_t>(step));
       std::vector<Index> rows;
@@ -144,8 +166,18 @@ inline TransferResult run_transfer(const fs::path& model_dir,
       optimizer.zero_grad();
       tape.clear();
       ++step;
+      r.signal = s.interrupt != nullptr ? s.interrupt->requested() : 0;
+      if (!s.state_dir.empty() &&
+          (r.signal != 0 || (s.save_every > 0 && step % s.save_every == 0)))
+        train::save_train_state(s.state_dir, *model, optimizer, {.step = step, .epoch = epoch,
+                                .next_batch = static_cast<std::int64_t>(m + 1)}, settings);
+      if (r.signal != 0) {
+        r.steps = step;
+        return r;
+      }
     }
   }
+  r.steps = step;
   r.accuracy_after = test_accuracy(*model, test_set, processor);
   if (!save_dir.empty()) peft::save_adapter(*model, spec, save_dir);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -16,6 +16,7 @@ packages=(
   libopenmpi-dev openmpi-bin           # data-parallel training under mpirun (FOURIERFT_WITH_MPI)
   libcpp-httplib-dev                   # `fourierft serve` and test_serve (HTTP server / client)
   curl                                 # serve_cli: the real server driven by a real HTTP client
+  jq util-linux                        # kill_resume_test.sh: reads log.jsonl; prlimit (disk full)
 )
 missing=()
 for p in "${packages[@]}"; do

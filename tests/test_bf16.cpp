@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <span>
 #include <string>
@@ -340,4 +341,39 @@ TEST_CASE("bf16_gemm: the packed weight is kept with the matrix and dropped when
   detail::bf16_gemm(true, M, N, K, 1.0f, x.data(), K, copy, 0.0f, y.data(), N, Bf16Kernel::avx512bf16);
   CHECK(y[0] == 6.0f);
   CHECK(y[1] == 4.0f);
+}
+
+TEST_CASE("bf16_gemm: packings kept within the memory cap; past it packed per call, same numbers") {
+  if (!detail::bf16_kernel_available(Bf16Kernel::avx512bf16)) {
+    MESSAGE("no AVX512-BF16 here: the packing cache is not used");
+    return;
+  }
+  // Two 64 x 40 weights: each forward packing is 2 panels · 20 k-pairs · 32 words · 4 bytes.
+  const Index M = 5, N = 64, K = 40;
+  const std::size_t one_packing = 2 * 20 * 32 * 4;
+  Rng rng(17);
+  std::vector<float> a(M * K), w_values(N * K);
+  for (float& v : a) v = static_cast<float>(rng.normal());
+  for (float& v : w_values) v = static_cast<float>(rng.normal());
+  std::atomic<std::size_t>& limit = detail::bf16_pack_cache_limit();
+  const std::size_t saved_limit = limit.load();
+  const std::size_t before = detail::bf16_packed_bytes().load();
+  limit = before + one_packing;  // room for one packing
+  std::vector<float> y_kept(M * N), y_per_call(M * N), y_again(M * N);
+  {
+    const HalfMatrix w1 = HalfMatrix::from_values<float>(w_values, N, K, io::Dtype::BF16);
+    const HalfMatrix w2 = HalfMatrix::from_values<float>(w_values, N, K, io::Dtype::BF16);
+    detail::bf16_gemm(true, M, N, K, 1.0f, a.data(), K, w1, 0.0f, y_kept.data(), N,
+                      Bf16Kernel::avx512bf16);
+    CHECK(detail::bf16_packed_bytes().load() == before + one_packing);
+    detail::bf16_gemm(true, M, N, K, 1.0f, a.data(), K, w2, 0.0f, y_per_call.data(), N,
+                      Bf16Kernel::avx512bf16);
+    CHECK(detail::bf16_packed_bytes().load() == before + one_packing);  // w2 over the cap
+    detail::bf16_gemm(true, M, N, K, 1.0f, a.data(), K, w2, 0.0f, y_again.data(), N,
+                      Bf16Kernel::avx512bf16);
+    CHECK(y_per_call == y_kept);  // the same packing, made again: the same sums
+    CHECK(y_again == y_kept);
+  }
+  CHECK(detail::bf16_packed_bytes().load() == before);  // released with the matrices
+  limit = saved_limit;
 }

@@ -10,6 +10,10 @@
 //     mpirun on PATH, they report that they are skipped and pass.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -273,14 +277,18 @@ std::vector<double> step_losses(const fs::path& out) {
   return losses;
 }
 
-std::vector<float> adapter_values(const fs::path& out) {
-  const io::SafetensorsFile file(out / "adapter" / "adapter_model.safetensors");
+// Every tensor of a safetensors file, in name order, as one list of floats.
+std::vector<float> file_values(const fs::path& path) {
+  const io::SafetensorsFile file(path);
   std::vector<float> values;
   for (const std::string& name : file.sorted_names()) {
     const Tensor<float> t = file.load<float>(name);
     values.insert(values.end(), t.data().begin(), t.data().end());
   }
   return values;
+}
+std::vector<float> adapter_values(const fs::path& out) {
+  return file_values(out / "adapter" / "adapter_model.safetensors");
 }
 
 // Floating-point tolerance of data-parallel vs one process (docs/scaling.md): the same sums in
@@ -371,6 +379,54 @@ TEST_CASE("mpirun: finetune_e2e (token-mean loss) and finetune_vit (augmentation
   check_close(dir / "vit-np0", dir / "vit-np2", 2);
 }
 
+TEST_CASE("mpirun: pretrain (masked LM, causal LM, images) agrees with 1 process") {
+  if (!have_mpirun()) {
+    MESSAGE("skipped: " MPIEXEC " not found");
+    return;
+  }
+  const fs::path dir = testing::fresh_dir(work, "pretrain");
+  // Every weight trains here (AdamW, 2-5 steps): reduction-order differences of ~1e-7 in a
+  // gradient can move an update by up to lr where a gradient is near 0, so weights get a looser
+  // tolerance than adapters (measured: largest difference 6e-8 mlm, 2.2e-7 clm, 5.3e-7 image).
+  const std::vector<std::string> text = {"--text", (fixtures / "data/glue/sst2/train.tsv").string(),
+                                         "--layers", "1", "--hidden", "32", "--heads", "4",
+                                         "--batch", "8", "--grad-accum", "2", "--epochs", "1",
+                                         "--dropout", "0", "--lr", "1e-3", "--log-every", "1",
+                                         "--seed", "6", "--threads", "1"};
+  const std::vector<std::vector<std::string>> modes = {
+      testing::concat({PRETRAIN, "--mode", "mlm", "--tokenizer",
+                       (fixtures / "models/roberta-bytes").string(), "--max-len", "64"}, text),
+      testing::concat({PRETRAIN, "--mode", "clm", "--tokenizer",
+                       (fixtures / "models/gpt2-bytes").string(), "--max-len", "64"}, text),
+      {PRETRAIN, "--mode", "image", "--data", (fixtures / "data/cifar10-mini").string(),
+       "--layers", "1", "--hidden", "32", "--heads", "4", "--image-size", "16", "--patch", "4",
+       "--batch", "6", "--grad-accum", "2", "--epochs", "1", "--lr", "1e-3", "--log-every", "1",
+       "--seed", "6", "--threads", "1"}};
+  for (std::size_t k = 0; k < modes.size(); ++k) {
+    const fs::path one = dir / ("mode" + std::to_string(k) + "-np0"),
+                   two = dir / ("mode" + std::to_string(k) + "-np2");
+    for (const auto& [np, out] : {std::pair{0, one}, std::pair{2, two}}) {
+      const testing::Run r = launch(np, testing::concat(modes[k], {"--out", out.string()}), out);
+      INFO(r.output);
+      REQUIRE(r.status == 0);
+    }
+    const std::vector<double> la = step_losses(one), lb = step_losses(two);
+    REQUIRE(la.size() >= 2);
+    REQUIRE(la.size() == lb.size());
+    for (std::size_t i = 0; i < la.size(); ++i) {
+      INFO(modes[k][2], " step ", i + 1, ": ", la[i], " vs ", lb[i]);
+      CHECK(std::abs(la[i] - lb[i]) <= 1e-5 * std::abs(la[i]));
+    }
+    const std::vector<float> wa = file_values(one / "model/model.safetensors"),
+                             wb = file_values(two / "model/model.safetensors");
+    REQUIRE(wa.size() == wb.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < wa.size(); ++i) worst = std::max(worst, double(std::abs(wa[i] - wb[i])));
+    INFO(modes[k][2], ": largest weight difference ", worst);
+    CHECK(worst <= 1e-5);
+  }
+}
+
 TEST_CASE("mpirun: a state saved by 2 processes resumes in 1, and one saved by 1 resumes in 4") {
   if (!have_mpirun()) {
     MESSAGE("skipped: " MPIEXEC " not found");
@@ -394,6 +450,60 @@ TEST_CASE("mpirun: a state saved by 2 processes resumes in 1, and one saved by 1
   INFO(rest4.output);
   REQUIRE(rest4.status == 0);
   check_close(dir / "whole", dir / "b");
+}
+
+TEST_CASE("mpirun: Ctrl-C (SIGINT to mpirun) stops every rank after one step; --resume is bit-identical") {
+  if (!have_mpirun()) {
+    MESSAGE("skipped: " MPIEXEC " not found");
+    return;
+  }
+  const fs::path dir = testing::fresh_dir(work, "interrupt");
+  // 450 steps (150 epochs of 3), so the signal lands mid-run.
+  const std::vector<std::string> more = {"--epochs", "150", "--log-every", "1"};
+  const testing::Run whole = glue(2, dir / "whole", more);
+  INFO(whole.output);
+  REQUIRE(whole.status == 0);
+
+  // mpirun started in the background; SIGINT once rank 0 has logged a step.
+  const fs::path out = dir / "cut";
+  std::vector<std::string> args = testing::concat({MPIEXEC}, mpirun_args(2, testing::concat(glue_args(out), more)));
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  const std::string log = (dir / "cut.log").string();
+  posix_spawn_file_actions_addopen(&files, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&files, 1, 2);
+  pid_t pid = 0;
+  REQUIRE(posix_spawnp(&pid, argv[0], &files, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&files);
+  const auto start = std::chrono::steady_clock::now();
+  bool stepped = false;
+  while (!stepped && std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    stepped = fs::exists(out / "log.jsonl") &&
+              testing::read_file(out / "log.jsonl").find("\"event\":\"step\"") != std::string::npos;
+    if (!stepped) ::usleep(2000);
+  }
+  REQUIRE(stepped);
+  ::kill(pid, SIGINT);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  INFO(testing::read_file(log));
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) != 0);  // rank 0's 128 + signal
+  const auto stops = testing::events(out / "log.jsonl", "interrupt");
+  REQUIRE(stops.size() == 1);
+  const auto stopped_at = stops[0].at("step").get<std::int64_t>();
+  CHECK(stopped_at < 450);
+  CHECK(fs::exists(out / "state" / "state.json"));
+
+  const testing::Run rest = glue(2, out, testing::concat(more, {"--resume"}));
+  INFO(rest.output);
+  REQUIRE(rest.status == 0);
+  CHECK(step_losses(out) == step_losses(dir / "whole"));
+  CHECK(testing::read_file(out / "adapter/adapter_model.safetensors") ==
+        testing::read_file(dir / "whole/adapter/adapter_model.safetensors"));
 }
 
 TEST_CASE("mpirun: finetune_digits with 2 processes trains, saves and reloads its adapters") {

@@ -1,16 +1,20 @@
 // Tests of include/fourierft/nn/{module,linear}.hpp and include/fourierft/optim: hierarchical names,
 // freezing, checkpoints with load reports, adapters on Linear, and AdamW / SGD / clipping / schedules
-// against trajectories computed with torch 1.13.
+// against trajectories computed with torch 1.13; and include/fourierft/train's saved state as a
+// resume after a crash uses it (the log cut back, the loss window, stale temporaries, state.old).
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "fourierft/detail/half_gemm.hpp"
 #include "fourierft/nn/embedding.hpp"
@@ -22,6 +26,9 @@
 #include "fourierft/optim/clip.hpp"
 #include "fourierft/optim/schedule.hpp"
 #include "fourierft/optim/sgd.hpp"
+#include "fourierft/train/checkpoint.hpp"
+#include "fourierft/train/log.hpp"
+#include "fourierft/train/progress.hpp"
 #include "gradcheck.hpp"
 
 using namespace fourierft;
@@ -712,4 +719,91 @@ TEST_CASE("schedules: Hugging Face's linear warmup + decay, constant, warmup rat
   optim::AdamW<float> opt({{.params = {p}, .lr = 0.1}});
   opt.scale_lr(linear(1));
   CHECK(opt.lr() == doctest::Approx(0.05).epsilon(1e-15));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// train/checkpoint.hpp, log.hpp, progress.hpp: what a resume after a crash relies on.
+
+TEST_CASE("training state: a resume cuts the log back to the save and reopens the loss window") {
+  const fs::path out = scratch("resume_log");
+  Rng rng(5);
+  Linear<float> model(3, 2, rng);
+  optim::AdamW<float> opt(model.parameters(), {.lr = 0.1});
+  train::Progress progress(10, 0, 4, "ex", /*tty=*/false);
+  train::JsonlLog log(out / "log.jsonl");
+  log.write({{"event", "start"}});
+  const double losses[] = {0.5, 0.25, 0.125, 1.0 / 3, 0.2, 0.7};
+  for (int s = 1; s <= 3; ++s) progress.step(s, losses[s - 1], 0.1, 0.0, 1);  // window: 1..3
+  train::TrainState state;
+  state.step = 3;
+  state.log_bytes = log.sync();
+  state.window_loss_sum = progress.loss_window().loss_sum;
+  state.window_steps = progress.loss_window().steps;
+  state.files["fftw_wisdom"] = "(fftw-3.3 fftwf_wisdom)";
+  CHECK(state.log_bytes == static_cast<std::int64_t>(fs::file_size(out / "log.jsonl")));
+  CHECK(state.window_steps == 3);
+  train::save_train_state(out / "state", model, opt, state, {{"n", 1}});
+  // The run goes on past the save, then dies: one whole record and a torn one after it.
+  log.write({{"event", "step"}, {"step", 4}});
+  { std::ofstream torn(out / "log.jsonl", std::ios::app); torn << "{\"event\":\"st"; }
+
+  Linear<float> model2(3, 2, rng);
+  optim::AdamW<float> opt2(model2.parameters(), {.lr = 0.1});
+  const train::TrainState resumed =
+      train::start_or_resume(out, true, model2, opt2, {{"n", 1}}, io::Json::object());
+  CHECK(resumed.step == 3);
+  CHECK(static_cast<std::int64_t>(fs::file_size(out / "log.jsonl")) == state.log_bytes);
+  CHECK(resumed.files.at("fftw_wisdom") == "(fftw-3.3 fftwf_wisdom)");
+  CHECK(model2.weight.value()[0] == model.weight.value()[0]);
+
+  // Step 4 closes the window: the mean over steps 1..4, as without the interruption.
+  train::Progress after(10, 3, 4, "ex", false);
+  after.restore_loss_window({resumed.window_loss_sum, resumed.window_steps});
+  const auto window = after.step(4, losses[3], 0.1, 0.0, 1);
+  REQUIRE(window.has_value());
+  CHECK(window->loss == (((losses[0] + losses[1]) + losses[2]) + losses[3]) / 4);
+  // Other settings are refused, naming the option.
+  CHECK_THROWS_WITH_AS(train::start_or_resume(out, true, model2, opt2, {{"n", 2}}, io::Json::object()),
+                       doctest::Contains("saved with n = 1 but this run has n = 2"), Error);
+}
+
+TEST_CASE("training state: a killed run's temporaries are removed, live and other files kept") {
+  const fs::path out = scratch("stale");
+  fs::create_directories(out / "state.new");
+  fs::create_directories(out / "adapter");
+  // A pid that is surely gone: above the kernel's maximum (4194304 on 64-bit Linux).
+  const std::string dead = ".tmp.99999999", live = ".tmp." + std::to_string(::getppid());
+  for (const fs::path& f : {out / "state.new" / "state.json", out / ("results.json" + dead),
+                            out / "adapter" / ("adapter_model.safetensors" + dead),
+                            out / ("log.jsonl" + live), out / "results.json", out / "notes.tmp.txt"})
+    std::ofstream(f) << "x";
+  CHECK(train::clean_stale_temporaries(out) == 3);
+  CHECK_FALSE(fs::exists(out / "state.new"));
+  CHECK_FALSE(fs::exists(out / ("results.json" + dead)));
+  CHECK_FALSE(fs::exists(out / "adapter" / ("adapter_model.safetensors" + dead)));
+  CHECK(fs::exists(out / ("log.jsonl" + live)));  // its writer (our parent) is alive
+  CHECK(fs::exists(out / "results.json"));
+  CHECK(fs::exists(out / "notes.tmp.txt"));
+  CHECK(train::clean_stale_temporaries(out / "missing") == 0);
+}
+
+TEST_CASE("training state: a crash between the folder renames resumes from state.old") {
+  const fs::path out = scratch("swap");
+  Rng rng(6);
+  Linear<float> model(2, 2, rng);
+  optim::AdamW<float> opt(model.parameters(), {.lr = 0.1});
+  train::TrainState state;
+  state.step = 7;
+  train::save_train_state(out / "state", model, opt, state, io::Json::object());
+  fs::rename(out / "state", out / "state.old");  // the first rename done, the second not
+  fs::create_directories(out / "state.new");     // and a half-written new folder
+  REQUIRE(train::find_train_state(out / "state") == out / "state.old");
+  Linear<float> model2(2, 2, rng);
+  optim::AdamW<float> opt2(model2.parameters(), {.lr = 0.1});
+  CHECK(train::start_or_resume(out, true, model2, opt2, io::Json::object(), io::Json::object()).step == 7);
+  CHECK_FALSE(fs::exists(out / "state.new"));
+  state.step = 8;  // the next save replaces both
+  train::save_train_state(out / "state", model2, opt2, state, io::Json::object());
+  CHECK(train::find_train_state(out / "state") == out / "state");
+  CHECK_FALSE(fs::exists(out / "state.old"));
 }

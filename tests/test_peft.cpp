@@ -345,8 +345,9 @@ TEST_CASE("Adapter files: an adapter that does not fit the model is a clear erro
   other.config.get<peft::FourierFTConfig>().target_modules = {{"out_proj"}, ""};
   io::write_json(dir / "adapter_config.json", peft::adapter_config_json(other));
   TinyNet<float> fresh(8, rng);
-  CHECK_THROWS_WITH_AS(peft::load_adapter(fresh, dir),
-                       "apply_fourierft: no Linear module matches the targets [out_proj]", ValueError);
+  const std::string no_match = (dir / "adapter_config.json").string() +
+                               ": apply_fourierft: no Linear module matches the targets [out_proj]";
+  CHECK_THROWS_WITH_AS(peft::load_adapter(fresh, dir), no_match.c_str(), ValueError);
   CHECK_THROWS_AS(peft::load_adapter(fresh, temp_dir("missing")), IoError);
 }
 

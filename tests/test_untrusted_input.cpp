@@ -299,7 +299,7 @@ TEST_CASE("NamePattern: no backtracking blow-up, no recursion, errors name the k
   CHECK_FALSE(peft::NamePattern("(.*.*)*X", "test").full_match(name));
   CHECK_FALSE(peft::NamePattern("(a*)*(a*)*b", "test").full_match(name));
   CHECK(peft::NamePattern("(a|aa)*", "test").full_match(name));
-  CHECK(seconds_since(start) < 5.0);  // std::regex: exponential
+  CHECK(seconds_since(start) < 30.0);  // std::regex: exponential (years); 6 ms in Release here; generous for loaded sanitizer runs
   // 20,000 nested groups crashed std::regex's recursive compiler.
   const std::string where = "adapter_config.json: key 'target_modules'";
   CHECK_THROWS_WITH_AS(peft::NamePattern(std::string(20000, '(') + std::string(20000, ')'), where),

@@ -9,7 +9,8 @@
 //                whose k-pairs vdpbf16ps multiplies and adds (2 products per float lane and
 //                instruction: twice the multiply-adds of an FP32 FMA). Needs AVX512-BF16. The
 //                packed weight (as many bytes as the weight, per transpose used) is made on first
-//                use and kept with the HalfMatrix until its numbers change (HalfMatrix::cached).
+//                use and kept with the HalfMatrix until its numbers change (HalfMatrix::cached),
+//                up to a memory cap (bf16_pack_cache_limit); past it, packed again per call.
 //   sbgemm       OpenBLAS's cblas_sbgemm, when the BLAS linked in has it (looked up with dlsym:
 //                Debian's 0.3.21 declares it in cblas.h but is built without it).
 //   float_tiles  anywhere: A rounded to BF16 and back into a float buffer, then half_gemm (B's
@@ -22,8 +23,10 @@
 // numbers are exact in float; the sums are float sums in a kernel-dependent order.
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
@@ -105,6 +108,39 @@ inline Bf16Kernel bf16_automatic_kernel() {
     return Bf16Kernel::float_tiles;
   }();
   return chosen;
+}
+
+// Bytes of packed BF16 weights kept with their matrices (bf16_avx512::PackedWeight), and the cap
+// on them: FOURIERFT_BF16_PACK_CACHE_MB, default a quarter of the machine's memory. A packing
+// doubles its weight's memory per transpose used (forward x·Wᵀ and backward dy·W), so without a
+// cap a 7B model's 13.5 GB of BF16 weights would grow to ~40 GB.
+inline std::atomic<std::size_t>& bf16_packed_bytes() {
+  static std::atomic<std::size_t> bytes{0};
+  return bytes;
+}
+// (The limit is read once; tests and programs may store another value.)
+inline std::atomic<std::size_t>& bf16_pack_cache_limit() {
+  static std::atomic<std::size_t> limit = [] {
+    if (const char* env = std::getenv("FOURIERFT_BF16_PACK_CACHE_MB"); env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const unsigned long long mb = std::strtoull(env, &end, 10);
+      check(end != env && *end == '\0', "FOURIERFT_BF16_PACK_CACHE_MB must be a number of MB, got '",
+            env, "'");
+      return static_cast<std::size_t>(mb) << 20;
+    }
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4
+                                 : std::size_t{1} << 32;
+  }();
+  return limit;
+}
+// Counts `bytes` more packed weight if the cap allows; false (nothing counted) otherwise.
+inline bool reserve_bf16_packed_bytes(std::size_t bytes) {
+  std::size_t now = bf16_packed_bytes().load(std::memory_order_relaxed);
+  do {
+    if (now + bytes > bf16_pack_cache_limit().load(std::memory_order_relaxed)) return false;
+  } while (!bf16_packed_bytes().compare_exchange_weak(now, now + bytes, std::memory_order_relaxed));
+  return true;
 }
 
 // A per-thread scratch buffer of n elements, kept for the next call (tag tells buffers apart).
@@ -229,18 +265,46 @@ inline void micro_tile_rows(int n, Index P, const std::uint32_t* a, Index lda_wo
 }
 
 // op(B) packed into panels (pack_panel), all of them: panels·P·32 words, as many bytes as B has
-// (plus the padding). Made once per weight and transpose, kept with B (HalfMatrix::cached).
-inline std::shared_ptr<const std::vector<std::uint32_t>> packed_weight(const HalfMatrix& B,
-                                                                      bool trans_b) {
-  return B.cached<std::vector<std::uint32_t>>(trans_b ? 0 : 1, [&] {
-    const Index N = trans_b ? B.rows() : B.cols(), K = trans_b ? B.cols() : B.rows();
-    const Index P = (K + 1) / 2, panels = (N + kPanel - 1) / kPanel;
-    std::vector<std::uint32_t> packed(static_cast<std::size_t>(panels * P * kPanel));
-    const std::uint16_t* b = B.data();
+// (plus the padding). Kept with B (HalfMatrix::cached, one slot per transpose) while the bytes of
+// all kept packings stay within bf16_pack_cache_limit(); beyond it a weight is packed again on
+// every call (into a per-thread scratch), so memory stays bounded for models near the RAM size.
+struct PackedWeight {
+  std::vector<std::uint32_t> words;  // empty: B did not fit the budget (pack per call)
+  std::size_t reserved = 0;          // bytes counted in bf16_packed_bytes()
+  PackedWeight() = default;
+  PackedWeight(PackedWeight&& o) noexcept : words(std::move(o.words)), reserved(o.reserved) {
+    o.reserved = 0;
+  }
+  PackedWeight& operator=(PackedWeight&&) = delete;
+  ~PackedWeight() { bf16_packed_bytes().fetch_sub(reserved, std::memory_order_relaxed); }
+};
+
+inline void pack_weight(const HalfMatrix& B, bool trans_b, std::uint32_t* packed) {
+  const Index N = trans_b ? B.rows() : B.cols(), K = trans_b ? B.cols() : B.rows();
+  const Index P = (K + 1) / 2, panels = (N + kPanel - 1) / kPanel;
+  const std::uint16_t* b = B.data();
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
-    for (Index p = 0; p < panels; ++p) pack_panel(trans_b, b, N, K, p, P, packed.data() + p * P * kPanel);
-    return packed;
+  for (Index p = 0; p < panels; ++p) pack_panel(trans_b, b, N, K, p, P, packed + p * P * kPanel);
+}
+
+// The packed op(B): the kept one, or (over the budget) this call's in a per-thread scratch.
+inline const std::uint32_t* packed_weight(const HalfMatrix& B, bool trans_b,
+                                          std::shared_ptr<const PackedWeight>& keep) {
+  const Index N = trans_b ? B.rows() : B.cols(), K = trans_b ? B.cols() : B.rows();
+  const auto words = static_cast<std::size_t>(((N + kPanel - 1) / kPanel) * ((K + 1) / 2) * kPanel);
+  keep = B.cached<PackedWeight>(trans_b ? 0 : 1, [&] {
+    PackedWeight w;
+    if (reserve_bf16_packed_bytes(words * sizeof(std::uint32_t))) {
+      w.reserved = words * sizeof(std::uint32_t);
+      w.words.resize(words);
+      pack_weight(B, trans_b, w.words.data());
+    }
+    return w;
   });
+  if (!keep->words.empty()) return keep->words.data();
+  std::uint32_t* scratch = bf16_scratch<std::uint32_t, 1>(words);
+  pack_weight(B, trans_b, scratch);
+  return scratch;
 }
 
 // The whole product: A rounded into a row-major BF16 buffer, op(B) packed into panels (cached
@@ -249,8 +313,8 @@ inline std::shared_ptr<const std::vector<std::uint32_t>> packed_weight(const Hal
 inline void gemm(bool trans_b, Index M, Index N, Index K, float alpha, const float* A, Index lda,
                  const HalfMatrix& B, float beta, float* C, Index ldc) {
   const Index P = (K + 1) / 2, Kp = 2 * P, panels = (N + kPanel - 1) / kPanel;
-  const auto packed_b = packed_weight(B, trans_b);
-  const std::uint32_t* packed = packed_b->data();
+  std::shared_ptr<const PackedWeight> kept;
+  const std::uint32_t* packed = packed_weight(B, trans_b, kept);
   std::uint16_t* a16 = bf16_scratch<std::uint16_t, 0>(static_cast<std::size_t>(M * Kp));
   const Index tiles = (M + kRows - 1) / kRows;
   const bool parallel = num_threads() > 1 && M * N * K >= (1 << 17);

@@ -159,9 +159,11 @@ class PlanCache {
   using Plan = typename Fftw<Real>::Plan;
   using Complex = typename Fftw<Real>::Complex;
 
+  // Never destroyed: plans stay valid for threads still running at exit, and the cache stays
+  // reachable, so LeakSanitizer does not count FFTW's plans as leaks.
   static PlanCache& instance() {
-    static PlanCache cache;
-    return cache;
+    static PlanCache* const cache = new PlanCache;
+    return *cache;
   }
 
   // The *_rows_binwise plans are single-threaded: they run inside the callers' OpenMP loops.

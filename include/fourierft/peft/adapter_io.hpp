@@ -87,7 +87,11 @@ AdapterSpec load_adapter(nn::Module<Real>& model, const std::filesystem::path& d
   }
   const io::SafetensorsFile file(dir / "adapter_model.safetensors");
   std::set<std::string> read_by_method;
-  spec.config.load(model, spec.modules_to_save, file, read_by_method);
+  try {  // the method's own checks (targets that match no layer ...) name the config file too
+    spec.config.load(model, spec.modules_to_save, file, read_by_method);
+  } catch (const ValueError& e) {
+    throw ValueError(str_cat(config_file.string(), ": ", e.what()));
+  }
   nn::load_parameters(model, file,
                       {.prefix = detail::peft_prefix, .trainable_only = true,
                        .read_elsewhere = read_by_method},

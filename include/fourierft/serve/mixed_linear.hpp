@@ -14,8 +14,10 @@
 //     merged     y = x·(W0 + ΔW_a)ᵀ + b, W0 + ΔW_a built once into a per-layer buffer (W0 untouched)
 //                and reused while the batch keeps that one adapter.
 // "Automatic" picks by measured cost: the first time a layer shape is seen, each path is timed on
-// 16 random tokens (PathCosts, per (d_out, d_in, n)); a group of G tokens then takes the cheaper of
-// G·spectral and G·dense (+ the ΔW build if not cached); the merged buffer is built once the
+// 1 and 16 random tokens (PathCosts, per (d_out, d_in, n)); a group of G tokens then takes the
+// cheaper of G·spectral and dense(G) = fixed + G·per token (+ the ΔW build if not cached) — the
+// dense product reads all of ΔW whatever G, so one decoding token pays nearly the cost of 16 —
+// and the merged buffer is built once the
 // single-adapter steps so far would have paid for it (build + merge <= steps·G·spectral).
 // Exactness: every row gets its own adapter's x·(W0 + ΔW)ᵀ up to FP32 rounding (tests compare
 // with the adapter alone). Inference only: nothing here records a gradient.
@@ -59,7 +61,8 @@ struct BatchAdapters {
 // Measured per-token costs of one layer shape (nanoseconds).
 struct PathCosts {
   double spectral_per_token = 0;  // the correction from the spectrum
-  double dense_per_token = 0;     // x·ΔWᵀ with ΔW at hand
+  double dense_fixed = 0;         // x·ΔWᵀ with ΔW at hand: fixed + G·dense_per_token per group
+  double dense_per_token = 0;     //   (reading ΔW is the fixed part: a GEMV costs most of a GEMM)
   double delta_build = 0;         // one ΔW from the spectrum
   double merge = 0;               // W0 + ΔW into the buffer (besides the build)
 };
@@ -118,8 +121,10 @@ inline PathCosts measured_costs(const LayerUpdate& u) {
   c.spectral_per_token = best_of(3, [&] { add_correction_spectral(y.ptr(), x.ptr(), G, u); }) / G;
   Tensor<float> dW;
   c.delta_build = best_of(2, [&] { dW = u.delta_weight(); });
-  c.dense_per_token =
-      best_of(3, [&] { add_correction_dense(y.ptr(), x.ptr(), G, dW, u.d_out, u.d_in); }) / G;
+  const double dense_one = best_of(3, [&] { add_correction_dense(y.ptr(), x.ptr(), 1, dW, u.d_out, u.d_in); });
+  const double dense_all = best_of(3, [&] { add_correction_dense(y.ptr(), x.ptr(), G, dW, u.d_out, u.d_in); });
+  c.dense_per_token = std::max(0.0, (dense_all - dense_one) / static_cast<double>(G - 1));
+  c.dense_fixed = std::max(0.0, dense_one - c.dense_per_token);
   Tensor<float> w = dW.clone();
   c.merge = best_of(2, [&] {
     for (Index i = 0; i < w.numel(); ++i) w[i] += dW[i];
@@ -215,7 +220,8 @@ class MixedAdapterLinear : public nn::LinearAdapter<float> {
     } else if (path == CorrectionPath::automatic) {
       const PathCosts c = detail::measured_costs(u);
       const bool cached = deltas_->find(a.uid, layer_) != nullptr;
-      dense = G * c.dense_per_token + (cached ? 0.0 : c.delta_build) < G * c.spectral_per_token;
+      dense = c.dense_fixed + G * c.dense_per_token + (cached ? 0.0 : c.delta_build) <
+              G * c.spectral_per_token;
     }
     last_path_ = dense ? 'd' : 's';
     return dense;

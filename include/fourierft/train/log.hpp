@@ -7,13 +7,16 @@
 //   {"event":"step","step":120,"epoch":1,"loss":0.4132,"lr":[0.05,0.006],"ms":83.1,...}
 //   {"event":"eval","step":900,"epoch":3,"metric":"accuracy","value":0.8812,"scores":{...}}
 //   {"event":"interrupt","step":57,...}   {"event":"done",...}
-// Each line is written whole and flushed, so `tail -f` and a crash both see complete lines; a
-// resumed run appends to the same file.
+// Each line is written whole and flushed, so `tail -f` sees complete lines; sync() (train::Run
+// calls it at every state save) also fsyncs the file. A resumed run first cuts the file back to its
+// length at the save it resumes from (train::start_or_resume), then appends: a SIGKILL's torn last
+// line and the records of steps redone are gone.
 
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <filesystem>
@@ -22,6 +25,7 @@
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/io/json.hpp"
+#include "fourierft/util/atomic_file.hpp"
 
 namespace fourierft::train {
 
@@ -46,6 +50,16 @@ class JsonlLog {
     out_ << record.dump(-1, ' ', true, io::Json::error_handler_t::replace) << '\n';
     out_.flush();
     check<IoError>(static_cast<bool>(out_), "writing the log '", path_.string(), "' failed");
+  }
+  // Flushes and fsyncs the file (IoError naming it if that fails); returns its length in bytes,
+  // or -1 for a log that writes nothing (ranks other than 0).
+  std::int64_t sync() {
+    if (!out_.is_open()) return -1;
+    out_.flush();
+    check<IoError>(static_cast<bool>(out_), "writing the log '", path_.string(), "' failed");
+    if (const int err = util::detail::fsync_path(path_, false); err != 0)
+      throw IoError(str_cat("fsync of the log '", path_.string(), "' failed: ", std::strerror(err)));
+    return static_cast<std::int64_t>(std::filesystem::file_size(path_));
   }
   const std::filesystem::path& path() const { return path_; }
 

@@ -59,6 +59,7 @@ struct RunOptions {
   fs::path out = "out";
   Index log_every = 10;
   std::int64_t stop_after = 0;  // > 0: save the state and stop after this many optimizer steps
+  std::int64_t save_every = 0;  // > 0: also save the state after every this many optimizer steps
   bool resume = false;
   bool save_merged = false;
   bool random_init = false;     // build the model from config.json with random weights (timing)
@@ -89,6 +90,7 @@ run:
   --log-every K       log every K optimizer steps                                   [10]
   --resume            continue from DIR/state (after Ctrl-C, --stop-after or a crash)
   --stop-after S      save the state and stop after S optimizer steps (resume later)
+  --save-every N      save the state every N optimizer steps too (a crash loses < N)  [epoch ends]
   --save-merged       also write DIR/merged: the base model with the adapter merged in
   --adapter DIR       start from a saved adapter (PEFT format) instead of a fresh one
   --eval-only         with --adapter: evaluate it and exit
@@ -127,7 +129,7 @@ inline peft::FrequencyBias parse_frequency_bias(const std::string& text) {
 
 // Overrides the optimisation and run fields of `o` (--lr, --epochs, --batch, --grad-accum,
 // --warmup-ratio, --weight-decay, --clip, --seed, --threads, --out, --log-every, --stop-after,
-// --resume, --fast-fft) with the flags given, checking each range: what every training loop reads,
+// --save-every, --resume, --fast-fft) with the flags given, checking each range: what every training loop reads,
 // fine-tuning or pretraining (examples/pretrain.cpp reads only these).
 inline void read_loop_options(util::Args& args, RunOptions& o) {
   o.lr = args.real("--lr", o.lr);
@@ -142,6 +144,7 @@ inline void read_loop_options(util::Args& args, RunOptions& o) {
   o.out = args.str("--out", o.out.string());
   o.log_every = args.integer("--log-every", o.log_every);
   o.stop_after = args.integer("--stop-after", o.stop_after);
+  o.save_every = args.integer("--save-every", o.save_every);
   o.resume = args.has("--resume");
   o.fast_fft = args.has("--fast-fft");
 
@@ -156,6 +159,8 @@ inline void read_loop_options(util::Args& args, RunOptions& o) {
   check(o.threads >= 0, "option --threads must be >= 1, got ", o.threads);
   check(o.log_every >= 1, "option --log-every must be >= 1, got ", o.log_every);
   check(o.stop_after >= 0, "option --stop-after must be >= 0, got ", o.stop_after);
+  check(o.save_every >= 0, "option --save-every must be >= 0 (0: at epoch ends only), got ",
+        o.save_every);
 }
 
 // Overrides `o` (preset values) with the flags given. Checks every value's range.

@@ -46,19 +46,20 @@ class Progress {
     seconds_sum_ += seconds;
     items_sum_ += items;
     ++count_;
+    ++timed_;
     lr_ = lr;
     const bool logged = step % log_every_ == 0 || step == total_;
     std::optional<Window> window;
     if (logged) {
-      window = Window{step, loss_sum_ / count_, 1000.0 * seconds_sum_ / count_,
+      window = Window{step, loss_sum_ / count_, 1000.0 * seconds_sum_ / timed_,
                       seconds_sum_ > 0 ? static_cast<double>(items_sum_) / seconds_sum_ : 0.0};
       loss_sum_ = seconds_sum_ = 0;
       items_sum_ = 0;
-      count_ = 0;
+      count_ = timed_ = 0;
     }
     if (tty_) {
       const Window shown = window ? *window
-                                  : Window{step, loss_sum_ / count_, 1000.0 * seconds_sum_ / count_,
+                                  : Window{step, loss_sum_ / count_, 1000.0 * seconds_sum_ / timed_,
                                            seconds_sum_ > 0 ? items_sum_ / seconds_sum_ : 0.0};
       draw_bar(shown, step);
     } else if (window) {
@@ -66,6 +67,18 @@ class Progress {
       std::fflush(stdout);
     }
     return window;
+  }
+
+  // The logging window still open: Σ of its steps' losses and how many (saved with the training
+  // state), and its restoration on resume, so the next logged mean is the uninterrupted run's.
+  struct LossWindow {
+    double loss_sum = 0;
+    std::int64_t steps = 0;
+  };
+  LossWindow loss_window() const { return {loss_sum_, count_}; }
+  void restore_loss_window(LossWindow w) {
+    loss_sum_ = w.loss_sum;
+    count_ = w.steps;
   }
 
   // A line of its own (evaluations, notices), printed above the bar.
@@ -112,7 +125,8 @@ class Progress {
   Clock::time_point start_;
   double loss_sum_ = 0, seconds_sum_ = 0, lr_ = 0;
   double items_sum_ = 0;
-  std::int64_t count_ = 0;
+  std::int64_t count_ = 0;  // steps in the loss window (restored on resume)
+  std::int64_t timed_ = 0;  // of which timed by this process (the ms and rate means)
   bool bar_shown_ = false;
   std::string last_bar_;
 };

@@ -24,6 +24,13 @@
 //   }
 //   run.end_loop();  ...;  run.write_results({...});  run.finish({...});
 // Files and events are those of train/checkpoint.hpp (state/) and train/log.hpp (log.jsonl).
+// Crash safety: the state is saved at epoch ends, every --save-every steps and on Ctrl-C/SIGTERM or
+// --stop-after; each save first fsyncs log.jsonl and records its length and the open logging window
+// in the state, so a --resume after any crash (SIGKILL included) cuts the log back and continues
+// it: the final log holds the uninterrupted run's step and eval records (equal but for "time",
+// "ms" and the rate field) plus one "resume" record per resume and one "interrupt" record per
+// Ctrl-C / --stop-after (docs/reliability.md). With --fast-fft the FFTW wisdom is saved with the
+// state and imported on resume, so the resumed process plans the transforms as the first did.
 // Data-parallel (RunSetup::comm with several ranks, docs/scaling.md): rank 0 alone reads and writes
 // state/, log.jsonl and results and shows progress; it broadcasts the trainable tensors (and, on
 // --resume, the optimizer state and position) at start; shard() gives each rank its slice of a
@@ -35,6 +42,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -44,6 +52,7 @@
 #include <utility>
 #include <vector>
 
+#include <fftw3.h>
 #include <unistd.h>
 
 #include "fourierft/core/error.hpp"
@@ -52,6 +61,7 @@
 #include "fourierft/dist/comm.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/nn/module.hpp"
+#include "fourierft/ops/spectral.hpp"
 #include "fourierft/optim/optimizer.hpp"
 #include "fourierft/train/checkpoint.hpp"
 #include "fourierft/train/log.hpp"
@@ -97,6 +107,7 @@ class Run {
         log_(comm_.is_root() ? JsonlLog(opt.out / "log.jsonl") : JsonlLog()),
         progress_(setup_.total_steps, state_.step, opt.log_every, setup_.unit),
         step_(state_.step) {
+    progress_.restore_loss_window({state_.window_loss_sum, state_.window_steps});
     io::Json start = {{"event", opt.resume ? "resume" : "start"}, {"program", setup_.program},
                       {"step", state_.step}, {"settings", setup_.settings},
                       {"total_steps", setup_.total_steps}};
@@ -168,9 +179,10 @@ class Run {
 
   // After the optimizer step: counts it, shows it on the progress bar and, on logged steps, writes
   // {"event": "step", step, epoch, loss, lr, ms, <rate_key>} (items: examples unless given, e.g.
-  // tokens). Then, if Ctrl-C / SIGTERM arrived or --stop-after steps are done, saves the state so
-  // that --resume continues after this step, logs it and returns the exit status (128 + signal, or
-  // 130 for --stop-after; 0 on ranks other than 0); otherwise nullopt.
+  // tokens). Then, if Ctrl-C / SIGTERM arrived or --stop-after steps are done, logs it and saves
+  // the state so that --resume continues after this step, and returns the exit status (128 +
+  // signal, or 130 for --stop-after; 0 on ranks other than 0); otherwise nullopt, after saving the
+  // state when the step is a multiple of --save-every.
   std::optional<int> end_step(const Step& step, std::optional<std::int64_t> items = std::nullopt) {
     step_ = step.index + 1;
     const auto window = progress_.step(step_, step_loss_, optimizer_.lr(0),
@@ -188,10 +200,14 @@ class Run {
     // Every rank stops after the same step: the signal any of them got (Ctrl-C reaches rank 0).
     const int signal = comm_.size() > 1 ? comm_.all_reduce_max(interrupt_.requested())
                                         : interrupt_.requested();
-    if (!signal && !(opt_.stop_after > 0 && step_ == opt_.stop_after)) return std::nullopt;
-    save_state(step.epoch, step.end);
+    if (!signal && !(opt_.stop_after > 0 && step_ == opt_.stop_after)) {
+      if (opt_.save_every > 0 && step_ % opt_.save_every == 0) save_state(step.epoch, step.end);
+      return std::nullopt;
+    }
+    // Logged before the save, so the record survives the resume's cut of the log.
     log_.write({{"event", "interrupt"}, {"step", step_}, {"epoch", step.epoch + 1},
                 {"signal", signal}});
+    save_state(step.epoch, step.end);
     comm_.barrier();  // the state is saved before any rank exits (mpirun may then end the job)
     progress_.finish();
     std::printf("%s at step %lld: state saved to %s; continue with the same command plus "
@@ -247,10 +263,9 @@ class Run {
     }
     if (comm_.is_root()) io::write_json(opt_.out / "results.json", fields);
   }
-  // The run is complete: removes its state and logs {"event": "done", "step", (+ best) + fields}.
+  // The run is complete: logs {"event": "done", "step", (+ best) + fields}, fsyncs the log, then
+  // removes the state folders (a kill in between leaves a state whose resume redoes the end).
   void finish(io::Json fields = io::Json::object()) {
-    std::error_code ec;
-    if (comm_.is_root()) std::filesystem::remove_all(state_dir(), ec);
     fields["event"] = "done";
     fields["step"] = step_;
     if (setup_.keeps_best) {
@@ -258,6 +273,9 @@ class Run {
       fields["best_value"] = state_.record["best_value"];
     }
     log_.write(std::move(fields));
+    log_.sync();
+    // With state.old / state.new: a kill inside a save can leave them beside the state.
+    if (comm_.is_root()) remove_train_state(state_dir());
   }
 
  private:
@@ -267,11 +285,26 @@ class Run {
     return {{"history", io::Json::array()}};
   }
   std::filesystem::path state_dir() const { return opt_.out / "state"; }
+  // The log first (fsynced, its length and open window recorded), then the state folder.
   void save_state(int epoch, Index next_batch) {
     state_.step = step_;
     state_.epoch = epoch;
     state_.next_batch = next_batch;
-    if (comm_.is_root()) save_train_state(state_dir(), model_, optimizer_, state_, setup_.settings);
+    if (!comm_.is_root()) return;
+    state_.log_bytes = log_.sync();
+    const Progress::LossWindow window = progress_.loss_window();
+    state_.window_loss_sum = window.loss_sum;
+    state_.window_steps = window.steps;
+    state_.files.clear();
+    if (opt_.fast_fft) state_.files["fftw_wisdom"] = fftw_wisdom();
+    save_train_state(state_dir(), model_, optimizer_, state_, setup_.settings);
+  }
+  // FFTW's accumulated wisdom (single precision: the training transforms) as text.
+  static std::string fftw_wisdom() {
+    char* text = fftwf_export_wisdom_to_string();
+    std::string out = text != nullptr ? text : "";
+    std::free(text);  // the caller frees it with free() (FFTW manual, "Wisdom Utilities")
+    return out;
   }
   static dist::Communicator& single_process() {
     static dist::SingleProcess one;
@@ -283,9 +316,12 @@ class Run {
   static TrainState start(const RunOptions& opt, nn::Module<float>& model,
                           optim::Optimizer<float>& optimizer, dist::Communicator& comm,
                           const RunSetup& setup) {
-    if (comm.size() == 1)
-      return start_or_resume(opt.out, opt.resume, model, optimizer, setup.settings,
-                             initial_record(setup.keeps_best));
+    if (comm.size() == 1) {
+      TrainState state = start_or_resume(opt.out, opt.resume, model, optimizer, setup.settings,
+                                         initial_record(setup.keeps_best));
+      import_fftw_wisdom(opt, state);
+      return state;
+    }
     dist::check_batch_divisible(opt.batch, comm.size());
     dist::check_same_settings(comm, {{"program", setup.program}, {"settings", setup.settings},
                                      {"resume", opt.resume}, {"stop_after", opt.stop_after}});
@@ -316,6 +352,17 @@ class Run {
       state.record = j.at("record");
     }
     return state;
+  }
+  // --fast-fft resumes: the saved wisdom makes FFTW_MEASURE plan as the interrupted process did
+  // (plans already made, before the Run, are kept: programs make none before it).
+  static void import_fftw_wisdom(const RunOptions& opt, const TrainState& state) {
+    const auto it = state.files.find("fftw_wisdom");
+    if (!opt.fast_fft || it == state.files.end() || it->second.empty()) return;
+    // The wisdom names FFTW's threaded solvers: they exist once the plan cache has initialised
+    // FFTW's threads (without them the import fails).
+    ops::spectral::PlanCache<float>::instance();
+    check<FormatError>(fftwf_import_wisdom_from_string(it->second.c_str()) != 0,
+                       (opt.out / "state" / "fftw_wisdom").string(), ": not FFTW wisdom");
   }
   static std::string read_bytes(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);

@@ -7,6 +7,8 @@
 //   for (...) { ...one optimizer step...; if (interrupt.requested()) { save state; return 130; } }
 // The handler only sets an atomic flag and writes one line with write(2) (async-signal-safe), then
 // restores the default action, so a second Ctrl-C kills the process without waiting for the save.
+// It also ignores SIGXFSZ while it lives: past a file-size limit (RLIMIT_FSIZE, `ulimit -f`) write(2)
+// then fails with EFBIG, so a save ends in an IoError naming the file instead of a killed process.
 
 #include <atomic>
 #include <csignal>
@@ -26,10 +28,15 @@ class InterruptFlag {
     action.sa_flags = 0;
     sigaction(SIGINT, &action, &old_int_);
     sigaction(SIGTERM, &action, &old_term_);
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGXFSZ, &ignore, &old_xfsz_);
   }
   ~InterruptFlag() {
     sigaction(SIGINT, &old_int_, nullptr);
     sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGXFSZ, &old_xfsz_, nullptr);
   }
   InterruptFlag(const InterruptFlag&) = delete;
   InterruptFlag& operator=(const InterruptFlag&) = delete;
@@ -63,6 +70,7 @@ class InterruptFlag {
 
   struct sigaction old_int_ {};
   struct sigaction old_term_ {};
+  struct sigaction old_xfsz_ {};
 };
 
 }  // namespace fourierft::train

@@ -83,4 +83,15 @@ inline void write_file_atomically(const std::filesystem::path& path,
       path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
+// Copies the file `from` to `to` the same way (a merged model's tokenizer files): `to` is the old
+// file or a whole copy. IoError naming `from` if it cannot be read.
+inline void copy_file_atomically(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) throw IoError(str_cat("cannot read '", from.string(), "' (to copy it to '", to.string(), "')"));
+  write_file_atomically(to, [&](std::ostream& out) {
+    out << in.rdbuf();
+    if (in.bad()) throw IoError(str_cat("reading '", from.string(), "' failed"));
+  });
+}
+
 }  // namespace fourierft::util

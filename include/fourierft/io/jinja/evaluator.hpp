@@ -31,9 +31,20 @@ class Renderer {
   using Scope = std::map<std::string, Value>;
 
   Renderer(const SourceMap& map, Scope globals) : map_(map) {
-    scopes_.push_back(std::make_shared<Scope>(std::move(globals)));
-    scopes_.push_back(std::make_shared<Scope>());  // the template's own top-level `set`s
+    scopes_.push_back(new_scope(std::move(globals)));
+    scopes_.push_back(new_scope());  // the template's own top-level `set`s
   }
+  // A macro's closure holds the scopes it was defined in, one of which holds the macro: a cycle of
+  // shared_ptrs. Emptying every scope still alive breaks them (strong references taken first, so
+  // no scope is freed while it is being emptied).
+  ~Renderer() {
+    std::vector<std::shared_ptr<Scope>> alive;
+    for (const auto& weak : created_)
+      if (auto scope = weak.lock()) alive.push_back(std::move(scope));
+    for (const auto& scope : alive) scope->clear();
+  }
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
 
   std::string render(const Body& body) {
     std::string out;
@@ -45,6 +56,7 @@ class Renderer {
   enum class Flow { normal, break_, continue_ };
   const SourceMap& map_;
   std::vector<std::shared_ptr<Scope>> scopes_;
+  std::vector<std::weak_ptr<Scope>> created_;  // every scope made (new_scope), for ~Renderer
   std::int64_t iterations_ = 0;
   int call_depth_ = 0;
   int eval_depth_ = 0;
@@ -56,6 +68,13 @@ class Renderer {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it)
       if (auto found = (*it)->find(name); found != (*it)->end()) return found->second;
     return Value::undefined(str_cat("'", name, "' is undefined"));
+  }
+  std::shared_ptr<Scope> new_scope(Scope values = {}) {
+    auto scope = std::make_shared<Scope>(std::move(values));
+    if (created_.size() >= 1024 && created_.size() == created_.capacity())  // drop the freed ones
+      std::erase_if(created_, [](const std::weak_ptr<Scope>& w) { return w.expired(); });
+    created_.push_back(scope);
+    return scope;
   }
   void assign(const std::string& name, Value value) { (*scopes_.back())[name] = std::move(value); }
 
@@ -117,7 +136,7 @@ class Renderer {
       case Stmt::Kind::filter_block: {
         std::string captured;
         exec_body(stmt.bodies[0], captured);
-        scopes_.push_back(std::make_shared<Scope>(Scope{{" filter body", Value::from(std::move(captured))}}));
+        scopes_.push_back(new_scope(Scope{{" filter body", Value::from(std::move(captured))}}));
         const Value v = eval(*stmt.exprs[0]);
         scopes_.pop_back();
         out += python_str(v);
@@ -141,7 +160,7 @@ class Renderer {
   Flow exec_for(const Stmt& stmt, std::string& out) {
     const Value iterable = eval(*stmt.exprs[0]);
     List items = iterate(iterable, stmt.exprs[0]->pos);
-    scopes_.push_back(std::make_shared<Scope>());
+    scopes_.push_back(new_scope());
     if (stmt.exprs[1]) {  // {% for x in xs if cond %}: filtered before loop.index counts
       List kept;
       for (auto& item : items) {
@@ -190,7 +209,7 @@ class Renderer {
       }
       auto saved = std::move(scopes_);
       scopes_ = closure;
-      scopes_.push_back(std::make_shared<Scope>());
+      scopes_.push_back(new_scope());
       if (!is_caller) {
         const auto& params = stmt.targets;
         if (args.positional.size() > params.size())
