@@ -47,6 +47,11 @@ pkg_check_modules(FOURIERFT_PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
 if(NOT FOURIERFT_PCRE2_FOUND)
   _fourierft_missing("PCRE2 (8-bit)" libpcre2-dev)
 endif()
+# JPEG decoding: libjpeg-turbo, the library Pillow decodes with (Debian libjpeg62-turbo-dev).
+pkg_check_modules(FOURIERFT_JPEG QUIET IMPORTED_TARGET libjpeg)
+if(NOT FOURIERFT_JPEG_FOUND)
+  _fourierft_missing("libjpeg (libjpeg-turbo)" libjpeg-dev)
+endif()
 # FFTW's OpenMP threading libraries are not described by pkg-config: look beside libfftw3. They
 # become imported targets, found again here by an installed package's consumer, so the exported
 # target names them (fourierft::fftw3_omp) instead of holding this machine's paths.
@@ -63,7 +68,7 @@ foreach(_fourierft_lib fftw3_omp fftw3f_omp)
       IMPORTED_LOCATION ${FOURIERFT_${_fourierft_var}})
   endif()
 endforeach()
-# stb_image (header only, Debian libstb-dev): included as <stb/stb_image.h>.
+# stb_image (header only, Debian libstb-dev), for PNG: included as <stb/stb_image.h>.
 find_path(FOURIERFT_STB_INCLUDE_DIR stb/stb_image.h)
 if(NOT FOURIERFT_STB_INCLUDE_DIR)
   _fourierft_missing("stb_image (stb/stb_image.h)" libstb-dev)

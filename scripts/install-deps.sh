@@ -11,7 +11,8 @@ packages=(
   libfftw3-dev                         # spectral transforms (float + double, OpenMP threads)
   nlohmann-json3-dev                   # config.json, safetensors headers
   libpcre2-dev                         # GPT-2 pre-tokenisation (Unicode categories)
-  libstb-dev                           # PNG/JPEG decoding and PNG writing
+  libjpeg-dev                          # JPEG decoding (libjpeg-turbo, as Pillow)
+  libstb-dev                           # PNG decoding and writing
   doctest-dev                          # tests
   libopenmpi-dev openmpi-bin           # data-parallel training under mpirun (FOURIERFT_WITH_MPI)
   libcpp-httplib-dev                   # `fourierft serve` and test_serve (HTTP server / client)

@@ -593,9 +593,18 @@ TEST_CASE("METEOR: 20k-word lines align in seconds; identical lines still score 
 // ---------------------------------------------------------------------------
 // Images (found by tests/fuzz/fuzz_image)
 
-TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused before stb_image") {
-  // SOI, then DHT with 16 counts of 17 (272 codes; stb_image 2.27 writes past its 257-entry
-  // size list: an ASan / UBSan report), then the values, then EOI.
+namespace {
+std::vector<std::uint8_t> file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in);
+  return std::vector<std::uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+TEST_CASE("images: JPEGs stb_image 2.27 misread are refused by libjpeg, naming the file") {
+  // A DHT table of 272 codes (16 counts of 17): stb_image 2.27 wrote past its 257-entry size list
+  // (ASan / UBSan; found by fuzz_image three times: plain, after fill bytes before SOI, and with
+  // the table cut off by the end of the data).
   std::vector<std::uint8_t> jpeg = {0xFF, 0xD8, 0xFF, 0xC4};
   const std::size_t length = 2 + 1 + 16 + 272;
   jpeg.push_back(static_cast<std::uint8_t>(length >> 8));
@@ -605,25 +614,46 @@ TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused before
   for (int k = 0; k < 272; ++k) jpeg.push_back(static_cast<std::uint8_t>(k));
   jpeg.insert(jpeg.end(), {0xFF, 0xD9});
   CHECK_THROWS_WITH_AS(io::decode_image(jpeg, "bad.jpg"),
-                       doctest::Contains("bad.jpg: corrupt JPEG: a Huffman table with more than 256 "
-                                         "codes"),
+                       "bad.jpg: corrupt JPEG (Bogus Huffman table definition)", FormatError);
+  jpeg.insert(jpeg.begin(), 0xFF);  // fill bytes before SOI: not a JPEG (Pillow agrees)
+  CHECK_THROWS_WITH_AS(io::decode_image(jpeg, "fill.jpg"),
+                       "fill.jpg: not a PNG or JPEG image (it starts with bytes ff ff d8 ff)",
                        FormatError);
-  // The same after fill bytes before SOI (stb skips them; the fuzzer's second finding).
-  jpeg.insert(jpeg.begin(), 0xFF);
-  CHECK_THROWS_AS(io::decode_image(jpeg, "fill.jpg"), FormatError);
-  // And a table cut off by the end of the data: stb reads the missing counts as 0 (the third).
   const std::vector<std::uint8_t> cut = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00, 0xFF, 0xFF};
-  CHECK_THROWS_WITH_AS(io::decode_image(cut, "cut.jpg"),
-                       doctest::Contains("cut.jpg: corrupt JPEG: a Huffman table"), FormatError);
-  // A real JPEG from the fixtures still decodes.
-  std::ifstream in(fs::path(FOURIERFT_FIXTURES_DIR) / "data/cifar10-mini/test/airplane/0000.jpg",
-                   std::ios::binary);
-  const std::vector<std::uint8_t> good((std::istreambuf_iterator<char>(in)),
-                                       std::istreambuf_iterator<char>());
-  REQUIRE(!good.empty());
+  CHECK_THROWS_WITH_AS(io::decode_image(cut, "cut.jpg"), doctest::Contains("cut.jpg: corrupt JPEG ("),
+                       FormatError);
+  // An 818-byte JPEG whose entropy-coded data drove stb_image 2.27's bit reader to a shift by 32
+  // (UBSan, stbi__grow_buffer_unsafe; the finding that moved JPEG decoding to libjpeg-turbo).
+  const fs::path corpus = fs::path(FOURIERFT_SOURCE_DIR) / "tests/fuzz/corpus/fuzz_image";
+  CHECK_THROWS_WITH_AS(io::decode_image(file_bytes(corpus / "stb_jpeg_code_bits.jpg"), "bits.jpg"),
+                       doctest::Contains("bits.jpg: corrupt JPEG ("), FormatError);
+  // A real JPEG cut short: refused (libjpeg would fill the rest with grey; Pillow refuses too).
+  const std::vector<std::uint8_t> good =
+      file_bytes(fs::path(FOURIERFT_FIXTURES_DIR) / "data/cifar10-mini/test/airplane/0000.jpg");
   const io::Image image = io::decode_image(good, "0000.jpg");
-  CHECK(image.height > 0);
-  CHECK(image.width > 0);
+  CHECK(image.height == 32);
+  CHECK(image.width == 32);
+  const std::vector<std::uint8_t> truncated(good.begin(), good.begin() + std::ptrdiff_t(good.size() / 2));
+  CHECK_THROWS_WITH_AS(io::decode_image(truncated, "half.jpg"),
+                       "half.jpg: corrupt JPEG (Premature end of JPEG file)", FormatError);
+}
+
+TEST_CASE("images: a progressive JPEG with more scans than the limit is refused") {
+  // Each scan is a pass over the whole image: a few KB of scans could take minutes.
+  const std::vector<std::uint8_t> progressive =
+      file_bytes(fs::path(FOURIERFT_FIXTURES_DIR) / "data/pil-reference/made_progressive.jpg");
+  int scans = 0;  // SOS markers (0xFF 0xDA; entropy-coded 0xFF bytes are followed by 0x00)
+  for (std::size_t i = 0; i + 1 < progressive.size(); ++i)
+    scans += progressive[i] == 0xFF && progressive[i + 1] == 0xDA;
+  REQUIRE(scans == 10);
+  LimitsGuard guard;
+  io::input_limits().jpeg_max_scans = scans;
+  const io::Image image = io::decode_image(progressive, "p.jpg");  // at the limit: decoded
+  CHECK(image.width == 77);
+  io::input_limits().jpeg_max_scans = scans - 1;
+  CHECK_THROWS_WITH_AS(io::decode_image(progressive, "p.jpg"),
+                       "p.jpg: more than 9 progressive scans, the limit (FOURIERFT_JPEG_MAX_SCANS)",
+                       FormatError);
 }
 
 // ---------------------------------------------------------------------------

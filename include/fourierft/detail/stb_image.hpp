@@ -1,5 +1,5 @@
 // fourierft/detail/stb_image.hpp — stb_image (Debian libstb-dev) compiled into each translation
-// unit as private static functions, PNG and JPEG only, its own warnings silenced. Used by io/image.
+// unit as private static functions, PNG only, its own warnings silenced. Used by io/image.
 #pragma once
 
 // fourierft is header-only, so there is no library to hold stb's implementation: every translation
@@ -9,7 +9,6 @@
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
 #define STBI_NO_STDIO  // files are read by io/image.hpp, which names them in its errors
 #define STBI_FAILURE_USERMSG
 

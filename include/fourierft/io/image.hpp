@@ -10,16 +10,18 @@
 // resize() is Pillow's ImagingResample for 8-bit images, bit for bit: a separable filter whose
 // support widens by the scale factor when shrinking (so downscaling averages, i.e. antialiases),
 // fixed-point weights with 22 fractional bits, horizontal pass first. Tests compare with Pillow.
-// Decoding is stb_image's: PNG is exact; JPEG is not libjpeg's (Pillow's) bit for bit: on the 6,000
-// CIFAR-10 JPEGs of the data pack 7% of values differ, by at most 3 levels (mean 0.09).
-// 16-bit PNGs keep their high byte.
+// Decoding is Pillow's, bit for bit: JPEG through libjpeg-turbo (the library Pillow uses, with
+// its settings), PNG through stb_image (lossless). 16-bit PNGs keep their high byte.
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <csetjmp>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +32,9 @@
 #include "fourierft/detail/stb_image.hpp"
 #include "fourierft/io/json.hpp"
 #include "fourierft/io/limits.hpp"
+
+#include <jpeglib.h>  // after <cstdio>: it uses FILE and size_t
+#include <jerror.h>   // the warning codes (JWRN_*)
 
 namespace fourierft::io {
 
@@ -53,49 +58,105 @@ struct Image {
 
 // ---- decoding -----------------------------------------------------------------------------------
 namespace detail {
-// stb_image 2.27 (Debian 12's) writes past its 257-entry Huffman size list when a JPEG DHT table
-// declares more than 256 codes (fixed upstream in 2.28; found by tests/fuzz/fuzz_image). Walks the
-// JPEG's segments (skipping entropy-coded data) and refuses such a table before stb sees it.
-inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std::string& source) {
-  if (b.empty() || b[0] != 0xFF) return;  // not a JPEG (stb also skips fill bytes before SOI)
-  std::size_t i = 0;
-  auto corrupt = [&](const char* what) {
-    throw FormatError(str_cat(source, ": corrupt JPEG: ", what, " at byte ", i));
-  };
-  while (i + 1 < b.size()) {
-    if (b[i] != 0xFF) {  // entropy-coded data after a scan: find the next marker
-      ++i;
-      continue;
-    }
-    const std::uint8_t marker = b[i + 1];
-    if (marker == 0xFF) {  // fill byte
-      ++i;
-      continue;
-    }
-    if (marker == 0x00 || (marker >= 0xD0 && marker <= 0xD8) || marker == 0x01) {
-      i += 2;  // stuffed zero, restart marker, SOI, TEM: no length
-      continue;
-    }
-    if (marker == 0xD9) return;  // end of image
-    if (i + 3 >= b.size()) return;
-    const std::size_t length = std::size_t(b[i + 2]) << 8 | b[i + 3];  // includes its 2 bytes
-    if (length < 2) corrupt("segment length below 2");
-    const std::size_t end = std::min(b.size(), i + 2 + length);
-    if (marker == 0xC4) {  // DHT: tables of (class/id, 16 counts, the values), read as stb does:
-      // while the declared length is not used up, even past the segment's end
-      std::int64_t remaining = static_cast<std::int64_t>(length) - 2;
-      std::size_t p = i + 4;
-      while (remaining > 0 && p < b.size()) {
-        if ((b[p] >> 4) > 1 || (b[p] & 15) > 3) break;  // stb refuses the table itself
-        std::size_t codes = 0;  // stb reads bytes past the end of the data as 0
-        for (std::size_t k = 1; k <= 16 && p + k < b.size(); ++k) codes += b[p + k];
-        if (codes > 256) corrupt("a Huffman table with more than 256 codes");
-        remaining -= static_cast<std::int64_t>(17 + codes);
-        p += 17 + codes;
-      }
-    }
-    i = end;
+
+// JPEG through libjpeg-turbo, as Pillow (and so HF's image processors) decodes it: the same library
+// with the same settings (islow IDCT, fancy upsampling), so pixels are Pillow's bit for bit.
+// libjpeg reports a fatal error by calling error_exit, which must not return: it jumps back to
+// decode_jpeg's setjmp with only libjpeg's C frames in between (nothing there needs destroying).
+struct JpegErrorManager {
+  jpeg_error_mgr base;  // first member: libjpeg's `cinfo->err` points here
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX] = {};
+  bool corrupt = true;  // false: a well-formed file refused by a limit or an unsupported feature
+  int max_scans = 500;
+};
+// Warnings that mean the compressed image data itself is corrupt or cut short: libjpeg would go
+// on and fill the rest with grey or garbage; Pillow refuses a truncated file too. Other warnings
+// (extraneous bytes between segments, an unknown JFIF revision, a bad ICC marker) leave the
+// pixels intact and are ignored, as by Pillow.
+inline bool jpeg_data_is_corrupt(int message_code) {
+  return message_code == JWRN_JPEG_EOF || message_code == JWRN_HIT_MARKER ||
+         message_code == JWRN_HUFF_BAD_CODE || message_code == JWRN_ARITH_BAD_CODE ||
+         message_code == JWRN_MUST_RESYNC || message_code == JWRN_BOGUS_PROGRESSION;
+}
+inline void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* errors = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  errors->base.format_message(cinfo, errors->message);
+  std::longjmp(errors->jump, 1);
+}
+inline void jpeg_emit_message(j_common_ptr cinfo, int level) {
+  if (level < 0 && jpeg_data_is_corrupt(cinfo->err->msg_code)) jpeg_error_exit(cinfo);
+}
+// A progressive JPEG may hold any number of scans, each a pass over the whole image
+// (input_limits().jpeg_max_scans): checked as libjpeg reports its progress.
+inline void jpeg_limit_scans(j_common_ptr cinfo) {
+  const auto* decompress = reinterpret_cast<j_decompress_ptr>(cinfo);
+  auto* errors = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  if (decompress->is_decompressor && decompress->input_scan_number > errors->max_scans) {
+    std::snprintf(errors->message, sizeof errors->message,
+                  "more than %d progressive scans, the limit (FOURIERFT_JPEG_MAX_SCANS)",
+                  errors->max_scans);
+    errors->corrupt = false;
+    std::longjmp(errors->jump, 1);
   }
+}
+
+// Decodes into `pixels` (resized to h * w * 3) and returns true, or returns false with libjpeg's
+// message in `errors`. No C++ object is created or resized between setjmp and a longjmp
+// that could return to it except through `pixels`, which lives in the caller.
+inline bool decode_jpeg_into(std::span<const std::uint8_t> bytes, JpegErrorManager& errors,
+                             std::vector<std::uint8_t>& pixels, Index& height, Index& width,
+                             double max_pixels) {
+  jpeg_decompress_struct cinfo{};
+  jpeg_progress_mgr progress{};
+  cinfo.err = jpeg_std_error(&errors.base);
+  errors.base.error_exit = jpeg_error_exit;
+  errors.base.emit_message = jpeg_emit_message;
+  if (setjmp(errors.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  progress.progress_monitor = jpeg_limit_scans;
+  cinfo.progress = &progress;
+  jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&cinfo, TRUE);
+  // The declared size first: a small file may declare a huge image (input_limits()).
+  if (double(cinfo.image_width) * double(cinfo.image_height) > max_pixels) {
+    std::snprintf(errors.message, sizeof errors.message,
+                  "%u x %u pixels is over the limit of %.0f (FOURIERFT_IMAGE_MAX_PIXELS)",
+                  cinfo.image_width, cinfo.image_height, max_pixels);
+    errors.corrupt = false;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+    std::snprintf(errors.message, sizeof errors.message,
+                  "a CMYK JPEG, which is not supported (convert it to RGB)");
+    errors.corrupt = false;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  cinfo.out_color_space = JCS_RGB;  // grey is repeated, as Pillow's convert("RGB")
+  jpeg_start_decompress(&cinfo);
+  height = cinfo.output_height;
+  width = cinfo.output_width;
+  pixels.resize(std::size_t(cinfo.output_height) * cinfo.output_width * 3);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = pixels.data() + std::size_t(cinfo.output_scanline) * cinfo.output_width * 3;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
+inline bool is_jpeg(std::span<const std::uint8_t> b) {
+  return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;  // SOI, then a marker
+}
+inline bool is_png(std::span<const std::uint8_t> b) {
+  static constexpr std::array<std::uint8_t, 8> signature = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  return b.size() >= 8 && std::equal(signature.begin(), signature.end(), b.begin());
 }
 
 // stb_image copies each IDAT chunk into a buffer that is still null before the first IDAT with
@@ -103,8 +164,7 @@ inline void check_jpeg_huffman_tables(std::span<const std::uint8_t> b, const std
 // tests/fuzz/fuzz_image). Such chunks carry nothing: returns the PNG without them, or nothing when
 // there is none to drop (then the bytes are decoded as they are).
 inline std::vector<std::uint8_t> png_without_empty_idat(std::span<const std::uint8_t> b) {
-  static constexpr std::array<std::uint8_t, 8> signature = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (b.size() < 8 || !std::equal(signature.begin(), signature.end(), b.begin())) return {};
+  if (!is_png(b)) return {};
   std::vector<std::uint8_t> out;
   std::size_t kept_from = 0;  // b[kept_from, chunk) is still to be copied
   // Chunks: length (4 bytes, big-endian), type (4), data (length), CRC (4).
@@ -123,15 +183,10 @@ inline std::vector<std::uint8_t> png_without_empty_idat(std::span<const std::uin
   out.insert(out.end(), b.begin() + static_cast<std::ptrdiff_t>(kept_from), b.end());
   return out;
 }
-}  // namespace detail
 
-// PNG or JPEG bytes -> RGB (grey is repeated, alpha dropped, palettes expanded: Pillow's
-// convert("RGB")). `source` names the data in errors.
-inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string& source) {
-  check<FormatError>(!bytes.empty(), source, ": empty file, expected a PNG or JPEG image");
-  check<FormatError>(bytes.size() <= 0x7FFFFFFF, source, ": ", bytes.size(), " bytes is too large");
-  detail::check_jpeg_huffman_tables(bytes, source);
-  const std::vector<std::uint8_t> cleaned = detail::png_without_empty_idat(bytes);
+// PNG through stb_image: lossless, so the pixels are Pillow's.
+inline Image decode_png(std::span<const std::uint8_t> bytes, const std::string& source) {
+  const std::vector<std::uint8_t> cleaned = png_without_empty_idat(bytes);
   const std::span<const std::uint8_t> input = cleaned.empty() ? bytes : std::span(cleaned);
   int w = 0, h = 0, channels = 0;
   // The declared size first: a small file may declare a huge image (input_limits()).
@@ -143,12 +198,40 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   stbi_uc* data =
       stbi_load_from_memory(input.data(), static_cast<int>(input.size()), &w, &h, &channels, 3);
   if (data == nullptr)
-    throw FormatError(
-        str_cat(source, ": cannot decode as PNG or JPEG (", stbi_failure_reason(), ")"));
+    throw FormatError(str_cat(source, ": corrupt PNG (", stbi_failure_reason(), ")"));
   Image image(h, w);
   std::copy(data, data + image.pixels.size(), image.pixels.begin());
   stbi_image_free(data);
   return image;
+}
+
+inline Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& source) {
+  JpegErrorManager errors;
+  errors.max_scans = static_cast<int>(
+      std::clamp<std::int64_t>(input_limits().jpeg_max_scans, 1, std::numeric_limits<int>::max()));
+  Image image;
+  if (!decode_jpeg_into(bytes, errors, image.pixels, image.height, image.width,
+                        input_limits().image_max_pixels)) {
+    if (!errors.corrupt) throw FormatError(str_cat(source, ": ", errors.message));
+    throw FormatError(str_cat(source, ": corrupt JPEG (", errors.message, ")"));
+  }
+  return image;
+}
+}  // namespace detail
+
+// PNG or JPEG bytes -> RGB (grey is repeated, alpha dropped, palettes expanded: Pillow's
+// convert("RGB")). `source` names the data in errors.
+inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string& source) {
+  check<FormatError>(!bytes.empty(), source, ": empty file, expected a PNG or JPEG image");
+  check<FormatError>(bytes.size() <= 0x7FFFFFFF, source, ": ", bytes.size(), " bytes is too large");
+  if (detail::is_jpeg(bytes)) return detail::decode_jpeg(bytes, source);
+  if (detail::is_png(bytes)) return detail::decode_png(bytes, source);
+  std::string first;
+  for (std::size_t i = 0; i < std::min<std::size_t>(bytes.size(), 4); ++i) {
+    static constexpr char hex[] = "0123456789abcdef";
+    first += str_cat(i ? " " : "", hex[bytes[i] >> 4], hex[bytes[i] & 15]);
+  }
+  throw FormatError(str_cat(source, ": not a PNG or JPEG image (it starts with bytes ", first, ")"));
 }
 
 inline Image read_image(const std::filesystem::path& path) {

@@ -29,6 +29,10 @@ struct InputLimits {
   // declare 1312 x 54560 pixels (215 MB decoded, seconds of work). 2^26 is 8192 x 8192; datasets
   // of photos stay far below. Environment: FOURIERFT_IMAGE_MAX_PIXELS.
   double image_max_pixels = 67108864;
+  // Most scans a progressive JPEG may hold: each is a pass over the whole image, so a few KB of
+  // scans can take minutes. 500 is libjpeg-turbo's own tools' limit; real files have about 10.
+  // Environment: FOURIERFT_JPEG_MAX_SCANS.
+  std::int64_t jpeg_max_scans = 500;
 };
 
 namespace detail {
@@ -48,6 +52,8 @@ inline InputLimits& input_limits() {
         detail::env_number("FOURIERFT_JSON_MAX_DEPTH", static_cast<double>(l.json_max_depth)));
     l.max_model_parameters = detail::env_number("FOURIERFT_MAX_PARAMETERS", l.max_model_parameters);
     l.image_max_pixels = detail::env_number("FOURIERFT_IMAGE_MAX_PIXELS", l.image_max_pixels);
+    l.jpeg_max_scans = static_cast<std::int64_t>(
+        detail::env_number("FOURIERFT_JPEG_MAX_SCANS", static_cast<double>(l.jpeg_max_scans)));
     const char* nonfinite = std::getenv("FOURIERFT_ALLOW_NONFINITE");
     l.allow_nonfinite_weights = nonfinite != nullptr && std::string(nonfinite) == "1";
     return l;
