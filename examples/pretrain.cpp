@@ -388,14 +388,6 @@ Tensor<std::int64_t> stack_blocks(const std::vector<std::vector<std::int64_t>>& 
   return ids;
 }
 
-// Rows [begin, begin + count) of a (B, T) tensor.
-Tensor<std::int64_t> block_rows(const Tensor<std::int64_t>& ids, Index begin, Index count) {
-  const Index T = ids.size(1);
-  Tensor<std::int64_t> out({count, T});
-  std::copy_n(ids.ptr() + begin * T, count * T, out.ptr());
-  return out;
-}
-
 // A data-parallel rank's loss on its shard of a micro-batch, and the shard's share of the
 // micro-batch's loss (train::Run::accumulate's `share`).
 struct ShardLoss {
@@ -493,7 +485,7 @@ struct TextTask {
                                                    [](std::int64_t l) { return l != -100; }));
         };
         const double all = masked(m.labels);
-        m = {block_rows(m.input_ids, begin, count), block_rows(m.labels, begin, count)};
+        m = {slice_rows(m.input_ids, begin, count), slice_rows(m.labels, begin, count)};
         share = masked(m.labels) / all;
         if (share == 0) return std::nullopt;
       }

@@ -45,6 +45,18 @@ TEST_CASE_TEMPLATE("Tensor: construction, access, reshape, clone and sharing", R
   CHECK_THROWS_AS(Tensor<Real>::from_data({2, 2}, {1, 2, 3}), ShapeError);
 }
 
+TEST_CASE("slice_rows: a copy of rows [begin, begin + count) of the first dimension") {
+  Tensor<float> t({4, 2, 3});
+  for (Index i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(i);
+  const Tensor<float> middle = slice_rows(t, 1, 2);
+  CHECK(middle.shape() == Shape{2, 2, 3});
+  for (Index i = 0; i < middle.numel(); ++i) CHECK(middle[i] == static_cast<float>(i + 6));
+  CHECK(slice_rows(t, 4, 0).shape() == Shape{0, 2, 3});
+  t[6] = -1.0f;  // a copy, not a view
+  CHECK(middle[0] == 6.0f);
+  CHECK_THROWS_WITH_AS(slice_rows(t, 3, 2), "slice_rows: rows [3, 5) of (4, 2, 3)", ShapeError);
+}
+
 TEST_CASE("Tensor: printing summarises long dims") {
   std::ostringstream out;
   out << Tensor<float>::from_data({2, 2}, {1, 2, 3, 4});

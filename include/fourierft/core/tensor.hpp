@@ -209,6 +209,20 @@ Eigen::Map<typename Tensor<T>::RowMajorMatrix> as_matrix(Tensor<T>& t, Index row
   return {t.ptr(), rows, cols};
 }
 
+// Rows [begin, begin + count) along the first dimension, copied: shape (count, ...). A
+// data-parallel rank's shard of a micro-batch.
+template <class T>
+Tensor<T> slice_rows(const Tensor<T>& t, Index begin, Index count) {
+  check<ShapeError>(t.dim() >= 1 && begin >= 0 && count >= 0 && begin + count <= t.size(0),
+                    "slice_rows: rows [", begin, ", ", begin + count, ") of ", shape_str(t.shape()));
+  Shape shape = t.shape();
+  shape[0] = count;
+  Tensor<T> out(std::move(shape));
+  const Index per_row = t.size(0) == 0 ? 0 : t.numel() / t.size(0);
+  std::copy_n(t.ptr() + begin * per_row, count * per_row, out.ptr());
+  return out;
+}
+
 // Seeded random tensors: standard normal, and uniform in [low, high).
 template <class Real>
 Tensor<Real> randn(Shape shape, Rng& rng, Real mean = Real(0), Real stddev = Real(1)) {

@@ -24,13 +24,7 @@ struct ImageBatch {
 
 // Rows [begin, begin + count) of `batch` (a data-parallel rank's shard of a micro-batch).
 inline ImageBatch batch_rows(const ImageBatch& batch, Index begin, Index count) {
-  const Index per_image = batch.pixels.numel() / batch.pixels.size(0);
-  Shape shape = batch.pixels.shape();
-  shape[0] = count;
-  ImageBatch out{Tensor<float>(shape), Tensor<std::int64_t>({count})};
-  std::copy_n(batch.pixels.ptr() + begin * per_image, count * per_image, out.pixels.ptr());
-  std::copy_n(batch.labels.ptr() + begin, count, out.labels.ptr());
-  return out;
+  return {slice_rows(batch.pixels, begin, count), slice_rows(batch.labels, begin, count)};
 }
 
 // Classes are the sub-folders of root, sorted by name (label = position); each class holds the
