@@ -171,6 +171,36 @@ TEST_CASE("jinja: hostile templates end in an error, not a crash") {
   CHECK_THROWS_AS(render("{{ 'x' * 1000000000000 }}"), TemplateError);
 }
 
+TEST_CASE("jinja: integer arithmetic is Python's within 64 bits; past them, an error naming the position") {
+  // fuzz_chat_template: `{{ 09223372**0368587050 }}` overflowed (UBSan), and ** stopped after 64
+  // multiplications, so 2 ** 100 printed 0.
+  CHECK(render("{{ 2 ** 62 }} {{ (-2) ** 63 }} {{ 3 ** 0 }} {{ (-1) ** 1000000001 }} {{ 2 ** -1 }}") ==
+        "4611686018427387904 -9223372036854775808 1 -1 0.5");
+  CHECK_THROWS_WITH_AS(render("{{ 09223372**0368587050 }}"),
+                       doctest::Contains("integer result of '**' does not fit in 64 bits"), TemplateError);
+  CHECK_THROWS_WITH_AS(render("{{ 2 ** 63 }}"), doctest::Contains("'**' does not fit in 64 bits"), TemplateError);
+  CHECK_THROWS_WITH_AS(render("{{ 9223372036854775807 + 1 }}"), doctest::Contains("'+' does not fit"), TemplateError);
+  CHECK_THROWS_WITH_AS(render("{{ -9223372036854775807 - 2 }}"), doctest::Contains("'-' does not fit"), TemplateError);
+  CHECK_THROWS_WITH_AS(render("{{ 4294967296 * 4294967296 }}"), doctest::Contains("'*' does not fit"), TemplateError);
+  const std::string min = "(-9223372036854775807 - 1)";
+  CHECK(render("{{ " + min + " }} {{ " + min + " % -1 }} {{ 7 // -1 }} {{ -7 % 3 }} {{ -7 // 2 }}") ==
+        "-9223372036854775808 0 -7 2 -4");
+  CHECK_THROWS_WITH_AS(render("{{ " + min + " // -1 }}"), doctest::Contains("'//' does not fit"), TemplateError);
+  CHECK_THROWS_WITH_AS(render("{{ -" + min + " }}"), doctest::Contains("'-' does not fit"), TemplateError);
+  CHECK_THROWS_AS(render("{{ " + min + "|abs }}"), TemplateError);
+  CHECK(render("{{ " + min + " is divisibleby(-1) }} {{ " + min + " is even }} {{ -3 is odd }}") == "True True True");
+  // Floats to int: NaN gives the default (jinja2's do_int); beyond 64 bits, an error.
+  CHECK(render("{{ (1e300 * 1e300 - 1e300 * 1e300)|int }} {{ '2.9'|int }} {{ -2.9|int }}") == "0 2 -2");
+  CHECK_THROWS_AS(render("{{ 1e300|int }}"), TemplateError);
+  CHECK_THROWS_AS(render("{{ '1e30'|int }}"), TemplateError);
+  CHECK_THROWS_AS(render("{{ '99999999999999999999'|int }}"), TemplateError);
+  CHECK(render("{{ 'x'|int }} {{ ''|int(7) }}") == "0 7");
+  // Slices with steps near the 64-bit limits, indents beyond the output cap, huge attribute indices.
+  CHECK(render("{{ [1, 2, 3][::9223372036854775807] }} {{ [1, 2, 3][::" + min + "] }}") == "[1] [3]");
+  CHECK_THROWS_AS(render("{{ 'a'|indent(1000000000000) }}"), TemplateError);
+  CHECK_NOTHROW(render("{{ [[1]]|map(attribute='99999999999999999999')|list|length }}"));
+}
+
 TEST_CASE("jinja: whitespace control follows jinja2 with trim_blocks and lstrip_blocks") {
   // (the constructs/whitespace.jinja reference covers the combinations; these pin single rules)
   CHECK(render("a\n{% if true %}\nb\n{% endif %}\nc") == "a\nb\nc");      // trim_blocks eats one newline

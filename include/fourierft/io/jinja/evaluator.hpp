@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -305,7 +306,9 @@ class Renderer {
         const Value v = eval(*e.args[0]);
         if (!v.is_number()) fail(e.pos, str_cat("bad operand type for unary ", e.name, ": '", type_name(v), "'"));
         if (e.name == "+") return v.kind == Value::Kind::boolean ? Value::from(v.as_int()) : v;
-        return v.kind == Value::Kind::floating ? Value::from(-v.floating) : Value::from(-v.as_int());
+        if (v.kind == Value::Kind::floating) return Value::from(-v.floating);
+        const bool overflowed = v.as_int() == std::numeric_limits<std::int64_t>::min();
+        return Value::from(checked_int(overflowed, overflowed ? 0 : -v.as_int(), "-", e.pos));
       }
       case Expr::Kind::binary: return binary(e.name, eval(*e.args[0]), eval(*e.args[1]), e.pos);
       case Expr::Kind::compare: {
@@ -394,6 +397,36 @@ class Renderer {
     return c >= 0;
   }
 
+  // Integer arithmetic as Python's, within 64 bits: Python's integers are unbounded, a chat
+  // template never needs one this large, so a result that does not fit is an error.
+  std::int64_t checked_int(bool overflowed, std::int64_t result, const char* op, std::size_t pos) const {
+    if (overflowed) fail(pos, str_cat("integer result of '", op, "' does not fit in 64 bits"));
+    return result;
+  }
+  std::int64_t int_power(std::int64_t base, std::int64_t exponent, std::size_t pos) const {
+    std::int64_t result = 1;  // by squaring: at most 63 steps
+    bool overflowed = false;
+    while (exponent > 0 && !overflowed) {
+      if (exponent & 1) overflowed = __builtin_mul_overflow(result, base, &result);
+      exponent >>= 1;
+      if (exponent > 0 && !overflowed) overflowed = __builtin_mul_overflow(base, base, &base);
+    }
+    return checked_int(overflowed, result, "**", pos);
+  }
+  // The int filter on a float: NaN gives the default, as jinja2's do_int; beyond 64 bits, an error.
+  static Value float_to_int(double f, const Value& fallback) {
+    if (std::isnan(f)) return fallback;
+    const double t = std::trunc(f);
+    if (!(t >= -9223372036854775808.0 && t < 9223372036854775808.0))
+      throw std::invalid_argument(str_cat("int(", f, ") does not fit in 64 bits"));
+    return Value::from(static_cast<std::int64_t>(t));
+  }
+  // An indent of n spaces (n <= 0: none), at most the output cap.
+  static std::string spaces(std::int64_t n) {
+    if (n > static_cast<std::int64_t>(max_output_bytes)) throw std::invalid_argument("indent too large");
+    return std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, n)), ' ');
+  }
+  // a // b rounded towards minus infinity; b != 0, and not (min, -1), whose quotient overflows.
   static std::int64_t floor_div(std::int64_t a, std::int64_t b) {
     std::int64_t q = a / b;
     if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
@@ -410,22 +443,26 @@ class Renderer {
     if (a.is_number() && b.is_number()) {
       const bool ints = a.is_integral() && b.is_integral();
       const double x = a.as_double(), y = b.as_double();
-      if (op == "+") return ints ? Value::from(a.as_int() + b.as_int()) : Value::from(x + y);
-      if (op == "-") return ints ? Value::from(a.as_int() - b.as_int()) : Value::from(x - y);
-      if (op == "*") return ints ? Value::from(a.as_int() * b.as_int()) : Value::from(x * y);
-      if (op == "**") {
-        if (ints && b.as_int() >= 0) {
-          std::int64_t r = 1;
-          for (std::int64_t i = 0; i < b.as_int() && i < 64; ++i) r *= a.as_int();
-          return Value::from(r);
-        }
-        return Value::from(std::pow(x, y));
+      const std::int64_t i = a.as_int(), j = b.as_int();
+      std::int64_t r = 0;
+      if (op == "+" || op == "-" || op == "*") {
+        if (!ints) return Value::from(op == "+" ? x + y : op == "-" ? x - y : x * y);
+        const bool overflowed = op == "+" ? __builtin_add_overflow(i, j, &r)
+                                : op == "-" ? __builtin_sub_overflow(i, j, &r)
+                                            : __builtin_mul_overflow(i, j, &r);
+        return Value::from(checked_int(overflowed, r, op.c_str(), pos));
       }
+      if (op == "**") return ints && j >= 0 ? Value::from(int_power(i, j, pos)) : Value::from(std::pow(x, y));
       if (y == 0) fail(pos, ints && op != "/" ? "integer division or modulo by zero" : "division by zero");
       if (op == "/") return Value::from(x / y);
-      if (op == "//") return ints ? Value::from(floor_div(a.as_int(), b.as_int())) : Value::from(std::floor(x / y));
+      if (ints && j == -1) {  // i // -1 = -i (overflows for the minimum); i % -1 = 0
+        const bool overflowed = i == std::numeric_limits<std::int64_t>::min();
+        if (op == "//") return Value::from(checked_int(overflowed, overflowed ? 0 : -i, "//", pos));
+        if (op == "%") return Value::from(std::int64_t(0));
+      }
+      if (op == "//") return ints ? Value::from(floor_div(i, j)) : Value::from(std::floor(x / y));
       if (op == "%") {
-        if (ints) return Value::from(a.as_int() - b.as_int() * floor_div(a.as_int(), b.as_int()));
+        if (ints) return Value::from(i - j * floor_div(i, j));
         double r = std::fmod(x, y);
         if (r != 0 && ((r < 0) != (y < 0))) r += y;
         return Value::from(r);
@@ -445,7 +482,8 @@ class Renderer {
 
   Value repeat(const Value& v, std::int64_t times, std::size_t pos) const {
     const std::size_t unit = v.is_string() ? v.string.size() : v.list->size();
-    if (times > 0 && unit * static_cast<std::size_t>(times) > max_output_bytes) fail(pos, "repetition too large");
+    if (times > 0 && unit > 0 && static_cast<std::size_t>(times) > max_output_bytes / unit)
+      fail(pos, "repetition too large");
     if (v.is_string()) {
       std::string out;
       for (std::int64_t i = 0; i < times; ++i) out += v.string;
@@ -533,7 +571,13 @@ class Renderer {
     const std::int64_t start = clamp(start_v, step > 0 ? 0 : n - 1);
     const std::int64_t stop = clamp(stop_v, step > 0 ? n : -1);
     std::vector<std::size_t> out;
-    for (std::int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(static_cast<std::size_t>(i));
+    for (std::int64_t i = start; step > 0 ? i < stop : i > stop;) {
+      out.push_back(static_cast<std::size_t>(i));
+      // The next index would pass stop: end here, before i + step can overflow. (For step < 0,
+      // (i - stop) + step <= 0 is i - stop <= -step without negating the minimum.)
+      if (step > 0 ? stop - i <= step : (i - stop) + step <= 0) break;
+      i += step;
+    }
     return out;
   }
 
@@ -882,6 +926,7 @@ class Renderer {
       const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
       if (v.is_undefined()) return v;
       const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+      if (numeric && part.size() > 18) return Value::undefined("list index out of range");  // beyond any list
       v = numeric ? get_item(v, Value::from(std::int64_t(std::stoll(part))), pos) : get_item(v, Value::from(part), pos);
       if (dot == std::string::npos) break;
       start = dot + 1;
@@ -946,7 +991,7 @@ class Renderer {
     if (name == "tojson") {
       JsonDumpOptions options;
       if (const Value* indent = argument(args, 0, "indent"); indent && !indent->is_none()) {
-        if (indent->is_integral()) options.indent = std::string(std::size_t(std::max<std::int64_t>(0, indent->as_int())), ' ');
+        if (indent->is_integral()) options.indent = spaces(indent->as_int());
         else if (indent->is_string()) options.indent = indent->string;
         else throw std::invalid_argument("indent must be an int or a string");
         options.item_separator = ",";
@@ -1045,16 +1090,23 @@ class Renderer {
     if (name == "int") {
       const Value fallback = argument(args, 0, "default") ? *argument(args, 0, "default") : Value::from(std::int64_t(0));
       if (value.is_integral()) return Value::from(value.as_int());
-      if (value.kind == Value::Kind::floating) return Value::from(static_cast<std::int64_t>(std::trunc(value.floating)));
+      if (value.kind == Value::Kind::floating) return float_to_int(value.floating, fallback);
       if (value.is_string()) {
         const std::string text = strip(value.string, nullptr, true, true);
+        std::size_t used = 0;
         try {
-          std::size_t used = 0;
           const std::int64_t i = std::stoll(text, &used);
           if (used == text.size()) return Value::from(i);
-          const double f = std::stod(text, &used);
-          if (used == text.size()) return Value::from(static_cast<std::int64_t>(std::trunc(f)));
-        } catch (const std::exception&) {}
+        } catch (const std::out_of_range&) {
+          throw std::invalid_argument(str_cat("int('", text, "') does not fit in 64 bits"));
+        } catch (const std::invalid_argument&) {}
+        double f = 0;
+        try {
+          f = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used > 0 && used == text.size()) return float_to_int(f, fallback);
       }
       return fallback;
     }
@@ -1073,7 +1125,10 @@ class Renderer {
     }
     if (name == "abs") {
       if (!value.is_number()) throw std::invalid_argument(str_cat("bad operand type for abs(): '", type_name(value), "'"));
-      return value.kind == Value::Kind::floating ? Value::from(std::fabs(value.floating)) : Value::from(static_cast<std::int64_t>(std::llabs(value.as_int())));
+      if (value.kind == Value::Kind::floating) return Value::from(std::fabs(value.floating));
+      if (value.as_int() == std::numeric_limits<std::int64_t>::min())
+        throw std::invalid_argument("integer result of abs() does not fit in 64 bits");
+      return Value::from(static_cast<std::int64_t>(std::llabs(value.as_int())));
     }
     if (name == "round") {
       if (!value.is_number()) throw std::invalid_argument("round needs a number");
@@ -1096,7 +1151,7 @@ class Renderer {
     }
     if (name == "indent") {
       const Value* width = argument(args, 0, "width");
-      const std::string pad = !width ? "    " : width->is_string() ? width->string : std::string(std::size_t(std::max<std::int64_t>(0, width->as_int())), ' ');
+      const std::string pad = !width ? "    " : width->is_string() ? width->string : spaces(width->as_int());
       const bool first = flag(args, 1, "first", false), blank = flag(args, 2, "blank", false);
       const std::string text = need_string();
       std::string out;
@@ -1191,9 +1246,9 @@ class Renderer {
       if (name == "divisibleby") {
         const Value& d = arg();
         if (!d.is_integral() || d.as_int() == 0) fail(pos, "divisibleby needs a non-zero integer");
-        return v.as_int() % d.as_int() == 0;
+        return d.as_int() == -1 || v.as_int() % d.as_int() == 0;  // (min % -1 overflows)
       }
-      return (std::llabs(v.as_int()) % 2 == 1) == (name == "odd");
+      return ((v.as_int() & 1) == 1) == (name == "odd");
     }
     if (name == "eq" || name == "equalto" || name == "==") return equal(v, arg());
     if (name == "ne" || name == "!=") return !equal(v, arg());
