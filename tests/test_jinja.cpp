@@ -169,6 +169,10 @@ TEST_CASE("jinja: hostile templates end in an error, not a crash") {
   CHECK_THROWS_AS(render("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"), TemplateError);
   CHECK_THROWS_AS(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), TemplateError);
   CHECK_THROWS_AS(render("{{ 'x' * 1000000000000 }}"), TemplateError);
+  // fuzz_chat_template: 2 * messages * 13506787 built a list of 27 million items (a 1 s timeout).
+  CHECK_THROWS_WITH_AS(render("{{ 2 * messages * 13506787 }}", Json::array({msg("user", "hi")})),
+                       doctest::Contains("repetition too large: over 100000 items"), TemplateError);
+  CHECK(render("{{ ([1] * 100000)|length }}") == "100000");
 }
 
 TEST_CASE("jinja: integer arithmetic is Python's within 64 bits; past them, an error naming the position") {

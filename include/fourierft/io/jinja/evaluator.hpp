@@ -482,8 +482,11 @@ class Renderer {
 
   Value repeat(const Value& v, std::int64_t times, std::size_t pos) const {
     const std::size_t unit = v.is_string() ? v.string.size() : v.list->size();
-    if (times > 0 && unit > 0 && static_cast<std::size_t>(times) > max_output_bytes / unit)
-      fail(pos, "repetition too large");
+    // Strings up to the output cap; lists up to range()'s cap in items (each item is a Value of
+    // tens of bytes, and every item is walked when printed).
+    const std::size_t cap = v.is_string() ? max_output_bytes : static_cast<std::size_t>(max_range_length);
+    if (times > 0 && unit > 0 && static_cast<std::size_t>(times) > cap / unit)
+      fail(pos, str_cat("repetition too large: over ", cap, v.is_string() ? " bytes" : " items"));
     if (v.is_string()) {
       std::string out;
       for (std::int64_t i = 0; i < times; ++i) out += v.string;
