@@ -710,8 +710,23 @@ TEST_CASE("images: a zero-length IDAT before the image data decodes without unde
   with_empty.insert(with_empty.end(), png.begin() + 33, png.end());
   const io::Image expected = io::decode_image(png, "mode_L.png");
   CHECK(io::decode_image(with_empty, "empty_idat.png") == expected);
-  CHECK(io::detail::png_without_empty_idat(with_empty) == png);
-  CHECK(io::detail::png_without_empty_idat(png).empty());  // nothing to drop: decoded as it is
+  CHECK(io::detail::checked_png_chunks(with_empty, "x.png") == png);
+  CHECK(io::detail::checked_png_chunks(png, "x.png").empty());  // nothing to drop: decoded as it is
+}
+
+TEST_CASE("images: a PNG chunk declaring more bytes than the file has is refused before stb_image") {
+  // fuzz_image: a 122-byte PNG whose second IDAT declares 0x5778 0af1 bytes; stb_image 2.27 grew
+  // its buffer to that before reading (malloc of 2 GB, libFuzzer's out-of-memory).
+  const fs::path corpus = fs::path(FOURIERFT_SOURCE_DIR) / "tests/fuzz/corpus/fuzz_image";
+  CHECK_THROWS_WITH_AS(io::decode_image(file_bytes(corpus / "png_idat_declares_2gb.png"), "big.png"),
+                       doctest::Contains("big.png: corrupt PNG: chunk 'IDAT' at byte "), FormatError);
+  // A real PNG cut inside a chunk: refused the same way, naming the chunk.
+  const std::vector<std::uint8_t> png =
+      file_bytes(fs::path(FOURIERFT_FIXTURES_DIR) / "data/pil-reference/mode_L.png");
+  const std::vector<std::uint8_t> cut(png.begin(), png.begin() + 60);
+  CHECK_THROWS_WITH_AS(io::decode_image(cut, "cut.png"),
+                       doctest::Contains("cut.png: corrupt PNG: chunk '"), FormatError);
+  CHECK(io::decode_image(png, "mode_L.png").width == 32);
 }
 
 TEST_CASE("images: pixels declared beyond the cap are refused before decoding") {

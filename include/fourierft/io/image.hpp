@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <csetjmp>
 #include <cstdint>
@@ -159,24 +160,34 @@ inline bool is_png(std::span<const std::uint8_t> b) {
   return b.size() >= 8 && std::equal(signature.begin(), signature.end(), b.begin());
 }
 
-// stb_image copies each IDAT chunk into a buffer that is still null before the first IDAT with
-// data, so a zero-length IDAT there is memcpy(nullptr, p, 0): undefined behaviour (UBSan; found by
-// tests/fuzz/fuzz_image). Such chunks carry nothing: returns the PNG without them, or nothing when
-// there is none to drop (then the bytes are decoded as they are).
-inline std::vector<std::uint8_t> png_without_empty_idat(std::span<const std::uint8_t> b) {
-  if (!is_png(b)) return {};
+// A PNG's chunks as stb_image will read them, checked and cleaned first. Returns the PNG without
+// zero-length IDAT chunks, or nothing when there is none to drop (then the bytes are decoded as
+// they are). Refuses a chunk declaring more bytes than the file has left: stb_image 2.27 grows its
+// IDAT buffer to the declared length before reading (a 122-byte PNG asked for 2 GB; found by
+// tests/fuzz/fuzz_image). Zero-length IDATs: stb copies each IDAT into a buffer that is still null
+// before the first one with data, memcpy(nullptr, p, 0), undefined behaviour (UBSan; also found by
+// fuzz_image); they carry nothing.
+inline std::vector<std::uint8_t> checked_png_chunks(std::span<const std::uint8_t> b,
+                                                    const std::string& source) {
   std::vector<std::uint8_t> out;
   std::size_t kept_from = 0;  // b[kept_from, chunk) is still to be copied
   // Chunks: length (4 bytes, big-endian), type (4), data (length), CRC (4).
   for (std::size_t i = 8; i + 8 <= b.size();) {
     const std::size_t length = std::size_t(b[i]) << 24 | std::size_t(b[i + 1]) << 16 |
                                std::size_t(b[i + 2]) << 8 | b[i + 3];
-    const std::size_t next = i + 12 + length;
-    if (length == 0 && b[i + 4] == 'I' && b[i + 5] == 'D' && b[i + 6] == 'A' && b[i + 7] == 'T') {
+    std::string type;
+    for (std::size_t k = 4; k < 8; ++k)
+      type += std::isalpha(b[i + k]) ? static_cast<char>(b[i + k]) : '?';
+    if (length > b.size() - i - 8)
+      throw FormatError(str_cat(source, ": corrupt PNG: chunk '", type, "' at byte ", i, " declares ",
+                                length, " bytes, but the file has ", b.size() - i - 8, " left"));
+    const std::size_t next = std::min(b.size(), i + 12 + length);
+    if (length == 0 && type == "IDAT") {
       out.insert(out.end(), b.begin() + static_cast<std::ptrdiff_t>(kept_from),
                  b.begin() + static_cast<std::ptrdiff_t>(i));
-      kept_from = std::min(next, b.size());
+      kept_from = next;
     }
+    if (type == "IEND") break;
     i = next;
   }
   if (kept_from == 0) return {};
@@ -186,7 +197,7 @@ inline std::vector<std::uint8_t> png_without_empty_idat(std::span<const std::uin
 
 // PNG through stb_image: lossless, so the pixels are Pillow's.
 inline Image decode_png(std::span<const std::uint8_t> bytes, const std::string& source) {
-  const std::vector<std::uint8_t> cleaned = png_without_empty_idat(bytes);
+  const std::vector<std::uint8_t> cleaned = checked_png_chunks(bytes, source);
   const std::span<const std::uint8_t> input = cleaned.empty() ? bytes : std::span(cleaned);
   int w = 0, h = 0, channels = 0;
   // The declared size first: a small file may declare a huge image (input_limits()).
