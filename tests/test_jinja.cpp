@@ -3,6 +3,7 @@
 // and @huggingface/jinja; scripts/make_chat_template_fixtures.js), errors naming their position,
 // whitespace control, and hostile templates that must fail cleanly. Templates kept in
 // ../shared/data/tokenizers (Llama-3's, the real tokenizer_config.json files) are skipped when absent.
+#include <chrono>
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -173,6 +174,11 @@ TEST_CASE("jinja: hostile templates end in an error, not a crash") {
   CHECK_THROWS_WITH_AS(render("{{ 2 * messages * 13506787 }}", Json::array({msg("user", "hi")})),
                        doctest::Contains("repetition too large: over 100000 items"), TemplateError);
   CHECK(render("{{ ([1] * 100000)|length }}") == "100000");
+  // fuzz_chat_template: -447 * messages is [], and [] * 6000000000 looped 6e9 times (344 s).
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(render("{{ -447 * messages * 6000000000 }}{{ '' * 6000000000 }}{{ ('a',) * 0 }}",
+               Json::array({msg("user", "hi")})) == "[]()");
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
 }
 
 TEST_CASE("jinja: integer arithmetic is Python's within 64 bits; past them, an error naming the position") {

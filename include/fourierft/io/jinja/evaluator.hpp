@@ -487,6 +487,8 @@ class Renderer {
     const std::size_t cap = v.is_string() ? max_output_bytes : static_cast<std::size_t>(max_range_length);
     if (times > 0 && unit > 0 && static_cast<std::size_t>(times) > cap / unit)
       fail(pos, str_cat("repetition too large: over ", cap, v.is_string() ? " bytes" : " items"));
+    if (times <= 0 || unit == 0)  // empty at once: [] * 10**9 took 10**9 steps
+      return v.is_string() ? Value::from(std::string()) : Value::from(List{}, v.is_tuple);
     if (v.is_string()) {
       std::string out;
       for (std::int64_t i = 0; i < times; ++i) out += v.string;
