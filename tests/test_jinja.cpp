@@ -33,6 +33,11 @@ Json messages_of(const std::string& set) { return reference()["message_sets"].at
 
 Json msg(const std::string& role, const std::string& content) { return {{"role", role}, {"content", content}}; }
 
+struct LimitsGuard {  // restores fourierft::io::input_limits() after a test changes it
+  fourierft::io::InputLimits saved = fourierft::io::input_limits();
+  ~LimitsGuard() { fourierft::io::input_limits() = saved; }
+};
+
 std::string render(const std::string& text, const Json& messages = Json::array(), bool add_generation_prompt = false,
                    const Json& variables = Json::object()) {
   return ChatTemplate::parse(text, "test").render(messages, add_generation_prompt, variables);
@@ -168,6 +173,26 @@ TEST_CASE("jinja: hostile templates end in an error, not a crash") {
   CHECK_THROWS_WITH_AS(render("{% for i in range(1000000000) %}{% endfor %}"),
                        "test:1:18: range too big: the sandbox allows at most 100000 items", TemplateError);
   CHECK_THROWS_AS(render("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"), TemplateError);
+  // fuzz_chat_template: 20 nested loops over two messages, 2^20 iterations, took over a second
+  // (ASan) under the earlier fixed cap of 1,000,000; the cap is now 200,000 iterations per render
+  // (0.25 s in Release), adjustable, and fuzz_chat_template fuzzes with 20,000.
+  std::string nested;
+  for (int i = 0; i < 20; ++i) nested += "{% for m in messages %}";
+  for (int i = 0; i < 20; ++i) nested += "{% endfor %}";
+  const Json two = Json::array({msg("user", "a"), msg("assistant", "b")});
+  CHECK_THROWS_WITH_AS(render(nested, two),
+                       doctest::Contains("more than 200000 loop iterations (FOURIERFT_TEMPLATE_MAX_LOOPS)"),
+                       TemplateError);
+  CHECK(render("{% for i in range(100000) %}{% endfor %}{% for i in range(99999) %}{% endfor %}ok") == "ok");
+  // Work without loops is bounded too: every expression evaluated counts against a step cap.
+  {
+    LimitsGuard guard;
+    fourierft::io::input_limits().template_max_steps = 1000;
+    CHECK_THROWS_WITH_AS(render("{% for i in range(1000) %}{{ i + 1 }}{% endfor %}"),
+                         doctest::Contains("more than 1000 evaluation steps (FOURIERFT_TEMPLATE_MAX_STEPS)"),
+                         TemplateError);
+    CHECK(render("{% for i in range(300) %}{{ i + 1 }}{% endfor %}").size() > 0);
+  }
   CHECK_THROWS_AS(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), TemplateError);
   CHECK_THROWS_AS(render("{{ 'x' * 1000000000000 }}"), TemplateError);
   // fuzz_chat_template: 2 * messages * 13506787 built a list of 27 million items (a 1 s timeout).

@@ -33,6 +33,15 @@ struct InputLimits {
   // scans can take minutes. 500 is libjpeg-turbo's own tools' limit; real files have about 10.
   // Environment: FOURIERFT_JPEG_MAX_SCANS.
   std::int64_t jpeg_max_scans = 500;
+  // Most loop iterations one chat-template render may take (all its loops together). Real
+  // templates loop a few times per message (Qwen3's twice over all of them, plus content parts and
+  // tool calls): 200,000 is tens of thousands of messages, and stops nested loops over the messages
+  // (2^20 iterations for 20 levels) after about 0.25 s. Environment: FOURIERFT_TEMPLATE_MAX_LOOPS.
+  std::int64_t template_max_loop_iterations = 200000;
+  // Most expressions one chat-template render may evaluate: bounds the work of any template, loops
+  // or not. A real template evaluates tens of expressions per message; 5 million is about a
+  // second in a Release build (0.2 us a step). Environment: FOURIERFT_TEMPLATE_MAX_STEPS.
+  std::int64_t template_max_steps = 5000000;
 };
 
 namespace detail {
@@ -52,6 +61,10 @@ inline InputLimits& input_limits() {
         detail::env_number("FOURIERFT_JSON_MAX_DEPTH", static_cast<double>(l.json_max_depth)));
     l.max_model_parameters = detail::env_number("FOURIERFT_MAX_PARAMETERS", l.max_model_parameters);
     l.image_max_pixels = detail::env_number("FOURIERFT_IMAGE_MAX_PIXELS", l.image_max_pixels);
+    l.template_max_loop_iterations = static_cast<std::int64_t>(detail::env_number(
+        "FOURIERFT_TEMPLATE_MAX_LOOPS", static_cast<double>(l.template_max_loop_iterations)));
+    l.template_max_steps = static_cast<std::int64_t>(detail::env_number(
+        "FOURIERFT_TEMPLATE_MAX_STEPS", static_cast<double>(l.template_max_steps)));
     l.jpeg_max_scans = static_cast<std::int64_t>(
         detail::env_number("FOURIERFT_JPEG_MAX_SCANS", static_cast<double>(l.jpeg_max_scans)));
     const char* nonfinite = std::getenv("FOURIERFT_ALLOW_NONFINITE");

@@ -18,12 +18,14 @@
 
 #include "fourierft/io/jinja/parser.hpp"
 #include "fourierft/io/jinja/value.hpp"
+#include "fourierft/io/limits.hpp"
 
 namespace fourierft::io::jinja {
 
 // Limits that turn a hostile template into an error: jinja2's sandbox caps range() at 100000 items.
 inline constexpr std::int64_t max_range_length = 100000;
-inline constexpr std::int64_t max_loop_iterations = 1'000'000;     // all loops of one render
+// (Loop iterations and expressions evaluated in one render: io::input_limits()'s
+// template_max_loop_iterations and template_max_steps.)
 inline constexpr std::size_t max_output_bytes = std::size_t(256) << 20;
 inline constexpr int max_call_depth = 100;                          // nested macro calls
 
@@ -59,6 +61,8 @@ class Renderer {
   std::vector<std::shared_ptr<Scope>> scopes_;
   std::vector<std::weak_ptr<Scope>> created_;  // every scope made (new_scope), for ~Renderer
   std::int64_t iterations_ = 0;
+  std::int64_t steps_ = 0;  // expressions evaluated in this render
+  const std::int64_t max_steps_ = input_limits().template_max_steps;
   int call_depth_ = 0;
   int eval_depth_ = 0;
 
@@ -172,8 +176,8 @@ class Renderer {
     }
     const auto n = static_cast<std::int64_t>(items.size());
     for (std::int64_t i = 0; i < n; ++i) {
-      if (++iterations_ > max_loop_iterations)
-        fail(stmt.pos, str_cat("more than ", max_loop_iterations, " loop iterations"));
+      if (const std::int64_t cap = input_limits().template_max_loop_iterations; ++iterations_ > cap)
+        fail(stmt.pos, str_cat("more than ", cap, " loop iterations (FOURIERFT_TEMPLATE_MAX_LOOPS)"));
       assign_targets(stmt.targets, items[static_cast<std::size_t>(i)], stmt.pos);
       Dict loop = {
           {"index", Value::from(i + 1)}, {"index0", Value::from(i)},
@@ -244,6 +248,8 @@ class Renderer {
   struct EvalGuard {
     Renderer& r;
     EvalGuard(Renderer& renderer, std::size_t pos) : r(renderer) {
+      if (++r.steps_ > r.max_steps_)
+        r.fail(pos, str_cat("more than ", r.max_steps_, " evaluation steps (FOURIERFT_TEMPLATE_MAX_STEPS)"));
       if (++r.eval_depth_ > 4 * max_nesting_depth) { --r.eval_depth_; r.fail(pos, "expression nested too deeply"); }
     }
     ~EvalGuard() { --r.eval_depth_; }
