@@ -51,7 +51,16 @@ class Renderer {
 
   std::string render(const Body& body) {
     std::string out;
-    exec_body(body, out);
+    struct ReprBudget {  // printing containers draws on this render's steps (value.hpp)
+      std::int64_t* saved = repr_steps_left;
+      explicit ReprBudget(std::int64_t* left) { repr_steps_left = left; }
+      ~ReprBudget() { repr_steps_left = saved; }
+    } budget(&steps_left_);
+    try {
+      exec_body(body, out);
+    } catch (const StepsExhausted&) {
+      fail(0, steps_message());
+    }
     return out;
   }
 
@@ -61,8 +70,16 @@ class Renderer {
   std::vector<std::shared_ptr<Scope>> scopes_;
   std::vector<std::weak_ptr<Scope>> created_;  // every scope made (new_scope), for ~Renderer
   std::int64_t iterations_ = 0;
-  std::int64_t steps_ = 0;  // expressions evaluated in this render
+  // Evaluation steps (expressions evaluated, items repeated, elements printed) left in this render.
   const std::int64_t max_steps_ = input_limits().template_max_steps;
+  mutable std::int64_t steps_left_ = max_steps_;  // (const evaluation helpers charge it too)
+  std::string steps_message() const {
+    return str_cat("more than ", max_steps_, " evaluation steps (FOURIERFT_TEMPLATE_MAX_STEPS)");
+  }
+  void charge(std::int64_t steps, std::size_t pos) const {
+    steps_left_ -= steps;
+    if (steps_left_ < 0) fail(pos, steps_message());
+  }
   int call_depth_ = 0;
   int eval_depth_ = 0;
 
@@ -178,6 +195,7 @@ class Renderer {
     for (std::int64_t i = 0; i < n; ++i) {
       if (const std::int64_t cap = input_limits().template_max_loop_iterations; ++iterations_ > cap)
         fail(stmt.pos, str_cat("more than ", cap, " loop iterations (FOURIERFT_TEMPLATE_MAX_LOOPS)"));
+      charge(10, stmt.pos);  // an iteration's own work (its scope, `loop`) as ten steps
       assign_targets(stmt.targets, items[static_cast<std::size_t>(i)], stmt.pos);
       Dict loop = {
           {"index", Value::from(i + 1)}, {"index0", Value::from(i)},
@@ -248,8 +266,7 @@ class Renderer {
   struct EvalGuard {
     Renderer& r;
     EvalGuard(Renderer& renderer, std::size_t pos) : r(renderer) {
-      if (++r.steps_ > r.max_steps_)
-        r.fail(pos, str_cat("more than ", r.max_steps_, " evaluation steps (FOURIERFT_TEMPLATE_MAX_STEPS)"));
+      r.charge(1, pos);
       if (++r.eval_depth_ > 4 * max_nesting_depth) { --r.eval_depth_; r.fail(pos, "expression nested too deeply"); }
     }
     ~EvalGuard() { --r.eval_depth_; }
@@ -495,6 +512,9 @@ class Renderer {
       fail(pos, str_cat("repetition too large: over ", cap, v.is_string() ? " bytes" : " items"));
     if (times <= 0 || unit == 0)  // empty at once: [] * 10**9 took 10**9 steps
       return v.is_string() ? Value::from(std::string()) : Value::from(List{}, v.is_tuple);
+    // Each item made is a step; a string's bytes are cheap, 64 to a step.
+    charge(static_cast<std::int64_t>(v.is_string() ? unit * static_cast<std::size_t>(times) / 64
+                                                   : unit * static_cast<std::size_t>(times)), pos);
     if (v.is_string()) {
       std::string out;
       for (std::int64_t i = 0; i < times; ++i) out += v.string;

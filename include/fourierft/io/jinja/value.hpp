@@ -241,6 +241,16 @@ inline std::string python_string_repr(const std::string& s) {
 
 inline std::string python_repr(const Value& v);
 
+// Printing a list or dict walks every element, and one template line can make a list of 100,000
+// message dicts: while a Renderer renders, each element printed costs one of its evaluation steps
+// (io::InputLimits::template_max_steps). Running out throws StepsExhausted, which the Renderer turns
+// into its step-cap error. Null outside a render: unbounded.
+struct StepsExhausted {};
+inline thread_local std::int64_t* repr_steps_left = nullptr;
+inline void charge_repr_step() {
+  if (repr_steps_left != nullptr && --*repr_steps_left < 0) throw StepsExhausted{};
+}
+
 // Python's str(): what {{ value }} prints. Undefined prints nothing, None "None", True "True".
 inline std::string python_str(const Value& v) {
   switch (v.kind) {
@@ -260,16 +270,20 @@ inline std::string python_repr(const Value& v) {
     case Value::Kind::string: return python_string_repr(v.string);
     case Value::Kind::list: {
       std::string out = v.is_tuple ? "(" : "[";
-      for (std::size_t i = 0; i < v.list->size(); ++i)
+      for (std::size_t i = 0; i < v.list->size(); ++i) {
+        charge_repr_step();
         out += (i ? ", " : "") + python_repr((*v.list)[i]);
+      }
       if (v.is_tuple && v.list->size() == 1) out += ",";
       return out + (v.is_tuple ? ")" : "]");
     }
     case Value::Kind::dict: case Value::Kind::ns: {
       std::string out = v.kind == Value::Kind::ns ? "<Namespace {" : "{";
-      for (std::size_t i = 0; i < v.dict->size(); ++i)
+      for (std::size_t i = 0; i < v.dict->size(); ++i) {
+        charge_repr_step();
         out += (i ? ", " : "") + python_string_repr((*v.dict)[i].first) + ": " +
                python_repr((*v.dict)[i].second);
+      }
       return out + (v.kind == Value::Kind::ns ? "}>" : "}");
     }
     case Value::Kind::function: return "<function>";
