@@ -197,6 +197,30 @@ TEST_CASE("FourierFT block kernels (sparse columns, gather, scatter, add_rows) m
   });
 }
 
+TEST_CASE("LaneFft forward and inverse (16 rows in SIMD lanes) match across ISA levels") {
+  // Lengths 768 (radices 4, 4, 4, 2, 3: at avx512 the 16 x 16 transposes move the lanes) and
+  // 200 (4, 4, 2, 5... of H = 100; 200 % 16 != 0: the scalar lane moves), full and partial blocks.
+  for (Index N : {Index(768), Index(200)})
+    for (Index rows : {Index(16), Index(9)}) {
+      CAPTURE(N);
+      CAPTURE(rows);
+      const Index ld = N + 3;
+      const auto x = random_floats(static_cast<std::size_t>(16 * ld), 21);
+      const auto half = random_floats(static_cast<std::size_t>(32 * (N / 2 + 1)), 22);
+      const fourierft::ops::spectral::LaneFft<float> fft(N);
+      check_same_at_every_level<std::vector<float>>([&] {
+        std::vector<float> work(fft.work_size()), out(32 * (N / 2 + 1)), rows_out(16 * ld, 0.f);
+        fft.forward(x.data(), ld, rows, reinterpret_cast<std::complex<float>*>(out.data()),
+                    work.data());
+        std::vector<float> in = half;
+        fft.inverse(reinterpret_cast<const std::complex<float>*>(in.data()), rows_out.data(), ld,
+                    rows, work.data());
+        out.insert(out.end(), rows_out.begin(), rows_out.end());
+        return out;
+      });
+    }
+}
+
 TEST_CASE("activations at avx512 (loops over exp_fast) are as accurate as the Eigen path") {
   // GELU (both forms), SiLU and swiglu, forward and backward, float: the AVX-512 loops and the Eigen
   // expressions the lower levels run, each against the same formulas in double with std::tanh /

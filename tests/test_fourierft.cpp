@@ -240,6 +240,98 @@ TEST_CASE_TEMPLATE("blocked row DFTs equal the direct sum: whole and partial blo
   }
 }
 
+TEST_CASE_TEMPLATE("LaneFft: real DFTs of 16 rows in SIMD lanes equal the direct sums", Real, float,
+                   double) {
+  // Every radix (4, 2, 3, 5) and mixes of them, the smallest lengths, a length the 16 x 16
+  // transposes serve (768) and strided partial blocks. Forward: out[k·16 + r] = Σ_q x[r, q]·e^{−2πikq/N};
+  // inverse: FFTW's c2r (unnormalised, imaginary parts of bins 0 and N/2 ignored).
+  using ops::spectral::LaneFft;
+  CHECK_FALSE(LaneFft<Real>::supports(14));   // H = 7
+  CHECK_FALSE(LaneFft<Real>::supports(2));    // H = 1
+  CHECK_FALSE(LaneFft<Real>::supports(25));   // odd
+  CHECK(LaneFft<Real>::supports(4096));
+  const double tolerance = std::is_same_v<Real, float> ? 1e-6 : 1e-13;
+  for (Index N : {4, 6, 10, 16, 30, 60, 200, 768, 960})
+    for (auto [rows, ld] : {std::pair<Index, Index>{16, N}, {7, N + 5}}) {
+      Rng rng(N + rows);
+      auto x = randn<Real>({16 * ld}, rng);
+      auto half = randn<Real>({2 * 16 * (N / 2 + 1)}, rng);
+      const LaneFft<Real>& fft = LaneFft<Real>::cached(N);
+      std::vector<Real> work(fft.work_size());
+      std::vector<std::complex<Real>> out(static_cast<std::size_t>(16 * fft.bins()));
+      fft.forward(x.data().data(), ld, rows, out.data(), work.data());
+      std::vector<Real> back(static_cast<std::size_t>(16 * ld), Real(7));
+      const auto* spectrum = reinterpret_cast<const std::complex<Real>*>(half.data().data());
+      fft.inverse(spectrum, back.data(), ld, rows, work.data());
+      double worst_forward = 0, worst_inverse = 0, largest = 0;
+      bool untouched = true;  // rows past `rows` keep their values
+      for (Index r = 0; r < 16; ++r) {
+        for (Index k = 0; k <= N / 2; ++k) {
+          std::complex<double> direct = 0;
+          if (r < rows)
+            for (Index q = 0; q < N; ++q)
+              direct += double(x[r * ld + q]) *
+                        std::polar(1.0, -2 * std::numbers::pi * double(k * q % N) / double(N));
+          largest = std::max(largest, std::abs(direct));
+          worst_forward = std::max(worst_forward, std::abs(direct - std::complex<double>(out[k * 16 + r])));
+        }
+        for (Index q = 0; q < N; ++q) {
+          if (r >= rows) {
+            untouched = untouched && back[r * ld + q] == Real(7);
+            continue;
+          }
+          double direct = 0;
+          for (Index k = 0; k < N; ++k) {
+            std::complex<double> h = k <= N / 2 ? std::complex<double>(spectrum[k * 16 + r])
+                                                : std::conj(std::complex<double>(spectrum[(N - k) * 16 + r]));
+            if (k == 0 || 2 * k == N) h = h.real();
+            direct += (h * std::polar(1.0, 2 * std::numbers::pi * double(k * q % N) / double(N))).real();
+          }
+          worst_inverse = std::max(worst_inverse, std::abs(direct - double(back[r * ld + q])));
+        }
+      }
+      INFO("N ", N, " rows ", rows, ": forward ", worst_forward, ", inverse ", worst_inverse,
+           " (largest ", largest, ")");
+      CHECK(worst_forward < tolerance * largest * std::log2(double(N)));
+      CHECK(worst_inverse < tolerance * double(N) * std::log2(double(N)));
+      CHECK(untouched);
+    }
+}
+
+TEST_CASE("the blocked row transforms give the same spectra and rows with LaneFft and with FFTW") {
+  // RowBlockDft / RowBlockIdft take LaneFft at the avx512 level (float): both ways agree to rounding.
+  using namespace ops::spectral;
+  const Index N = 768;
+  Rng rng(5);
+  auto x = randn<float>({16 * N}, rng);
+  std::vector<std::vector<float>> spectra, rows_out;
+  for (bool lane : {false, true}) {
+    const bool before = lane_fft_enabled();
+    lane_fft_enabled() = lane;
+    RowBlockDft<float> dft(N);
+    RowBlockIdft<float> idft(N);
+    lane_fft_enabled() = before;
+    FftwBuffer<std::complex<float>, float> out(dft.out_size());
+    FftwBuffer<float, float> scratch(dft.scratch_size()), back(idft.out_size()),
+        work(idft.work_size());
+    dft(x.data().data(), N, 16, out.data(), scratch.data());
+    const auto* re = reinterpret_cast<const float*>(out.data());
+    spectra.emplace_back(re, re + 2 * out.size());
+    idft(out.data(), back.data(), work.data());
+    rows_out.emplace_back(back.data(), back.data() + back.size());
+  }
+  double worst_spectrum = 0, worst_rows = 0;
+  for (std::size_t i = 0; i < spectra[0].size(); ++i)
+    worst_spectrum = std::max(worst_spectrum, double(std::abs(spectra[0][i] - spectra[1][i])));
+  for (std::size_t i = 0; i < rows_out[0].size(); ++i)  // c2r(r2c(x)) = N·x
+    worst_rows = std::max(worst_rows, double(std::abs(rows_out[0][i] - rows_out[1][i])));
+  for (std::size_t i = 0; i < rows_out[1].size(); ++i)
+    CHECK(std::abs(rows_out[1][i] - float(N) * x[static_cast<Index>(i)]) < 1e-3f * float(N));
+  INFO("spectra differ by ", worst_spectrum, ", rows by ", worst_rows);
+  CHECK(worst_spectrum < 2e-4);  // |X[k]| ~ sqrt(768) ~ 28
+  CHECK(worst_rows < 2e-2);      // values ~ 768
+}
+
 TEST_CASE_TEMPLATE("ΔW equals the cosine sum at threaded sizes, both paths, with partial row blocks",
                    Real, float, double) {
   // 300 x 500 > 128K values: FFTW's 2-D c2r runs on the library's 2 threads, the sparse pass's

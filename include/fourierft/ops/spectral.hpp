@@ -4,12 +4,14 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <complex>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -18,6 +20,7 @@
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/parallel.hpp"
+#include "fourierft/ops/lane_fft.hpp"
 
 namespace fourierft::ops::spectral {
 
@@ -123,6 +126,7 @@ bool fftw_aligned(const void* p) {
 // rows (2.3x faster than one plan per row for 1024 rows of 768 here), and 16 rows of 2-D spectra
 // per frequency are 128 contiguous bytes for the gather that follows.
 inline constexpr int block_size = 16;
+static_assert(LaneFft<float>::lanes == block_size, "LaneFft transforms one block per call");
 
 enum class PlanKind {
   c2r_2d,          // (m, n/2 + 1) half spectrum -> (m, n) real, out of place (destroys its input)
@@ -293,28 +297,56 @@ void forward_dft2_r2c(std::span<const Real> x, std::span<std::complex<Real>> hal
   std::memcpy(static_cast<void*>(half.data()), result.data(), half.size_bytes());
 }
 
+// Whether the blocked row transforms below run on LaneFft (one row per SIMD lane) instead of
+// FFTW: float rows whose length LaneFft supports, at the avx512 level (detail/isa.hpp), unless
+// FOURIERFT_LANE_FFT=0. Below AVX-512 FFTW's codelets are as fast (its AVX kernels against
+// LaneFft's 8-wide lanes) and LaneFft's scalar lane moves slower, so FFTW stays.
+// LaneFft and FFTW agree to rounding (~1e-7 relative), not in every bit: the avx512 level's
+// spectra differ in the last bits from the other levels'.
+inline bool& lane_fft_enabled() {
+  static bool on = [] {
+    const char* v = std::getenv("FOURIERFT_LANE_FFT");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  return on;
+}
+template <class Real>
+bool use_lane_fft(Index N) {
+  return std::is_same_v<Real, float> && lane_fft_enabled() &&
+         fourierft::detail::active_isa() == fourierft::detail::Isa::avx512 && LaneFft<Real>::supports(N);
+}
+
 // Forward DFTs of a block of up to block_size real rows of length N, half spectra bin-major:
 //   out[k·block_size + r] = Σ_q x[r·ldx + q] e^{−2πi kq/N},  k < N/2 + 1, r < block_size
 // Rows past `rows` come out zero. Bin-major storage makes a sum over the block's rows at one
 // frequency a read of 2·block_size contiguous reals. Runs on the calling thread (made for use
-// inside OpenMP loops). The rows are first copied into a contiguous scratch block: the plan then
-// reads L1-resident data instead of 16 strided streams from memory (measured on 1024 x 768 rows
-// not in cache: 1.0 ms with the copy, 1.2 ms reading in place, 1.05 ms with software prefetch).
+// inside OpenMP loops). LaneFft reads the rows in place; for FFTW the rows are first copied into
+// a contiguous scratch block: the plan then reads L1-resident data instead of 16 strided streams
+// from memory (measured on 1024 x 768 rows not in cache: 1.0 ms with the copy, 1.2 ms reading in
+// place, 1.05 ms with software prefetch).
 template <class Real>
 class RowBlockDft {
  public:
   using Complex = typename Fftw<Real>::Complex;
   explicit RowBlockDft(Index N) : N_(N) {
     check<ShapeError>(N > 0, "RowBlockDft: rows of ", N);
-    plan_ = PlanCache<Real>::instance().get(PlanKind::r2c_rows_binwise, 0, static_cast<int>(N));
+    if (use_lane_fft<Real>(N))
+      lane_ = &LaneFft<Real>::cached(N);
+    else
+      plan_ = PlanCache<Real>::instance().get(PlanKind::r2c_rows_binwise, 0, static_cast<int>(N));
   }
   Index bins() const { return N_ / 2 + 1; }
   std::size_t out_size() const { return static_cast<std::size_t>(bins() * block_size); }
-  std::size_t scratch_size() const { return static_cast<std::size_t>(block_size * N_); }
+  // Enough for either implementation (LaneFft's two ping-pong blocks: 2·block_size·N).
+  std::size_t scratch_size() const { return static_cast<std::size_t>(2 * block_size * N_); }
 
   // x: the block's first row, rows ldx >= N reals apart; out: out_size() complex and scratch:
   // scratch_size() reals, both fftw_malloc'd (FftwBuffer).
   void operator()(const Real* x, Index ldx, Index rows, std::complex<Real>* out, Real* scratch) const {
+    if (lane_ != nullptr) {
+      lane_->forward(x, ldx, rows, out, scratch);
+      return;
+    }
     for (Index r = 0; r < rows; ++r) std::copy(x + r * ldx, x + r * ldx + N_, scratch + r * N_);
     std::fill(scratch + rows * N_, scratch + block_size * N_, Real(0));
     Fftw<Real>::execute_r2c(plan_, scratch, reinterpret_cast<Complex*>(out));
@@ -322,7 +354,42 @@ class RowBlockDft {
 
  private:
   Index N_;
-  typename Fftw<Real>::Plan plan_;
+  const LaneFft<Real>* lane_ = nullptr;
+  typename Fftw<Real>::Plan plan_ = nullptr;
+};
+
+// The inverse (unnormalised c2r) of block_size bin-major half spectra, as RowBlockDft stores
+// them, into block_size contiguous real rows of N:
+//   out[r·N + q] = Σ_{k<N} H_r[k]·e^{+2πi kq/N},  H_r the Hermitian completion of in[k·block_size + r]
+// (imaginary parts of bins 0 and N/2 ignored, as FFTW's c2r does). `in` is destroyed.
+template <class Real>
+class RowBlockIdft {
+ public:
+  using Complex = typename Fftw<Real>::Complex;
+  explicit RowBlockIdft(Index N) : N_(N) {
+    check<ShapeError>(N > 0, "RowBlockIdft: rows of ", N);
+    if (use_lane_fft<Real>(N))
+      lane_ = &LaneFft<Real>::cached(N);
+    else
+      plan_ = PlanCache<Real>::instance().get(PlanKind::c2r_rows_binwise, 0, static_cast<int>(N));
+  }
+  Index bins() const { return N_ / 2 + 1; }
+  std::size_t in_size() const { return static_cast<std::size_t>(bins() * block_size); }
+  std::size_t out_size() const { return static_cast<std::size_t>(block_size * N_); }
+  std::size_t work_size() const { return lane_ ? lane_->work_size() : 0; }
+
+  // in: in_size() complex, out: out_size() reals, work: work_size() reals (fftw_malloc'd).
+  void operator()(std::complex<Real>* in, Real* out, Real* work) const {
+    if (lane_ != nullptr)
+      lane_->inverse(in, out, N_, block_size, work);
+    else
+      Fftw<Real>::execute_c2r(plan_, reinterpret_cast<Complex*>(in), out);
+  }
+
+ private:
+  Index N_;
+  const LaneFft<Real>* lane_ = nullptr;
+  typename Fftw<Real>::Plan plan_ = nullptr;
 };
 
 }  // namespace fourierft::ops::spectral

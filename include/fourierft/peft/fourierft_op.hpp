@@ -131,7 +131,6 @@ template <class Real, class Sink>
 void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEntries& e, Real scale,
                                  Sink&& sink) {
   using ops::spectral::block_size;
-  using Complex = typename ops::spectral::Fftw<Real>::Complex;
   const Index M = e.d_out, N = e.d_in, H = N / 2 + 1;
   // e^{2πi k/M}, computed in double (M sincos per call; the per-nonzero vectors are lookups).
   std::vector<std::complex<double>> twiddle_double(static_cast<std::size_t>(M));
@@ -157,13 +156,13 @@ void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEnt
       vectors.push_back(static_cast<Real>(step[r].real()));
     }
   });
-  const auto plan = ops::spectral::PlanCache<Real>::instance().get(
-      ops::spectral::PlanKind::c2r_rows_binwise, 0, static_cast<int>(N));
+  const ops::spectral::RowBlockIdft<Real> idft(N);
   const Index blocks = (M + block_size - 1) / block_size;
 #pragma omp parallel if (M * N > 65536)
   {
     ops::spectral::FftwBuffer<Real, Real> A(static_cast<std::size_t>(2 * block_size * H));
-    ops::spectral::FftwBuffer<Real, Real> rows_out(static_cast<std::size_t>(block_size * N));
+    ops::spectral::FftwBuffer<Real, Real> rows_out(idft.out_size());
+    ops::spectral::FftwBuffer<Real, Real> work(idft.work_size());
 #pragma omp for schedule(static)
     for (Index b = 0; b < blocks; ++b) {
       const Index p0 = b * block_size, rows = std::min<Index>(block_size, M - p0);
@@ -171,7 +170,7 @@ void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEnt
       std::fill(a, a + A.size(), Real(0));
       detail::sparse_columns_block<Real>(a, nonzeros.data(), nonzeros.size(), vectors.data(),
                                          twiddle.data(), M, p0);
-      ops::spectral::Fftw<Real>::execute_c2r(plan, reinterpret_cast<Complex*>(a), rows_out.data());
+      idft(reinterpret_cast<std::complex<Real>*>(a), rows_out.data(), work.data());
       sink(p0, rows, static_cast<const Real*>(rows_out.data()));
     }
   }
@@ -377,8 +376,7 @@ void fourierft_spectral_backward(const Real* dy, Index ldy, const Real* x, Index
     max_length = std::max(max_length, M);
   }
   const ops::spectral::RowBlockDft<Real> x_dft(d_in);
-  const auto dx_plan = ops::spectral::PlanCache<Real>::instance().get(
-      ops::spectral::PlanKind::c2r_rows_binwise, 0, static_cast<int>(d_in));
+  const ops::spectral::RowBlockIdft<Real> dx_idft(d_in);
   const Index blocks = (T + block_size - 1) / block_size;
   const int threads = T * d_in > 65536 ? num_threads() : 1;
   // Per thread: an entry's block sum (Real, in registers) is added to a double accumulator; the
@@ -393,8 +391,9 @@ void fourierft_spectral_backward(const Real* dy, Index ldy, const Real* x, Index
 #endif
     ops::spectral::FftwBuffer<Complex, Real> X(x_dft.out_size());
     ops::spectral::FftwBuffer<Complex, Real> DY(static_cast<std::size_t>((max_length / 2 + 1) * block_size));
-    ops::spectral::FftwBuffer<Real, Real> scratch(static_cast<std::size_t>(block_size * max_length));
+    ops::spectral::FftwBuffer<Real, Real> scratch(static_cast<std::size_t>(2 * block_size * max_length));
     ops::spectral::FftwBuffer<Complex, Real> DX(dx ? x_dft.out_size() : 0);
+    ops::spectral::FftwBuffer<Real, Real> dx_work(dx ? dx_idft.work_size() : 0);
 #pragma omp for schedule(static)
     for (Index b = 0; b < blocks; ++b) {
       const Index t0 = b * block_size, rows = std::min<Index>(block_size, T - t0);
@@ -409,9 +408,7 @@ void fourierft_spectral_backward(const Real* dy, Index ldy, const Real* x, Index
                                     dx_terms[k].data(), dx_terms[k].size());
       }
       if (dx) {  // scratch holds 16 rows of d_in <= max_length
-        ops::spectral::Fftw<Real>::execute_c2r(
-            dx_plan, reinterpret_cast<typename ops::spectral::Fftw<Real>::Complex*>(DX.data()),
-            scratch.data());
+        dx_idft(DX.data(), scratch.data(), dx_work.data());
         detail::add_rows<Real>(dx + t0 * d_in, d_in, scratch.data(), rows, d_in);
       }
     }
@@ -647,9 +644,8 @@ template <class Real>
 void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index d_in,
                               std::span<const SpectralBlock<Real>> blocks) {
   using ops::spectral::block_size;
-  using FftwComplex = typename ops::spectral::Fftw<Real>::Complex;
   std::vector<std::vector<detail::ScatterTerm<Real>>> terms;
-  std::vector<typename ops::spectral::Fftw<Real>::Plan> plans;
+  std::vector<ops::spectral::RowBlockIdft<Real>> idfts;
   Index max_length = d_in;
   for (const SpectralBlock<Real>& b : blocks) {
     const SpectralEntries& e = *b.entries;
@@ -660,8 +656,7 @@ void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index 
                       " does not fit y's rows of ", ldy, " and x's of ", d_in);
     terms.push_back(detail::beside_terms<Real>(e.cols, e.rows, d_in, e.d_out, b.coeffs.data(),
                                                b.scale / static_cast<Real>(e.d_out * d_in)));
-    plans.push_back(ops::spectral::PlanCache<Real>::instance().get(
-        ops::spectral::PlanKind::c2r_rows_binwise, 0, static_cast<int>(e.d_out)));
+    idfts.emplace_back(e.d_out);
     max_length = std::max(max_length, e.d_out);
   }
   const ops::spectral::RowBlockDft<Real> x_dft(d_in);
@@ -672,7 +667,8 @@ void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index 
     using Complex = std::complex<Real>;
     ops::spectral::FftwBuffer<Complex, Real> X(x_dft.out_size());
     ops::spectral::FftwBuffer<Complex, Real> Y(static_cast<std::size_t>((max_length / 2 + 1) * block_size));
-    ops::spectral::FftwBuffer<Real, Real> scratch(static_cast<std::size_t>(block_size * max_length));
+    ops::spectral::FftwBuffer<Real, Real> scratch(static_cast<std::size_t>(2 * block_size * max_length));
+    ops::spectral::FftwBuffer<Real, Real> work(static_cast<std::size_t>(2 * block_size * max_length));
 #pragma omp for schedule(static)
     for (Index b = 0; b < token_blocks; ++b) {
       const Index t0 = b * block_size, rows = std::min<Index>(block_size, T - t0);
@@ -683,8 +679,7 @@ void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index 
         detail::scatter_block<Real>(reinterpret_cast<Real*>(Y.data()),
                                     reinterpret_cast<const Real*>(X.data()), terms[k].data(),
                                     terms[k].size());
-        ops::spectral::Fftw<Real>::execute_c2r(plans[k], reinterpret_cast<FftwComplex*>(Y.data()),
-                                               scratch.data());
+        idfts[k](Y.data(), scratch.data(), work.data());
         detail::add_rows<Real>(y + t0 * ldy + blocks[k].out_offset, ldy, scratch.data(), rows, M);
       }
     }
