@@ -168,16 +168,16 @@ TEST_CASE("FourierFT block kernels (sparse columns, gather, scatter, add_rows) m
   namespace d = fourierft::peft::detail;
   const Index M = 48, bins = 25;  // (bins × 16) complex blocks
   const std::size_t count = 40;
-  std::vector<d::SparseNonzero> nonzeros;
+  std::vector<d::SparseNonzero<float>> nonzeros;
   std::vector<d::GatherEntry<float>> entries;
   std::vector<d::ScatterTerm<float>> terms;
   for (std::size_t k = 0; k < count; ++k) {
     const Index u = static_cast<Index>((7 * k + 3) % bins), v = static_cast<Index>((11 * k) % bins);
-    nonzeros.push_back({u, v});
+    nonzeros.push_back({u, v, 0.25f * static_cast<float>(k) - 3.f});
     entries.push_back({u, v, k % 3 == 0 ? -1.f : 1.f, static_cast<Index>(k % 13)});
     terms.push_back({u, v, 0.1f * static_cast<float>(k) - 1.f, k % 2 == 0 ? -1.f : 1.f});
   }
-  const auto vectors = random_floats(64 * count, 9), spectra_a = random_floats(32 * bins, 10),
+  const auto vectors = random_floats(64 * std::max<std::size_t>(count, static_cast<std::size_t>(M)), 9), spectra_a = random_floats(32 * bins, 10),
              spectra_b = random_floats(32 * bins, 11);
   std::vector<std::complex<float>> twiddle(M);
   for (Index m = 0; m < M; ++m)

@@ -4,7 +4,7 @@
 // ΔW's row c2rs, the beside product). Here each of the 16 rows is one lane of a vector: every
 // butterfly is a vertical operation on 16-wide vectors (one AVX-512 register of floats), with no
 // shuffles inside the transform. A real row of length N = 2H is transformed as the complex row
-// z[j] = x[2j] + i·x[2j+1] of length H (mixed-radix Stockham passes, radix 4, 2, 3, 5), then
+// z[j] = x[2j] + i·x[2j+1] of length H (mixed-radix Stockham passes, radix 8, 4, 2, 3, 5), then
 // split into the half spectrum of x. The kernels run through fourierft::detail::run_dispatched, whose copies
 // do not contract multiply-adds and never reassociate: every ISA level gives the same bits.
 // Lengths whose H has another prime factor are left to FFTW (LaneFft::supports).
@@ -39,90 +39,152 @@ inline constexpr int L = 16;  // lanes: rows per block
 //   a_j = x[k + s·(q + j·m)],  m = n/p,  j < p
 //   y[k + s·(p·q + r)] = (Σ_j a_j·ω_p^{jr}) · w_n^{rq},   q < m, k < s, r < p
 // tw holds w_n^{rq} for q < m, r = 1..p−1 as (cos, sin) pairs, (p−1) pairs per q.
-// y = b·(c + i·s) for one lane.
+// y = b·(c + i·s) for one lane; y = b where the twiddle is 1 (q = 0: Unit).
 #define FOURIERFT_LANE_TWIDDLE(y, br, bi, c, s) \
-  (y)[l] = (br) * (c) - (bi) * (s);             \
-  (y)[L + l] = (br) * (s) + (bi) * (c)
+  if constexpr (Unit) {                         \
+    (y)[l] = (br);                              \
+    (y)[L + l] = (bi);                          \
+  } else {                                      \
+    (y)[l] = (br) * (c) - (bi) * (s);           \
+    (y)[L + l] = (br) * (s) + (bi) * (c);       \
+  }
+
+// One pass: butterfly<Unit>(q, k) for q < m, k < s, with the q = 0 butterflies (twiddles 1)
+// built without their multiplications.
+template <class Butterfly>
+inline void run_pass(Index m, Index s, Butterfly&& butterfly) {
+  for (Index k = 0; k < s; ++k) butterfly(std::true_type{}, 0, k);
+  for (Index q = 1; q < m; ++q)
+    for (Index k = 0; k < s; ++k) butterfly(std::false_type{}, q, k);
+}
 
 template <class Real>
 void pass2(const Real* x, Real* y, Index n, Index s, const Real* tw) {
   const Index m = n / 2;
-  for (Index q = 0; q < m; ++q) {
+  run_pass(m, s, [&](auto unit, Index q, Index k) {
+    constexpr bool Unit = decltype(unit)::value;
     const Real c1 = tw[2 * q], s1 = tw[2 * q + 1];
-    for (Index k = 0; k < s; ++k) {
-      const Real* a0 = x + 2 * L * (k + s * q);
-      const Real* a1 = x + 2 * L * (k + s * (q + m));
-      Real* y0 = y + 2 * L * (k + s * (2 * q));
-      Real* y1 = y0 + 2 * L * s;
+    const Real* a0 = x + 2 * L * (k + s * q);
+    const Real* a1 = a0 + 2 * L * s * m;
+    Real* y0 = y + 2 * L * (k + s * (2 * q));
+    Real* y1 = y0 + 2 * L * s;
 #pragma GCC ivdep
-      for (int l = 0; l < L; ++l) {
-        y0[l] = a0[l] + a1[l];
-        y0[L + l] = a0[L + l] + a1[L + l];
-        const Real br = a0[l] - a1[l], bi = a0[L + l] - a1[L + l];
-        FOURIERFT_LANE_TWIDDLE(y1, br, bi, c1, s1);
-      }
+    for (int l = 0; l < L; ++l) {
+      y0[l] = a0[l] + a1[l];
+      y0[L + l] = a0[L + l] + a1[L + l];
+      const Real br = a0[l] - a1[l], bi = a0[L + l] - a1[L + l];
+      FOURIERFT_LANE_TWIDDLE(y1, br, bi, c1, s1);
     }
-  }
+  });
 }
 
 template <class Real>
 void pass4(const Real* x, Real* y, Index n, Index s, const Real* tw) {
   const Index m = n / 4;
-  for (Index q = 0; q < m; ++q) {
+  run_pass(m, s, [&](auto unit, Index q, Index k) {
+    constexpr bool Unit = decltype(unit)::value;
     const Real* w = tw + 6 * q;
     const Real c1 = w[0], s1 = w[1], c2 = w[2], s2 = w[3], c3 = w[4], s3 = w[5];
-    for (Index k = 0; k < s; ++k) {
-      const Real* a0 = x + 2 * L * (k + s * q);
-      const Real* a1 = a0 + 2 * L * s * m;
-      const Real* a2 = a1 + 2 * L * s * m;
-      const Real* a3 = a2 + 2 * L * s * m;
-      Real* y0 = y + 2 * L * (k + s * (4 * q));
-      Real* y1 = y0 + 2 * L * s;
-      Real* y2 = y1 + 2 * L * s;
-      Real* y3 = y2 + 2 * L * s;
+    const Real* a0 = x + 2 * L * (k + s * q);
+    const Real* a1 = a0 + 2 * L * s * m;
+    const Real* a2 = a1 + 2 * L * s * m;
+    const Real* a3 = a2 + 2 * L * s * m;
+    Real* y0 = y + 2 * L * (k + s * (4 * q));
+    Real* y1 = y0 + 2 * L * s;
+    Real* y2 = y1 + 2 * L * s;
+    Real* y3 = y2 + 2 * L * s;
 #pragma GCC ivdep
-      for (int l = 0; l < L; ++l) {
-        const Real t0r = a0[l] + a2[l], t0i = a0[L + l] + a2[L + l];
-        const Real t1r = a0[l] - a2[l], t1i = a0[L + l] - a2[L + l];
-        const Real t2r = a1[l] + a3[l], t2i = a1[L + l] + a3[L + l];
-        const Real t3r = a1[l] - a3[l], t3i = a1[L + l] - a3[L + l];
-        y0[l] = t0r + t2r;
-        y0[L + l] = t0i + t2i;
-        // r = 1: t1 − i·t3;  r = 2: t0 − t2;  r = 3: t1 + i·t3
-        FOURIERFT_LANE_TWIDDLE(y1, t1r + t3i, t1i - t3r, c1, s1);
-        FOURIERFT_LANE_TWIDDLE(y2, t0r - t2r, t0i - t2i, c2, s2);
-        FOURIERFT_LANE_TWIDDLE(y3, t1r - t3i, t1i + t3r, c3, s3);
+    for (int l = 0; l < L; ++l) {
+      const Real t0r = a0[l] + a2[l], t0i = a0[L + l] + a2[L + l];
+      const Real t1r = a0[l] - a2[l], t1i = a0[L + l] - a2[L + l];
+      const Real t2r = a1[l] + a3[l], t2i = a1[L + l] + a3[L + l];
+      const Real t3r = a1[l] - a3[l], t3i = a1[L + l] - a3[L + l];
+      y0[l] = t0r + t2r;
+      y0[L + l] = t0i + t2i;
+      // r = 1: t1 − i·t3;  r = 2: t0 − t2;  r = 3: t1 + i·t3
+      FOURIERFT_LANE_TWIDDLE(y1, t1r + t3i, t1i - t3r, c1, s1);
+      FOURIERFT_LANE_TWIDDLE(y2, t0r - t2r, t0i - t2i, c2, s2);
+      FOURIERFT_LANE_TWIDDLE(y3, t1r - t3i, t1i + t3r, c3, s3);
+    }
+  });
+}
+
+// Radix 8 as a radix-2 step, b_j = a_j + a_{j+4} and c_j = (a_j − a_{j+4})·ω^j (ω = e^{−2πi/8},
+// j < 4), then two DFT4s: X[2r] = DFT4(b)[r], X[2r+1] = DFT4(c)[r].
+template <class Real>
+void pass8(const Real* x, Real* y, Index n, Index s, const Real* tw) {
+  const Index m = n / 8;
+  const Real h = Real(0.70710678118654752440);  // 1/√2
+  run_pass(m, s, [&](auto unit, Index q, Index k) {
+    constexpr bool Unit = decltype(unit)::value;
+    const Real* w = tw + 14 * q;
+    const Real* a[8];
+    Real* o[8];
+    a[0] = x + 2 * L * (k + s * q);
+    o[0] = y + 2 * L * (k + s * (8 * q));
+    for (int j = 1; j < 8; ++j) a[j] = a[j - 1] + 2 * L * s * m, o[j] = o[j - 1] + 2 * L * s;
+#pragma GCC ivdep
+    for (int l = 0; l < L; ++l) {
+      Real br[4], bi[4], cr[4], ci[4];
+      for (int j = 0; j < 4; ++j) {
+        br[j] = a[j][l] + a[j + 4][l];
+        bi[j] = a[j][L + l] + a[j + 4][L + l];
+        cr[j] = a[j][l] - a[j + 4][l];
+        ci[j] = a[j][L + l] - a[j + 4][L + l];
+      }
+      // c1·ω = ((x + y) + i(y − x))/√2;  c2·ω² = y − ix;  c3·ω³ = ((y − x) − i(x + y))/√2
+      const Real c1r = h * (cr[1] + ci[1]), c1i = h * (ci[1] - cr[1]);
+      const Real c2r = ci[2], c2i = -cr[2];
+      const Real c3r = h * (ci[3] - cr[3]), c3i = -h * (cr[3] + ci[3]);
+      cr[1] = c1r, ci[1] = c1i, cr[2] = c2r, ci[2] = c2i, cr[3] = c3r, ci[3] = c3i;
+      // DFT4 of (b) into outputs 0, 2, 4, 6 and of (c) into 1, 3, 5, 7.
+      for (int half = 0; half < 2; ++half) {
+        const Real* xr = half == 0 ? br : cr;
+        const Real* xi = half == 0 ? bi : ci;
+        const Real t0r = xr[0] + xr[2], t0i = xi[0] + xi[2];
+        const Real t1r = xr[0] - xr[2], t1i = xi[0] - xi[2];
+        const Real t2r = xr[1] + xr[3], t2i = xi[1] + xi[3];
+        const Real t3r = xr[1] - xr[3], t3i = xi[1] - xi[3];
+        const int r0 = half;  // output index of DFT4 term 0: 2·0 + half
+        if (r0 == 0) {
+          o[0][l] = t0r + t2r;
+          o[0][L + l] = t0i + t2i;
+        } else {
+          FOURIERFT_LANE_TWIDDLE(o[1], t0r + t2r, t0i + t2i, w[0], w[1]);
+        }
+        FOURIERFT_LANE_TWIDDLE(o[2 + half], t1r + t3i, t1i - t3r, w[2 * (1 + half)], w[2 * (1 + half) + 1]);
+        FOURIERFT_LANE_TWIDDLE(o[4 + half], t0r - t2r, t0i - t2i, w[2 * (3 + half)], w[2 * (3 + half) + 1]);
+        FOURIERFT_LANE_TWIDDLE(o[6 + half], t1r - t3i, t1i + t3r, w[2 * (5 + half)], w[2 * (5 + half) + 1]);
       }
     }
-  }
+  });
 }
 
 template <class Real>
 void pass3(const Real* x, Real* y, Index n, Index s, const Real* tw) {
   const Index m = n / 3;
   const Real h = Real(0.5), c = Real(0.86602540378443864676);  // sin(2π/3)
-  for (Index q = 0; q < m; ++q) {
+  run_pass(m, s, [&](auto unit, Index q, Index k) {
+    constexpr bool Unit = decltype(unit)::value;
     const Real c1 = tw[4 * q], s1 = tw[4 * q + 1], c2 = tw[4 * q + 2], s2 = tw[4 * q + 3];
-    for (Index k = 0; k < s; ++k) {
-      const Real* a0 = x + 2 * L * (k + s * q);
-      const Real* a1 = a0 + 2 * L * s * m;
-      const Real* a2 = a1 + 2 * L * s * m;
-      Real* y0 = y + 2 * L * (k + s * (3 * q));
-      Real* y1 = y0 + 2 * L * s;
-      Real* y2 = y1 + 2 * L * s;
+    const Real* a0 = x + 2 * L * (k + s * q);
+    const Real* a1 = a0 + 2 * L * s * m;
+    const Real* a2 = a1 + 2 * L * s * m;
+    Real* y0 = y + 2 * L * (k + s * (3 * q));
+    Real* y1 = y0 + 2 * L * s;
+    Real* y2 = y1 + 2 * L * s;
 #pragma GCC ivdep
-      for (int l = 0; l < L; ++l) {
-        const Real tr = a1[l] + a2[l], ti = a1[L + l] + a2[L + l];
-        const Real dr = a1[l] - a2[l], di = a1[L + l] - a2[L + l];
-        const Real mr = a0[l] - h * tr, mi = a0[L + l] - h * ti;
-        y0[l] = a0[l] + tr;
-        y0[L + l] = a0[L + l] + ti;
-        // b1 = m − i·c·d, b2 = m + i·c·d
-        FOURIERFT_LANE_TWIDDLE(y1, mr + c * di, mi - c * dr, c1, s1);
-        FOURIERFT_LANE_TWIDDLE(y2, mr - c * di, mi + c * dr, c2, s2);
-      }
+    for (int l = 0; l < L; ++l) {
+      const Real tr = a1[l] + a2[l], ti = a1[L + l] + a2[L + l];
+      const Real dr = a1[l] - a2[l], di = a1[L + l] - a2[L + l];
+      const Real mr = a0[l] - h * tr, mi = a0[L + l] - h * ti;
+      y0[l] = a0[l] + tr;
+      y0[L + l] = a0[L + l] + ti;
+      // b1 = m − i·c·d, b2 = m + i·c·d
+      FOURIERFT_LANE_TWIDDLE(y1, mr + c * di, mi - c * dr, c1, s1);
+      FOURIERFT_LANE_TWIDDLE(y2, mr - c * di, mi + c * dr, c2, s2);
     }
-  }
+  });
 }
 
 template <class Real>
@@ -130,39 +192,38 @@ void pass5(const Real* x, Real* y, Index n, Index s, const Real* tw) {
   const Index m = n / 5;
   const Real c1 = Real(0.30901699437494742410), c2 = Real(-0.80901699437494742410);  // cos 2π/5, 4π/5
   const Real s1 = Real(0.95105651629515357212), s2 = Real(0.58778525229247312917);   // sin 2π/5, 4π/5
-  for (Index q = 0; q < m; ++q) {
+  run_pass(m, s, [&](auto unit, Index q, Index k) {
+    constexpr bool Unit = decltype(unit)::value;
     const Real* w = tw + 8 * q;
-    for (Index k = 0; k < s; ++k) {
-      const Real* a0 = x + 2 * L * (k + s * q);
-      const Real* a1 = a0 + 2 * L * s * m;
-      const Real* a2 = a1 + 2 * L * s * m;
-      const Real* a3 = a2 + 2 * L * s * m;
-      const Real* a4 = a3 + 2 * L * s * m;
-      Real* y0 = y + 2 * L * (k + s * (5 * q));
-      Real* y1 = y0 + 2 * L * s;
-      Real* y2 = y1 + 2 * L * s;
-      Real* y3 = y2 + 2 * L * s;
-      Real* y4 = y3 + 2 * L * s;
+    const Real* a0 = x + 2 * L * (k + s * q);
+    const Real* a1 = a0 + 2 * L * s * m;
+    const Real* a2 = a1 + 2 * L * s * m;
+    const Real* a3 = a2 + 2 * L * s * m;
+    const Real* a4 = a3 + 2 * L * s * m;
+    Real* y0 = y + 2 * L * (k + s * (5 * q));
+    Real* y1 = y0 + 2 * L * s;
+    Real* y2 = y1 + 2 * L * s;
+    Real* y3 = y2 + 2 * L * s;
+    Real* y4 = y3 + 2 * L * s;
 #pragma GCC ivdep
-      for (int l = 0; l < L; ++l) {
-        const Real t1r = a1[l] + a4[l], t1i = a1[L + l] + a4[L + l];
-        const Real t2r = a2[l] + a3[l], t2i = a2[L + l] + a3[L + l];
-        const Real t3r = a1[l] - a4[l], t3i = a1[L + l] - a4[L + l];
-        const Real t4r = a2[l] - a3[l], t4i = a2[L + l] - a3[L + l];
-        y0[l] = a0[l] + t1r + t2r;
-        y0[L + l] = a0[L + l] + t1i + t2i;
-        const Real m1r = a0[l] + c1 * t1r + c2 * t2r, m1i = a0[L + l] + c1 * t1i + c2 * t2i;
-        const Real m2r = a0[l] + c2 * t1r + c1 * t2r, m2i = a0[L + l] + c2 * t1i + c1 * t2i;
-        // n1 = −i·(s1·t3 + s2·t4), n2 = −i·(s2·t3 − s1·t4);  −i·(u + iv) = v − iu
-        const Real u1r = s1 * t3r + s2 * t4r, u1i = s1 * t3i + s2 * t4i;
-        const Real u2r = s2 * t3r - s1 * t4r, u2i = s2 * t3i - s1 * t4i;
-        FOURIERFT_LANE_TWIDDLE(y1, m1r + u1i, m1i - u1r, w[0], w[1]);  // m1 + n1
-        FOURIERFT_LANE_TWIDDLE(y2, m2r + u2i, m2i - u2r, w[2], w[3]);  // m2 + n2
-        FOURIERFT_LANE_TWIDDLE(y3, m2r - u2i, m2i + u2r, w[4], w[5]);  // m2 − n2
-        FOURIERFT_LANE_TWIDDLE(y4, m1r - u1i, m1i + u1r, w[6], w[7]);  // m1 − n1
-      }
+    for (int l = 0; l < L; ++l) {
+      const Real t1r = a1[l] + a4[l], t1i = a1[L + l] + a4[L + l];
+      const Real t2r = a2[l] + a3[l], t2i = a2[L + l] + a3[L + l];
+      const Real t3r = a1[l] - a4[l], t3i = a1[L + l] - a4[L + l];
+      const Real t4r = a2[l] - a3[l], t4i = a2[L + l] - a3[L + l];
+      y0[l] = a0[l] + t1r + t2r;
+      y0[L + l] = a0[L + l] + t1i + t2i;
+      const Real m1r = a0[l] + c1 * t1r + c2 * t2r, m1i = a0[L + l] + c1 * t1i + c2 * t2i;
+      const Real m2r = a0[l] + c2 * t1r + c1 * t2r, m2i = a0[L + l] + c2 * t1i + c1 * t2i;
+      // n1 = −i·(s1·t3 + s2·t4), n2 = −i·(s2·t3 − s1·t4);  −i·(u + iv) = v − iu
+      const Real u1r = s1 * t3r + s2 * t4r, u1i = s1 * t3i + s2 * t4i;
+      const Real u2r = s2 * t3r - s1 * t4r, u2i = s2 * t3i - s1 * t4i;
+      FOURIERFT_LANE_TWIDDLE(y1, m1r + u1i, m1i - u1r, w[0], w[1]);  // m1 + n1
+      FOURIERFT_LANE_TWIDDLE(y2, m2r + u2i, m2i - u2r, w[2], w[3]);  // m2 + n2
+      FOURIERFT_LANE_TWIDDLE(y3, m2r - u2i, m2i + u2r, w[4], w[5]);  // m2 − n2
+      FOURIERFT_LANE_TWIDDLE(y4, m1r - u1i, m1i + u1r, w[6], w[7]);  // m1 − n1
     }
-  }
+  });
 }
 #undef FOURIERFT_LANE_TWIDDLE
 
@@ -240,9 +301,10 @@ class LaneFft {
  public:
   static constexpr int lanes = lane_detail::L;
 
-  // The radices of H (4s first, then 2, 3, 5), or empty if H has another prime factor.
+  // The radices of H (8s first, then 4, 2, 3, 5), or empty if H has another prime factor.
   static std::vector<int> radices_of(Index H) {
     std::vector<int> r;
+    while (H % 8 == 0) r.push_back(8), H /= 8;
     while (H % 4 == 0) r.push_back(4), H /= 4;
     while (H % 2 == 0) r.push_back(2), H /= 2;
     while (H % 3 == 0) r.push_back(3), H /= 3;
@@ -365,6 +427,7 @@ class LaneFft {
     for (const Stage& st : stages_) {
       const Real* tw = st.twiddles.data();
       switch (st.radix) {
+        case 8: pass8(a, b, st.n, st.s, tw); break;
         case 4: pass4(a, b, st.n, st.s, tw); break;
         case 2: pass2(a, b, st.n, st.s, tw); break;
         case 3: pass3(a, b, st.n, st.s, tw); break;

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <numbers>
 #include <span>
 #include <vector>
@@ -66,28 +68,66 @@ namespace detail {
 // (ops::spectral::block_size), each built for plain x86-64, AVX2 and AVX-512 and run at the
 // level fourierft::detail::active_isa() picks (detail/isa.hpp; bit-identical across levels).
 
+template <class Real>
 struct SparseNonzero {
   Index u, v;  // a nonzero of the half spectrum (row u, column v)
+  Real h;      // its value
 };
 
-// A[v_k, 0..15] += z_k · (h·E_u)[0..15] for every nonzero k, z_k = e^{2πi·u_k·p0/M}; a is
-// (N/2 + 1) × 16 complex, bin-major; vectors holds h·E_u and i·h·E_u per nonzero (4·16 reals):
-//   (z.re + i·z.im)(x + i·y) = z.re·(x, y) + z.im·(−y, x), a 32-real multiply-add.
+// A[v_k, 0..15] += z_k · E_{u_k}[0..15] for every nonzero k, z_k = h_k·e^{2πi·u_k·p0/M}; a is
+// (N/2 + 1) × 16 complex, bin-major; row_phases holds E_u and i·E_u for every u < M (4·16 reals,
+// E_u[r] = e^{2πi·u·r/M}):  (z.re + i·z.im)(x + i·y) = z.re·(x, y) + z.im·(−y, x), a 32-real
+// multiply-add.
 template <class Real>
-void sparse_columns_block(Real* a, const SparseNonzero* nonzeros, std::size_t count,
-                          const Real* vectors, const std::complex<Real>* twiddle, Index M,
+void sparse_columns_block(Real* a, const SparseNonzero<Real>* nonzeros, std::size_t count,
+                          const Real* row_phases, const std::complex<Real>* twiddle, Index M,
                           Index p0) {
   fourierft::detail::run_dispatched([&] {
     for (std::size_t k = 0; k < count; ++k) {
-      const std::complex<Real> z = twiddle[(nonzeros[k].u * p0) % M];
-      const Real zr = z.real(), zi = z.imag();
-      const Real* hE = vectors + k * 64;
-      const Real* ihE = hE + 32;
+      const std::complex<Real> t = twiddle[(nonzeros[k].u * p0) % M];
+      const Real zr = nonzeros[k].h * t.real(), zi = nonzeros[k].h * t.imag();
+      const Real* E = row_phases + nonzeros[k].u * 64;
+      const Real* iE = E + 32;
       Real* column = a + 32 * nonzeros[k].v;
-      for (int j = 0; j < 32; ++j) column[j] += zr * hE[j] + zi * ihE[j];
+      for (int j = 0; j < 32; ++j) column[j] += zr * E[j] + zi * iE[j];
     }
   });
 }
+
+// The tables of the sparse pass for M rows, made once per M and kept: twiddle[k] = e^{2πi·k/M}
+// and, per u < M, E_u[r] and i·E_u[r] (r < 16) as 2·16 interleaved reals each.
+template <class Real>
+struct SparseRowTables {
+  std::vector<std::complex<Real>> twiddle;
+  std::vector<Real> row_phases;
+
+  static const SparseRowTables& cached(Index M) {
+    static std::mutex mutex;
+    static auto* const made = new std::map<Index, std::unique_ptr<const SparseRowTables>>;  // never freed
+    std::lock_guard<std::mutex> lock(mutex);
+    auto& slot = (*made)[M];
+    if (!slot) slot = std::make_unique<const SparseRowTables>(M);
+    return *slot;
+  }
+  explicit SparseRowTables(Index M) {
+    std::vector<std::complex<double>> exact(static_cast<std::size_t>(M));
+    for (Index k = 0; k < M; ++k) {
+      exact[k] = std::polar(1.0, 2 * std::numbers::pi * double(k) / double(M));
+      twiddle.push_back(std::complex<Real>(exact[k]));
+    }
+    row_phases.reserve(static_cast<std::size_t>(64 * M));
+    for (Index u = 0; u < M; ++u) {
+      for (Index r = 0; r < 16; ++r) {
+        row_phases.push_back(static_cast<Real>(exact[(u * r) % M].real()));
+        row_phases.push_back(static_cast<Real>(exact[(u * r) % M].imag()));
+      }
+      for (Index r = 0; r < 16; ++r) {
+        row_phases.push_back(static_cast<Real>(-exact[(u * r) % M].imag()));
+        row_phases.push_back(static_cast<Real>(exact[(u * r) % M].real()));
+      }
+    }
+  }
+};
 
 template <class Real>
 struct GatherEntry {
@@ -120,8 +160,8 @@ void gather_block(const Real* dy_spectra, const Real* x_spectra, const GatherEnt
 // ΔW by a sparse first pass: the 2-D IDFT is separable, and its first pass — down the columns of
 // the half spectrum — has only ~n nonzeros to sum. For each block of 16 rows p = p0 + r:
 //   A[v, r] = Σ_{nonzeros (u, v, h)} h · e^{+2πi·u·(p0 + r)/M}     (bin-major: A[v, 0..15] contiguous)
-//           = h·e^{2πi·u·p0/M} · E_u[r],  E_u[r] = e^{2πi·u·r/M}   (a 16-vector per nonzero)
-// then each row's c2r over v (one 16-row FFTW plan reading the bin-major block), written to dW.
+//           = h·e^{2πi·u·p0/M} · E_u[r],  E_u[r] = e^{2πi·u·r/M}   (a 16-vector per row u, kept)
+// then each row's c2r over v (RowBlockIdft on the bin-major block), written to dW.
 // Cost 8·nnz·M flops + the rows' c2rs, against the 2-D c2r's column pass 2.5·(N/2+1)·M·log2 M,
 // and no (M, N/2+1) spectrum in memory; the blocks are independent (OpenMP).
 // fourierft_delta_sparse_rows hands ΔW over block by block: sink(p0, rows, block) with
@@ -132,30 +172,12 @@ void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEnt
                                  Sink&& sink) {
   using ops::spectral::block_size;
   const Index M = e.d_out, N = e.d_in, H = N / 2 + 1;
-  // e^{2πi k/M}, computed in double (M sincos per call; the per-nonzero vectors are lookups).
-  std::vector<std::complex<double>> twiddle_double(static_cast<std::size_t>(M));
-  std::vector<std::complex<Real>> twiddle(static_cast<std::size_t>(M));
-  for (Index k = 0; k < M; ++k) {
-    twiddle_double[k] = std::polar(1.0, 2 * std::numbers::pi * double(k) / double(M));
-    twiddle[k] = std::complex<Real>(twiddle_double[k]);
-  }
-  // Per nonzero: u, v, and h·E_u[r] and i·h·E_u[r] (r < 16) as 2·16 interleaved reals each.
   static_assert(block_size == 16, "the kernels work on blocks of 16 rows");
-  std::vector<detail::SparseNonzero> nonzeros;
-  std::vector<Real> vectors;
-  fourierft_half_spectrum<Real>(coeffs, e, scale, [&](Index u, Index v, Real h) {
-    nonzeros.push_back({u, v});
-    std::complex<double> step[block_size];
-    for (Index r = 0; r < block_size; ++r) step[r] = double(h) * twiddle_double[(u * r) % M];
-    for (Index r = 0; r < block_size; ++r) {
-      vectors.push_back(static_cast<Real>(step[r].real()));
-      vectors.push_back(static_cast<Real>(step[r].imag()));
-    }
-    for (Index r = 0; r < block_size; ++r) {
-      vectors.push_back(static_cast<Real>(-step[r].imag()));
-      vectors.push_back(static_cast<Real>(step[r].real()));
-    }
-  });
+  const auto& tables = detail::SparseRowTables<Real>::cached(M);
+  std::vector<detail::SparseNonzero<Real>> nonzeros;
+  nonzeros.reserve(static_cast<std::size_t>(e.n() + 8));
+  fourierft_half_spectrum<Real>(coeffs, e, scale,
+                                [&](Index u, Index v, Real h) { nonzeros.push_back({u, v, h}); });
   const ops::spectral::RowBlockIdft<Real> idft(N);
   const Index blocks = (M + block_size - 1) / block_size;
 #pragma omp parallel if (M * N > 65536)
@@ -168,8 +190,8 @@ void fourierft_delta_sparse_rows(std::span<const Real> coeffs, const SpectralEnt
       const Index p0 = b * block_size, rows = std::min<Index>(block_size, M - p0);
       Real* a = A.data();
       std::fill(a, a + A.size(), Real(0));
-      detail::sparse_columns_block<Real>(a, nonzeros.data(), nonzeros.size(), vectors.data(),
-                                         twiddle.data(), M, p0);
+      detail::sparse_columns_block<Real>(a, nonzeros.data(), nonzeros.size(),
+                                         tables.row_phases.data(), tables.twiddle.data(), M, p0);
       idft(reinterpret_cast<std::complex<Real>*>(a), rows_out.data(), work.data());
       sink(p0, rows, static_cast<const Real*>(rows_out.data()));
     }
