@@ -163,7 +163,7 @@ void bf16_cases(int threads) {
   const std::size_t automatic = static_cast<std::size_t>(
       std::find(kernels.begin(), kernels.end(), detail::bf16_automatic_kernel()) - kernels.begin());
   for (const Index M : {Index(1024), Index(2048), Index(4096)})
-    for (const auto [d_in, d_out] : {std::pair<Index, Index>{768, 768}, {768, 3072}, {3072, 768}}) {
+    for (const auto& [d_in, d_out] : {std::pair<Index, Index>{768, 768}, {768, 3072}, {3072, 768}}) {
       Rng rng(4);
       const Tensor<float> x = randn<float>({M, d_in}, rng), dy = randn<float>({M, d_out}, rng);
       const Tensor<float> w = randn<float>({d_out, d_in}, rng);

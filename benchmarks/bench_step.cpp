@@ -26,8 +26,10 @@
 // RSS is per case. Threads: FOURIERFT_NUM_THREADS (default 2 here).
 // Columns: impl model method batch seq tokens_per_s ms_per_step peak_rss_mb trainable gemm_gflop
 // gflop_per_s (the GEMM FLOPs of one step, 2·M·N·K summed over every detail::gemm call), then
-// gemm_floor_ms and floor_ratio: the last timed step's GEMM calls replayed alone, shape by shape,
-// right after the steps (gemm_floor.hpp), and ms_per_step / gemm_floor_ms. --no-floor skips them;
+// gemm_floor_ms and floor_ratio: every timed step's GEMM calls replayed alone, shape by shape,
+// right after that step (gemm_floor.hpp); gemm_floor_ms is the median of the replays and
+// floor_ratio the median over the timed steps of (step ms / its own replay's ms), so a change of
+// the machine's speed between steps moves both sides of each ratio alike. --no-floor skips them;
 // with --bf16 they are 0 (the floor replays FP32 GEMMs only).
 #include <sys/resource.h>
 
@@ -74,7 +76,7 @@ struct Options {
   int steps = 2;  // timed steps after one warm-up step
   bool recompute = false;  // GPT-2 / LLaMA: checkpoint every block (activation recomputation)
   bool bf16 = false;       // BF16 compute mode (LLaMA: its frozen weights are also built in BF16)
-  bool floor = true;       // measure the FP32 GEMM floor of the last timed step (not with --bf16)
+  bool floor = true;       // measure the FP32 GEMM floor of every timed step (not with --bf16)
 };
 
 // Applies the method (any registered one: peft/registry.hpp) and returns the trainable parameters.
@@ -108,7 +110,8 @@ std::vector<Var<float>> apply_method(Model& model, const std::string& method, bo
 struct Result {
   double ms = 0, gflop = 0;
   double peak_rss_mb = 0;
-  double floor_ms = 0;  // the last timed step's GEMM calls replayed alone (0: not measured)
+  double floor_ms = 0;     // median of the timed steps' GEMM calls replayed alone (0: not measured)
+  double floor_ratio = 0;  // median over the timed steps of step ms / its replay's ms
   Index tokens = 0, batch = 0, seq = 0, trainable = 0;
 };
 
@@ -127,13 +130,13 @@ Result time_steps(const Options& opt, Step&& step) {
   const float warm = step();
   if (!std::isfinite(warm)) throw Error(str_cat("bench_step: loss is ", warm, " at step 0"));
   detail::OpProfile::instance().reset();  // FOURIERFT_PROFILE: time the timed steps only
-  std::vector<double> ms;
+  std::vector<double> ms, floors, ratios;
   std::uint64_t flops = 0;
   for (int s = 0; s < opt.steps; ++s) {
     const std::uint64_t f0 = detail::gemm_flop_count().load();
     const long faults0 = minor_faults();
     const bool last = s + 1 == opt.steps;
-    if (last && opt.floor) bench::GemmRecorder::start();
+    if (opt.floor) bench::GemmRecorder::start();
     const auto t0 = std::chrono::steady_clock::now();
     const float loss = step();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -141,13 +144,23 @@ Result time_steps(const Options& opt, Step&& step) {
       std::fprintf(stderr, "step %d: %.1f ms, %ld minor page faults\n", s + 1, ms.back(),
                    minor_faults() - faults0);
     flops = detail::gemm_flop_count().load() - f0;
-    if (last) r.peak_rss_mb = bench::peak_rss_mb();  // before the floor's own buffers
-    if (last && opt.floor)
-      r.floor_ms = bench::gemm_floor_ms(bench::GemmRecorder::stop(), 3,
-                                        std::getenv("FOURIERFT_BENCH_FLOOR_DETAIL") != nullptr);
+    if (s == 0) r.peak_rss_mb = bench::peak_rss_mb();  // before any floor replay's buffers
+    if (opt.floor) {
+      floors.push_back(bench::gemm_floor_ms(
+          bench::GemmRecorder::stop(), 3,
+          last && std::getenv("FOURIERFT_BENCH_FLOOR_DETAIL") != nullptr));
+      ratios.push_back(ms.back() / floors.back());
+      if (std::getenv("FOURIERFT_BENCH_EACH_STEP") != nullptr)
+        std::fprintf(stderr, "step %d: GEMM floor %.1f ms, ratio %.3f\n", s + 1, floors.back(),
+                     ratios.back());
+    }
     if (!std::isfinite(loss)) throw Error(str_cat("bench_step: loss is ", loss, " at step ", s + 1));
   }
   r.ms = bench::median(std::move(ms));
+  if (opt.floor) {
+    r.floor_ms = bench::median(std::move(floors));
+    r.floor_ratio = bench::median(std::move(ratios));
+  }
   r.gflop = static_cast<double>(flops) * 1e-9;
   return r;
 }
@@ -291,7 +304,7 @@ bool run_forked(const std::string& c, const Options& opt) {
                 model.c_str(), shown.c_str(), static_cast<long long>(r.batch),
                 static_cast<long long>(r.seq), tokens / (r.ms * 1e-3), r.ms, r.peak_rss_mb,
                 static_cast<long long>(r.trainable), r.gflop, r.gflop / (r.ms * 1e-3), r.floor_ms,
-                r.floor_ms > 0 ? r.ms / r.floor_ms : 0.0);
+                r.floor_ratio);
   });
 }
 
