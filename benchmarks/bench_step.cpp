@@ -29,7 +29,8 @@
 // gemm_floor_ms and floor_ratio: every timed step's GEMM calls replayed alone, shape by shape,
 // right after that step (gemm_floor.hpp); gemm_floor_ms is the median of the replays and
 // floor_ratio the median over the timed steps of (step ms / its own replay's ms), so a change of
-// the machine's speed between steps moves both sides of each ratio alike. --no-floor skips them;
+// the machine's speed between steps moves both sides of each ratio alike (with FOURIERFT_PROFILE
+// only the last step is replayed, after the profile's steps). --no-floor skips them;
 // with --bf16 they are 0 (the floor replays FP32 GEMMs only).
 #include <sys/resource.h>
 
@@ -132,11 +133,15 @@ Result time_steps(const Options& opt, Step&& step) {
   detail::OpProfile::instance().reset();  // FOURIERFT_PROFILE: time the timed steps only
   std::vector<double> ms, floors, ratios;
   std::uint64_t flops = 0;
+  // Under FOURIERFT_PROFILE a replay between steps would count towards the next step's first op
+  // (forward times run from one recorded op to the next): then only the last step is replayed.
+  const bool profiling = detail::OpProfile::instance().enabled();
   for (int s = 0; s < opt.steps; ++s) {
     const std::uint64_t f0 = detail::gemm_flop_count().load();
     const long faults0 = minor_faults();
     const bool last = s + 1 == opt.steps;
-    if (opt.floor) bench::GemmRecorder::start();
+    const bool replay = opt.floor && (last || !profiling);
+    if (replay) bench::GemmRecorder::start();
     const auto t0 = std::chrono::steady_clock::now();
     const float loss = step();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -145,7 +150,7 @@ Result time_steps(const Options& opt, Step&& step) {
                    minor_faults() - faults0);
     flops = detail::gemm_flop_count().load() - f0;
     if (s == 0) r.peak_rss_mb = bench::peak_rss_mb();  // before any floor replay's buffers
-    if (opt.floor) {
+    if (replay) {
       floors.push_back(bench::gemm_floor_ms(
           bench::GemmRecorder::stop(), 3,
           last && std::getenv("FOURIERFT_BENCH_FLOOR_DETAIL") != nullptr));

@@ -478,11 +478,14 @@ enum class CoeffGradPath {
 };
 
 // Whether fourierft_linear holds the merged weight W = w0 + ΔW from forward to backward (where
-// dx = dy·W needs it) or builds it again there (every adapter's ΔW again, one more pass over W).
+// dx = dy·W needs it) or not. Not held, dx = dy·w0 + Σ_k dy_k·ΔW_k, the adapters' terms taken from
+// the DFTs of dy their coefficient gradients compute anyway (spectral path); with a dense-path
+// adapter W is built again instead (every adapter's ΔW again, one more pass over W).
 enum class WeightReuse {
   automatic,  // hold W when it is no larger than the input x the op holds anyway (d_out <= T):
-              // at most doubles the op's saved memory; rebuilding costs 2–5% of a 768 x 768 layer
-              // at T = 1024 (measured, 2 threads: 15.0–15.7 ms held vs 15.8–16.1 ms rebuilt)
+              // at most doubles the op's saved memory; not holding costs a few % of a 768 x 768
+              // layer at T = 1024 (measured when not holding meant rebuilding W, 2 threads:
+              // 15.0–15.7 ms held vs 15.8–16.1 ms rebuilt)
   hold,       // always hold (fastest)
   rebuild,    // never hold (least memory: GPT-2 small's fused c_attn would hold 85 MB per step)
 };
@@ -608,17 +611,27 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
   std::vector<Var<Real>> inputs = {x, bias};
   for (const SpectralBlock<Real>& b : blocks) inputs.push_back(b.coeffs);
   tape.record("fourierft_linear", inputs, y, [=](std::span<const Real> dy) {
+    const auto dx = grad_if_needed(x);
+    // Which adapters take the spectral coefficient path (the others form G = dyᵀ·x each).
+    auto spectral_path = [&](const SpectralEntries& e) {
+      return path == CoeffGradPath::spectral ||
+             (path == CoeffGradPath::automatic && 20 * e.n() < e.d_out * e.d_in);
+    };
+    // W not held: instead of building W = w0 + ΔW again, dx = dy·w0 + Σ_k dy_k·ΔW_k with each
+    // adapter's term from the DFTs of dy that its coefficient gradient takes anyway
+    // (fourierft_spectral_backward's dx: a scatter and one c2r per 16 tokens), when every adapter
+    // is on the spectral path.
+    bool dx_beside = !dx.empty() && held_weight.numel() == 0;
+    for (const SpectralBlock<Real>& b : blocks) dx_beside = dx_beside && spectral_path(*b.entries);
     // Spectral-path adapters share one pass over x (GPT-2's q and v); dense ones form G each.
     std::vector<CoeffGradTarget<Real>> spectral_targets;
     for (const SpectralBlock<Real>& b : blocks) {
       auto dc = grad_if_needed(b.coeffs);
-      if (dc.empty()) continue;
       const SpectralEntries& e = *b.entries;
-      const bool spectral = path == CoeffGradPath::spectral ||
-                            (path == CoeffGradPath::automatic && 20 * e.n() < e.d_out * e.d_in);
-      if (spectral) {
-        spectral_targets.push_back({dc, &e, b.scale, b.out_offset});
-      } else {  // G = dy_blockᵀ · x : (d_out_block, d_in)
+      if (spectral_path(e)) {
+        if (!dc.empty() || dx_beside)
+          spectral_targets.push_back({dc, &e, b.scale, b.out_offset, b.coeffs.data()});
+      } else if (!dc.empty()) {  // G = dy_blockᵀ · x : (d_out_block, d_in)
         std::vector<Real> G(static_cast<std::size_t>(e.d_out * d_in));
         fourierft::detail::gemm<Real>(true, false, e.d_out, d_in, T, Real(1),
                                       dy.data() + b.out_offset, d_out, x.data().data(), d_in,
@@ -627,17 +640,19 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
       }
     }
     if (!spectral_targets.empty())
-      fourierft_coeff_grad_spectral<Real>(dy.data(), d_out, x.data().data(), T, d_in,
-                                          spectral_targets);
+      fourierft_spectral_backward<Real>(dy.data(), d_out, x.data().data(), T, d_in,
+                                        spectral_targets, dx_beside ? dx.data() : nullptr);
     if (bias.defined())
       ops::linear_backward<Real>({}, {}, grad_if_needed(bias), dy, x.data(), {}, T, d_in, d_out,
                                  layout);
     // dx last: the coefficient and bias gradients above read dy while it is still in cache from
     // the op that produced it.
-    const auto dx = grad_if_needed(x);
     if (!dx.empty()) {
-      const Tensor<Real> w = held_weight.numel() > 0 ? held_weight : build_weight();
-      ops::linear_backward<Real>(dx, {}, {}, dy, x.data(), w.data(), T, d_in, d_out, layout);
+      const Tensor<Real> w = held_weight.numel() > 0 ? held_weight
+                             : dx_beside             ? Tensor<Real>()
+                                                     : build_weight();
+      ops::linear_backward<Real>(dx, {}, {}, dy, x.data(), dx_beside ? w0.data() : w.data(), T,
+                                 d_in, d_out, layout);
     }
   });
   return y;
