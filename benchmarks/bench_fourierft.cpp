@@ -15,6 +15,13 @@
 // Columns: case, d_out, d_in, n, ms (median of 15 rounds; each round runs every case once, so a
 // slow spell of a noisy machine hits all cases alike), ratio to frozen_linear, FFTW plans made.
 //
+//   ./build/benchmarks/bench_fourierft --fft   (the blocked row transforms alone, FFTW vs LaneFft)
+//
+// One thread, 64 blocks of 16 rows (1024 rows) per case, rows of 768, 1024, 2048 and 4096;
+// RowBlockDft (r2c: rows -> bin-major half spectra) and RowBlockIdft (c2r), each made with
+// LaneFft off (FFTW's plan) and on (where the CPU is at the avx512 level), interleaved, median of
+// 15 rounds. Columns: N, transform, fftw_ms, lane_ms, fftw_over_lane.
+//
 //   ./build/benchmarks/bench_fourierft --beside   (the merged vs beside crossover instead)
 //
 // The two ways an unmerged adapter computes its layer, interleaved per (shape, T), n = 1000:
@@ -108,6 +115,53 @@ void beside_crossover() {
     }
   }
 }
+// The blocked row transforms, FFTW against LaneFft (--fft).
+void row_transforms() {
+  using namespace ops::spectral;
+  const int threads_before = num_threads();
+  set_num_threads(1);
+  std::printf("N\ttransform\tfftw_ms\tlane_ms\tfftw_over_lane\n");
+  if (!use_lane_fft<float>(768)) std::printf("# LaneFft is not taken on this CPU / level: both columns are FFTW\n");
+  for (Index N : {768, 1024, 2048, 4096}) {
+    const Index blocks = 64;
+    Rng rng(7);
+    const Tensor<float> x = randn<float>({blocks * block_size * N}, rng);
+    const bool before = lane_fft_enabled();
+    lane_fft_enabled() = false;
+    const RowBlockDft<float> fftw_dft(N);
+    const RowBlockIdft<float> fftw_idft(N);
+    lane_fft_enabled() = true;
+    const RowBlockDft<float> lane_dft(N);
+    const RowBlockIdft<float> lane_idft(N);
+    lane_fft_enabled() = before;
+    FftwBuffer<std::complex<float>, float> spectra(fftw_dft.out_size() * blocks), in(fftw_idft.in_size());
+    FftwBuffer<float, float> scratch(fftw_dft.scratch_size()), rows(fftw_idft.out_size()),
+        work(std::max<std::size_t>(lane_idft.work_size(), 1));
+    auto r2c = [&](const RowBlockDft<float>& dft) {
+      return [&] {
+        for (Index b = 0; b < blocks; ++b)
+          dft(x.data().data() + b * block_size * N, N, block_size,
+              spectra.data() + b * fftw_dft.out_size(), scratch.data());
+      };
+    };
+    auto c2r = [&](const RowBlockIdft<float>& idft) {
+      return [&] {
+        for (Index b = 0; b < blocks; ++b) {  // c2r destroys its input: a fresh copy per block
+          std::copy(spectra.data() + b * fftw_dft.out_size(),
+                    spectra.data() + (b + 1) * fftw_dft.out_size(), in.data());
+          idft(in.data(), rows.data(), work.data());
+        }
+      };
+    };
+    r2c(fftw_dft)();  // spectra for the c2r cases
+    const std::vector<double> ms =
+        interleaved_median_ms({r2c(fftw_dft), r2c(lane_dft), c2r(fftw_idft), c2r(lane_idft)});
+    std::printf("%lld\tr2c\t%.3f\t%.3f\t%.2f\n", (long long)N, ms[0], ms[1], ms[0] / ms[1]);
+    std::printf("%lld\tc2r\t%.3f\t%.3f\t%.2f\n", (long long)N, ms[2], ms[3], ms[2] / ms[3]);
+    std::fflush(stdout);
+  }
+  set_num_threads(threads_before);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +169,10 @@ int main(int argc, char** argv) {
   // As bench_step and the training programs: freed activations stay in the process, so each
   // repetition does not page-fault its buffers in again (FOURIERFT_KEEP_MALLOC_DEFAULTS=1: off).
   if (std::getenv("FOURIERFT_KEEP_MALLOC_DEFAULTS") == nullptr) reuse_freed_memory();
+  if (argc > 1 && std::string(argv[1]) == "--fft") {
+    row_transforms();
+    return 0;
+  }
   if (argc > 1 && std::string(argv[1]) == "--beside") {
     beside_crossover();
     return 0;
