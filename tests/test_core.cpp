@@ -144,6 +144,40 @@ TEST_CASE("Tape: accumulation, seeds, no-grad scope, detach, freeing") {
   CHECK(d.value().shares_storage_with(x.value()));
 }
 
+TEST_CASE("Tape: same-shape add and sub make their operands' gradients on first use, then add") {
+  // accumulate_grad writes ±dy into a fresh gradient (no zeros first) and adds into an existing
+  // one: x + x, x − x, a residual whose input also feeds another op, and a gradient left from an
+  // earlier backward (accumulation across passes) must all come out as with zeros-then-add.
+  Tape<double> tape;
+  Var<double> x = Var<double>::parameter(Tensor<double>::from_data({2}, {1, 2}));
+  Var<double> w = Var<double>::parameter(Tensor<double>::from_data({2}, {3, 5}));
+  const auto seed = Tensor<double>::from_data({2}, {0.5, -2});
+  tape.backward(ops::add(tape, x, x), seed);
+  CHECK(x.grad()[0] == 1.0);
+  CHECK(x.grad()[1] == -4.0);
+  tape.clear();
+  x.drop_grad();
+  tape.backward(ops::sub(tape, x, x), seed);
+  CHECK(x.grad()[0] == 0.0);
+  CHECK(x.grad()[1] == 0.0);
+  tape.clear();
+  x.drop_grad();
+  // r = x + x·w (the residual is recorded last, so its backward runs first and makes x's
+  // gradient; the mul's backward then adds to it): dr/dx = 1 + w, dr/dw = x.
+  Var<double> r = ops::add(tape, x, ops::mul(tape, x, w));
+  tape.backward(r, seed);
+  CHECK(x.grad()[0] == doctest::Approx(0.5 * 4));
+  CHECK(x.grad()[1] == doctest::Approx(-2 * 6));
+  CHECK(w.grad()[1] == doctest::Approx(-2 * 2));
+  tape.clear();
+  // A second pass adds to the gradients already there; b − x gives x −seed.
+  Var<double> b = Var<double>::parameter(Tensor<double>::from_data({2}, {0, 0}));
+  tape.backward(ops::sub(tape, b, x), seed);
+  CHECK(x.grad()[0] == doctest::Approx(2 - 0.5));
+  CHECK(x.grad()[1] == doctest::Approx(-12 + 2));
+  CHECK(b.grad()[0] == 0.5);
+}
+
 TEST_CASE("Tape: an input that needs no gradient gets none") {
   Tape<float> tape;
   Var<float> w(Tensor<float>::ones({4}));  // frozen

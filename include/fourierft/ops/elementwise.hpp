@@ -124,7 +124,16 @@ Var<Real> binary(Tape<Real>& tape, BinaryOp op, const char* name, const Var<Real
                  const Var<Real>& b) {
   Var<Real> y = tape.output_uninitialized(detail::broadcast_shape(name, a.shape(), b.shape()));
   binary_forward<Real>(op, y.data(), a.data(), b.data());
+  const Index y_numel = y.numel();
   tape.record(name, {a, b}, y, [=](std::span<const Real> dy) {
+    // Same shapes, add / sub (residual connections): each gradient is ±dy, made on first use.
+    if ((op == BinaryOp::add || op == BinaryOp::sub) && a.numel() == y_numel &&
+        b.numel() == y_numel) {
+      if (a.requires_grad()) const_cast<Var<Real>&>(a).accumulate_grad(dy);
+      if (b.requires_grad())
+        const_cast<Var<Real>&>(b).accumulate_grad(dy, op == BinaryOp::add ? Real(1) : Real(-1));
+      return;
+    }
     binary_backward<Real>(op, grad_if_needed(a), grad_if_needed(b), dy, a.data(), b.data());
   });
   return y;
