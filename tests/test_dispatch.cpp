@@ -303,4 +303,19 @@ TEST_CASE("activations at avx512 (loops over exp_fast) are as accurate as the Ei
       CHECK(e_loops <= std::max(2 * e_eigen, 5e-7));
     }
   }
+  // gelu_backward writing a fresh gradient (accumulate = false) over garbage (NaN) gives what
+  // adding into zeros gives, on both paths.
+  for (const Isa isa : {Isa::avx2, Isa::avx512}) {
+    if (isa > fourierft::detail::detected_isa()) continue;
+    const Isa before = fourierft::detail::set_active_isa(isa);
+    for (const auto form : {ops::GeluForm::exact, ops::GeluForm::tanh}) {
+      std::vector<float> added(n, 0.f), written(n, std::nanf(""));
+      ops::gelu_backward<float>(form, added, dy, x);
+      ops::gelu_backward<float>(form, written, dy, x, false);
+      bool same = true;  // (== rather than bytes: 0 + (−0) is +0)
+      for (std::size_t i = 0; i < n; ++i) same = same && added[i] == written[i];
+      CHECK(same);
+    }
+    fourierft::detail::set_active_isa(before);
+  }
 }

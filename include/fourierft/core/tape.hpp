@@ -51,17 +51,24 @@ class Var {
     return n.grad;
   }
   const Tensor<Real>& grad() const { return const_cast<Var*>(this)->grad(); }
-  // Adds factor·g into the gradient (g: the value's size). The first time the gradient is made
-  // as factor·g directly, without the zeros grad() would write first and then add to (a
-  // transformer's residual stream: one pass over the buffer instead of three).
-  void accumulate_grad(std::span<const Real> g, Real factor = Real(1)) {
+  // The gradient's buffer for a kernel that writes it: if there was no gradient yet, it is made
+  // uninitialised and `fresh` is set, and the caller must then write (=) every element instead of
+  // adding (+=) — saving the zeros grad() writes first.
+  std::span<Real> grad_to_fill(bool& fresh) {
     Node& n = node();
-    const bool fresh = !n.has_grad;
+    fresh = !n.has_grad;
     if (fresh) {
       n.grad = Tensor<Real>::uninitialized(n.value.shape());
       n.has_grad = true;
     }
-    Real* out = n.grad.ptr();
+    return n.grad.data();
+  }
+  // Adds factor·g into the gradient (g: the value's size). The first time the gradient is made
+  // as factor·g directly, without the zeros grad() would write first and then add to (a
+  // transformer's residual stream: one pass over the buffer instead of three).
+  void accumulate_grad(std::span<const Real> g, Real factor = Real(1)) {
+    bool fresh = false;
+    Real* out = grad_to_fill(fresh).data();
     const std::ptrdiff_t count = static_cast<std::ptrdiff_t>(g.size());
 #pragma omp parallel for if (count > 65536)
     for (std::ptrdiff_t i = 0; i < count; ++i) out[i] = fresh ? factor * g[i] : out[i] + factor * g[i];

@@ -287,8 +287,9 @@ void gelu_forward(GeluForm form, std::span<Real> y, std::span<const Real> x) {
 }
 
 template <class Real>
+// (accumulate = false: dx is written, not added to — a gradient made by Var::grad_to_fill.)
 void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
-                   std::span<const Real> x) {
+                   std::span<const Real> x, bool accumulate = true) {
   const Index n = static_cast<Index>(dx.size());
   const Real k = detail::gelu_k<Real>, c = detail::gelu_c<Real>;
   const Real inv_sqrt2 = static_cast<Real>(std::numbers::sqrt2 / 2);
@@ -302,7 +303,8 @@ void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
           const float v = xp[i];
           const float cdf = 0.5f * (1.0f + detail::erf_from_exp(v * inv_sqrt2));
           const float pdf = inv_sqrt2pi * detail::exp_fast(-0.5f * v * v);
-          dxp[i] += gp[i] * (cdf + v * pdf);
+          const float d = gp[i] * (cdf + v * pdf);
+          dxp[i] = accumulate ? dxp[i] + d : d;
         });
       else
         detail::parallel_dispatched(n, [=](Index i) {
@@ -310,7 +312,8 @@ void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
           // q = 2 / (1 + e^{2u}) = 1 − t, so 1 − t² = q·(2 − q) without cancellation near |t| = 1.
           const float q = 2.0f / (1.0f + detail::exp_fast(2.0f * k * (v + c * v * v * v)));
           const float du = k * (1.0f + 3.0f * c * v * v);
-          dxp[i] += gp[i] * (0.5f * (2.0f - q) + 0.5f * v * (q * (2.0f - q)) * du);
+          const float d = gp[i] * (0.5f * (2.0f - q) + 0.5f * v * (q * (2.0f - q)) * du);
+          dxp[i] = accumulate ? dxp[i] + d : d;
         });
       return;
     }
@@ -320,15 +323,21 @@ void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
       const detail::ConstArrayMap<Real> v(x.data() + begin, count), g(dy.data() + begin, count);
       const auto cdf = Real(0.5) * (Real(1) + (v * inv_sqrt2).erf());
       const auto pdf = inv_sqrt2pi * (Real(-0.5) * v.square()).exp();
-      detail::ArrayMap<Real>(dx.data() + begin, count) += g * (cdf + v * pdf);
+      if (accumulate)
+        detail::ArrayMap<Real>(dx.data() + begin, count) += g * (cdf + v * pdf);
+      else
+        detail::ArrayMap<Real>(dx.data() + begin, count) = g * (cdf + v * pdf);
     });
   } else {
     detail::parallel_chunks(n, [&](Index begin, Index count) {
       const detail::ConstArrayMap<Real> v(x.data() + begin, count), g(dy.data() + begin, count);
       const auto t = (k * (v + c * v.cube())).tanh().eval();
       const auto du = k * (Real(1) + Real(3) * c * v.square());
-      detail::ArrayMap<Real>(dx.data() + begin, count) +=
-          g * (Real(0.5) * (Real(1) + t) + Real(0.5) * v * (Real(1) - t.square()) * du);
+      const auto d = g * (Real(0.5) * (Real(1) + t) + Real(0.5) * v * (Real(1) - t.square()) * du);
+      if (accumulate)
+        detail::ArrayMap<Real>(dx.data() + begin, count) += d;
+      else
+        detail::ArrayMap<Real>(dx.data() + begin, count) = d;
     });
   }
 }
@@ -338,7 +347,10 @@ Var<Real> gelu(Tape<Real>& tape, const Var<Real>& x, GeluForm form = GeluForm::e
   Var<Real> y = tape.output_uninitialized(x.shape());
   gelu_forward<Real>(form, y.data(), x.data());
   tape.record("gelu", {x}, y, [=](std::span<const Real> dy) {
-    gelu_backward<Real>(form, grad_if_needed(x), dy, x.data());
+    if (!x.requires_grad()) return;
+    bool fresh = false;
+    const auto dx = const_cast<Var<Real>&>(x).grad_to_fill(fresh);
+    gelu_backward<Real>(form, dx, dy, x.data(), !fresh);
   });
   return y;
 }
