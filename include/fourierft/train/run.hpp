@@ -301,6 +301,10 @@ class Run {
   }
   // FFTW's accumulated wisdom (single precision: the training transforms) as text.
   static std::string fftw_wisdom() {
+    // FFTW's threads initialised first, as import_fftw_wisdom does: the wisdom's signature names
+    // the registered solvers, and a run whose transforms all ran on LaneFft made no plan (and so
+    // never initialised them) would otherwise save wisdom its resume cannot import.
+    ops::spectral::PlanCache<float>::instance();
     char* text = fftwf_export_wisdom_to_string();
     std::string out = text != nullptr ? text : "";
     std::free(text);  // the caller frees it with free() (FFTW manual, "Wisdom Utilities")
