@@ -5,8 +5,9 @@
 // butterfly is a vertical operation on 16-wide vectors (one AVX-512 register of floats), with no
 // shuffles inside the transform. A real row of length N = 2H is transformed as the complex row
 // z[j] = x[2j] + i·x[2j+1] of length H (mixed-radix Stockham passes, radix 8, 4, 2, 3, 5), then
-// split into the half spectrum of x. The kernels run through fourierft::detail::run_dispatched, whose copies
-// do not contract multiply-adds and never reassociate: every ISA level gives the same bits.
+// split into the half spectrum of x. The kernels run through fourierft::detail::run_dispatched,
+// whose copies do not contract multiply-adds and never reassociate: every ISA level gives the
+// same bits.
 // Lengths whose H has another prime factor are left to FFTW (LaneFft::supports).
 #pragma once
 
@@ -255,6 +256,7 @@ void lanes_to_rows_conj(const Real* from, Index H, Real* out, Index ldout, Index
 // (GCC 12 warns that its own intrinsics' _mm512_undefined_ps() pass-through is uninitialised.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // A 16 x 16 transpose with AVX-512: out[i·ld_out + j] = in[j·ld_in + i], negated at odd j if
 // negate_odd (exact, so the lane moves below give the bits of the loops above).
 [[gnu::target("avx512f")]] inline void transpose16(const float* in, Index ld_in, float* out,

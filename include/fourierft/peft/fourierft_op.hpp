@@ -448,7 +448,8 @@ void fourierft_spectral_backward(const Real* dy, Index ldy, const Real* x, Index
   }
 }
 
-// The coefficient gradients alone (fourierft_linear's spectral path).
+// The coefficient gradients alone (fourierft_linear's spectral path takes them, and with W not
+// held dx too, from fourierft_spectral_backward directly).
 template <class Real>
 void fourierft_coeff_grad_spectral(const Real* dy, Index ldy, const Real* x, Index T, Index d_in,
                                    std::span<const CoeffGradTarget<Real>> targets) {
