@@ -15,9 +15,7 @@
 #include <complex>
 #include <cstddef>
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <mutex>
+#include <numbers>
 #include <type_traits>
 #include <vector>
 
@@ -28,6 +26,7 @@
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/tensor.hpp"
 #include "fourierft/detail/isa.hpp"
+#include "fourierft/detail/kept_per_size.hpp"
 
 namespace fourierft::ops::spectral {
 
@@ -153,9 +152,12 @@ void pass8(const Real* x, Real* y, Index n, Index s, const Real* tw) {
         } else {
           FOURIERFT_LANE_TWIDDLE(o[1], t0r + t2r, t0i + t2i, w[0], w[1]);
         }
-        FOURIERFT_LANE_TWIDDLE(o[2 + half], t1r + t3i, t1i - t3r, w[2 * (1 + half)], w[2 * (1 + half) + 1]);
-        FOURIERFT_LANE_TWIDDLE(o[4 + half], t0r - t2r, t0i - t2i, w[2 * (3 + half)], w[2 * (3 + half) + 1]);
-        FOURIERFT_LANE_TWIDDLE(o[6 + half], t1r - t3i, t1i + t3r, w[2 * (5 + half)], w[2 * (5 + half) + 1]);
+        FOURIERFT_LANE_TWIDDLE(o[2 + half], t1r + t3i, t1i - t3r, w[2 * (1 + half)],
+                               w[2 * (1 + half) + 1]);
+        FOURIERFT_LANE_TWIDDLE(o[4 + half], t0r - t2r, t0i - t2i, w[2 * (3 + half)],
+                               w[2 * (3 + half) + 1]);
+        FOURIERFT_LANE_TWIDDLE(o[6 + half], t1r - t3i, t1i + t3r, w[2 * (5 + half)],
+                               w[2 * (5 + half) + 1]);
       }
     }
   });
@@ -191,8 +193,9 @@ void pass3(const Real* x, Real* y, Index n, Index s, const Real* tw) {
 template <class Real>
 void pass5(const Real* x, Real* y, Index n, Index s, const Real* tw) {
   const Index m = n / 5;
-  const Real c1 = Real(0.30901699437494742410), c2 = Real(-0.80901699437494742410);  // cos 2π/5, 4π/5
-  const Real s1 = Real(0.95105651629515357212), s2 = Real(0.58778525229247312917);   // sin 2π/5, 4π/5
+  // cos 2π/5, cos 4π/5, sin 2π/5, sin 4π/5
+  const Real c1 = Real(0.30901699437494742410), c2 = Real(-0.80901699437494742410);
+  const Real s1 = Real(0.95105651629515357212), s2 = Real(0.58778525229247312917);
   run_pass(m, s, [&](auto unit, Index q, Index k) {
     constexpr bool Unit = decltype(unit)::value;
     const Real* w = tw + 8 * q;
@@ -269,9 +272,12 @@ void lanes_to_rows_conj(const Real* from, Index H, Real* out, Index ldout, Index
   }
   for (int i = 0; i < 16; i += 4) {
     r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 1] =
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(
+        _mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(
+        _mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
   }
   for (int i = 0; i < 4; ++i) {
     t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);       // quarters 0, 2 of r[i], r[4+i]
@@ -326,7 +332,8 @@ class LaneFft {
       const Index m = n / p;
       for (Index q = 0; q < m; ++q)
         for (int r = 1; r < p; ++r) {
-          const double angle = -2.0 * M_PI * static_cast<double>(r * q) / static_cast<double>(n);
+          const double angle =
+              -2.0 * std::numbers::pi * static_cast<double>(r * q) / static_cast<double>(n);
           st.twiddles.push_back(static_cast<Real>(std::cos(angle)));
           st.twiddles.push_back(static_cast<Real>(std::sin(angle)));
         }
@@ -335,21 +342,15 @@ class LaneFft {
       s *= p;
     }
     for (Index k = 0; k <= H_; ++k) {  // e^{−2πik/N}
-      const double angle = -2.0 * M_PI * static_cast<double>(k) / static_cast<double>(N);
+      const double angle =
+          -2.0 * std::numbers::pi * static_cast<double>(k) / static_cast<double>(N);
       half_turn_.push_back(static_cast<Real>(std::cos(angle)));
       half_turn_.push_back(static_cast<Real>(std::sin(angle)));
     }
   }
 
   // The transform for rows of N, made once per length and kept (the tables cost ~H sincos).
-  static const LaneFft& cached(Index N) {
-    static std::mutex mutex;
-    static auto* const made = new std::map<Index, std::unique_ptr<const LaneFft>>;  // never freed
-    std::lock_guard<std::mutex> lock(mutex);
-    auto& slot = (*made)[N];
-    if (!slot) slot = std::make_unique<const LaneFft>(N);
-    return *slot;
-  }
+  static const LaneFft& cached(Index N) { return fourierft::detail::kept_per_size<LaneFft>(N); }
 
   Index length() const { return N_; }
   Index bins() const { return H_ + 1; }
@@ -445,7 +446,8 @@ class LaneFft {
 #if defined(__x86_64__) && defined(__GNUC__)
     if constexpr (std::is_same_v<Real, float>) {
       // The lanes of element j are columns 2j (re) and 2j + 1 (im): a[L·c + l] = x[l·ldx + c].
-      if (fourierft::detail::active_isa() == fourierft::detail::Isa::avx512 && rows == L && N_ % 16 == 0) {
+      if (fourierft::detail::active_isa() == fourierft::detail::Isa::avx512 && rows == L &&
+          N_ % 16 == 0) {
         for (Index c0 = 0; c0 < N_; c0 += 16) transpose16(x + c0, ldx, a + L * c0, L, false);
         return;
       }
@@ -458,7 +460,8 @@ class LaneFft {
     using namespace lane_detail;
 #if defined(__x86_64__) && defined(__GNUC__)
     if constexpr (std::is_same_v<Real, float>) {
-      if (fourierft::detail::active_isa() == fourierft::detail::Isa::avx512 && rows == L && N_ % 16 == 0) {
+      if (fourierft::detail::active_isa() == fourierft::detail::Isa::avx512 && rows == L &&
+          N_ % 16 == 0) {
         for (Index c0 = 0; c0 < N_; c0 += 16) transpose16(z + L * c0, L, out + c0, ldout, true);
         return;
       }

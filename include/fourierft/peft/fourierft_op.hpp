@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <numbers>
 #include <span>
 #include <vector>
@@ -16,6 +14,7 @@
 #include "fourierft/core/tape.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/detail/isa.hpp"
+#include "fourierft/detail/kept_per_size.hpp"
 #include "fourierft/detail/vector_math.hpp"
 #include "fourierft/ops/linalg.hpp"
 #include "fourierft/ops/spectral.hpp"
@@ -102,12 +101,7 @@ struct SparseRowTables {
   std::vector<Real> row_phases;
 
   static const SparseRowTables& cached(Index M) {
-    static std::mutex mutex;
-    static auto* const made = new std::map<Index, std::unique_ptr<const SparseRowTables>>;  // never freed
-    std::lock_guard<std::mutex> lock(mutex);
-    auto& slot = (*made)[M];
-    if (!slot) slot = std::make_unique<const SparseRowTables>(M);
-    return *slot;
+    return fourierft::detail::kept_per_size<SparseRowTables>(M);
   }
   explicit SparseRowTables(Index M) {
     std::vector<std::complex<double>> exact(static_cast<std::size_t>(M));
@@ -685,6 +679,7 @@ void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index 
   std::vector<std::vector<detail::ScatterTerm<Real>>> terms;
   std::vector<ops::spectral::RowBlockIdft<Real>> idfts;
   Index max_length = d_in;
+  std::size_t max_work = 1;
   for (const SpectralBlock<Real>& b : blocks) {
     const SpectralEntries& e = *b.entries;
     check<ShapeError>(e.d_in == d_in && b.out_offset >= 0 && b.out_offset + e.d_out <= ldy &&
@@ -696,6 +691,7 @@ void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index 
                                                b.scale / static_cast<Real>(e.d_out * d_in)));
     idfts.emplace_back(e.d_out);
     max_length = std::max(max_length, e.d_out);
+    max_work = std::max(max_work, idfts.back().work_size());  // 0 for FFTW's c2r
   }
   const ops::spectral::RowBlockDft<Real> x_dft(d_in);
   const Index token_blocks = (T + block_size - 1) / block_size;
@@ -706,7 +702,7 @@ void fourierft_beside_forward(Real* y, Index ldy, const Real* x, Index T, Index 
     ops::spectral::FftwBuffer<Complex, Real> X(x_dft.out_size());
     ops::spectral::FftwBuffer<Complex, Real> Y(static_cast<std::size_t>((max_length / 2 + 1) * block_size));
     ops::spectral::FftwBuffer<Real, Real> scratch(static_cast<std::size_t>(2 * block_size * max_length));
-    ops::spectral::FftwBuffer<Real, Real> work(static_cast<std::size_t>(2 * block_size * max_length));
+    ops::spectral::FftwBuffer<Real, Real> work(max_work);
 #pragma omp for schedule(static)
     for (Index b = 0; b < token_blocks; ++b) {
       const Index t0 = b * block_size, rows = std::min<Index>(block_size, T - t0);
