@@ -70,6 +70,7 @@ class Renderer {
   std::vector<std::shared_ptr<Scope>> scopes_;
   std::vector<std::weak_ptr<Scope>> created_;  // every scope made (new_scope), for ~Renderer
   std::int64_t iterations_ = 0;
+  const std::int64_t max_loop_iterations_ = input_limits().template_max_loop_iterations;
   // Evaluation steps (expressions evaluated, items repeated, elements printed) left in this render.
   const std::int64_t max_steps_ = input_limits().template_max_steps;
   mutable std::int64_t steps_left_ = max_steps_;  // (const evaluation helpers charge it too)
@@ -193,8 +194,9 @@ class Renderer {
     }
     const auto n = static_cast<std::int64_t>(items.size());
     for (std::int64_t i = 0; i < n; ++i) {
-      if (const std::int64_t cap = input_limits().template_max_loop_iterations; ++iterations_ > cap)
-        fail(stmt.pos, str_cat("more than ", cap, " loop iterations (FOURIERFT_TEMPLATE_MAX_LOOPS)"));
+      if (++iterations_ > max_loop_iterations_)
+        fail(stmt.pos, str_cat("more than ", max_loop_iterations_,
+                               " loop iterations (FOURIERFT_TEMPLATE_MAX_LOOPS)"));
       charge(10, stmt.pos);  // an iteration's own work (its scope, `loop`) as ten steps
       assign_targets(stmt.targets, items[static_cast<std::size_t>(i)], stmt.pos);
       Dict loop = {
