@@ -1,6 +1,7 @@
 // Tests of include/fourierft/core: tensors, the tape, recompute, random numbers, threads, errors.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <sstream>
@@ -176,6 +177,19 @@ TEST_CASE("Tape: same-shape add and sub make their operands' gradients on first 
   CHECK(x.grad()[0] == doctest::Approx(2 - 0.5));
   CHECK(x.grad()[1] == doctest::Approx(-12 + 2));
   CHECK(b.grad()[0] == 0.5);
+}
+
+TEST_CASE("Tests run with fresh gradients poisoned: grad_to_fill's new buffers hold NaN") {
+  // Set by tests/doctest_main.cpp, so every op's "write, don't add" backward path is checked by
+  // each gradient test it runs in: an element left unwritten stays NaN.
+  REQUIRE(fourierft::detail::poison_fresh_gradients());
+  Var<float> x = Var<float>::parameter(Tensor<float>::ones({3}));
+  bool fresh = false;
+  const auto g = x.grad_to_fill(fresh);
+  CHECK(fresh);
+  CHECK(std::isnan(g[2]));
+  x.grad_to_fill(fresh);
+  CHECK_FALSE(fresh);
 }
 
 TEST_CASE("Tape: an input that needs no gradient gets none") {

@@ -2,8 +2,10 @@
 // NoGradScope. Define-by-run: every op takes the tape first and records its backward closure.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -15,6 +17,15 @@
 #include "fourierft/core/tensor.hpp"
 
 namespace fourierft {
+
+namespace detail {
+// For tests: every gradient buffer Var::grad_to_fill makes is filled with NaN, so a backward that
+// adds into a fresh gradient instead of writing every element of it shows up as NaN.
+inline std::atomic<bool>& poison_fresh_gradients() {
+  static std::atomic<bool> on{false};
+  return on;
+}
+}  // namespace detail
 
 // Var<Real>: a value, its gradient (allocated, zero-filled, on first use) and requires_grad.
 // Copies share the same value and gradient (a handle, like a torch tensor). Parameters are Vars
@@ -60,6 +71,8 @@ class Var {
     if (fresh) {
       n.grad = Tensor<Real>::uninitialized(n.value.shape());
       n.has_grad = true;
+      if (detail::poison_fresh_gradients().load(std::memory_order_relaxed))
+        n.grad.fill(std::numeric_limits<Real>::quiet_NaN());
     }
     return n.grad.data();
   }
@@ -106,6 +119,15 @@ template <class Real>
 std::span<Real> grad_if_needed(const Var<Real>& x) {
   if (!x.requires_grad()) return {};
   return const_cast<Var<Real>&>(x).grad().data();
+}
+
+// x's gradient buffer to be written, not added to, when it is new (Var::grad_to_fill: `fresh` set);
+// empty when x needs no gradient.
+template <class Real>
+std::span<Real> grad_to_fill_if_needed(const Var<Real>& x, bool& fresh) {
+  fresh = false;
+  if (!x.requires_grad()) return {};
+  return const_cast<Var<Real>&>(x).grad_to_fill(fresh);
 }
 
 template <class Real>

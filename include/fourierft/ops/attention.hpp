@@ -171,12 +171,15 @@ void attention_forward(std::span<Real> y, std::span<Real> probs, std::span<const
 // the forward, by (batch, kv head) groups. Empty gradient spans are skipped. dq, dk, dv have the
 // row strides of q, k, v (so with ld = 3C they are the column blocks of the packed tensor's
 // gradient); dy is contiguous. NKV as attention_forward (the window is inside P).
+// write_dq / write_dk / write_dv: that gradient is written (=), not added to (a gradient made by
+// Var::grad_to_fill): its GEMMs run with beta = 0 — dK's and dV's for the first head of each group.
 template <class Real>
 void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> dv,
                         std::span<const Real> dy, std::span<const Real> probs,
                         std::span<const Real> q, std::span<const Real> k, std::span<const Real> v,
                         Index B, Index Tq, Index Tk, Index C, Index NH, Real scale, Index ldq = 0,
-                        Index ldk = 0, Index ldv = 0, Index NKV = 0) {
+                        Index ldk = 0, Index ldv = 0, Index NKV = 0, bool write_dq = false,
+                        bool write_dk = false, bool write_dv = false) {
   const Index HS = C / NH;
   if (NKV == 0) NKV = NH;
   const Index group_size = NH / NKV;
@@ -191,8 +194,12 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
                 v_at = b * Tk * ldv + g * HS, y_at = b * Tq * C + h * HS;
     const Real* P = probs.data() + bh * Tq * Tk;
     const Real* dO = dy.data() + y_at;
+    const bool first_in_group = h % group_size == 0;
+    const Real beta_dq = write_dq ? Real(0) : Real(1);
+    const Real beta_dk = write_dk && first_in_group ? Real(0) : Real(1);
+    const Real beta_dv = write_dv && first_in_group ? Real(0) : Real(1);
     if (!dv.empty())  // dV += Pᵀ·dO
-      fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, Real(1), P, Tk, dO, C, Real(1),
+      fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, Real(1), P, Tk, dO, C, beta_dv,
                                     dv.data() + v_at, ldv);
     if (!need_ds) return;
     fourierft::detail::gemm<Real>(false, true, Tq, Tk, HS, Real(1), dO, C, v.data() + v_at, ldv,
@@ -207,10 +214,10 @@ void attention_backward(std::span<Real> dq, std::span<Real> dk, std::span<Real> 
     });
     if (!dq.empty())  // dQ += scale·dS·K
       fourierft::detail::gemm<Real>(false, false, Tq, HS, Tk, scale, ds, Tk, k.data() + k_at, ldk,
-                                    Real(1), dq.data() + q_at, ldq);
+                                    beta_dq, dq.data() + q_at, ldq);
     if (!dk.empty())  // dK += scale·dSᵀ·Q
       fourierft::detail::gemm<Real>(true, false, Tk, HS, Tq, scale, ds, Tk, q.data() + q_at, ldq,
-                                    Real(1), dk.data() + k_at, ldk);
+                                    beta_dk, dk.data() + k_at, ldk);
   };
   // A group's heads one after another: they add into the same dK, dV blocks.
   auto group = [&](Index bg, Real* ds) {
@@ -391,9 +398,15 @@ Var<Real> attention(Tape<Real>& tape, const Var<Real>& q, const Var<Real>& k, co
   attention_forward<Real>(y.data(), probs.data(), q.data(), k.data(), v.data(), mask, B, Tq, Tk, C,
                           NH, options.causal, scale, 0, 0, 0, NKV, window);
   tape.record("attention", {q, k, v}, y, [=](std::span<const Real> dy) {
-    attention_backward<Real>(grad_if_needed(q), grad_if_needed(k), grad_if_needed(v), dy,
-                             probs.data(), q.data(), k.data(), v.data(), B, Tq, Tk, C, NH, scale,
-                             0, 0, 0, NKV);
+    // First gradients are written, not zeroed and added to — unless q, k, v share a Var (then
+    // one's writes would land on another's sums).
+    const bool distinct = !q.same_as(k) && !q.same_as(v) && !k.same_as(v);
+    bool fresh_q = false, fresh_k = false, fresh_v = false;
+    const std::span<Real> dq = distinct ? grad_to_fill_if_needed(q, fresh_q) : grad_if_needed(q);
+    const std::span<Real> dk = distinct ? grad_to_fill_if_needed(k, fresh_k) : grad_if_needed(k);
+    const std::span<Real> dv = distinct ? grad_to_fill_if_needed(v, fresh_v) : grad_if_needed(v);
+    attention_backward<Real>(dq, dk, dv, dy, probs.data(), q.data(), k.data(), v.data(), B, Tq,
+                             Tk, C, NH, scale, 0, 0, 0, NKV, fresh_q, fresh_k, fresh_v);
   });
   return y;
 }
@@ -426,10 +439,12 @@ Var<Real> attention_packed_qkv(Tape<Real>& tape, const Var<Real>& qkv, Index num
                           C, NH, options.causal, scale, ld, ld, ld);
   tape.record("attention", {qkv}, y, [=](std::span<const Real> dy) {
     const std::span<const Real> x = qkv.data();
-    const std::span<Real> dx = grad_if_needed(qkv);
+    bool fresh = false;  // a first gradient: every column block is written by its heads' GEMMs
+    const std::span<Real> dx = grad_to_fill_if_needed(qkv, fresh);
     if (dx.empty()) return;
     attention_backward<Real>(dx, dx.subspan(C), dx.subspan(2 * C), dy, probs.data(), x,
-                             x.subspan(C), x.subspan(2 * C), B, T, T, C, NH, scale, ld, ld, ld);
+                             x.subspan(C), x.subspan(2 * C), B, T, T, C, NH, scale, ld, ld, ld, 0,
+                             fresh, fresh, fresh);
   });
   return y;
 }

@@ -52,14 +52,18 @@ void sum_rows_into(std::span<Real> db, std::span<const Real> dy, Index N, Index 
     for (Index j = 0; j < d_out; ++j) db[j] += dy[i * d_out + j];
 }
 
+// accumulate_dx = false: dx is written (beta = 0), not added to — a gradient made by
+// Var::grad_to_fill, which saves zeroing it first.
 template <class Real>
 void linear_backward(std::span<Real> dx, std::span<Real> dw, std::span<Real> db,
                      std::span<const Real> dy, std::span<const Real> x, std::span<const Real> w,
-                     Index N, Index d_in, Index d_out, WeightLayout layout) {
+                     Index N, Index d_in, Index d_out, WeightLayout layout,
+                     bool accumulate_dx = true) {
   const bool out_in = layout == WeightLayout::out_in;
   if (!dx.empty())
     fourierft::detail::gemm<Real>(false, !out_in, N, d_in, d_out, Real(1), dy.data(), d_out,
-                                  w.data(), out_in ? d_in : d_out, Real(1), dx.data(), d_in);
+                                  w.data(), out_in ? d_in : d_out, accumulate_dx ? Real(1) : Real(0),
+                                  dx.data(), d_in);
   if (!dw.empty()) {
     if (out_in)
       fourierft::detail::gemm<Real>(true, false, d_out, d_in, N, Real(1), dy.data(), d_out,
@@ -99,9 +103,10 @@ Var<Real> linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
   linear_forward<Real>(y.data(), x.data(), w.data(),
                        b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out, layout);
   tape.record("linear", {x, w, b}, y, [=](std::span<const Real> dy) {
-    linear_backward<Real>(grad_if_needed(x), grad_if_needed(w),
-                          b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, x.data(),
-                          w.data(), N, d_in, d_out, layout);
+    bool fresh = false;  // x's first gradient is written by the dx GEMM, not zeroed and added to
+    const std::span<Real> dx = grad_to_fill_if_needed(x, fresh);
+    linear_backward<Real>(dx, grad_if_needed(w), b.defined() ? grad_if_needed(b) : std::span<Real>(),
+                          dy, x.data(), w.data(), N, d_in, d_out, layout, !fresh);
   });
   return y;
 }

@@ -19,6 +19,8 @@ namespace fourierft::ops {
 //   x: (N, C)   gamma, beta: (C)   ->   y: (N, C);   saves mean, rstd: (N)
 //   y = (x - mean) * rstd * gamma + beta,   rstd = 1 / sqrt(var + eps)
 //   var is the biased variance mean_C((x - mean)^2), as in PyTorch; two passes over the row.
+// Row sums run in 8 fixed lanes (detail::sum_lanes_of): vectorised, and the same bits at every
+// ISA level.
 template <class Real>
 void layer_norm_forward(std::span<Real> y, std::span<Real> mean, std::span<Real> rstd,
                         std::span<const Real> x, std::span<const Real> gamma,
@@ -29,11 +31,9 @@ void layer_norm_forward(std::span<Real> y, std::span<Real> mean, std::span<Real>
     fourierft::detail::run_dispatched([&] {  // the row at the CPU's ISA level (detail/isa.hpp)
       const Real* xr = x.data() + i * C;
       Real* yr = y.data() + i * C;
-      Real m = 0;
-      for (Index c = 0; c < C; ++c) m += xr[c];
-      m *= inv_C;
-      Real v = 0;
-      for (Index c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
+      const Real m = detail::sum_lanes(xr, C) * inv_C;
+      const Real v =
+          detail::sum_lanes_of<Real>(C, [&](Index c) { return (xr[c] - m) * (xr[c] - m); });
       const Real r = Real(1) / std::sqrt(v * inv_C + eps);
       for (Index c = 0; c < C; ++c) yr[c] = (xr[c] - m) * r * gamma[c] + beta[c];
       mean[i] = m;
@@ -43,7 +43,8 @@ void layer_norm_forward(std::span<Real> y, std::span<Real> mean, std::span<Real>
 }
 
 // g = dy * gamma, xhat = (x - mean) * rstd; an empty output span means "not needed".
-//   dx += rstd * (g - mean_C(g) - xhat * mean_C(g * xhat))
+//   dx += rstd * (g - mean_C(g) - xhat * mean_C(g * xhat))   (dx = ... with accumulate_dx false:
+//                                                             a gradient made by grad_to_fill)
 //   dgamma += sum_N dy * xhat,   dbeta += sum_N dy
 // dx rows are independent: a parallel loop over rows. dgamma/dbeta sum over rows: each of a fixed
 // number of row blocks accumulates its own partial (C), then the partials are added in block order,
@@ -52,7 +53,7 @@ template <class Real>
 void layer_norm_backward(std::span<Real> dx, std::span<Real> dgamma, std::span<Real> dbeta,
                          std::span<const Real> dy, std::span<const Real> x,
                          std::span<const Real> gamma, std::span<const Real> mean,
-                         std::span<const Real> rstd, Index N, Index C) {
+                         std::span<const Real> rstd, Index N, Index C, bool accumulate_dx = true) {
   const bool need_dx = !dx.empty(), need_dgamma = !dgamma.empty(), need_dbeta = !dbeta.empty();
   if ((!need_dx && !need_dgamma && !need_dbeta) || N == 0) return;
   const Real inv_C = Real(1) / static_cast<Real>(C);
@@ -70,17 +71,18 @@ void layer_norm_backward(std::span<Real> dx, std::span<Real> dgamma, std::span<R
         const Real* gr = dy.data() + i * C;
         const Real m = mean[i], r = rstd[i];
         if (need_dx) {
-          Real mean_g = 0, mean_gx = 0;  // mean_C(g), mean_C(g * xhat)
-          for (Index c = 0; c < C; ++c) {
-            const Real g = gr[c] * gamma[c];
-            mean_g += g;
-            mean_gx += g * (xr[c] - m) * r;
-          }
-          mean_g *= inv_C;
-          mean_gx *= inv_C;
+          const Real mean_g =  // mean_C(g), mean_C(g * xhat)
+              detail::sum_lanes_of<Real>(C, [&](Index c) { return gr[c] * gamma[c]; }) * inv_C;
+          const Real mean_gx = detail::sum_lanes_of<Real>(C, [&](Index c) {
+                                 return gr[c] * gamma[c] * (xr[c] - m) * r;
+                               }) * inv_C;
           Real* dxr = dx.data() + i * C;
-          for (Index c = 0; c < C; ++c)
-            dxr[c] += r * (gr[c] * gamma[c] - mean_g - (xr[c] - m) * r * mean_gx);
+          if (accumulate_dx)
+            for (Index c = 0; c < C; ++c)
+              dxr[c] += r * (gr[c] * gamma[c] - mean_g - (xr[c] - m) * r * mean_gx);
+          else
+            for (Index c = 0; c < C; ++c)
+              dxr[c] = r * (gr[c] * gamma[c] - mean_g - (xr[c] - m) * r * mean_gx);
         }
         if (pg)
           for (Index c = 0; c < C; ++c) pg[c] += gr[c] * (xr[c] - m) * r;
@@ -124,8 +126,10 @@ Var<Real> layer_norm(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& gamm
   layer_norm_forward<Real>(y.data(), mean.data(), rstd.data(), x.data(), gamma.data(),
                            beta.data(), N, C, eps);
   tape.record("layer_norm", {x, gamma, beta}, y, [=](std::span<const Real> dy) {
-    layer_norm_backward<Real>(grad_if_needed(x), grad_if_needed(gamma), grad_if_needed(beta), dy,
-                              x.data(), gamma.data(), mean.data(), rstd.data(), N, C);
+    bool fresh = false;  // x's first gradient is written, not zeroed and added to
+    const std::span<Real> dx = grad_to_fill_if_needed(x, fresh);
+    layer_norm_backward<Real>(dx, grad_if_needed(gamma), grad_if_needed(beta), dy, x.data(),
+                              gamma.data(), mean.data(), rstd.data(), N, C, !fresh);
   });
   return y;
 }

@@ -606,7 +606,8 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
   std::vector<Var<Real>> inputs = {x, bias};
   for (const SpectralBlock<Real>& b : blocks) inputs.push_back(b.coeffs);
   tape.record("fourierft_linear", inputs, y, [=](std::span<const Real> dy) {
-    const auto dx = grad_if_needed(x);
+    bool dx_fresh = false;  // x's first gradient: written by the dx GEMM, not zeroed and added to
+    const auto dx = grad_to_fill_if_needed(x, dx_fresh);
     // Which adapters take the spectral coefficient path (the others form G = dyᵀ·x each).
     auto spectral_path = [&](const SpectralEntries& e) {
       return path == CoeffGradPath::spectral ||
@@ -618,6 +619,10 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
     // is on the spectral path.
     bool dx_beside = !dx.empty() && held_weight.numel() == 0;
     for (const SpectralBlock<Real>& b : blocks) dx_beside = dx_beside && spectral_path(*b.entries);
+    if (dx_beside && dx_fresh) {  // the spectral terms are added into dx before the GEMM
+      std::fill(dx.begin(), dx.end(), Real(0));
+      dx_fresh = false;
+    }
     // Spectral-path adapters share one pass over x (GPT-2's q and v); dense ones form G each.
     std::vector<CoeffGradTarget<Real>> spectral_targets;
     for (const SpectralBlock<Real>& b : blocks) {
@@ -647,7 +652,7 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
                              : dx_beside             ? Tensor<Real>()
                                                      : build_weight();
       ops::linear_backward<Real>(dx, {}, {}, dy, x.data(), dx_beside ? w0.data() : w.data(), T,
-                                 d_in, d_out, layout);
+                                 d_in, d_out, layout, !dx_fresh);
     }
   });
   return y;

@@ -66,9 +66,10 @@ Var<Real> lora_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& h, 
   fourierft::detail::gemm<Real>(false, true, N, d_out, r, s, u.ptr(), r, lora_b.data().data(), r,
                                 Real(1), y.data().data(), d_out);
   tape.record("lora_linear", {x, h, w, b, lora_a, lora_b}, y, [=](std::span<const Real> dy) {
-    ops::linear_backward<Real>(grad_if_needed(x), grad_if_needed(w),
-                               b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, x.data(),
-                               w.data(), N, d_in, d_out, layout);
+    bool dx_fresh = false;  // x's first gradient: written by the dx GEMM (h may be x: dh after)
+    const std::span<Real> dx = grad_to_fill_if_needed(x, dx_fresh);
+    ops::linear_backward<Real>(dx, grad_if_needed(w), b.defined() ? grad_if_needed(b) : std::span<Real>(),
+                               dy, x.data(), w.data(), N, d_in, d_out, layout, !dx_fresh);
     const auto dB = grad_if_needed(lora_b), dA = grad_if_needed(lora_a), dh = grad_if_needed(h);
     if (!dB.empty())
       fourierft::detail::gemm<Real>(true, false, d_out, r, N, s, dy.data(), d_out, u.ptr(), r,
