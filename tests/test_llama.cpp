@@ -494,20 +494,23 @@ TEST_CASE("LlamaForCausalLM: cached decoding steps give the uncached logits (GQA
     const io::SafetensorsFile ref(model_dir(name) / "reference.safetensors");
     const auto ids = ref.load_int("generate.input_ids"), mask = ref.load_int("generate.attention_mask");
     LmDecoder<LlamaForCausalLM<float>> cached(*model, true, 4), uncached(*model, false);
+    // Logits up to ~8: float rounding differs between the paths' GEMM / GEMV kernels (up to
+    // 1.8e-5 with OpenBLAS's Haswell kernels on an AMD Zen 5); a wrong cache slot is off by ~1.
+    const double tolerance = 5e-5;
     auto a = cached.start(ids, mask), b = uncached.start(ids, mask);
-    CHECK(max_abs_diff(a, b) < 1e-5);
+    CHECK(max_abs_diff(a, b) < tolerance);
     for (std::int64_t step = 0; step < 4; ++step) {
       const std::vector<std::int64_t> tokens = {5 + step, 9 + 2 * step};
       a = cached.next(tokens);
       b = uncached.next(tokens);
-      CHECK(max_abs_diff(a, b) < 1e-5);
+      CHECK(max_abs_diff(a, b) < tolerance);
     }
     // Beam reordering through the slot table.
     const std::vector<Index> rows = {1, 0};
     cached.select_rows(rows);
     uncached.select_rows(rows);
     CHECK(max_abs_diff(cached.next(std::vector<std::int64_t>{3, 4}),
-                       uncached.next(std::vector<std::int64_t>{3, 4})) < 1e-5);
+                       uncached.next(std::vector<std::int64_t>{3, 4})) < tolerance);
   }
 }
 
@@ -552,7 +555,9 @@ TEST_CASE("LlamaForCausalLM: ModelInputs.position_ids, gradient checkpointing, r
     model->zero_grad();
     Tape<float> tape;
     const ModelOutput<float> out = model->forward(tape, in);
-    CHECK(max_abs_diff(out.logits.value(), ref.load<float>("logits"), keep) < 2e-5);
+    // PyTorch's logits (up to 8.4) to float rounding: 3.3e-5 with OpenBLAS's Haswell kernels on an
+    // AMD Zen 5, under 2e-5 with its AVX-512 ones.
+    CHECK(max_abs_diff(out.logits.value(), ref.load<float>("logits"), keep) < 5e-5);
     tape.backward(model->loss(tape, out, in));
     for (const auto& [name, p] : model->named_parameters()) {
       if (!checkpointing) {
