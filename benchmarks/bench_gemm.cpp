@@ -275,6 +275,7 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("FOURIERFT_NUM_THREADS"); env == nullptr || *env == '\0')
     set_num_threads(2);
   const int threads = num_threads();
+  std::fprintf(stderr, "# GEMM kernels: %s\n", fourierft::detail::gemm_kernels().c_str());
   if (argc > 1) {
     if (std::string(argv[1]) != "--bf16" || argc > 2) {
       std::fprintf(stderr, "usage: bench_gemm [--bf16]\n");

@@ -348,6 +348,7 @@ int main(int argc, char** argv) {
   }
   if (std::getenv("FOURIERFT_NUM_THREADS") == nullptr) set_num_threads(2);
   if (std::getenv("FOURIERFT_KEEP_MALLOC_DEFAULTS") == nullptr) reuse_freed_memory();
+  std::fprintf(stderr, "# GEMM kernels: %s\n", fourierft::detail::gemm_kernels().c_str());
   if (header)
     std::printf("impl\tmodel\tmethod\tbatch\tseq\ttokens_per_s\tms_per_step\tpeak_rss_mb\ttrainable"
                 "\tgemm_gflop\tgflop_per_s\tgemm_floor_ms\tfloor_ratio\n");

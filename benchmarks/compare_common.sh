@@ -44,5 +44,5 @@ run_side() {
 
 # The first line of the output: when, where, and how busy the machine is.
 print_run_header() {
-  echo "# $(date -u '+%F %T UTC') | $(nproc) cores | threads $FOURIERFT_NUM_THREADS | load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# $(date -u '+%F %T UTC') | $(nproc) cores | threads $FOURIERFT_NUM_THREADS | OPENBLAS_CORETYPE ${OPENBLAS_CORETYPE:-unset} (both sides) | load: $(cut -d' ' -f1-3 /proc/loadavg)"
 }

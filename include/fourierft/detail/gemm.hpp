@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include <Eigen/Core>
@@ -66,6 +67,19 @@ inline bool gemm_is_serial_in_parallel_regions() {
   return false;  // an unknown BLAS: do not nest
 #else
   return true;
+#endif
+}
+
+// The GEMM kernels in use, for benchmark headers (a GEMM's speed depends on them as much as on
+// the CPU): "OpenBLAS Cooperlake", "OpenBLAS Haswell", ... — the kernel set OpenBLAS picked for
+// this CPU when loaded, or the one OPENBLAS_CORETYPE forced; "Eigen" without BLAS.
+inline std::string gemm_kernels() {
+#if defined(FOURIERFT_USE_BLAS) && defined(FOURIERFT_BLAS_IS_OPENBLAS)
+  return std::string("OpenBLAS ") + openblas_get_corename();
+#elif defined(FOURIERFT_USE_BLAS)
+  return "BLAS (not OpenBLAS)";
+#else
+  return "Eigen";
 #endif
 }
 
