@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # compare_generate.sh — GPT-2 small generation in fourierft (bench_generate: KV cache) and in plain
-# PyTorch without a cache (pytorch_reference.py --generate), each run with default OpenMP waiting
+# PyTorch with its KV cache as HF's use_cache=True (pytorch_reference.py --generate; run alone with
+# --no-cache it decodes without one), each run with default OpenMP waiting
 # and with OMP_WAIT_POLICY=PASSIVE (the faster counts, for both), then one line per case with the
 # ratio PyTorch ms / fourierft ms (> 1: fourierft is faster; both generate the same number of
 # tokens, so it is also the tokens/s ratio). Runs alternate between the implementations so that
