@@ -5,6 +5,7 @@
 // reference numbers, and a tiny MLP trained to near-zero loss.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
@@ -403,6 +404,37 @@ TEST_CASE("exp_fast: within 3e-7 relative of exp over the range a softmax uses")
   CHECK(worst < 3e-7);
   CHECK(ops::detail::exp_fast(-1000.0f) < 1e-37f);  // clamped, not NaN or negative
   CHECK(ops::detail::exp_fast(-1000.0f) >= 0.0f);
+}
+
+TEST_CASE("max_lanes: the maximum of rows of every length, wherever it sits") {
+  Rng rng(40);
+  for (Index n : {1, 2, 15, 16, 17, 31, 32, 33, 1001}) {
+    std::vector<float> row(static_cast<std::size_t>(n));
+    for (float& v : row) v = static_cast<float>(rng.normal());
+    for (Index at : {Index(0), n / 2, n - 1}) {
+      std::vector<float> with_peak = row;
+      with_peak[static_cast<std::size_t>(at)] = 50.0f;
+      INFO("n ", n, ", maximum at ", at);
+      CHECK(ops::detail::max_lanes(with_peak.data(), n) == 50.0f);
+    }
+    CHECK(ops::detail::max_lanes(row.data(), n) == *std::max_element(row.begin(), row.end()));
+  }
+}
+
+TEST_CASE("linear_cross_entropy_chunk_rows: multiples of 32, about 64 MB of logits, even chunks") {
+  for (Index V : {301, 50257, 128256, 1 << 22})
+    for (Index K : {1, 31, 200, 1016, 1024, 4000, 16384}) {
+      const Index R = ops::linear_cross_entropy_chunk_rows(V, sizeof(float), K);
+      INFO("V ", V, ", K ", K, ": ", R, " rows per chunk");
+      CHECK(R % 32 == 0);
+      CHECK((R == 32 || static_cast<double>(R) * V * sizeof(float) <= 64.0 * (1 << 20)));
+      const Index chunks = (K + R - 1) / R;
+      const Index most = std::max<Index>(32, (64 << 20) / (V * 4) / 32 * 32);
+      CHECK(chunks == (K + most - 1) / most);  // no more chunks than the memory bound needs
+      CHECK(chunks * R - K < 32 * chunks);     // equal chunks up to the rounding to 32 rows
+    }
+  // GPT-2 at 8 × 128 tokens (1016 labelled rows): four chunks of 256 rows, not six of 166 and 20.
+  CHECK(ops::linear_cross_entropy_chunk_rows(50257, sizeof(float), 1016) == 256);
 }
 
 TEST_CASE("linear_cross_entropy: gradients of x, weight and bias match central differences") {

@@ -39,6 +39,34 @@ inline Real exp_fast(Real x) {
   }
 }
 
+// max_j term(j), j < n >= 1, over 16 fixed lanes (vectorises without -ffast-math). The maximum
+// does not depend on the order; a NaN is skipped unless term(0) (or a lane's first entry) is one,
+// like a serial std::max loop.
+template <class Real, class Term>
+inline Real max_lanes_of(std::ptrdiff_t n, Term term) {
+  Real m = term(0);
+  std::ptrdiff_t j = 0;
+  if (n >= 16) {
+    Real lane[16];
+    for (int k = 0; k < 16; ++k) lane[k] = term(k);
+    for (j = 16; j + 16 <= n; j += 16)
+      for (int k = 0; k < 16; ++k) {
+        const Real v = term(j + k);
+        lane[k] = lane[k] < v ? v : lane[k];
+      }
+    m = lane[0];
+    for (int k = 1; k < 16; ++k) m = std::max(m, lane[k]);
+  }
+  for (; j < n; ++j) m = std::max(m, term(j));
+  return m;
+}
+
+// max_j x[j], j < n >= 1 (max_lanes_of).
+template <class Real>
+inline Real max_lanes(const Real* x, std::ptrdiff_t n) {
+  return max_lanes_of<Real>(n, [x](std::ptrdiff_t j) { return x[j]; });
+}
+
 // Σ_j x[j], j < n: lane k sums x[k], x[k + 8], ...; then the lanes pairwise, then the tail.
 template <class Real>
 inline Real sum_lanes(const Real* x, std::ptrdiff_t n) {

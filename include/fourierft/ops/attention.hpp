@@ -43,35 +43,34 @@ struct AttentionOptions {
 // sliding window) and key_mask[j] != 0 (key_mask: (Tk), or empty for none). Hidden keys get exactly 0; a row that sees
 // no key becomes all zeros (not NaN), so padded queries output 0 and pass no gradient.
 //   p_j = exp(s_j - max) / sum_visible exp(s_i - max)   (subtracting the max keeps exp <= 1)
-// Vectorised: exp_fast over the row and an 8-lane sum (a scalar std::exp per score and one serial
-// sum were most of a ViT-base attention forward).
+// Vectorised: the max over 16 lanes, exp_fast over the row and an 8-lane sum (a scalar std::exp per
+// score and one serial sum were most of a ViT-base attention forward).
 template <class Real>
 void masked_softmax_row(std::span<Real> s, Index limit, std::span<const std::int64_t> key_mask,
                         Index first = 0) {
   first = std::clamp<Index>(first, 0, limit);
-  Real max = -std::numeric_limits<Real>::infinity();
-  bool any = false;
-  if (key_mask.empty()) {
-    any = limit > first;
-    for (Index j = first; j < limit; ++j) max = std::max(max, s[j]);
-  } else {
-    for (Index j = first; j < limit; ++j)
-      if (key_mask[j] != 0) {
-        max = std::max(max, s[j]);
-        any = true;
-      }
-  }
+  const bool any = key_mask.empty() ? limit > first
+                                    : std::any_of(key_mask.begin() + first, key_mask.begin() + limit,
+                                                  [](std::int64_t m) { return m != 0; });
   if (!any) {
     std::fill(s.begin(), s.end(), Real(0));
     return;
   }
   fourierft::detail::run_dispatched([&] {  // at the CPU's ISA level (detail/isa.hpp)
-    for (Index j = first; j < limit; ++j) s[j] = detail::exp_fast(s[j] - max);
+    Real* row = s.data() + first;
+    const Index n = limit - first;
+    const Real max =
+        key_mask.empty()
+            ? detail::max_lanes(row, n)
+            : detail::max_lanes_of<Real>(n, [&, mask = key_mask.data() + first](std::ptrdiff_t j) {
+                return mask[j] != 0 ? row[j] : -std::numeric_limits<Real>::infinity();
+              });
+    for (Index j = 0; j < n; ++j) row[j] = detail::exp_fast(row[j] - max);
     if (!key_mask.empty())
       for (Index j = first; j < limit; ++j)
         if (key_mask[j] == 0) s[j] = Real(0);
-    const Real inv = Real(1) / detail::sum_lanes(s.data() + first, limit - first);
-    for (Index j = first; j < limit; ++j) s[j] *= inv;
+    const Real inv = Real(1) / detail::sum_lanes(row, n);
+    for (Index j = 0; j < n; ++j) row[j] *= inv;
   });
   std::fill(s.begin(), s.begin() + first, Real(0));
   std::fill(s.begin() + limit, s.end(), Real(0));

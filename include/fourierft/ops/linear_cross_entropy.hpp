@@ -14,7 +14,8 @@
 //   dx_c = D·w (R, C),   dw += Dᵀ·x_c (V, C),   db += Σ_i D[i, :]
 // The backward then only scales the saved dx (N_kept, C) — and dw, db when w, b train — by dloss.
 // Rows whose target is ignore_index cost nothing (no GEMM row): they have no loss and no gradient.
-// FLOPs are those of the unfused forward + backward; memory is R·V instead of 2·N·V.
+// FLOPs are those of the unfused forward + backward; memory is R·V (a workspace kept per thread)
+// instead of 2·N·V.
 
 #include <algorithm>
 #include <bit>
@@ -39,26 +40,21 @@ namespace fourierft::ops {
 namespace detail {
 
 // One row of logits (V) -> its loss term; with `to_gradient`, the row is overwritten by
-// g·(softmax − eps/V − (1 − eps)·onehot(t)). Called through cross_entropy_row below.
+// g·(softmax − eps/V − (1 − eps)·onehot(t)). The max and the sums run over fixed lanes
+// (detail/vector_math.hpp), so they vectorise. Called through cross_entropy_row below.
 template <class Real>
 Real cross_entropy_row_kernel(Real* row, Index V, std::int64_t t, Real eps, bool to_gradient,
                               Real g) {
-  Real m = row[0];
-  for (Index v = 1; v < V; ++v) m = std::max(m, row[v]);
-  Real shifted_sum = 0;  // Σ (x_v − m), for label smoothing
-  if (eps != Real(0))
-    for (Index v = 0; v < V; ++v) shifted_sum += row[v] - m;
+  const Real m = max_lanes(row, V);
+  const Real shifted_sum =  // Σ (x_v − m), for label smoothing
+      eps != Real(0) ? sum_lanes_of<Real>(V, [&](std::ptrdiff_t v) { return row[v] - m; }) : Real(0);
   const Real target_shifted = row[t] - m;
-  Real s = 0;
-  if (to_gradient) {
-    for (Index v = 0; v < V; ++v) {
-      const Real e = exp_fast(row[v] - m);
-      row[v] = e;
-      s += e;
-    }
-  } else {
-    for (Index v = 0; v < V; ++v) s += exp_fast(row[v] - m);
-  }
+  const Real s = to_gradient ? sum_lanes_of<Real>(V, [&](std::ptrdiff_t v) {
+                                 const Real e = exp_fast(row[v] - m);
+                                 row[v] = e;
+                                 return e;
+                               })
+                             : sum_lanes_of<Real>(V, [&](std::ptrdiff_t v) { return exp_fast(row[v] - m); });
   const Real ls = std::log(s);
   Real loss = (Real(1) - eps) * (ls - target_shifted);
   if (eps != Real(0)) loss += eps * (ls - shifted_sum / static_cast<Real>(V));
@@ -81,10 +77,18 @@ Real cross_entropy_row(Real* row, Index V, std::int64_t t, Real eps, bool to_gra
 
 }  // namespace detail
 
-// Rows per chunk when the caller passes 0: about 32 MB of logits, at least 16 rows.
-inline Index linear_cross_entropy_chunk_rows(Index V, std::size_t bytes_per_value) {
-  const auto target = static_cast<Index>((32u << 20) / (bytes_per_value * static_cast<std::size_t>(V)));
-  return std::max<Index>(16, target);
+// Rows per chunk when the caller passes 0, for K rows with a loss: at most about 64 MB of logits,
+// a multiple of 32 rows, the K rows split into equal chunks. The BLAS splits a GEMM's rows over
+// its threads; at 2 threads and row counts that are not a multiple of 32 (GPT-2's former 166-row
+// chunks) or a small last chunk (20 rows) the head's GEMMs ran at 60-80% of their rate at
+// 256 rows (docs/performance.md).
+inline Index linear_cross_entropy_chunk_rows(Index V, std::size_t bytes_per_value, Index K) {
+  constexpr Index align = 32;
+  const auto fit = static_cast<Index>((64u << 20) / (bytes_per_value * static_cast<std::size_t>(V)));
+  const Index most = std::max(align, fit / align * align);
+  const Index chunks = (K + most - 1) / most;
+  const Index even = (K + chunks - 1) / std::max<Index>(chunks, 1);
+  return std::min(most, (even + align - 1) / align * align);
 }
 
 // ---------------------------------------------------------------------------
@@ -92,7 +96,7 @@ inline Index linear_cross_entropy_chunk_rows(Index V, std::size_t bytes_per_valu
 // rows whose target is not ignore_index; 0 when there are none), computed in chunks of rows.
 //   x: (N, C) (any leading dims)   w: (V, C) (nn.Linear layout; GPT-2's tied wte)   b: (V) or none
 //   targets: (N) in [0, V) or ignore_index   ->   scalar
-// chunk_rows: rows per GEMM (0: about 32 MB of logits).
+// chunk_rows: rows per GEMM (0: linear_cross_entropy_chunk_rows, at most about 64 MB of logits).
 // w_bf16: the BF16 compute mode (GPT-2's tied head, GPT2LMHeadModel::set_bf16_lm_head): w rounded
 // to BF16, (V, C); when given, for float, the logits and dx GEMMs take BF16 operands with FP32
 // accumulation (detail/bf16_gemm.hpp). w must then be frozen (it still gives the shapes).
@@ -146,13 +150,20 @@ Var<Real> linear_cross_entropy(Tape<Real>& tape, const Var<Real>& x, const Var<R
                                   beta, out, n_out);
   };
   const Index R = std::min(std::max<Index>(K, 1), chunk_rows > 0 ? chunk_rows
-                                                  : linear_cross_entropy_chunk_rows(V, sizeof(Real)));
+                                                  : linear_cross_entropy_chunk_rows(V, sizeof(Real), K));
 
   // Saved for the backward pass, already divided by n_kept; scaled by dloss there.
   Tensor<Real> dx_kept(need_x ? Shape{K, C} : Shape{0}), dw_sum(need_w ? Shape{V, C} : Shape{0}),
       db_sum(need_b ? Shape{V} : Shape{0});
   std::vector<double> row_loss(static_cast<std::size_t>(K), 0.0);
-  std::vector<Real> logits(static_cast<std::size_t>(R * V)), x_chunk(static_cast<std::size_t>(R * C));
+  // The chunk's logits (R, V) live in a per-thread workspace kept between calls: at GPT-2's 256
+  // rows it is 51 MB, above glibc's largest mmap threshold (core/memory.hpp), so a fresh buffer
+  // would be mapped and page-faulted in again every step (12.6k faults per GPT-2 step).
+  thread_local std::vector<Real> logits_workspace;
+  if (logits_workspace.size() < static_cast<std::size_t>(R * V))
+    logits_workspace.resize(static_cast<std::size_t>(R * V));
+  const std::span<Real> logits(logits_workspace.data(), static_cast<std::size_t>(R * V));
+  std::vector<Real> x_chunk(static_cast<std::size_t>(R * C));
   const Real g = K > 0 ? Real(1) / static_cast<Real>(K) : Real(0);
   const Real* xp = x.data().data();
   for (Index k0 = 0; k0 < K; k0 += R) {
