@@ -135,6 +135,30 @@ TEST_CASE("linear: a frozen weight gets no gradient and a width mismatch names b
                        "linear: x has shape (4, 7) but weight (3, 5) expects last dim 5", ShapeError);
 }
 
+TEST_CASE("linear at a size that runs threaded: y = b + x·Wᵀ, and the bias gradient sums rows in order") {
+  // Large enough for the bias rows and sum_rows_into to run over threads (N·d_out > 65536, more
+  // than one 256-column block), with a frozen weight and a trainable bias.
+  Rng rng(15);
+  const Index N = 150, d_in = 9, d_out = 700;
+  Tape<float> tape;
+  Var<float> x(randn<float>({N, d_in}, rng)), w(randn<float>({d_out, d_in}, rng));
+  Var<float> b = Var<float>::parameter(randn<float>({d_out}, rng));
+  Var<float> y = ops::linear(tape, x, w, b);
+  for (Index n : {Index(0), Index(77), N - 1})
+    for (Index o : {Index(0), Index(255), Index(256), d_out - 1}) {
+      double ref = b.value()[o];
+      for (Index i = 0; i < d_in; ++i) ref += double(x.value()[n * d_in + i]) * w.value().at({o, i});
+      CHECK(y.value()[n * d_out + o] == doctest::Approx(ref).epsilon(1e-5));
+    }
+  const Tensor<float> dy = randn<float>({N, d_out}, rng);
+  tape.backward(y, dy);
+  for (Index o = 0; o < d_out; ++o) {
+    float serial = 0;  // the same additions in the same order: the same bits
+    for (Index n = 0; n < N; ++n) serial += dy[n * d_out + o];
+    REQUIRE(b.grad()[o] == serial);
+  }
+}
+
 TEST_CASE("matmul: batched with transposes and a shared right operand; gradients") {
   Rng rng(6);
   for (bool ta : {false, true})

@@ -3,6 +3,7 @@
 // Every product goes through detail::gemm (OpenBLAS or Eigen, chosen at configure time).
 #pragma once
 
+#include <algorithm>
 #include <span>
 #include <type_traits>
 
@@ -12,6 +13,7 @@
 #include "fourierft/detail/bf16_gemm.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/detail/half_gemm.hpp"
+#include "fourierft/detail/isa.hpp"
 
 namespace fourierft::ops {
 
@@ -26,30 +28,42 @@ enum class WeightLayout {
 //   y: (N, d_out) = x·Wᵀ + b         (out_in)        = x·W + b   (in_out)
 //   dx += dy·W (out_in) or dy·Wᵀ (in_out);  dW += dyᵀ·x (out_in) or xᵀ·dy (in_out);  db += sum_N dy
 // Empty gradient spans are skipped: a frozen weight costs no weight-gradient GEMM.
-// y[i, :] += b for each of the N rows of y: (N, d_out); nothing when b is empty.
+// y[i, :] = b for each of the N rows of y: (N, d_out). The forward GEMMs then add x·Wᵀ to it
+// (beta = 1), as torch.addmm does: one write pass over y instead of the BLAS zeroing y (beta = 0)
+// and a second pass adding b.
 template <class Real>
-void add_bias_rows(std::span<Real> y, std::span<const Real> b, Index N, Index d_out) {
-  if (b.empty()) return;
+void fill_rows_with_bias(std::span<Real> y, std::span<const Real> b, Index N, Index d_out) {
 #pragma omp parallel for if (N * d_out > 65536)
-  for (Index i = 0; i < N; ++i)
-    for (Index j = 0; j < d_out; ++j) y[i * d_out + j] += b[j];
+  for (Index i = 0; i < N; ++i) std::copy_n(b.data(), d_out, y.data() + i * d_out);
 }
 
+// y = x·op(W) (+ b): the GEMM writes y (beta = 0), or adds to the bias rows (beta = 1).
 template <class Real>
 void linear_forward(std::span<Real> y, std::span<const Real> x, std::span<const Real> w,
                     std::span<const Real> b, Index N, Index d_in, Index d_out, WeightLayout layout) {
   const bool out_in = layout == WeightLayout::out_in;
+  if (!b.empty()) fill_rows_with_bias(y, b, N, d_out);
   fourierft::detail::gemm<Real>(false, out_in, N, d_out, d_in, Real(1), x.data(), d_in, w.data(),
-                                out_in ? d_in : d_out, Real(0), y.data(), d_out);
-  add_bias_rows(y, b, N, d_out);
+                                out_in ? d_in : d_out, b.empty() ? Real(0) : Real(1), y.data(),
+                                d_out);
 }
 
-// db[j] += sum_i dy[i, j] over the N rows of dy: (N, d_out); nothing when db is empty.
+// db[j] += Σ_i dy[i, j] over the N rows of dy: (N, d_out); nothing when db is empty. Columns are
+// split over threads; each thread adds its columns row by row (vectorised along j), so every db[j]
+// is summed in row order whatever the thread count.
 template <class Real>
 void sum_rows_into(std::span<Real> db, std::span<const Real> dy, Index N, Index d_out) {
   if (db.empty()) return;
-  for (Index i = 0; i < N; ++i)
-    for (Index j = 0; j < d_out; ++j) db[j] += dy[i * d_out + j];
+  constexpr Index block = 256;  // columns per task
+  const Index blocks = (d_out + block - 1) / block;
+#pragma omp parallel for schedule(static) if (N * d_out > 65536 && blocks > 1)
+  for (Index c = 0; c < blocks; ++c) {
+    const Index j0 = c * block, j1 = std::min(d_out, j0 + block);
+    fourierft::detail::run_dispatched([&] {
+      for (Index i = 0; i < N; ++i)
+        for (Index j = j0; j < j1; ++j) db[j] += dy[i * d_out + j];
+    });
+  }
 }
 
 // accumulate_dx = false: dx is written (beta = 0), not added to — a gradient made by
@@ -99,7 +113,7 @@ Var<Real> linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& w,
   const Index N = x.numel() / d_in;
   Shape out_shape = x.shape();
   out_shape.back() = d_out;
-  Var<Real> y = tape.output_uninitialized(out_shape);  // the GEMM (beta = 0) writes all of y
+  Var<Real> y = tape.output_uninitialized(out_shape);  // linear_forward writes all of y
   linear_forward<Real>(y.data(), x.data(), w.data(),
                        b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out, layout);
   tape.record("linear", {x, w, b}, y, [=](std::span<const Real> dy) {
@@ -139,18 +153,20 @@ void half_linear_forward(std::span<Real> y, std::span<const Real> x, const HalfM
                          std::span<const Real> b, Index N, Index d_in, Index d_out,
                          WeightLayout layout, HalfCompute compute = HalfCompute::exact) {
   const bool out_in = layout == WeightLayout::out_in;
-  detail::half_weight_gemm<Real>(compute, out_in, N, d_out, d_in, x.data(), w, Real(0), y.data());
-  add_bias_rows(y, b, N, d_out);
+  if (!b.empty()) fill_rows_with_bias(y, b, N, d_out);
+  detail::half_weight_gemm<Real>(compute, out_in, N, d_out, d_in, x.data(), w,
+                                 b.empty() ? Real(0) : Real(1), y.data());
 }
 
 template <class Real>
 void half_linear_backward(std::span<Real> dx, std::span<Real> db, std::span<const Real> dy,
                           const HalfMatrix& w, Index N, Index d_in, Index d_out,
-                          WeightLayout layout, HalfCompute compute = HalfCompute::exact) {
+                          WeightLayout layout, HalfCompute compute = HalfCompute::exact,
+                          bool accumulate_dx = true) {
   const bool out_in = layout == WeightLayout::out_in;
   if (!dx.empty())
-    detail::half_weight_gemm<Real>(compute, !out_in, N, d_in, d_out, dy.data(), w, Real(1),
-                                   dx.data());
+    detail::half_weight_gemm<Real>(compute, !out_in, N, d_in, d_out, dy.data(), w,
+                                   accumulate_dx ? Real(1) : Real(0), dx.data());
   sum_rows_into(db, dy, N, d_out);
 }
 
@@ -172,14 +188,15 @@ Var<Real> half_linear(Tape<Real>& tape, const Var<Real>& x, const HalfMatrix& w,
   const Index N = x.numel() / d_in;
   Shape out_shape = x.shape();
   out_shape.back() = d_out;
-  Var<Real> y = tape.output_uninitialized(out_shape);  // beta = 0 writes all of y
+  Var<Real> y = tape.output_uninitialized(out_shape);  // half_linear_forward writes all of y
   half_linear_forward<Real>(y.data(), x.data(), w,
                             b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out,
                             layout, compute);
   tape.record("half_linear", {x, b}, y, [=](std::span<const Real> dy) {
-    half_linear_backward<Real>(grad_if_needed(x),
-                               b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, w, N, d_in,
-                               d_out, layout, compute);
+    bool fresh = false;  // x's first gradient is written by the dx GEMM, not zeroed and added to
+    const std::span<Real> dx = grad_to_fill_if_needed(x, fresh);
+    half_linear_backward<Real>(dx, b.defined() ? grad_if_needed(b) : std::span<Real>(), dy, w, N,
+                               d_in, d_out, layout, compute, !fresh);
   });
   return y;
 }

@@ -594,7 +594,7 @@ Var<Real> fourierft_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>
   const Index T = x.numel() / d_in;
   Shape out_shape = x.shape();
   out_shape.back() = d_out;
-  Var<Real> y = tape.output_uninitialized(out_shape);  // the GEMM (beta = 0) writes all of y
+  Var<Real> y = tape.output_uninitialized(out_shape);  // linear_forward writes all of y
   const Tensor<Real> weight = build_weight();
   ops::linear_forward<Real>(y.data(), x.data(), weight.data(),
                             bias.defined() ? bias.data() : std::span<const Real>(), T, d_in,

@@ -57,7 +57,7 @@ Var<Real> lora_linear(Tape<Real>& tape, const Var<Real>& x, const Var<Real>& h, 
   const Index N = x.numel() / d_in, r = lora_a.size(0);
   Shape out_shape = x.shape();
   out_shape.back() = d_out;
-  Var<Real> y = tape.output_uninitialized(out_shape);  // the GEMM (beta = 0) writes all of y
+  Var<Real> y = tape.output_uninitialized(out_shape);  // linear_forward writes all of y
   ops::linear_forward<Real>(y.data(), x.data(), w.data(),
                             b.defined() ? b.data() : std::span<const Real>(), N, d_in, d_out, layout);
   Tensor<Real> u({N, r});
