@@ -227,13 +227,19 @@ inline float tanh_from_exp(float u) { return 1.0f - 2.0f / (1.0f + exp_fast(2.0f
 
 // erf(z) by Abramowitz & Stegun 7.1.26: 1 − t·(a1 + t·(a2 + … + t·a5))·e^{−z²}, t = 1 / (1 + p·|z|),
 // with the sign of z; absolute error below 1.5e-7 (+ exp_fast's).
-inline float erf_from_exp(float z) {
+// erf_from_exp_and_gauss also returns e^{−z²} (the Gaussian GELU's backward needs, with z = v/√2).
+inline float erf_from_exp_and_gauss(float z, float& gauss) {
   const float a = std::fabs(z);
   const float t = 1.0f / (1.0f + 0.3275911f * a);
   const float poly =
       t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-  const float r = 1.0f - poly * exp_fast(-a * a);
+  gauss = exp_fast(-a * a);
+  const float r = 1.0f - poly * gauss;
   return z < 0.0f ? -r : r;
+}
+inline float erf_from_exp(float z) {
+  float gauss;
+  return erf_from_exp_and_gauss(z, gauss);
 }
 
 // f(i) for i in [0, n), chunked over threads, each chunk a loop built for the active ISA.
@@ -301,8 +307,9 @@ void gelu_backward(GeluForm form, std::span<Real> dx, std::span<const Real> dy,
       if (form == GeluForm::exact)
         detail::parallel_dispatched(n, [=](Index i) {
           const float v = xp[i];
-          const float cdf = 0.5f * (1.0f + detail::erf_from_exp(v * inv_sqrt2));
-          const float pdf = inv_sqrt2pi * detail::exp_fast(-0.5f * v * v);
+          float gauss;  // e^{−v²/2}: the same exponential erf's approximation takes
+          const float cdf = 0.5f * (1.0f + detail::erf_from_exp_and_gauss(v * inv_sqrt2, gauss));
+          const float pdf = inv_sqrt2pi * gauss;
           const float d = gp[i] * (cdf + v * pdf);
           dxp[i] = accumulate ? dxp[i] + d : d;
         });
