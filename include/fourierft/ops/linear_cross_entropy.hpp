@@ -79,9 +79,8 @@ Real cross_entropy_row(Real* row, Index V, std::int64_t t, Real eps, bool to_gra
 
 // Rows per chunk when the caller passes 0, for K rows with a loss: at most about 64 MB of logits,
 // a multiple of 32 rows, the K rows split into equal chunks. The BLAS splits a GEMM's rows over
-// its threads; at 2 threads and row counts that are not a multiple of 32 (GPT-2's former 166-row
-// chunks) or a small last chunk (20 rows) the head's GEMMs ran at 60-80% of their rate at
-// 256 rows (docs/performance.md).
+// its threads: at 2 threads GPT-2's former chunks of 166 rows ran at 83% of the rate at 256 rows,
+// and its 20-row last chunk at 33% (docs/performance.md).
 inline Index linear_cross_entropy_chunk_rows(Index V, std::size_t bytes_per_value, Index K) {
   constexpr Index align = 32;
   const auto fit = static_cast<Index>((64u << 20) / (bytes_per_value * static_cast<std::size_t>(V)));
