@@ -75,11 +75,12 @@ std::vector<Bf16Kernel> available_kernels() {
 
 TEST_CASE("bf16_gemm: every kernel equals the FP32 GEMM on BF16-rounded operands") {
   // Shapes cross the AVX-512 kernel's edges: rows not a multiple of 12, columns not of 32, odd K,
-  // K past one 256-wide pass, more than 16 panels of columns, and a single row.
+  // K past one 1024-wide pass (odd K there too), more panels of columns than one pass takes, and
+  // a single row.
   struct Case { Index M, N, K; };
   Rng rng(61);
   for (const Bf16Kernel kernel : available_kernels())
-    for (const Case c : {Case{37, 45, 67}, Case{13, 33, 600}, Case{1, 70, 9}, Case{25, 530, 40},
+    for (const Case c : {Case{37, 45, 67}, Case{13, 33, 600}, Case{5, 40, 2101}, Case{1, 70, 9}, Case{25, 530, 40},
                          Case{12, 32, 2}})
       for (const bool trans_b : {true, false})
         for (const float beta : {0.0f, 0.5f}) {

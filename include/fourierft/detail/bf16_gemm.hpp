@@ -166,8 +166,8 @@ namespace bf16_avx512 {
 
 constexpr int kPanel = 32;        // columns of C per micro-tile: two zmm of 16 floats
 constexpr int kRows = 12;         // rows of C per micro-tile: 24 accumulators
-constexpr Index kPairsBlock = 128;  // k-pairs per pass (256 k): a B panel slice is 16 KB (L1)
-constexpr Index kPanelsBlock = 16;  // panels per pass: 256 KB of B stays in L2
+constexpr Index kPairsBlock = 512;  // k-pairs per pass (1024 k): an A tile is 24 KB (L1)
+constexpr Index kPanelsBlock = 4;   // panels per pass: 256 KB of B stays in L2
 
 // One row of A (K floats) -> Kp BF16 (Kp = K rounded up to even, zero-padded), nearest even.
 [[gnu::target("avx512f,avx512bw,avx512bf16")]] inline void round_row(const float* a, Index K,
