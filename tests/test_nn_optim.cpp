@@ -321,7 +321,7 @@ TEST_CASE("half_gemm equals gemm on the weight converted to float: shapes, trans
     Index tile;  // 0 = the default tile size; small ones force many tiles and ragged edges
   };
   for (const Case c : {Case{1, 37, 53, 0}, Case{5, 37, 53, 64}, Case{33, 130, 70, 300},
-                       Case{64, 256, 512, 0}, Case{3, 1, 9, 0}, Case{7, 19, 1, 16}}) {
+                       Case{96, 256, 512, 0}, Case{3, 1, 9, 0}, Case{7, 19, 1, 16}}) {
     for (const bool trans_b : {true, false})
       for (const io::Dtype dtype : {io::Dtype::BF16, io::Dtype::F16})
         for (const float beta : {0.0f, 1.0f}) {
@@ -340,6 +340,47 @@ TEST_CASE("half_gemm equals gemm on the weight converted to float: shapes, trans
           CHECK(relative_gap<float>(got.data(), want.data()) < 2e-6);
         }
   }
+}
+
+TEST_CASE("half_gemm with few rows and a BF16 weight (the decoding path): values, every ISA level") {
+  // M <= half_gemv_max_rows skips the tiles: B widened in registers, 16-lane sums. Rows of A in
+  // groups of 4 (M = 5, 7 leave short groups), rows of B in fours (N = 37), 64-column blocks with
+  // a ragged last one (N = 130), K not a multiple of 16 and a wider row stride for A; beta = 0
+  // must overwrite a NaN. Where every ISA level takes this path, they must give the same bits.
+  Rng rng(24);
+  for (const Index M : {1, 2, 3, 4, 5, 7, 16, 64})
+    for (const Index N : {37, 130})
+      for (const Index K : {5, 53})
+        for (const bool trans_b : {true, false})
+          for (const float beta : {0.0f, 0.5f}) {
+            INFO("M " << M << " N " << N << " K " << K << " trans_b " << trans_b << " beta " << beta);
+            const Index lda = K + 3;
+            const Tensor<float> a = randn<float>({M, lda}, rng);
+            const Tensor<float> w = randn<float>(trans_b ? Shape{N, K} : Shape{K, N}, rng);
+            const HalfMatrix half =
+                HalfMatrix::from_values<float>(w.data(), w.size(0), w.size(1), io::Dtype::BF16);
+            const Tensor<float> rounded = half.to_tensor<float>();
+            const Tensor<float> c0 = randn<float>({M, N}, rng);
+            Tensor<float> want = c0.clone();
+            fourierft::detail::gemm<float>(false, trans_b, M, N, K, 1.5f, a.ptr(), lda,
+                                           rounded.ptr(), w.size(1), beta, want.ptr(), N);
+            std::vector<Tensor<float>> per_level;
+            for (const auto level : {fourierft::detail::Isa::baseline, fourierft::detail::Isa::avx2,
+                                     fourierft::detail::Isa::avx512}) {
+              const auto old = fourierft::detail::set_active_isa(level);
+              Tensor<float> got = c0.clone();
+              if (beta == 0.0f) got[M * N - 1] = std::numeric_limits<float>::quiet_NaN();
+              fourierft::detail::half_gemm<float>(trans_b, M, N, K, 1.5f, a.ptr(), lda, half, beta,
+                                                  got.ptr(), N);
+              fourierft::detail::set_active_isa(old);
+              CHECK(relative_gap<float>(got.data(), want.data()) < 2e-6);
+              per_level.push_back(std::move(got));
+            }
+            const bool direct_at_every_level = M <= (trans_b ? 16 : 1);
+            if (direct_at_every_level)
+              for (const Tensor<float>& got : per_level)
+                CHECK(std::memcmp(got.ptr(), per_level[0].ptr(), sizeof(float) * M * N) == 0);
+          }
 }
 
 TEST_CASE("gemm with few rows of C (the matrix-vector path) equals Eigen's product") {

@@ -5,6 +5,7 @@
 // C = alpha·A·op(B) + beta·C with B a HalfMatrix: the same numbers as gemm() on B converted to
 // float (the conversion is exact), up to the order of the float additions when K is split into
 // blocks. No float copy of B exists at any time: one tile per thread, at most `tile_elements`.
+// A float product with few rows of A and a BF16 B (decoding) skips the tiles: half_gemv_bf16.
 //
 // Tiles follow C's columns, so threads never write the same entry of C:
 //   op(B) = Bᵀ, B stored (N, K): a tile is rows n0..n1 of B, all K columns (contiguous rows);
@@ -18,20 +19,184 @@
 // (multi-threaded) gemm().
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "fourierft/core/error.hpp"
 #include "fourierft/core/half.hpp"
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/detail/gemm.hpp"
+#include "fourierft/detail/isa.hpp"
 
 namespace fourierft::detail {
 
 // How many weight numbers one tile holds: small for matrix-vector products (few rows of A: the
 // tile is read once, so it should stay in L2), larger for real GEMMs (fewer passes over A).
 inline Index half_tile_elements(Index M) { return M <= 16 ? Index(1) << 15 : Index(1) << 19; }
+
+// Few rows of A (decoding: one token per sequence) against a BF16 B: B is read once per group of
+// 4 rows of A, each number widened in registers (bf16 -> float is a 16-bit shift), no tile. Sums
+// run over 16 fixed lanes per dot product, so every ISA level (detail/isa.hpp) gives the same bits.
+// Up to how many rows this beats the tiles (measured, docs/performance.md): with AVX-512's 32
+// registers 64 rows; with AVX2's 16 the accumulators spill, so 16 rows for op(B) = Bᵀ and 1 for B.
+inline Index half_gemv_max_rows(bool trans_b) {
+  if (active_isa() == Isa::avx512) return 64;
+  return trans_b ? 16 : 1;
+}
+
+namespace half_gemv {
+
+constexpr int kLanes = 16;
+
+inline float widen(std::uint16_t bits) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
+}
+
+inline float sum_lanes(const float (&lane)[kLanes]) {
+  float pair[8];
+  for (int l = 0; l < 8; ++l) pair[l] = lane[l] + lane[l + 8];
+  return ((pair[0] + pair[4]) + (pair[1] + pair[5])) + ((pair[2] + pair[6]) + (pair[3] + pair[7]));
+}
+
+inline float scaled(float alpha, float sum, float beta, const float& c) {
+  return beta == 0.0f ? alpha * sum : alpha * sum + beta * c;
+}
+
+// 16 lanes as GCC vector types: one zmm under AVX-512, two ymm under AVX2, four xmm in baseline.
+using Lanes = float __attribute__((vector_size(64)));
+using LaneHalves = std::uint16_t __attribute__((vector_size(32)));
+using LaneWords = std::uint32_t __attribute__((vector_size(64)));
+
+// op(B) = Bᵀ, B stored (N, K): C[m, n] for m < MR, n in [n0, n1), four rows of B at a time (a
+// short last group repeats its last row and drops the copies).
+template <int MR>
+void nt_rows(Index K, float alpha, const float* A, Index lda, const std::uint16_t* B, Index n0,
+             Index n1, float beta, float* C, Index ldc) {
+  constexpr int NR = 4;
+  for (Index n = n0; n < n1; n += NR) {
+    const std::uint16_t* row[NR];
+    for (int j = 0; j < NR; ++j) row[j] = B + std::min(n + j, n1 - 1) * K;
+    Lanes acc[MR][NR];
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) acc[m][j] = Lanes{};
+    Index k = 0;
+    for (; k + kLanes <= K; k += kLanes) {
+      Lanes b[NR];
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) {
+        LaneHalves h;
+        std::memcpy(&h, row[j] + k, sizeof h);
+        const LaneWords w = __builtin_convertvector(h, LaneWords) << 16;
+        std::memcpy(&b[j], &w, sizeof w);
+      }
+#pragma GCC unroll 4
+      for (int m = 0; m < MR; ++m) {
+        Lanes a;
+        std::memcpy(&a, A + m * lda + k, sizeof a);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) acc[m][j] += a * b[j];
+      }
+    }
+    for (int j = 0; j < NR && n + j < n1; ++j)
+      for (int m = 0; m < MR; ++m) {
+        float lane[kLanes];
+        std::memcpy(lane, &acc[m][j], sizeof lane);
+        float tail = 0.0f;
+        for (Index kt = k; kt < K; ++kt) tail += A[m * lda + kt] * widen(row[j][kt]);
+        float& c = C[m * ldc + n + j];
+        c = scaled(alpha, sum_lanes(lane) + tail, beta, c);
+      }
+  }
+}
+
+// op(B) = B, B stored (K, N): C[m, n0 : n0 + 64] for m < MR, Σ over k in order (no lanes needed:
+// each column is its own sum). Fewer than 64 columns left: the scalar loop.
+template <int MR>
+void nn_columns(Index K, Index N, float alpha, const float* A, Index lda, const std::uint16_t* B,
+                Index n0, Index cols, float beta, float* C, Index ldc) {
+  constexpr int NC = 64, NV = NC / kLanes;
+  if (cols == NC) {
+    Lanes acc[MR][NV];
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] = Lanes{};
+    for (Index k = 0; k < K; ++k) {
+      Lanes b[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        LaneHalves h;
+        std::memcpy(&h, B + k * N + n0 + v * kLanes, sizeof h);
+        const LaneWords w = __builtin_convertvector(h, LaneWords) << 16;
+        std::memcpy(&b[v], &w, sizeof w);
+      }
+#pragma GCC unroll 4
+      for (int m = 0; m < MR; ++m) {
+        const float a = A[m * lda + k];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[m][v] += a * b[v];
+      }
+    }
+    for (int m = 0; m < MR; ++m) {
+      float sum[NC];
+      std::memcpy(sum, acc[m], sizeof sum);
+      for (int l = 0; l < NC; ++l) C[m * ldc + n0 + l] = scaled(alpha, sum[l], beta, C[m * ldc + n0 + l]);
+    }
+    return;
+  }
+  for (int m = 0; m < MR; ++m)
+    for (Index l = 0; l < cols; ++l) {
+      float sum = 0.0f;
+      for (Index k = 0; k < K; ++k) sum += A[m * lda + k] * widen(B[k * N + n0 + l]);
+      C[m * ldc + n0 + l] = scaled(alpha, sum, beta, C[m * ldc + n0 + l]);
+    }
+}
+
+template <int MR>
+void block(bool trans_b, Index N, Index K, float alpha, const float* A, Index lda,
+           const std::uint16_t* B, Index n0, Index n1, float beta, float* C, Index ldc) {
+  if (trans_b)
+    nt_rows<MR>(K, alpha, A, lda, B, n0, n1, beta, C, ldc);
+  else
+    nn_columns<MR>(K, N, alpha, A, lda, B, n0, n1 - n0, beta, C, ldc);
+}
+
+}  // namespace half_gemv
+
+// C (M, N) = alpha·A·op(B) + beta·C for a BF16 B and few rows M: columns of C split over the
+// threads in blocks of 64, rows of A in groups of up to 4 (each group reads the block of B once).
+inline void half_gemv_bf16(bool trans_b, Index M, Index N, Index K, float alpha, const float* A,
+                           Index lda, const HalfMatrix& B, float beta, float* C, Index ldc) {
+  gemm_flop_count().fetch_add(2ull * static_cast<std::uint64_t>(M) * static_cast<std::uint64_t>(N) *
+                                  static_cast<std::uint64_t>(K),
+                              std::memory_order_relaxed);
+  constexpr Index kBlock = 64;
+  const Index blocks = (N + kBlock - 1) / kBlock;
+  const std::uint16_t* b = B.data();
+#pragma omp parallel for schedule(static) if (num_threads() > 1 && M * N * K >= (1 << 16))
+  for (Index blk = 0; blk < blocks; ++blk) {
+    const Index n0 = blk * kBlock, n1 = std::min(N, n0 + kBlock);
+    run_dispatched([&] {
+      for (Index m0 = 0; m0 < M; m0 += 4) {
+        const float* a = A + m0 * lda;
+        float* c = C + m0 * ldc;
+        switch (std::min<Index>(4, M - m0)) {
+          case 4: half_gemv::block<4>(trans_b, N, K, alpha, a, lda, b, n0, n1, beta, c, ldc); break;
+          case 3: half_gemv::block<3>(trans_b, N, K, alpha, a, lda, b, n0, n1, beta, c, ldc); break;
+          case 2: half_gemv::block<2>(trans_b, N, K, alpha, a, lda, b, n0, n1, beta, c, ldc); break;
+          default: half_gemv::block<1>(trans_b, N, K, alpha, a, lda, b, n0, n1, beta, c, ldc);
+        }
+      }
+    });
+  }
+}
 
 // One tile's buffer per thread, grown as needed and kept for the next call.
 template <class Real>
@@ -51,6 +216,11 @@ void half_gemm(bool trans_b, Index M, Index N, Index K, Real alpha, const Real* 
                     "half_gemm: B is (", B.rows(), ", ", B.cols(), ") but op(B) must be (", K,
                     ", ", N, ")", trans_b ? " transposed" : "");
   if (M == 0 || N == 0) return;
+  if constexpr (std::is_same_v<Real, float>) {
+    if (tile_elements <= 0 && M <= half_gemv_max_rows(trans_b) && K > 0 &&
+        B.dtype() == io::Dtype::BF16)
+      return half_gemv_bf16(trans_b, M, N, K, alpha, A, lda, B, beta, C, ldc);
+  }
   if (tile_elements <= 0) tile_elements = half_tile_elements(M);
   const int threads = num_threads();
   // Column block: whole rows of B when transposed; else up to 256 columns (K blocks of rows).
