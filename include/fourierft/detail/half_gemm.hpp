@@ -19,7 +19,6 @@
 // (multi-threaded) gemm().
 
 #include <algorithm>
-#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -32,6 +31,7 @@
 #include "fourierft/core/parallel.hpp"
 #include "fourierft/detail/gemm.hpp"
 #include "fourierft/detail/isa.hpp"
+#include "fourierft/detail/vector_math.hpp"
 
 namespace fourierft::detail {
 
@@ -52,16 +52,6 @@ inline Index half_gemv_max_rows(bool trans_b) {
 namespace half_gemv {
 
 constexpr int kLanes = 16;
-
-inline float widen(std::uint16_t bits) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
-}
-
-inline float sum_lanes(const float (&lane)[kLanes]) {
-  float pair[8];
-  for (int l = 0; l < 8; ++l) pair[l] = lane[l] + lane[l + 8];
-  return ((pair[0] + pair[4]) + (pair[1] + pair[5])) + ((pair[2] + pair[6]) + (pair[3] + pair[7]));
-}
 
 inline float scaled(float alpha, float sum, float beta, const float& c) {
   return beta == 0.0f ? alpha * sum : alpha * sum + beta * c;
@@ -109,9 +99,11 @@ void nt_rows(Index K, float alpha, const float* A, Index lda, const std::uint16_
         float lane[kLanes];
         std::memcpy(lane, &acc[m][j], sizeof lane);
         float tail = 0.0f;
-        for (Index kt = k; kt < K; ++kt) tail += A[m * lda + kt] * widen(row[j][kt]);
+        for (Index kt = k; kt < K; ++kt) tail += A[m * lda + kt] * bf16_to_float(row[j][kt]);
         float& c = C[m * ldc + n + j];
-        c = scaled(alpha, sum_lanes(lane) + tail, beta, c);
+        const float sum =
+            ops::detail::sum_lanes_of<float>(kLanes, [&](std::ptrdiff_t l) { return lane[l]; });
+        c = scaled(alpha, sum + tail, beta, c);
       }
   }
 }
@@ -154,7 +146,7 @@ void nn_columns(Index K, Index N, float alpha, const float* A, Index lda, const 
   for (int m = 0; m < MR; ++m)
     for (Index l = 0; l < cols; ++l) {
       float sum = 0.0f;
-      for (Index k = 0; k < K; ++k) sum += A[m * lda + k] * widen(B[k * N + n0 + l]);
+      for (Index k = 0; k < K; ++k) sum += A[m * lda + k] * bf16_to_float(B[k * N + n0 + l]);
       C[m * ldc + n0 + l] = scaled(alpha, sum, beta, C[m * ldc + n0 + l]);
     }
 }
