@@ -62,6 +62,14 @@ using Lanes = float __attribute__((vector_size(64)));
 using LaneHalves = std::uint16_t __attribute__((vector_size(32)));
 using LaneWords = std::uint32_t __attribute__((vector_size(64)));
 
+// out = the 16 BF16 numbers at p as floats (each a 16-bit shift; unaligned p).
+inline void widen_lanes(const std::uint16_t* p, Lanes& out) {
+  LaneHalves h;
+  std::memcpy(&h, p, sizeof h);
+  const LaneWords w = __builtin_convertvector(h, LaneWords) << 16;
+  std::memcpy(&out, &w, sizeof w);
+}
+
 // op(B) = Bᵀ, B stored (N, K): C[m, n] for m < MR, n in [n0, n1), four rows of B at a time (a
 // short last group repeats its last row and drops the copies).
 template <int MR>
@@ -81,10 +89,7 @@ void nt_rows(Index K, float alpha, const float* A, Index lda, const std::uint16_
       Lanes b[NR];
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
-        LaneHalves h;
-        std::memcpy(&h, row[j] + k, sizeof h);
-        const LaneWords w = __builtin_convertvector(h, LaneWords) << 16;
-        std::memcpy(&b[j], &w, sizeof w);
+        widen_lanes(row[j] + k, b[j]);
       }
 #pragma GCC unroll 4
       for (int m = 0; m < MR; ++m) {
@@ -124,10 +129,7 @@ void nn_columns(Index K, Index N, float alpha, const float* A, Index lda, const 
       Lanes b[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        LaneHalves h;
-        std::memcpy(&h, B + k * N + n0 + v * kLanes, sizeof h);
-        const LaneWords w = __builtin_convertvector(h, LaneWords) << 16;
-        std::memcpy(&b[v], &w, sizeof w);
+        widen_lanes(B + k * N + n0 + v * kLanes, b[v]);
       }
 #pragma GCC unroll 4
       for (int m = 0; m < MR; ++m) {
